@@ -1,0 +1,20 @@
+"""`minirun prune`: remove every stopped container, and clean up after dead monitors."""
+
+import argparse
+
+from minirun import paths, runtime, state
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("prune", help="remove all stopped containers")
+    p.add_argument("-f", "--force", action="store_true", help="accepted for docker compatibility")
+
+
+def run(args: argparse.Namespace) -> int:
+    state_dir = paths.state_dir()
+    with state.exclusive(state_dir):
+        for record in state.all_records(state_dir):
+            if record.status != "running":
+                runtime.remove_container(state_dir, record)
+                print(record.id)
+    return 0

@@ -1,0 +1,48 @@
+"""`minirun rm [-f] NAME...`: remove containers; -f kills a running one first."""
+
+import argparse
+import os
+import sys
+import time
+
+from minirun import paths, runtime, state
+from minirun.errors import MinirunError
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("rm", help="remove containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+
+
+def wait_for_monitor(record: state.Record, timeout: float = 10.0) -> None:
+    """After SIGKILL of PID 1, its monitor (`minirun run`) records the exit and cleans up."""
+    deadline = time.monotonic() + timeout
+    while record.monitor_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def remove(state_dir: "os.PathLike[str] | str", name: str, force: bool) -> None:
+    from pathlib import Path
+
+    record = state.find(Path(state_dir), name)
+    if record.status == "running" and not record.dead:
+        if not force:
+            raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
+        runtime.kill(record)
+        wait_for_monitor(record)
+        record = state.find(Path(state_dir), record.id) if Path(state_dir, f"{record.id}.json").exists() else record
+    with state.exclusive(Path(state_dir)):
+        runtime.remove_container(Path(state_dir), record)
+
+
+def run(args: argparse.Namespace) -> int:
+    code = 0
+    for name in args.names:
+        try:
+            remove(paths.state_dir(), name, args.force)
+            print(name)
+        except MinirunError as e:
+            print(f"minirun: {e}", file=sys.stderr)
+            code = 1
+    return code

@@ -1,0 +1,355 @@
+"""The local image store: root file systems on disk, their configs, and the names they go by.
+
+An image is an ordered stack of layers (lowest first) plus a config (the command, environment,
+working directory and user `run` starts with). Its layers become the lower directories of the
+container's overlayfs mount. Everything lives under one directory, minirun.paths.store_dir():
+
+    images.lock                   flock(2) held while anything below changes (shared for reading)
+    repositories.json             names to image ids: {"busybox:latest": "sha256:<64 hex>", ...}
+    images/<hex>.json             one image: id, created, size, layer digests (lowest first), config
+    layers/<hex>/layer.json       one layer: the digest of the blob it came from, and its size
+    layers/<hex>/rootfs/          ...and its files: this directory is an overlayfs lower directory
+    tmp/                          staging areas of imports in progress, and layers being deleted
+
+Names are content digests, as in Docker and the OCI image spec:
+ - a layer is named by the sha256 of the tarball bytes it was extracted from (for a plain
+   tarball, the same as `sha256sum file.tar`), so the same blob is stored once however many
+   images use it, and a registry pull can skip every layer it already has;
+ - an image id is the sha256 of its record's content (layer digests + config), like the OCI
+   image id, which is the digest of the image config. Unlike `docker import`, the creation time
+   is not part of it, so importing the same tarball under the same config twice gives the same
+   image, once.
+
+Crash safety: a layer is extracted into a private staging directory under tmp/ and renamed into
+layers/ only when complete; every JSON file is replaced atomically (minirun.fsutil). Things are
+added bottom-up (layer, then image record, then the name) and removed top-down (name, record,
+layers), so a crash can leave an unused layer or record behind but never a name pointing at
+nothing. Only a SIGKILLed import can leave a staging directory in tmp/, which nothing reads.
+
+Re-tagging: importing to a name that is taken moves the name to the new image. The old image is
+deleted when no name points to it any more (Docker would keep it as a dangling "<none>" image
+until `docker image prune`), and so are its layers that no other image uses.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from minirun.errors import ImageNotFound, MinirunError
+from minirun.fsutil import atomic_write_json, locked, read_json
+from minirun.images.tarball import safe_extract
+
+DEFAULT_TAG = "latest"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """The part of the OCI image config (image-spec config.md, "config") that `run` honours."""
+
+    env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])
+    cmd: list[str] = field(default_factory=lambda: ["/bin/sh"])
+    entrypoint: list[str] = field(default_factory=list)
+    working_dir: str = ""
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    id: str  # "sha256:<64 hex>"
+    repo_tags: list[str]  # e.g. ["busybox:latest"]; empty for an image no name points to
+    layers: list[Path]  # the layers' rootfs directories, LOWEST first
+    config: ImageConfig
+    created: str  # RFC 3339, UTC
+    size: int  # bytes of file data in its layers
+
+
+# ---------------------------------------------------------------------------------------------
+# Names. The grammar is Docker's (distribution/reference, reference.go), without digests:
+#   [registry-host[:port]/]path-component[/path-component...][:tag]
+# Path components are lowercase; a tag is up to 128 word characters, dots and dashes.
+# ---------------------------------------------------------------------------------------------
+
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?")
+_HEX_ID = re.compile(r"[0-9a-f]{4,64}")
+_MIN_ID_PREFIX = 4
+
+
+def normalize_ref(ref: str) -> str:
+    """`busybox` -> `busybox:latest`; `a/b:1` stays. A malformed name is the user's error."""
+    match = _REFERENCE.fullmatch(ref)
+    if match is None:
+        hint = ": repository name must be lowercase" if _REFERENCE.fullmatch(ref.lower()) else ""
+        raise MinirunError(f"invalid reference format{hint}: {ref!r} (expected NAME[:TAG])")
+    name, tag = match["name"], match["tag"] or DEFAULT_TAG
+    if len(name) > 255:
+        raise MinirunError(f"invalid reference format: repository name longer than 255 characters: {ref!r}")
+    if re.fullmatch(r"[0-9a-f]{64}", name):
+        # Docker's rule too: a name that looks like an image id would shadow that id.
+        raise MinirunError(f"invalid reference format: a name cannot be a 64-character hex id: {ref!r}")
+    return f"{name}:{tag}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading the store.
+# ---------------------------------------------------------------------------------------------
+
+
+def resolve(store: Path, ref: str) -> Image:
+    """Find an image by name[:tag], or by its id or a unique prefix of it (>= 4 hex digits).
+
+    Like Docker, a name wins over an id prefix ("cafe" is the image named cafe:latest if there
+    is one), and "sha256:..." is always an id.
+    """
+    if not store.is_dir():
+        raise ImageNotFound(f"image not found: {ref}")
+    with locked(store / "images.lock", shared=True):
+        repositories = _read_repositories(store)
+        if not ref.startswith("sha256:"):
+            try:
+                name = normalize_ref(ref)
+            except MinirunError:
+                if not _HEX_ID.fullmatch(ref):
+                    raise
+            else:
+                if name in repositories:
+                    return _load_image(store, _hex(repositories[name]), repositories)
+        hex_prefix = ref.removeprefix("sha256:")
+        if len(hex_prefix) >= _MIN_ID_PREFIX and _HEX_ID.fullmatch(hex_prefix):
+            matches = [h for h in _image_hexes(store) if h.startswith(hex_prefix)]
+            if len(matches) > 1:
+                raise MinirunError(f"image id prefix {ref!r} is ambiguous: it matches {len(matches)} images")
+            if matches:
+                return _load_image(store, matches[0], repositories)
+    raise ImageNotFound(f"image not found: {ref}")
+
+
+def list_images(store: Path) -> list[Image]:
+    """Every image in the store, newest first."""
+    if not store.is_dir():
+        return []
+    with locked(store / "images.lock", shared=True):
+        repositories = _read_repositories(store)
+        images = [_load_image(store, h, repositories) for h in _image_hexes(store)]
+    return sorted(images, key=lambda image: (image.created, image.id), reverse=True)
+
+
+def _read_repositories(store: Path) -> dict[str, str]:
+    path = store / "repositories.json"
+    if not path.exists():
+        return {}
+    repositories: dict[str, str] = read_json(path)
+    return repositories
+
+
+def _image_hexes(store: Path) -> list[str]:
+    directory = store / "images"
+    if not directory.is_dir():
+        return []
+    # Skip atomic_write_json's hidden temporary files (".<name>.XXXX.tmp").
+    return sorted(
+        n.removesuffix(".json")
+        for n in os.listdir(directory)
+        if n.endswith(".json") and not n.startswith(".")
+    )
+
+
+def _load_image(store: Path, image_hex: str, repositories: dict[str, str]) -> Image:
+    record = read_json(store / "images" / f"{image_hex}.json")
+    return Image(
+        id=record["id"],
+        repo_tags=sorted(name for name, image_id in repositories.items() if image_id == record["id"]),
+        layers=[store / "layers" / _hex(digest) / "rootfs" for digest in record["layers"]],
+        config=_config_from_json(record["config"]),
+        created=record["created"],
+        size=record["size"],
+    )
+
+
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
+
+
+def _config_to_json(config: ImageConfig) -> dict[str, Any]:
+    """The OCI image config's own key names, so a record reads like the spec."""
+    return {
+        "Env": config.env,
+        "Cmd": config.cmd,
+        "Entrypoint": config.entrypoint,
+        "WorkingDir": config.working_dir,
+        "User": config.user,
+    }
+
+
+def _config_from_json(value: dict[str, Any]) -> ImageConfig:
+    # In OCI configs from elsewhere any key may be missing or null.
+    default = ImageConfig()
+    return ImageConfig(
+        env=list(value.get("Env") or default.env),
+        cmd=list(value.get("Cmd") or []),
+        entrypoint=list(value.get("Entrypoint") or []),
+        working_dir=value.get("WorkingDir") or "",
+        user=value.get("User") or "",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Adding to the store: import = stage a layer, then commit it as an image under a name.
+# A registry pull does the same with several layers: stage each missing one, commit them all.
+# ---------------------------------------------------------------------------------------------
+
+
+def import_tarball(store: Path, source: BinaryIO, ref: str, *, config: ImageConfig | None = None) -> Image:
+    """Import a root file system tarball (one layer) as the image `ref`, like `docker import`."""
+    name = normalize_ref(ref)  # before any side effect
+    with staging_area(store) as staging:
+        layer_dir = staging / "layer"
+        digest = extract_layer(source, layer_dir)
+        return commit_image(store, [(digest, layer_dir)], config or ImageConfig(), name)
+
+
+@contextlib.contextmanager
+def staging_area(store: Path) -> Iterator[Path]:
+    """A private (0700) temporary directory inside the store, removed however the block ends.
+
+    Inside the store, so that the finished layer is moved into place with rename(2), which is
+    atomic only within one file system.
+    """
+    tmp = store / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="import-", dir=tmp))
+    try:
+        yield staging
+    finally:
+        _remove_tree(staging)
+
+
+def extract_layer(source: BinaryIO, layer_dir: Path) -> str:
+    """Extract a layer tarball into `layer_dir`/rootfs; return "sha256:..." of the bytes read."""
+    reader = _DigestingReader(source)
+    buffered = io.BufferedReader(reader)
+    size = safe_extract(buffered, layer_dir / "rootfs", chown=os.geteuid() == 0)
+    # tarfile stops at the end-of-archive marker; read the rest (padding) so that the digest is
+    # that of the whole file, as `sha256sum` or a registry would compute it.
+    while buffered.read(_DigestingReader.CHUNK):
+        pass
+    digest = f"sha256:{reader.sha256.hexdigest()}"
+    atomic_write_json(layer_dir / "layer.json", {"digest": digest, "size": size})
+    # mkdtemp made the staging tree 0700; the layer must be traversable by whoever the
+    # container runs as (the overlay mount checks permissions on its lower directories).
+    os.chmod(layer_dir, 0o755)
+    return digest
+
+
+class _DigestingReader(io.RawIOBase):
+    """A read-only stream that feeds every byte it passes on into a sha256."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, source: BinaryIO) -> None:
+        super().__init__()
+        self.source = source
+        self.sha256 = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.source.read(len(buffer))
+        self.sha256.update(data)
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def commit_image(store: Path, layers: list[tuple[str, Path]], config: ImageConfig, name: str) -> Image:
+    """Move staged layers into place, record the image, and point `name` at it.
+
+    `layers` are (digest, staged layer directory) pairs, lowest first; a layer the store already
+    has is kept and its staged copy left to be cleaned up with the staging area. All of it
+    happens under one exclusive lock, so a concurrent import cannot delete a shared layer
+    between our checking that it exists and our recording an image that uses it.
+    """
+    name = normalize_ref(name)
+    digests = [digest for digest, _ in layers]
+    config_json = _config_to_json(config)
+    # The id covers what makes the image what it is, in a canonical JSON form (sorted keys).
+    content = json.dumps({"config": config_json, "layers": digests}, sort_keys=True, separators=(",", ":"))
+    image_id = f"sha256:{hashlib.sha256(content.encode()).hexdigest()}"
+    record_path = store / "images" / f"{_hex(image_id)}.json"
+
+    with locked(store / "images.lock"):
+        (store / "layers").mkdir(exist_ok=True)
+        for digest, staged in layers:
+            final = store / "layers" / _hex(digest)
+            if not final.exists():
+                os.rename(staged, final)
+        if not record_path.exists():
+            size = sum(read_json(store / "layers" / _hex(d) / "layer.json")["size"] for d in digests)
+            created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            atomic_write_json(
+                record_path,
+                {"id": image_id, "created": created, "size": size, "layers": digests, "config": config_json},
+            )
+
+        repositories = _read_repositories(store)
+        previous = repositories.get(name)
+        repositories[name] = image_id
+        atomic_write_json(store / "repositories.json", repositories)
+        if previous is not None and previous not in repositories.values():
+            _remove_image(store, previous)
+        return _load_image(store, _hex(image_id), repositories)
+
+
+def _remove_image(store: Path, image_id: str) -> None:
+    """Delete an image no name points to, then each of its layers that no other image uses.
+
+    Caveat: a running container whose overlay uses these layers would lose its files; `run`
+    resolves an image at start, so re-importing a name while its containers run is the risk.
+    """
+    record_path = store / "images" / f"{_hex(image_id)}.json"
+    digests: list[str] = read_json(record_path)["layers"]
+    record_path.unlink()
+    still_used = {d for h in _image_hexes(store) for d in read_json(store / "images" / f"{h}.json")["layers"]}
+    for digest in digests:
+        if digest in still_used:
+            continue
+        # Move the layer out of layers/ first (atomic), then delete it at leisure: a crash
+        # half-way through the delete must not leave a half-empty layer that looks complete.
+        trash = Path(tempfile.mkdtemp(prefix="remove-", dir=store / "tmp"))
+        try:
+            os.rename(store / "layers" / _hex(digest), trash / "layer")
+        finally:
+            _remove_tree(trash)
+
+
+def _remove_tree(path: Path) -> None:
+    """shutil.rmtree that also works for an unprivileged user on an image's read-only directories.
+
+    Removing an entry needs write permission on its directory. Root ignores modes, but a user's
+    layer may hold directories the archive made 0555 (or 0000), so make them 0700 first.
+    """
+    if not os.path.lexists(path):
+        return
+    if os.geteuid() != 0:
+        os.chmod(path, 0o700)
+        for parent, dirnames, _ in os.walk(path):  # os.walk does not follow symlinks by default
+            for dirname in dirnames:
+                child = os.path.join(parent, dirname)
+                if not os.path.islink(child):
+                    os.chmod(child, 0o700)
+    shutil.rmtree(path)

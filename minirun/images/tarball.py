@@ -1,0 +1,324 @@
+"""Safe extraction of a root file system tarball into a directory.
+
+A tarball is data from somebody else, and a naive `tar -x` of it as root can write anywhere on
+the host: a member named `../../etc/cron.d/x` or `/etc/passwd`, a symlink `etc -> /etc` followed
+by a member `etc/passwd` that is then written *through* the link, or a hard link to `/etc/shadow`
+(CVE-2007-4559 is Python's own `tarfile.extractall` doing exactly this; Docker had the same class
+of bugs, e.g. CVE-2014-6407). Python 3.12 added extraction filters (`filter="data"`), but the
+Python this project targets (Debian 12's 3.11.2) has none, so the rules are written out here:
+
+ - every member name is made relative (leading "/" and "./" dropped, as Docker does) and any
+   ".." component refuses the whole archive;
+ - no path is ever looked up by name from the top: each directory on the way to a member is
+   opened from the one before with O_NOFOLLOW (openat(2)), so a symlink in the middle of a path
+   is seen and refused instead of followed, and the final name is created relative to its
+   parent's file descriptor with flags that never follow a link either;
+ - device nodes are not created at all (a container gets a fresh /dev anyway).
+
+The archive is read as a stream ("r|*"), one member after another, so it can come from a pipe
+(`minirun import - NAME`) and may be plain, gzip, bzip2 or xz compressed.
+"""
+
+import errno
+import os
+import shutil
+import stat
+import sys
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+from minirun.errors import MinirunError
+
+# Open a directory without following a symlink at the last step, and keep the fd out of any
+# program we might exec later. O_NOFOLLOW on a symlink with O_DIRECTORY fails with ENOTDIR.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# O_EXCL makes open(2) fail if anything (including a dangling symlink) already has the name.
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_COPY_CHUNK = 1 << 20
+
+
+def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
+    """Extract the tar stream `source` into the directory `dest`; return the bytes of file data written.
+
+    `chown` gives files the numeric owners recorded in the archive (user and group names are
+    ignored: they mean nothing inside the container); it needs root. Unprivileged imports keep
+    the importing user as owner, who is root inside a rootless container's user namespace.
+
+    On a refused or broken archive this raises MinirunError and leaves `dest` partly filled:
+    extract into a fresh temporary directory and throw it away on error (the image store does).
+    """
+    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        written = 0
+        skipped_devices: set[tuple[str, ...]] = set()
+        # A directory's own mode is applied after everything in it exists: a read-only directory
+        # (say 0555) must not stop its later members from being created. See _finish_directories.
+        directories: dict[tuple[str, ...], tarfile.TarInfo] = {}
+
+        tar = _open_stream(source)
+        with tar:
+            while (member := _next_member(tar)) is not None:
+                parts = _member_path(member.name)
+                if (
+                    member.ischr()
+                    or member.isblk()
+                    or (member.islnk() and _member_path(member.linkname) in skipped_devices)
+                ):
+                    skipped_devices.add(parts)
+                    continue
+                try:
+                    written += _extract_member(tar, member, parts, root_fd, chown, directories)
+                except (OSError, ValueError, OverflowError) as e:
+                    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+                    raise MinirunError(f"cannot extract {member.name!r}: {reason}") from e
+            _finish_directories(root_fd, directories, chown)
+
+        if skipped_devices:
+            # Device nodes in an image would be a way into host devices; the container's /dev
+            # is built fresh at run time, and a user namespace could not open them anyway.
+            print(
+                f"minirun: warning: skipped {len(skipped_devices)} device node(s) in the archive "
+                "(containers get a fresh /dev)",
+                file=sys.stderr,
+            )
+        return written
+    finally:
+        os.close(root_fd)
+
+
+def _open_stream(source: BinaryIO) -> tarfile.TarFile:
+    """Open `source` as a forward-only tar stream; compression is detected from its first bytes."""
+    try:
+        return tarfile.open(fileobj=source, mode="r|*")
+    except (tarfile.TarError, EOFError) as e:
+        raise MinirunError(f"not a tar archive ({e})") from e
+
+
+def _next_member(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
+    """The next header of the stream, or None at its end; a broken header is one clear error."""
+    try:
+        return tar.next()
+    except (tarfile.TarError, EOFError) as e:
+        raise MinirunError(f"not a tar archive, or a corrupt or truncated one ({e})") from e
+
+
+def _member_path(name: str) -> tuple[str, ...]:
+    """The member's path as components relative to the extraction root.
+
+    Absolute names are made relative, as Docker does for layers (a member `/etc/passwd` is
+    `etc/passwd` of the image), and "." components and doubled slashes are dropped. A ".."
+    component anywhere refuses the whole archive: no honest rootfs needs one, and it is the
+    classic way out of the extraction directory (CVE-2007-4559).
+    """
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise MinirunError(f"refusing archive: member {name!r} contains '..'")
+    return parts
+
+
+def _extract_member(
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    parts: tuple[str, ...],
+    root_fd: int,
+    chown: bool,
+    directories: dict[tuple[str, ...], tarfile.TarInfo],
+) -> int:
+    """Create one member below `root_fd`; return the bytes of file data written."""
+    if not (member.isdir() or member.isreg() or member.issym() or member.islnk() or member.isfifo()):
+        raise MinirunError(f"refusing archive: member {member.name!r} has unsupported type {member.type!r}")
+    if not parts:
+        # The archive's "./" entry describes the extraction root itself.
+        if not member.isdir():
+            raise MinirunError(f"refusing archive: member {member.name!r} would replace the root directory")
+        directories[parts] = member
+        return 0
+
+    parent_fd = _open_directory(root_fd, parts[:-1], member.name, create=True)
+    try:
+        name = parts[-1]
+        if member.isdir():
+            _make_directory(parent_fd, name)
+            directories[parts] = member
+            return 0
+        # Whatever has this name now (a file, a symlink, a directory tree) is removed first, and
+        # the new entry is created in its place: writing *into* an existing name could write
+        # through a symlink planted by an earlier member.
+        _remove(parent_fd, name)
+        if member.isreg():
+            return _write_file(tar, member, parent_fd, name, chown)
+        if member.issym():
+            _make_symlink(member, parent_fd, name, chown)
+        elif member.islnk():
+            _make_hardlink(member, root_fd, parent_fd, name)
+        else:
+            _make_fifo(member, parent_fd, name, chown)
+        return 0
+    finally:
+        os.close(parent_fd)
+
+
+def _open_directory(root_fd: int, parts: tuple[str, ...], member: str, *, create: bool) -> int:
+    """Open the directory `parts` below `root_fd` one component at a time, never following a symlink.
+
+    Missing directories are created (0755, as tar and Docker do for parents an archive does not
+    list) when `create` is true. Returns a new fd the caller closes.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for depth, part in enumerate(parts):
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ENOTDIR, errno.ELOOP):
+                    raise
+                what = "a symlink" if _is_symlink(fd, part) else "not a directory"
+                path = "/".join(parts[: depth + 1])
+                raise MinirunError(
+                    f"refusing archive: member {member!r} lies below {path!r}, which is {what} "
+                    "(extraction never follows links)"
+                ) from e
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _is_symlink(dir_fd: int, name: str) -> bool:
+    return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+
+
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def _make_directory(parent_fd: int, name: str) -> None:
+    """mkdir, keeping an existing directory (archives often list a directory after its contents)."""
+    existing = _lstat(parent_fd, name)
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        return
+    _remove(parent_fd, name)
+    os.mkdir(name, 0o755, dir_fd=parent_fd)
+
+
+def _remove(parent_fd: int, name: str) -> None:
+    """Remove `name` in `parent_fd`, whatever it is, without following it if it is a symlink."""
+    existing = _lstat(parent_fd, name)
+    if existing is None:
+        return
+    if stat.S_ISDIR(existing.st_mode):
+        # shutil.rmtree with dir_fd walks with openat/O_NOFOLLOW itself (rmtree.avoids_symlink_attacks).
+        shutil.rmtree(name, dir_fd=parent_fd)
+    else:
+        os.unlink(name, dir_fd=parent_fd)
+
+
+def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, name: str, chown: bool) -> int:
+    """Create a new regular file (never opening an existing one) and copy the member's data in."""
+    data = tar.extractfile(member)
+    assert data is not None  # extractfile only returns None for non-files
+    fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
+    with open(fd, "wb") as out:
+        try:
+            shutil.copyfileobj(data, out, _COPY_CHUNK)
+        except (tarfile.TarError, EOFError) as e:
+            raise MinirunError(f"corrupt or truncated archive: member {member.name!r} ({e})") from e
+        out.flush()
+        _set_metadata(out.fileno(), member, chown)
+    return member.size
+
+
+def _set_metadata(fd: int, member: tarfile.TarInfo, chown: bool) -> None:
+    """Owner, then mode, then times, all through an fd, so no name is looked up again.
+
+    The order matters: chown(2) clears the setuid and setgid bits of a file, so the mode (with
+    those bits) goes after it; and the times go last, as changing the mode would not touch mtime
+    but writing data would.
+    """
+    if chown:
+        os.fchown(fd, member.uid, member.gid)
+    os.fchmod(fd, member.mode & 0o7777)
+    os.utime(fd, (member.mtime, member.mtime))
+
+
+def _make_symlink(member: tarfile.TarInfo, parent_fd: int, name: str, chown: bool) -> None:
+    """Create the symlink exactly as recorded, even when it points outside (e.g. to /etc/passwd).
+
+    That is harmless: extraction never follows a link (see _open_directory), and at run time the
+    container resolves every link inside its own root, where the kernel treats "/.." as "/"
+    after pivot_root(2), so "/etc/passwd" or "../../../etc" name the container's files.
+    """
+    os.symlink(member.linkname, name, dir_fd=parent_fd)
+    if chown:
+        os.chown(name, member.uid, member.gid, dir_fd=parent_fd, follow_symlinks=False)
+    os.utime(name, (member.mtime, member.mtime), dir_fd=parent_fd, follow_symlinks=False)
+
+
+def _make_hardlink(member: tarfile.TarInfo, root_fd: int, parent_fd: int, name: str) -> None:
+    """Link to a file extracted earlier, found with the same no-follow walk from the root.
+
+    A hard link shares the inode of its target, so a target outside the root (`/etc/shadow`,
+    `../../x`, or through a symlink) would hand the container the host's file. Targets are
+    member names of this same archive: they are made relative like any name, may not contain
+    "..", and must already exist inside the root.
+    """
+    target = _member_path(member.linkname)
+    if not target:
+        raise MinirunError(f"refusing archive: hard link {member.name!r} points to the root directory")
+    target_dir = _open_directory(root_fd, target[:-1], member.name, create=False)
+    try:
+        found = _lstat(target_dir, target[-1])
+        if found is None:
+            raise MinirunError(
+                f"refusing archive: hard link {member.name!r} points to {member.linkname!r}, "
+                "which is not in the archive before it"
+            )
+        if stat.S_ISDIR(found.st_mode):
+            raise MinirunError(f"refusing archive: hard link {member.name!r} points to a directory")
+        os.link(target[-1], name, src_dir_fd=target_dir, dst_dir_fd=parent_fd, follow_symlinks=False)
+    finally:
+        os.close(target_dir)
+
+
+def _make_fifo(member: tarfile.TarInfo, parent_fd: int, name: str, chown: bool) -> None:
+    """A named pipe is just a file-system rendezvous point, safe to recreate."""
+    os.mkfifo(name, 0o600, dir_fd=parent_fd)
+    # Opening a FIFO for reading with O_NONBLOCK does not wait for a writer (fifo(7)).
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent_fd)
+    try:
+        _set_metadata(fd, member, chown)
+    finally:
+        os.close(fd)
+
+
+def _finish_directories(
+    root_fd: int, directories: dict[tuple[str, ...], tarfile.TarInfo], chown: bool
+) -> None:
+    """Give every directory the archive listed its owner, mode and times, deepest first.
+
+    Deepest first, because a parent made read-only (or 0700 for another owner) must not stop us
+    from reaching its children; and last of all, because creating an entry changes its parent's
+    mtime. A directory that a later member replaced (by a file or a symlink) is skipped: the walk
+    refuses to pass through anything that is not a real directory.
+    """
+    for parts in sorted(directories, key=len, reverse=True):
+        try:
+            fd = _open_directory(root_fd, parts, "/".join(parts), create=False)
+        except (OSError, MinirunError):
+            continue
+        try:
+            _set_metadata(fd, directories[parts], chown)
+        finally:
+            os.close(fd)

@@ -1,0 +1,192 @@
+"""The only place minirun talks to the kernel through ctypes.
+
+Python's os module covers fork, exec, setresuid, pipes and most of what a container needs, but
+not the namespace and mount system calls. They are wrapped here, one small function each, so
+that every other module reads as plain Python. Each wrapper turns a failure into an OSError
+that names the system call, e.g. `OSError: [Errno 1] mount(proc on /x/proc): Operation not
+permitted`, because "Operation not permitted" alone does not tell a learner which step failed.
+
+Man pages: clone(2), unshare(2), setns(2), mount(2), umount(2), pivot_root(2),
+sethostname(2), prctl(2), close_range(2), openat2(2).
+"""
+
+import ctypes
+
+import fcntl
+import os
+import platform
+import socket
+import struct
+
+# --- flags, from <linux/sched.h> and <sys/mount.h> ------------------------------------------
+
+CLONE_NEWNS = 0x00020000  # mount namespace (the first namespace Linux had, hence the vague name)
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000  # hostname and NIS domain name
+CLONE_NEWIPC = 0x08000000  # System V IPC and POSIX message queues
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_STRICTATIME = 0x1000000
+
+MNT_DETACH = 0x2  # lazy unmount: detach now, free when the last user lets go
+
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+
+CLOSE_RANGE_CLOEXEC = 0x4
+
+# openat2(2) resolve flags
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_IN_ROOT = 0x10
+
+# System call numbers that glibc has no wrapper for (or had none until recently).
+_SYSCALLS = {
+    "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437},
+    "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437},
+}
+_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
+
+# CDLL releases the GIL around each call; that is what we want for ordinary system calls.
+_libc = ctypes.CDLL(None, use_errno=True)
+# PyDLL keeps the GIL held during the call. clone() must be called that way: see clone().
+_libc_gil = ctypes.PyDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> int:
+    if result == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def _path(p: str | bytes | os.PathLike[str] | None) -> bytes | None:
+    return None if p is None else os.fsencode(p)
+
+
+# --- processes and namespaces ---------------------------------------------------------------
+
+
+def clone(flags: int) -> int:
+    """Create a child process in new namespaces; returns 0 in the child, its pid in the parent.
+
+    This is the raw clone system call used the way fork(2) uses it: no new stack is given,
+    so the child continues on a copy-on-write copy of the parent's stack and returns from
+    this very function, exactly like fork(). That is safe for a Python program only if:
+      - the process is single-threaded (minirun never starts threads before this point),
+      - the interpreter is told, as os.fork() does, via PyOS_BeforeFork / PyOS_AfterFork_*
+        (they take and reset the import lock and run os.register_at_fork hooks),
+      - the GIL is held across the call (PyDLL), so both processes own their GIL after it.
+    SIGCHLD in the low byte makes the child report its exit to us like a forked child, so
+    os.waitpid() works. Unlike unshare(2)+fork(2), one clone gives a child that is already
+    PID 1 of its new PID namespace.
+    """
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _libc_gil.syscall(_NR["clone"], ctypes.c_ulong(flags | 17), None, None, None, None)
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    api.PyOS_AfterFork_Parent()
+    return _check(pid, f"clone({describe_namespaces(flags)})")
+
+
+def describe_namespaces(flags: int) -> str:
+    names = {CLONE_NEWUSER: "user", CLONE_NEWPID: "pid", CLONE_NEWNS: "mnt", CLONE_NEWUTS: "uts",
+             CLONE_NEWIPC: "ipc", CLONE_NEWNET: "net", CLONE_NEWCGROUP: "cgroup"}
+    return "|".join(name for flag, name in names.items() if flags & flag) or "none"
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({describe_namespaces(flags)})")
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to."""
+    _check(_libc.syscall(_NR["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+
+
+def prctl(option: int, arg2: int = 0) -> None:
+    _check(_libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0)), f"prctl({option})")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), f"sethostname({name})")
+
+
+def close_range_cloexec(first: int) -> None:
+    """Mark every fd >= first close-on-exec, so nothing but 0, 1, 2 reaches the container."""
+    _check(_libc.syscall(_NR["close_range"], ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                         ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
+
+
+# --- mounts -----------------------------------------------------------------------------------
+
+
+def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None = None,
+          flags: int = 0, data: str | None = None) -> None:
+    result = _libc.mount(_path(source), _path(target), _path(fstype), ctypes.c_ulong(flags),
+                         None if data is None else data.encode())
+    _check(result, f"mount({fstype or source or 'flags'} on {os.fsdecode(target)})")
+
+
+def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
+    _check(_libc.umount2(_path(target), ctypes.c_int(flags)), f"umount2({os.fsdecode(target)})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(_NR["pivot_root"], _path(new_root), _path(put_old)),
+           f"pivot_root({new_root}, {put_old})")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """open a path with the kernel doing the symlink-safe resolution (openat2(2)).
+
+    RESOLVE_IN_ROOT resolves `path` as if `dirfd` were the root directory: "..", absolute
+    symlinks and "/" all stay inside it. That is how a path inside a container rootfs must be
+    resolved from the host, or a symlink planted in an image redirects a mount (CVE-2021-30465).
+    """
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    fd = _libc.syscall(_NR["openat2"], ctypes.c_int(dirfd), _path(path), ctypes.byref(how),
+                       ctypes.c_size_t(ctypes.sizeof(how)))
+    return _check(fd, f"openat2({path})")
+
+
+# --- network ----------------------------------------------------------------------------------
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def set_link_up(ifname: str) -> None:
+    """Bring an interface up with the SIOCSIFFLAGS ioctl (netdevice(7)).
+
+    A new network namespace has only `lo`, and it starts down. This is what `ip link set lo up`
+    does, without loading a netlink library on a path that needs nothing else.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifreq = struct.pack("16sH22x", ifname.encode(), 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, ifreq))[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", ifname.encode(), flags | IFF_UP))
+
+
+

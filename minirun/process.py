@@ -1,0 +1,191 @@
+"""The child: from clone(2) to execve(2) of the container's command, in the order it happens.
+
+Everything here runs in the cloned process, which is already in its new user, PID, mount,
+UTS, IPC (and network) namespaces. It never returns: it either execs the command or reports
+an error on the sync socket and exits (os._exit: the parent's Python state, which this
+process shares a copy of, must not run any cleanup here).
+"""
+
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from typing import NoReturn
+
+from minirun import init, kernel, rootfs, sync, tty
+from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, RUNTIME_ERROR, MinirunError
+from minirun.rootfs import RootfsPlan
+
+
+@dataclass(frozen=True)
+class ProcessPlan:
+    """Everything the child needs, decided by the parent before clone."""
+
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+    hostname: str
+    rootfs: RootfsPlan
+    own_netns: bool
+    tty: bool
+    interactive: bool
+    init: bool
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: list[int]
+    home: str
+
+
+def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
+    code = RUNTIME_ERROR
+    try:
+        # If minirun (our parent, the monitor) dies, the container dies with it: no orphan is
+        # left running with nobody to record its exit or clean up after it.
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        sync.wait_for_go(sock)
+        # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
+        # there: unsharing at clone time would have rooted it at minirun's own cgroup.
+        kernel.unshare(kernel.CLONE_NEWCGROUP)
+        kernel.sethostname(plan.hostname)
+        if plan.own_netns:
+            kernel.set_link_up("lo")
+        rootfs.build(plan.rootfs)
+        setup_stdio(plan, sock)
+        user = find_user(plan.user)
+        make_workdir(plan.cwd)
+        switch_user(user)
+        os.chdir(plan.cwd)
+        env = with_defaults(plan.env, user, plan)
+        reset_signals()
+        # Only 0, 1 and 2 may reach the container; any other inherited descriptor could be a
+        # door to the host (CVE-2024-21626 leaked a host directory fd into runc containers).
+        kernel.close_range_cloexec(3)
+        if plan.init:
+            init.run(plan.argv, env, sock)
+        execute(plan.argv, env)
+    except MinirunError as e:
+        code = e.code
+        _report(sock, code, str(e))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else RUNTIME_ERROR
+    except BaseException as e:  # any failure must reach the user as one line, not a traceback
+        _report(sock, code, f"container setup failed: {e}")
+    os._exit(code)
+
+
+def _report(sock: socket.socket, code: int, message: str) -> None:
+    try:
+        sync.send_error(sock, code, message)
+    except OSError:
+        pass  # the parent is gone; nobody to tell
+
+
+def setup_stdio(plan: ProcessPlan, sock: socket.socket) -> None:
+    """A new session, so the user's terminal signals reach minirun (which forwards them)
+    rather than the container directly; then -t's pty, or /dev/null as stdin without -i."""
+    os.setsid()
+    if plan.tty:
+        master, slave = tty.open_pty_in_container()
+        sync.send(sock, sync.PTY, master)
+        os.close(master)
+        tty.make_controlling_terminal(slave)
+    elif not plan.interactive:
+        null = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+
+
+def _read_db(path: str) -> list[list[str]]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n").split(":") for line in f if line.strip() and not line.startswith("#")]
+    except OSError:
+        return []
+
+
+def find_user(spec: str | None) -> User:
+    """Resolve --user in the *container's* /etc/passwd and /etc/group, as docker does."""
+    passwd = [e for e in _read_db("/etc/passwd") if len(e) >= 7]
+    groups = [e for e in _read_db("/etc/group") if len(e) >= 4]
+    name, _, group = (spec or "0").partition(":")
+    entry = next((e for e in passwd if e[0] == name or (name.isdigit() and e[2] == name)), None)
+    if entry is None and not name.isdigit():
+        raise MinirunError(f"unable to find user {name}: no matching entries in passwd file")
+    uid = int(entry[2]) if entry else int(name)
+    gid = int(entry[3]) if entry else 0
+    home = entry[5] if entry else "/"
+    if group:
+        match = next((g for g in groups if g[0] == group or (group.isdigit() and g[2] == group)), None)
+        if match is None and not group.isdigit():
+            raise MinirunError(f"unable to find group {group}: no matching entries in group file")
+        gid = int(match[2]) if match else int(group)
+    user_name = entry[0] if entry else None
+    supplementary = [int(g[2]) for g in groups if user_name and user_name in g[3].split(",")]
+    return User(uid, gid, sorted({gid, *supplementary}) if not group else [gid], home)
+
+
+def make_workdir(cwd: str) -> None:
+    """docker creates a missing working directory (-w or the image's WorkingDir)."""
+    os.makedirs(cwd, exist_ok=True)
+
+
+def switch_user(user: User) -> None:
+    """Become the container user: groups first, while we still may change them."""
+    try:
+        os.setgroups(user.groups)
+    except PermissionError:
+        pass  # rootless without newgidmap: setgroups is denied in this namespace; keep none
+    try:
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+    except OSError as e:
+        raise MinirunError(f"cannot switch to uid {user.uid} gid {user.gid}: not mapped in the "
+                           "container's user namespace (rootless needs a range in /etc/subuid "
+                           "and /etc/subgid, and newuidmap/newgidmap)") from e
+    # A change of effective uid clears the parent-death signal (prctl(2)): set it again.
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def with_defaults(env: list[str], user: User, plan: ProcessPlan) -> list[str]:
+    """docker adds HOSTNAME, HOME (from passwd) and TERM (with -t) unless the user set them."""
+    names = {e.split("=", 1)[0] for e in env}
+    defaults = [f"HOSTNAME={plan.hostname}", f"HOME={user.home}"]
+    if plan.tty:
+        defaults.append("TERM=xterm")
+    if "PATH" not in names:
+        defaults.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + env
+
+
+def reset_signals() -> None:
+    """Give the command the signal dispositions a shell would: all default, nothing ignored.
+
+    Python ignores SIGPIPE (and SIGXFSZ) at start-up, and ignored signals stay ignored across
+    execve(2) (signal(7)): without this, `yes | head -1` in the container would never end.
+    """
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            try:
+                signal.signal(sig, signal.SIG_DFL)
+            except (OSError, ValueError):
+                pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def execute(argv: list[str], env: list[str]) -> NoReturn:
+    """execve the command, searching $PATH as the shell would; errors as docker reports them."""
+    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
+    try:
+        os.execvpe(argv[0], argv, environ)
+    except FileNotFoundError:
+        if "/" in argv[0]:
+            raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None
+        raise MinirunError(f'exec "{argv[0]}": executable file not found in $PATH', NOT_FOUND) from None
+    except OSError as e:
+        raise MinirunError(f'exec "{argv[0]}": {e.strerror.lower() if e.strerror else e}',
+                           CANNOT_EXECUTE) from None

@@ -1,0 +1,260 @@
+"""The container's root file system, built inside its new mount namespace, then pivot_root'd into.
+
+Runs in the child, after the parent has mapped its ids (so it is root of its own user
+namespace, which owns the new mount namespace and may mount in it). In order:
+
+  1. make every mount private, so nothing we do propagates back to the host;
+  2. overlay: the image layers read-only below, a per-container directory on top;
+  3. /proc, /dev (+ pts, shm, mqueue), /sys (+ fs/cgroup), the /etc files;
+  4. -v bind mounts, each target resolved *inside* the rootfs;
+  5. pivot_root into it and detach the old root, so no host path is reachable.
+
+All of it lives in the container's mount namespace only. When the container's last process
+exits the namespace is freed and the kernel unmounts everything, so even a SIGKILLed minirun
+leaves no mount behind on the host. Man pages: mount(2), mount_namespaces(7), overlayfs
+(Documentation/filesystems/overlayfs.rst), pivot_root(2), proc(5), sysfs(5), pts(4).
+"""
+
+import os
+from dataclasses import dataclass, field
+
+from minirun import cgroups, kernel
+from minirun.errors import MinirunError
+from minirun.kernel import (
+    MNT_DETACH,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_REMOUNT,
+    MS_STRICTATIME,
+)
+from minirun.spec import BindMount
+
+# The character devices every container gets, bound from the host's /dev (as runc does in a
+# user namespace, where mknod(2) of a device is not allowed).
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+DEV_SYMLINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
+                "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
+
+
+@dataclass(frozen=True)
+class RootfsPlan:
+    layers: list[str]  # image layer directories, lowest first
+    upper: str  # this container's writable layer
+    work: str  # overlay's scratch directory, on the same file system as upper
+    merged: str  # where the overlay is mounted: the future "/"
+    binds: list[BindMount] = field(default_factory=list)
+    etc_files: dict[str, str] = field(default_factory=dict)  # container path -> host file
+    own_netns: bool = True  # sysfs may only be mounted by the owner of the network namespace
+    tty_gid: int | None = 5  # group of /dev/pts/*; None if gid 5 is not mapped
+
+
+def open_in_root(root_fd: int, path: str, create: str | None = None) -> int:
+    """Open `path` inside the rootfs as an O_PATH fd, creating it ("dir"/"file") if missing.
+
+    The kernel resolves it with RESOLVE_IN_ROOT: symlinks and ".." in the image cannot lead
+    outside. Mounting onto /proc/self/fd/N of the result then mounts on exactly what was
+    checked, with no window for a swap in between (CVE-2021-30465, runc's symlink-exchange race).
+    """
+    path = os.path.normpath("/" + path)
+    resolve = kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_MAGICLINKS
+    try:
+        return kernel.openat2(root_fd, path, os.O_PATH, resolve)
+    except FileNotFoundError:
+        if create is None or path == "/":
+            raise
+    parent, name = os.path.split(path)
+    parent_fd = open_in_root(root_fd, parent, "dir")
+    try:
+        if create == "dir":
+            os.mkdir(name, 0o755, dir_fd=parent_fd)
+        else:
+            os.close(os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644,
+                             dir_fd=parent_fd))
+    finally:
+        os.close(parent_fd)
+    return kernel.openat2(root_fd, path, os.O_PATH, resolve)
+
+
+def mount_in_root(root_fd: int, source: str | None, target: str, fstype: str | None, flags: int,
+                  data: str | None = None, create: str = "dir") -> None:
+    fd = open_in_root(root_fd, target, create)
+    try:
+        kernel.mount(source, f"/proc/self/fd/{fd}", fstype, flags, data)
+    finally:
+        os.close(fd)
+
+
+def make_mounts_private() -> None:
+    """Stop mount events from propagating to the host (mount_namespaces(7), "shared subtrees").
+
+    A new mount namespace starts with copies of the host's mounts, and systemd makes them
+    "shared": without this, mounting in the container could appear on the host.
+    """
+    kernel.mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+def mount_overlay(plan: RootfsPlan) -> None:
+    """Overlay the container's directory on the image: writes go up, the image is never modified.
+
+    `userxattr` is needed because the mount is made inside a user namespace: overlay then keeps
+    its bookkeeping (opaque directories, redirects) in user.overlay.* xattrs, since trusted.*
+    xattrs need CAP_SYS_ADMIN in the *initial* namespace (Linux 5.11+).
+    """
+    for path in [*plan.layers, plan.upper, plan.work]:
+        if any(c in path for c in ",:"):
+            raise MinirunError(f"overlay cannot use a path containing ',' or ':': {path}")
+    lower = ":".join(reversed(plan.layers))  # overlay lists the uppermost lower layer first
+    options = f"lowerdir={lower},upperdir={plan.upper},workdir={plan.work},userxattr"
+    kernel.mount("overlay", plan.merged, "overlay", 0, options)
+
+
+def locked_flags(path: str) -> int:
+    """The flags of the mount `path` is on. In a user namespace, a remount must keep the
+    nosuid/nodev/noexec/rdonly flags the host set (they are "locked", mount_namespaces(7)),
+    or it fails with EPERM."""
+    st = os.statvfs(path)
+    flags = 0
+    for st_flag, ms_flag in ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV),
+                             (os.ST_NOEXEC, MS_NOEXEC), (os.ST_RDONLY, MS_RDONLY)):
+        if st.f_flag & st_flag:
+            flags |= ms_flag
+    return flags
+
+
+def bind_volumes(root_fd: int, binds: list[BindMount]) -> None:
+    for bind in binds:
+        fd = open_in_root(root_fd, bind.target, "dir" if os.path.isdir(bind.source) else "file")
+        try:
+            target = f"/proc/self/fd/{fd}"
+            kernel.mount(bind.source, target, None, MS_BIND | MS_REC)
+            if bind.readonly:
+                # A bind mount takes the source's flags; read-only needs a second, remount call.
+                kernel.mount(None, target, None,
+                             MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(bind.source))
+        finally:
+            os.close(fd)
+
+
+def mount_proc(root_fd: int) -> None:
+    """A proc for the new PID namespace, so `ps` sees only the container's processes.
+
+    It must be mounted before pivot_root: in a user namespace the kernel allows a new proc only
+    while a fully visible proc is already mounted in this mount namespace (the host's, still
+    here until the old root is detached). See "mnt_already_visible" in fs/namespace.c.
+    """
+    mount_in_root(root_fd, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def mount_dev(root_fd: int, tty_gid: int | None) -> None:
+    """A small /dev of our own instead of the host's: a tmpfs with only the safe devices."""
+    mount_in_root(root_fd, "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
+    fd = open_in_root(root_fd, "/dev")
+    dev = f"/proc/self/fd/{fd}"
+    try:
+        for name in DEVICES:
+            open(f"{dev}/{name}", "w").close()
+            kernel.mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND)
+        for name, target in DEV_SYMLINKS.items():
+            os.symlink(target, f"{dev}/{name}")
+        for name in ("pts", "shm", "mqueue"):
+            os.mkdir(f"{dev}/{name}", 0o755)
+        # newinstance: a private set of pseudo-terminals, not the host's /dev/pts (pts(4)).
+        pts_options = "newinstance,ptmxmode=0666,mode=0620"
+        if tty_gid is not None:
+            pts_options += f",gid={tty_gid}"
+        kernel.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, pts_options)
+        kernel.mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+        # POSIX message queues of the container's own IPC namespace (mq_overview(7)).
+        kernel.mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    finally:
+        os.close(fd)
+
+
+def mount_sys(root_fd: int, own_netns: bool) -> None:
+    """/sys read-only, and in it the container's view of its cgroups.
+
+    sysfs shows the network devices of the mounter's network namespace, so the kernel allows a
+    new sysfs only to the owner of that namespace. With --network host we are not: bind the
+    host's /sys instead (read-only), as rootless podman does.
+    """
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if own_netns:
+        mount_in_root(root_fd, "sysfs", "/sys", "sysfs", ro)
+    else:
+        mount_in_root(root_fd, "/sys", "/sys", None, MS_BIND | MS_REC)
+        fd = open_in_root(root_fd, "/sys")
+        try:
+            kernel.mount(None, f"/proc/self/fd/{fd}", None, MS_BIND | MS_REMOUNT | ro)
+        finally:
+            os.close(fd)
+    mount_cgroupfs(root_fd)
+
+
+def mount_cgroupfs(root_fd: int) -> None:
+    """Mount the cgroup hierarchies as the container's cgroup namespace sees them.
+
+    Mounted from inside the new cgroup namespace, each hierarchy's root is the container's own
+    cgroup (cgroup_namespaces(7)), so `ls /sys/fs/cgroup` shows the container, not the host.
+    A v2-only host gets one cgroup2 mount; v1 and hybrid hosts a tmpfs with one directory per
+    hierarchy, like the host's layout.
+    """
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    host = [h for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+    if [h.version for h in host] == [2]:
+        mount_in_root(root_fd, "cgroup", "/sys/fs/cgroup", "cgroup2", ro)
+        return
+    mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    fd = open_in_root(root_fd, "/sys/fs/cgroup")
+    base = f"/proc/self/fd/{fd}"
+    try:
+        for h in host:
+            target = f"{base}/{h.mountpoint.relative_to(cgroups.CGROUP_ROOT)}"
+            os.makedirs(target, exist_ok=True)
+            if h.version == 2:
+                kernel.mount("cgroup2", target, "cgroup2", ro)
+            else:
+                kernel.mount("cgroup", target, "cgroup", ro, ",".join(h.controllers))
+        kernel.mount(None, base, None, MS_REMOUNT | ro, "mode=755")
+    finally:
+        os.close(fd)
+
+
+def bind_etc_files(root_fd: int, etc_files: dict[str, str]) -> None:
+    """/etc/hostname, /etc/hosts, /etc/resolv.conf: written by minirun, bound over the image's."""
+    for target, source in etc_files.items():
+        mount_in_root(root_fd, source, target, None, MS_BIND, create="file")
+
+
+def pivot_into(new_root: str) -> None:
+    """Make `new_root` the root of this mount namespace and drop every path to the old one.
+
+    pivot_root(".", ".") stacks the old root on top of the new one at "/"; the lazy unmount
+    then detaches it. Unlike chroot(2), no reference to the host's tree is left to climb back
+    to (pivot_root(2), NOTES, and runc's libcontainer/rootfs_linux.go).
+    """
+    os.chdir(new_root)
+    kernel.pivot_root(".", ".")
+    kernel.umount2(".", MNT_DETACH)
+    os.chdir("/")
+
+
+def build(plan: RootfsPlan) -> None:
+    """All of the above, in order. Afterwards "/" is the container's root."""
+    make_mounts_private()
+    mount_overlay(plan)
+    root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        mount_proc(root_fd)
+        mount_dev(root_fd, plan.tty_gid)
+        mount_sys(root_fd, plan.own_netns)
+        bind_etc_files(root_fd, plan.etc_files)
+        # The user's -v mounts come last so that they may cover any of the above, as in docker.
+        bind_volumes(root_fd, plan.binds)
+    finally:
+        os.close(root_fd)
+    pivot_into(plan.merged)

@@ -1,0 +1,180 @@
+"""Container records: one JSON file per container, the only memory minirun has between commands.
+
+minirun has no daemon. `minirun run` stays alive as the container's monitor (like podman's
+conmon) and writes what happens to a record; `ps`, `inspect` and `rm` read the records.
+The record lives in a run-time directory (/run/minirun or $XDG_RUNTIME_DIR/minirun), which is
+emptied at boot together with the containers it describes.
+
+Because the monitor can die without a chance to write anything (SIGKILL, OOM killer, power),
+a record that says "running" is only believed while its monitor process is alive. The
+monitor is identified by pid *and* start time (field 22 of /proc/PID/stat), because pids are
+reused. A record whose monitor is gone is "dead": `load` reports it as exited, and the
+cleanup of what it left (cgroup, container layer) is done by the next `rm` or `prune`.
+"""
+
+import contextlib
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from minirun.errors import ContainerNotFound, MinirunError
+from minirun.fsutil import atomic_write_json, locked, read_json
+
+# Docker's rule for container names (daemon/names.go): start alphanumeric, then [a-zA-Z0-9_.-].
+NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+
+EXIT_KILLED_WITH_MONITOR = 137  # the monitor's death SIGKILLs the container (PR_SET_PDEATHSIG)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of a process in clock ticks since boot, or None if it does not exist."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+@dataclass
+class Record:
+    """What `minirun inspect` shows, flattened; field names follow docker's where one exists."""
+
+    id: str
+    name: str
+    image: str  # the reference the user gave, e.g. "busybox"
+    image_id: str
+    command: list[str]
+    created: str
+    rootless: bool
+    status: str = "created"  # created -> running -> exited
+    pid: int = 0  # container PID 1 as the host sees it
+    exit_code: int = 0
+    oom_killed: bool = False
+    started_at: str = ""
+    finished_at: str = ""
+    error: str = ""
+    monitor_pid: int = 0
+    monitor_start: int = 0
+    bundle: str = ""  # the container's directory: upper layer, work dir, /etc files
+    cgroup_paths: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)  # hostname, env, user, workdir, tty ...
+    host_config: dict[str, Any] = field(default_factory=dict)  # binds, network mode, auto remove
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def monitor_alive(self) -> bool:
+        return self.monitor_pid > 0 and process_start_time(self.monitor_pid) == self.monitor_start
+
+    @property
+    def dead(self) -> bool:
+        """True if the record says the container runs but its monitor is gone."""
+        return self.status in ("created", "running") and not self.monitor_alive()
+
+
+def _path(state: Path, container_id: str) -> Path:
+    return state / f"{container_id}.json"
+
+
+def _lock(state: Path) -> Path:
+    return state / "containers.lock"
+
+
+def save(state: Path, record: Record) -> None:
+    atomic_write_json(_path(state, record.id), asdict(record), mode=0o600)
+
+
+def _load_file(path: Path) -> Record | None:
+    try:
+        record = Record(**read_json(path))
+    except (OSError, ValueError, TypeError):
+        return None  # vanished under us (removed concurrently) or not one of ours
+    if record.dead:
+        record.status = "exited"
+        record.exit_code = record.exit_code or EXIT_KILLED_WITH_MONITOR
+        record.error = record.error or "minirun monitor died; container was killed with it"
+    return record
+
+
+def all_records(state: Path) -> list[Record]:
+    if not state.is_dir():
+        return []
+    records = [_load_file(p) for p in state.glob("*.json")]
+    return sorted((r for r in records if r is not None), key=lambda r: r.created)
+
+
+def find(state: Path, ref: str) -> Record:
+    """Find a container by name, full id or unique id prefix, as docker does."""
+    records = all_records(state)
+    for r in records:
+        if r.name == ref.lstrip("/") or r.id == ref:
+            return r
+    matches = [r for r in records if len(ref) >= 1 and r.id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise MinirunError(f"multiple containers match id prefix {ref!r}: be more specific")
+    raise ContainerNotFound(f"no such container: {ref}")
+
+
+def generate_name() -> str:
+    """Docker picks adjective_scientist; we keep it short and readable."""
+    adjectives = ["brave", "calm", "eager", "fuzzy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
+                  "nimble", "quiet", "rapid", "sunny", "tidy", "witty"]
+    nouns = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "liskov",
+             "dijkstra", "hamilton", "kernighan", "perlman", "cerf", "lamport", "wirth", "backus"]
+    return f"{secrets.choice(adjectives)}_{secrets.choice(nouns)}_{secrets.token_hex(2)}"
+
+
+def create(state: Path, make_record: Callable[[str, str], Record], name: str | None) -> Record:
+    """Allocate an id and a unique name under the lock, and write the "created" record.
+
+    The lock makes "is this name free?" and "take it" one step: two `minirun run --name web`
+    started together cannot both succeed.
+    """
+    if name is not None and not NAME_RULE.match(name):
+        raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with locked(_lock(state)):
+        taken = {r.name for r in all_records(state)}
+        if name is not None and name.lstrip("/") in taken:
+            raise MinirunError(f"the container name {name!r} is already in use; remove it or pick another")
+        chosen = name.lstrip("/") if name else generate_name()
+        while chosen in taken:
+            chosen = generate_name()
+        record = make_record(secrets.token_hex(32), chosen)
+        save(state, record)
+        return record
+
+
+def update(state: Path, record: Record, **changes: Any) -> Record:
+    """Change fields of a record and write it atomically."""
+    for key, value in changes.items():
+        setattr(record, key, value)
+    save(state, record)
+    return record
+
+
+def delete(state: Path, record: Record) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_path(state, record.id))
+
+
+@contextlib.contextmanager
+def exclusive(state: Path) -> Iterator[None]:
+    """Serialise removals (rm, prune) against creations."""
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with locked(_lock(state)):
+        yield
