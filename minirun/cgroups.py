@@ -119,16 +119,28 @@ def create(container_id: str, rootless: bool) -> Cgroup | None:
     paths = []
     try:
         for parent in _places(rootless):
-            parent.mkdir(exist_ok=True)
-            _prepare_v1_cpuset(parent)
             path = parent / container_id
-            path.mkdir()
+            _mkdir_under_shared_parent(path)
             paths.append(path)
             _prepare_v1_cpuset(path)
     except OSError:
         remove(Cgroup(tuple(paths)))
         raise
     return Cgroup(tuple(paths)) if paths else None
+
+
+def _mkdir_under_shared_parent(path: Path) -> None:
+    """mkdir PARENT/ID, where PARENT (shared by all containers) is removed by the last one to
+    go: if another minirun removes PARENT between our two mkdirs, simply try again."""
+    for _ in range(100):
+        path.parent.mkdir(exist_ok=True)
+        _prepare_v1_cpuset(path.parent)
+        try:
+            path.mkdir()
+            return
+        except FileNotFoundError:
+            continue
+    raise OSError(errno.EAGAIN, f"cannot create cgroup {path}")
 
 
 def add_process(cgroup: Cgroup, pid: int) -> None:
@@ -175,6 +187,9 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
                     raise
                 kill(cgroup)
                 time.sleep(0.01)
+        # The shared parent goes with its last container; it is busy while others remain.
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
 
 
 def from_paths(paths: list[str]) -> Cgroup:

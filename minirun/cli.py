@@ -27,7 +27,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse exits with 2 on a bad flag; docker says 125 for its own usage errors."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise MinirunError(f"{self.prog}: {message}")
+        verb = self.prog.removeprefix("minirun").strip()
+        raise MinirunError(f"{verb}: {message}" if verb else message)
 
 
 def build_parser(verb: str | None) -> argparse.ArgumentParser:

@@ -128,16 +128,13 @@ def locked_flags(path: str) -> int:
 
 def bind_volumes(root_fd: int, binds: list[BindMount]) -> None:
     for bind in binds:
-        fd = open_in_root(root_fd, bind.target, "dir" if os.path.isdir(bind.source) else "file")
-        try:
-            target = f"/proc/self/fd/{fd}"
-            kernel.mount(bind.source, target, None, MS_BIND | MS_REC)
-            if bind.readonly:
-                # A bind mount takes the source's flags; read-only needs a second, remount call.
-                kernel.mount(None, target, None,
-                             MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(bind.source))
-        finally:
-            os.close(fd)
+        kind = "dir" if os.path.isdir(bind.source) else "file"
+        mount_in_root(root_fd, bind.source, bind.target, None, MS_BIND | MS_REC, create=kind)
+        if bind.readonly:
+            # A bind mount takes the source's flags; read-only needs a second, remount call,
+            # on a fresh fd: one opened before the bind refers to what is now underneath it.
+            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(bind.source)
+            mount_in_root(root_fd, None, bind.target, None, flags)
 
 
 def mount_proc(root_fd: int) -> None:

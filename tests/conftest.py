@@ -1,0 +1,288 @@
+"""The test harness: tiers, the test user, the busybox image, podman, and the leak check.
+
+Tiers (see README, "Tests"):
+  unit      no privilege, no containers            pytest tests/unit
+  root      real containers as root                pytest -m root tests
+  rootless  real containers as the user `mrtest`   pytest -m rootless tests
+The whole suite (`pytest tests`, what .ci/run does) runs as root: the rootless tier needs root
+only to create its test user and to start minirun as that user through setpriv(1).
+
+Fixtures for tests:
+  root_minirun / rootless_minirun   a Tier (tests/helpers.py): call it with minirun's arguments
+  minirun                           parametrized over both tiers (ids "root", "rootless")
+  names                             makes container names unique to the test; on teardown every
+                                    container whose name has the test's prefix is removed
+  busybox_tar                       the offline busybox image as a tarball
+  podman                            a callable running `podman run` the way it works on this host
+
+At the end of the session ../shared/tools/leakcheck must find nothing (processes in other PID
+namespaces, mounts, cgroups, records ... that belong to minirun): the session fails if it does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import IMAGE, REPO, Tier
+
+TEST_USER = "mrtest"
+SUBID_RANGE = "100000-165535"  # used only if the user has no range yet
+LEAKCHECK = REPO.parent / "shared" / "tools" / "leakcheck"
+PODMAN_IMAGE = "localhost/minirun-busybox"
+# podman 4.3 on these hosts: crun refuses hybrid cgroups, and the default ulimits are refused.
+PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--pull", "never", "--network", "none",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+IMAGE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run(argv: list[str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run a host command for the harness; any failure is an error with its output."""
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {result.returncode}\n{result.stdout}{result.stderr}")
+    return result  # type: ignore[no-any-return]
+
+
+# --- the session: cleanups that must run after the leak check, and the leak check ----------------
+
+
+class Session:
+    def __init__(self) -> None:
+        self.tiers: list[Tier] = []
+        self.finally_: list[Callable[[], None]] = []  # run after the leak check, last first
+
+
+def ancestors() -> set[int]:
+    """This process's ancestors: the shell or CI step that started pytest is not a leak, even
+    if its command line says /opt/minirun/bin/python (leakcheck only exempts its own parent)."""
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        pids.add(pid)
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            break
+    return pids
+
+
+def leakcheck() -> tuple[int, list[str]]:
+    result = subprocess.run([str(LEAKCHECK), "--quiet"], capture_output=True, text=True, timeout=120)
+    mine = ancestors()
+    lines = [line for line in result.stdout.splitlines()
+             if not (m := re.match(r"process (\d+) ", line)) or int(m.group(1)) not in mine]
+    return result.returncode, lines + result.stderr.splitlines()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session() -> Iterator[Session]:
+    assert LEAKCHECK.exists(), f"{LEAKCHECK} is missing"
+    _, before = leakcheck() if os.geteuid() == 0 else (0, [])
+    s = Session()
+    yield s
+    for tier in s.tiers:
+        tier.kill_processes()
+    code, leftovers = leakcheck()
+    for cleanup in reversed(s.finally_):
+        with contextlib.suppress(Exception):
+            cleanup()
+    if code != 0 and leftovers:
+        report = "\n".join(leftovers)
+        if before:
+            report += "\n(already there when the session started:\n" + "\n".join(before) + ")"
+        pytest.fail(f"leakcheck found leftovers at the end of the session:\n{report}", pytrace=False)
+
+
+# --- the busybox image ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def busybox_tar(session: Session) -> Path:
+    """rootfs-images/busybox/build.sh output, in a directory the test user can read."""
+    tmp = Path(tempfile.mkdtemp(prefix="minirun-test-image-"))
+    session.finally_.append(lambda: shutil.rmtree(tmp, ignore_errors=True))
+    tmp.chmod(0o755)
+    tar = tmp / "busybox.tar"
+    run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tar)])
+    tar.chmod(0o644)
+    return tar
+
+
+def ensure_image(tier: Tier, tar: Path) -> None:
+    """Import busybox into the tier's store unless it is already there (as install.sh does)."""
+    if tier(["images", "-q", IMAGE], check=0).stdout.strip():
+        return
+    tier(["import", str(tar), IMAGE], check=0, timeout=120)
+
+
+# --- the root tier -------------------------------------------------------------------------------
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the root and rootless tiers run as root (sudo /opt/minirun/bin/python -m pytest ...)",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def root_tier(session: Session, busybox_tar: Path) -> Tier:
+    require_root()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")}
+    env["PYTHONPATH"] = str(REPO)
+    tier = Tier("root", [sys.executable, "-m", "minirun"], env, 0, 0,
+                Path("/var/lib/minirun"), Path("/run/minirun"))
+    session.tiers.append(tier)
+    ensure_image(tier, busybox_tar)
+    return tier
+
+
+# --- the rootless tier ---------------------------------------------------------------------------
+
+
+def subid_range(path: str, user: str) -> tuple[int, int] | None:
+    with contextlib.suppress(FileNotFoundError), open(path) as f:
+        for line in f:
+            name, _, rest = line.strip().partition(":")
+            if name == user:
+                start, _, count = rest.partition(":")
+                return int(start), int(count)
+    return None
+
+
+@pytest.fixture(scope="session")
+def test_user(session: Session) -> pwd.struct_passwd:
+    """The unprivileged user `mrtest`, with a subordinate id range and a /run/user directory.
+    Idempotent; the user stays (as a CI image's users do), the /run/user dir goes if we made it."""
+    require_root()
+    try:
+        pw = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        run(["useradd", "-m", "-s", "/bin/sh", TEST_USER])
+        pw = pwd.getpwnam(TEST_USER)
+    if subid_range("/etc/subuid", TEST_USER) is None:
+        run(["usermod", "--add-subuids", SUBID_RANGE, TEST_USER])
+    if subid_range("/etc/subgid", TEST_USER) is None:
+        run(["usermod", "--add-subgids", SUBID_RANGE, TEST_USER])
+    runtime = Path(f"/run/user/{pw.pw_uid}")
+    if not runtime.exists():
+        # What pam_systemd/logind does at login: a private run-time directory for the user.
+        runtime.parent.mkdir(mode=0o755, exist_ok=True)
+        runtime.mkdir(mode=0o700)
+        os.chown(runtime, pw.pw_uid, pw.pw_gid)
+        session.finally_.append(lambda: shutil.rmtree(runtime, ignore_errors=True))
+    return pw
+
+
+@pytest.fixture(scope="session")
+def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: Path) -> Tier:
+    # The user cannot read /root, maybe not the checkout either: run a world-readable copy.
+    code = Path(tempfile.mkdtemp(prefix="minirun-test-code-"))
+    session.finally_.append(lambda: shutil.rmtree(code, ignore_errors=True))
+    code.chmod(0o755)
+    shutil.copytree(REPO / "minirun", code / "minirun", ignore=shutil.ignore_patterns("__pycache__"))
+    for root, dirs, files in os.walk(code):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o644)
+    python = "/opt/minirun/bin/python" if os.path.exists("/opt/minirun/bin/python") else "/usr/bin/python3"
+    uid, gid, home = test_user.pw_uid, test_user.pw_gid, test_user.pw_dir
+    runtime = f"/run/user/{uid}"
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "setpriv (util-linux) is needed to run minirun as the test user"
+    prefix = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups",
+              "env", "-i", f"HOME={home}", f"USER={TEST_USER}", f"LOGNAME={TEST_USER}",
+              "PATH=/usr/local/bin:/usr/bin:/bin", f"XDG_RUNTIME_DIR={runtime}", f"PYTHONPATH={code}",
+              "PYTHONDONTWRITEBYTECODE=1", "TERM=xterm", python, "-m", "minirun"]
+    tier = Tier("rootless", prefix, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, uid, gid,
+                Path(home) / ".local" / "share" / "minirun", Path(runtime) / "minirun")
+    session.tiers.append(tier)
+    ensure_image(tier, busybox_tar)
+    return tier
+
+
+# --- per-test fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def names(request: pytest.FixtureRequest, session: Session) -> Iterator[Callable[[], str]]:
+    """names() -> a fresh container name carrying this test's prefix. On teardown, every
+    container with that prefix is removed in every tier, and the test fails if one was left."""
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name).strip("-")[:32]
+    prefix = f"mrt-{slug}-{secrets.token_hex(3)}-"
+    counter = iter(range(1, 10_000))
+    yield lambda: f"{prefix}{next(counter)}"
+    left: list[str] = []
+    for tier in session.tiers:
+        tier.kill_processes()
+        left += [f"{tier.name}:{n}" for n in tier.remove_prefixed(prefix)]
+    assert not left, f"the test left containers behind (removed now): {left}"
+
+
+def _cleanup_tier(tier: Tier) -> None:
+    tier.kill_processes()
+
+
+@pytest.fixture
+def root_minirun(root_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
+    yield root_tier
+    _cleanup_tier(root_tier)
+
+
+@pytest.fixture
+def rootless_minirun(rootless_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
+    yield rootless_tier
+    _cleanup_tier(rootless_tier)
+
+
+@pytest.fixture(params=[pytest.param("root", marks=pytest.mark.root, id="root"),
+                        pytest.param("rootless", marks=pytest.mark.rootless, id="rootless")])
+def minirun(request: pytest.FixtureRequest) -> Tier:
+    tier: Tier = request.getfixturevalue(f"{request.param}_minirun")
+    return tier
+
+
+# --- podman, to compare exit codes with ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """podman(args) runs `podman run <flags that work here> args`, with {image} in args replaced
+    by the busybox image imported into podman. The image is removed at the end of the session;
+    containers never outlive their run (--rm)."""
+    require_root()
+    assert shutil.which("podman"), "podman is needed to compare exit codes: ./install.sh --dev installs it"
+    # A tarball has no image config: give it the PATH and CMD the minirun import gives it.
+    run(["podman", "import", "--change", f"ENV={IMAGE_PATH}", "--change", 'CMD=["sh"]',
+         str(busybox_tar), PODMAN_IMAGE])
+    session.finally_.append(lambda: subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE],
+                                                   capture_output=True, timeout=120, check=False))
+
+    def podman_run(args: list[str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+        argv = [*PODMAN_RUN, *(PODMAN_IMAGE if a == "{image}" else a for a in args)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,  # type: ignore[call-overload, no-any-return]
+                              stdin=subprocess.DEVNULL, **kwargs)
+
+    sanity = podman_run(["--rm", "{image}", "true"])
+    assert sanity.returncode == 0, f"podman does not run containers here:\n{sanity.stderr}"
+    return podman_run
+
+
+def host_ns(kind: str) -> str:
+    return os.readlink(f"/proc/1/ns/{kind}")
+
+
+def group_name(gid: int) -> str:
+    return grp.getgrgid(gid).gr_name

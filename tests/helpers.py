@@ -1,0 +1,255 @@
+"""How the tests drive minirun: one `Tier` per way of running it (as root, as an unprivileged user).
+
+A tier is a callable: `tier(["run", "--rm", "busybox", "true"])` runs `minirun ...` to completion
+and returns the CompletedProcess (text). `tier.popen(...)` starts it in the background and
+`tier.spawn_pty(...)` under a fresh pseudo-terminal; the processes started that way are killed
+when the test ends, whatever happened. Nothing here waits without a deadline.
+
+The rootless tier runs minirun as the test user `mrtest` through setpriv(1), with a clean
+environment, exactly as that user would run it from a login shell. The process setpriv starts
+*is* minirun (setpriv and env(1) exec, they do not fork), so its pid is minirun's pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "busybox"
+DEFAULT_TIMEOUT = 60
+
+
+@dataclass
+class Tier:
+    name: str  # "root" | "rootless"
+    prefix: list[str]  # argv that runs `minirun` (without its arguments)
+    env: dict[str, str]
+    uid: int
+    gid: int
+    store_dir: Path  # images and container layers
+    state_dir: Path  # container records
+    processes: list[subprocess.Popen[Any] | int] = field(default_factory=list)
+
+    @property
+    def rootless(self) -> bool:
+        return self.name == "rootless"
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        return [*self.prefix, *args]
+
+    def __call__(self, args: Sequence[str], *, input: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 check: bool | int | None = None) -> subprocess.CompletedProcess[str]:
+        """Run minirun to completion. check=True: must exit 0; check=N: must exit N."""
+        argv = self.argv(args)
+        try:
+            result = subprocess.run(argv, input=input, env=self.env, capture_output=True, text=True,
+                                    timeout=timeout, stdin=None if input is not None else subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:  # subprocess.run has already killed it
+            raise AssertionError(f"[{self.name}] minirun {' '.join(args)} did not finish in {timeout}s;\n"
+                                 f"stdout: {e.stdout!r}\nstderr: {e.stderr!r}") from None
+        if check is not None and check is not False:
+            expected = 0 if check is True else check
+            assert result.returncode == expected, describe(self, args, result, f"expected exit {expected}")
+        return result
+
+    def popen(self, args: Sequence[str], **kwargs: Any) -> subprocess.Popen[str]:
+        """Start minirun in the background; it is SIGKILLed at the end of the test if still alive."""
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        proc = subprocess.Popen(self.argv(args), env=self.env, text=True, **kwargs)
+        self.processes.append(proc)
+        return proc
+
+    def spawn_pty(self, args: Sequence[str], rows: int = 24, cols: int = 80) -> PtyProcess:
+        """Start minirun as the session leader of a new pty, so that its stdin/out/err is a
+        terminal, as when a person types `minirun run -it ...` in a terminal emulator."""
+        argv = self.argv(args)
+        pid, master = pty.fork()
+        if pid == 0:  # the child: only exec here, nothing that could run pytest's code
+            try:
+                os.execve(argv[0], argv, self.env)
+            finally:
+                os._exit(127)
+        self.processes.append(pid)
+        set_window_size(master, rows, cols)
+        return PtyProcess(pid, master)
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        result = self(["inspect", ref], check=0)
+        items = json.loads(result.stdout)
+        assert isinstance(items, list) and len(items) == 1, result.stdout
+        item: dict[str, Any] = items[0]
+        return item
+
+    def container_names(self) -> dict[str, str]:
+        """name -> id of every container this tier knows about, through the CLI, and straight
+        from the record files as a fallback (so a broken `ps` cannot hide leftovers)."""
+        names: dict[str, str] = {}
+        with contextlib.suppress(AssertionError, ValueError):
+            ids = self(["ps", "-a", "-q"], timeout=30).stdout.split()
+            if ids:
+                for item in json.loads(self(["inspect", *ids], timeout=30).stdout or "[]"):
+                    names[item["Name"].lstrip("/")] = item["Id"]
+        if self.state_dir.is_dir():
+            for path in self.state_dir.glob("*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    record = json.loads(path.read_text())
+                    names.setdefault(record["name"], record["id"])
+        return names
+
+    def remove_prefixed(self, prefix: str) -> list[str]:
+        """`rm -f` every container whose name starts with prefix; return what was left over."""
+        leftovers = [n for n in self.container_names() if n.startswith(prefix)]
+        for name in leftovers:
+            with contextlib.suppress(AssertionError):
+                self(["rm", "-f", name], timeout=30)
+        return leftovers
+
+    def kill_processes(self) -> None:
+        """SIGKILL and reap whatever this tier started in the background and is still alive."""
+        while self.processes:
+            proc = self.processes.pop()
+            if isinstance(proc, int):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(proc, 0)
+            else:
+                if proc.poll() is None:
+                    proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.communicate(timeout=30)
+
+
+def describe(tier: Tier, args: Sequence[str], result: subprocess.CompletedProcess[str], why: str = "") -> str:
+    return (f"[{tier.name}] minirun {' '.join(args)}: exit {result.returncode} {why}\n"
+            f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}")
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """minirun's own errors are one line on stderr, never a traceback."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# --- waiting, always with a deadline --------------------------------------------------------------
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.05, what: str = "condition") -> Any:
+    """Poll predicate() until it returns something true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def read_until(stream: Any, marker: str, timeout: float = 30) -> str:
+    """Read a Popen text pipe until `marker` appears (or EOF, or the deadline: both fail)."""
+    fd = stream.fileno()
+    os.set_blocking(fd, False)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"timed out waiting for {marker!r}; got {seen!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                raise AssertionError(f"EOF before {marker!r}; got {seen!r}")
+            seen += chunk
+    os.set_blocking(fd, True)
+    return seen.decode(errors="replace")
+
+
+def process_exists(pid: int) -> bool:
+    """True while `pid` is a live process (a zombie counts as gone: it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+# --- pseudo-terminals -----------------------------------------------------------------------------
+
+
+def set_window_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+@dataclass
+class PtyProcess:
+    """The terminal side of `minirun run -it` as a person would see it."""
+
+    pid: int
+    master: int
+    output: bytes = b""
+    status: int | None = None
+
+    def write(self, data: str) -> None:
+        os.write(self.master, data.encode())
+
+    def expect(self, pattern: str, timeout: float = 30) -> re.Match[bytes]:
+        """Read until `pattern` (a regex) matches output not consumed by an earlier expect."""
+        regex = re.compile(pattern.encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            match = regex.search(self.output)
+            if match:
+                self.output = self.output[match.end():]
+                return match
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"timed out waiting for {pattern!r} on the terminal; got {self.output!r}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # EIO: the other side of the pty is closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"terminal closed while waiting for {pattern!r}; got {self.output!r}")
+                self.output += chunk
+
+    def wait(self, timeout: float = 30) -> int:
+        """Drain the terminal until minirun exits; return its exit code (as a shell shows it)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.status = status
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"minirun did not exit in {timeout}s; terminal: {self.output!r}")
+            ready, _, _ = select.select([self.master], [], [], 0.05)
+            if ready:
+                with contextlib.suppress(OSError):
+                    self.output += os.read(self.master, 65536)
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+        return os.waitstatus_to_exitcode(self.status)
