@@ -11,7 +11,6 @@ sethostname(2), prctl(2), close_range(2), openat2(2).
 """
 
 import ctypes
-
 import fcntl
 import os
 import platform

@@ -6,6 +6,7 @@ an error on the sync socket and exits (os._exit: the parent's Python state, whic
 process shares a copy of, must not run any cleanup here).
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,6 +16,7 @@ from typing import NoReturn
 from minirun import init, kernel, rootfs, sync, tty
 from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
+from minirun.spec import env_dict
 
 
 @dataclass(frozen=True)
@@ -79,10 +81,8 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
 
 
 def _report(sock: socket.socket, code: int, message: str) -> None:
-    try:
+    with contextlib.suppress(OSError):  # if the parent is gone, there is nobody to tell
         sync.send_error(sock, code, message)
-    except OSError:
-        pass  # the parent is gone; nobody to tell
 
 
 def setup_stdio(plan: ProcessPlan, sock: socket.socket) -> None:
@@ -136,10 +136,9 @@ def make_workdir(cwd: str) -> None:
 
 def switch_user(user: User) -> None:
     """Become the container user: groups first, while we still may change them."""
-    try:
+    # Rootless without newgidmap, setgroups is denied in this namespace: keep none.
+    with contextlib.suppress(PermissionError):
         os.setgroups(user.groups)
-    except PermissionError:
-        pass  # rootless without newgidmap: setgroups is denied in this namespace; keep none
     try:
         os.setresgid(user.gid, user.gid, user.gid)
         os.setresuid(user.uid, user.uid, user.uid)
@@ -170,18 +169,15 @@ def reset_signals() -> None:
     """
     for sig in signal.valid_signals():
         if sig not in (signal.SIGKILL, signal.SIGSTOP):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
-            except (OSError, ValueError):
-                pass
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def execute(argv: list[str], env: list[str]) -> NoReturn:
     """execve the command, searching $PATH as the shell would; errors as docker reports them."""
-    environ = dict(e.split("=", 1) if "=" in e else (e, "") for e in env)
     try:
-        os.execvpe(argv[0], argv, environ)
+        os.execvpe(argv[0], argv, env_dict(env))
     except FileNotFoundError:
         if "/" in argv[0]:
             raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None

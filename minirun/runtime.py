@@ -21,7 +21,7 @@ from minirun.cgroups import Cgroup
 from minirun.errors import MinirunError
 from minirun.init import exit_code
 from minirun.rootfs import RootfsPlan
-from minirun.spec import ContainerSpec
+from minirun.spec import ContainerSpec, env_dict
 from minirun.state import Record
 
 # Signals `minirun run` passes on to the container, as `docker run --sig-proxy` does.
@@ -49,9 +49,7 @@ def command_line(spec: ContainerSpec, config: images.ImageConfig) -> list[str]:
 
 
 def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
-    merged = dict(e.split("=", 1) if "=" in e else (e, "") for e in image_env)
-    merged.update(dict(e.split("=", 1) for e in user_env))
-    return [f"{k}={v}" for k, v in merged.items()]
+    return [f"{k}={v}" for k, v in env_dict([*image_env, *user_env]).items()]
 
 
 def check_user_mapped(spec: ContainerSpec, mapping: userns.IdMapping) -> None:
@@ -59,7 +57,9 @@ def check_user_mapped(spec: ContainerSpec, mapping: userns.IdMapping) -> None:
     if spec.user is None:
         return
     name, _, group = spec.user.partition(":")
-    if (name.isdigit() and not mapping.maps_uid(int(name))) or (group.isdigit() and not mapping.maps_gid(int(group))):
+    uid_unmapped = name.isdigit() and not mapping.maps_uid(int(name))
+    gid_unmapped = group.isdigit() and not mapping.maps_gid(int(group))
+    if uid_unmapped or gid_unmapped:
         raise MinirunError(f"--user {spec.user} is not mapped into the container: rootless containers need a "
                            "subordinate range in /etc/subuid and /etc/subgid (and newuidmap/newgidmap) for "
                            "ids other than 0")

@@ -45,6 +45,11 @@ class ContainerSpec:
     remove: bool = False
 
 
+def env_dict(env: list[str]) -> dict[str, str]:
+    """KEY=VALUE strings as a dict; later entries win, as in a shell's environment."""
+    return {key: value for key, _, value in (e.partition("=") for e in env)}
+
+
 def parse_bind(value: str) -> BindMount:
     """Parse docker's -v syntax. Named volumes are not supported, so HOST must be a path."""
     parts = value.split(":")

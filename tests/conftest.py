@@ -22,7 +22,6 @@ namespaces, mounts, cgroups, records ... that belong to minirun): the session fa
 from __future__ import annotations
 
 import contextlib
-import grp
 import os
 import pwd
 import re
@@ -122,7 +121,8 @@ def busybox_tar(session: Session) -> Path:
 
 def ensure_image(tier: Tier, tar: Path) -> None:
     """Import busybox into the tier's store unless it is already there (as install.sh does)."""
-    if tier(["images", "-q", IMAGE], check=0).stdout.strip():
+    rows = [line.split()[:2] for line in tier(["images"], check=0).stdout.splitlines()[1:]]
+    if [IMAGE, "latest"] in rows:
         return
     tier(["import", str(tar), IMAGE], check=0, timeout=120)
 
@@ -226,25 +226,23 @@ def names(request: pytest.FixtureRequest, session: Session) -> Iterator[Callable
     yield lambda: f"{prefix}{next(counter)}"
     left: list[str] = []
     for tier in session.tiers:
+        if f"{tier.name}_minirun" not in request.fixturenames:
+            continue
         tier.kill_processes()
         left += [f"{tier.name}:{n}" for n in tier.remove_prefixed(prefix)]
     assert not left, f"the test left containers behind (removed now): {left}"
 
 
-def _cleanup_tier(tier: Tier) -> None:
-    tier.kill_processes()
-
-
 @pytest.fixture
 def root_minirun(root_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
     yield root_tier
-    _cleanup_tier(root_tier)
+    root_tier.kill_processes()
 
 
 @pytest.fixture
 def rootless_minirun(rootless_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
     yield rootless_tier
-    _cleanup_tier(rootless_tier)
+    rootless_tier.kill_processes()
 
 
 @pytest.fixture(params=[pytest.param("root", marks=pytest.mark.root, id="root"),
@@ -278,11 +276,3 @@ def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.Comp
     sanity = podman_run(["--rm", "{image}", "true"])
     assert sanity.returncode == 0, f"podman does not run containers here:\n{sanity.stderr}"
     return podman_run
-
-
-def host_ns(kind: str) -> str:
-    return os.readlink(f"/proc/1/ns/{kind}")
-
-
-def group_name(gid: int) -> str:
-    return grp.getgrgid(gid).gr_name

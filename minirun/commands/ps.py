@@ -16,7 +16,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 def ago(timestamp: str) -> str:
     if not timestamp:
         return ""
-    seconds = int((datetime.now(UTC) - datetime.fromisoformat(timestamp.replace("Z", "+00:00"))).total_seconds())
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = int((datetime.now(UTC) - then).total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size

@@ -1,9 +1,9 @@
 """`minirun rm [-f] NAME...`: remove containers; -f kills a running one first."""
 
 import argparse
-import os
 import sys
 import time
+from pathlib import Path
 
 from minirun import paths, runtime, state
 from minirun.errors import MinirunError
@@ -22,18 +22,15 @@ def wait_for_monitor(record: state.Record, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def remove(state_dir: "os.PathLike[str] | str", name: str, force: bool) -> None:
-    from pathlib import Path
-
-    record = state.find(Path(state_dir), name)
-    if record.status == "running" and not record.dead:
+def remove(state_dir: Path, name: str, force: bool) -> None:
+    record = state.find(state_dir, name)
+    if record.status == "running":
         if not force:
             raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
         runtime.kill(record)
         wait_for_monitor(record)
-        record = state.find(Path(state_dir), record.id) if Path(state_dir, f"{record.id}.json").exists() else record
-    with state.exclusive(Path(state_dir)):
-        runtime.remove_container(Path(state_dir), record)
+    with state.exclusive(state_dir):
+        runtime.remove_container(state_dir, record)
 
 
 def run(args: argparse.Namespace) -> int:

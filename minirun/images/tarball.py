@@ -277,14 +277,18 @@ def _make_hardlink(member: tarfile.TarInfo, root_fd: int, parent_fd: int, name: 
     target = _member_path(member.linkname)
     if not target:
         raise MinirunError(f"refusing archive: hard link {member.name!r} points to the root directory")
-    target_dir = _open_directory(root_fd, target[:-1], member.name, create=False)
+    missing = MinirunError(
+        f"refusing archive: hard link {member.name!r} points to {member.linkname!r}, "
+        "which is not in the archive before it"
+    )
+    try:
+        target_dir = _open_directory(root_fd, target[:-1], member.name, create=False)
+    except FileNotFoundError as e:
+        raise missing from e
     try:
         found = _lstat(target_dir, target[-1])
         if found is None:
-            raise MinirunError(
-                f"refusing archive: hard link {member.name!r} points to {member.linkname!r}, "
-                "which is not in the archive before it"
-            )
+            raise missing
         if stat.S_ISDIR(found.st_mode):
             raise MinirunError(f"refusing archive: hard link {member.name!r} points to a directory")
         os.link(target[-1], name, src_dir_fd=target_dir, dst_dir_fd=parent_fd, follow_symlinks=False)
