@@ -91,7 +91,11 @@ def etc_files(bundle: Path, hostname: str, network: str) -> dict[str, str]:
 
 
 def make_bundle(record: Record) -> Path:
+    """The container's directory, under a 0700 parent: host users must not reach setuid
+    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode)."""
     bundle = Path(record.bundle)
+    bundle.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(bundle.parent, 0o700)
     for name in ("upper", "work", "merged"):
         (bundle / name).mkdir(parents=True, exist_ok=True)
     return bundle

@@ -34,15 +34,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, REPO, Tier
+from helpers import IMAGE, PODMAN_IMAGE, PODMAN_RUN, REPO, Tier
 
 TEST_USER = "mrtest"
 SUBID_RANGE = "100000-165535"  # used only if the user has no range yet
 LEAKCHECK = REPO.parent / "shared" / "tools" / "leakcheck"
-PODMAN_IMAGE = "localhost/minirun-busybox"
-# podman 4.3 on these hosts: crun refuses hybrid cgroups, and the default ulimits are refused.
-PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--pull", "never", "--network", "none",
-              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 IMAGE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -268,7 +264,8 @@ def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.Comp
     session.finally_.append(lambda: subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE],
                                                    capture_output=True, timeout=120, check=False))
 
-    def podman_run(args: list[str], timeout: float = 120, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    def podman_run(args: list[str], timeout: float = 120,
+                   **kwargs: object) -> subprocess.CompletedProcess[str]:
         argv = [*PODMAN_RUN, *(PODMAN_IMAGE if a == "{image}" else a for a in args)]
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,  # type: ignore[call-overload, no-any-return]
                               stdin=subprocess.DEVNULL, **kwargs)

@@ -29,6 +29,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "busybox"
 DEFAULT_TIMEOUT = 60
+PODMAN_IMAGE = "localhost/minirun-busybox"
+# podman 4.3 on these hosts: crun refuses hybrid cgroups, and the default ulimits are refused.
+PODMAN_RUN = ["podman", "--runtime", "runc", "run", "--pull", "never", "--network", "none",
+              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 
 
 @dataclass
@@ -225,7 +229,7 @@ class PtyProcess:
                 return match
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"timed out waiting for {pattern!r} on the terminal; got {self.output!r}")
+                raise AssertionError(f"timed out waiting for {pattern!r} on the terminal: {self.output!r}")
             ready, _, _ = select.select([self.master], [], [], left)
             if ready:
                 try:
@@ -233,7 +237,7 @@ class PtyProcess:
                 except OSError:  # EIO: the other side of the pty is closed
                     chunk = b""
                 if not chunk:
-                    raise AssertionError(f"terminal closed while waiting for {pattern!r}; got {self.output!r}")
+                    raise AssertionError(f"terminal closed while waiting for {pattern!r}: {self.output!r}")
                 self.output += chunk
 
     def wait(self, timeout: float = 30) -> int:
@@ -253,3 +257,21 @@ class PtyProcess:
         with contextlib.suppress(OSError):
             os.close(self.master)
         return os.waitstatus_to_exitcode(self.status)
+
+
+def wait_running(tier: Tier, name: str, proc: subprocess.Popen[str] | None = None,
+                 timeout: float = 30) -> dict[str, Any]:
+    """Poll `minirun inspect NAME` until the container runs with a pid; return the inspect item."""
+
+    def running() -> dict[str, Any] | None:
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"minirun exited ({proc.returncode}) before {name} ran:\n{out}{err}")
+        result = tier(["inspect", name], timeout=30)
+        if result.returncode != 0:
+            return None
+        item: dict[str, Any] = json.loads(result.stdout)[0]
+        return item if item["State"]["Status"] == "running" and item["State"]["Pid"] > 0 else None
+
+    item: dict[str, Any] = wait_for(running, timeout=timeout, interval=0.1, what=f"{name} to run")
+    return item

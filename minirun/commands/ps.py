@@ -4,6 +4,7 @@ import argparse
 from datetime import UTC, datetime
 
 from minirun import paths, state
+from minirun.commands.images import human_duration
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -17,17 +18,12 @@ def ago(timestamp: str) -> str:
     if not timestamp:
         return ""
     then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    seconds = int((datetime.now(UTC) - then).total_seconds())
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return f"{seconds} seconds ago"
+    return f"{human_duration(datetime.now(UTC) - then)} ago"
 
 
 def status(record: state.Record) -> str:
     if record.status == "running":
-        return f"Up since {ago(record.started_at).removesuffix(' ago')}"
+        return f"Up {ago(record.started_at).removesuffix(' ago')}"
     if record.status == "exited":
         return f"Exited ({record.exit_code}) {ago(record.finished_at)}"
     return "Created"

@@ -7,6 +7,7 @@ container's overlayfs mount. Everything lives under one directory, minirun.paths
     images.lock                   flock(2) held while anything below changes (shared for reading)
     repositories.json             names to image ids: {"busybox:latest": "sha256:<64 hex>", ...}
     images/<hex>.json             one image: id, created, size, layer digests (lowest first), config
+    layers/                       0700: only the store's owner may reach the images' files
     layers/<hex>/layer.json       one layer: the digest of the blob it came from, and its size
     layers/<hex>/rootfs/          ...and its files: this directory is an overlayfs lower directory
     tmp/                          staging areas of imports in progress, and layers being deleted
@@ -250,9 +251,7 @@ def extract_layer(source: BinaryIO, layer_dir: Path) -> str:
         pass
     digest = f"sha256:{reader.sha256.hexdigest()}"
     atomic_write_json(layer_dir / "layer.json", {"digest": digest, "size": size})
-    # mkdtemp made the staging tree 0700; the layer must be traversable by whoever the
-    # container runs as (the overlay mount checks permissions on its lower directories).
-    os.chmod(layer_dir, 0o755)
+    os.chmod(layer_dir, 0o755)  # whatever the umask; access is restricted once, at layers/
     return digest
 
 
@@ -293,7 +292,10 @@ def commit_image(store: Path, layers: list[tuple[str, Path]], config: ImageConfi
     record_path = store / "images" / f"{_hex(image_id)}.json"
 
     with locked(store / "images.lock"):
-        (store / "layers").mkdir(exist_ok=True)
+        # 0700: layers hold images' setuid programs, which any host user who could reach them
+        # could run with their owner's rights (CVE-2021-41091, Docker's data directory).
+        (store / "layers").mkdir(mode=0o700, exist_ok=True)
+        os.chmod(store / "layers", 0o700)
         for digest, staged in layers:
             final = store / "layers" / _hex(digest)
             if not final.exists():

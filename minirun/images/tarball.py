@@ -26,7 +26,7 @@ import stat
 import sys
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Self
 
 from minirun.errors import MinirunError
 
@@ -48,9 +48,13 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
     On a refused or broken archive this raises MinirunError and leaves `dest` partly filled:
     extract into a fresh temporary directory and throw it away on error (the image store does).
     """
-    dest.mkdir(mode=0o755, parents=True, exist_ok=True)
+    dest.mkdir(parents=True, exist_ok=True)
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        # `dest` is the image's "/": 0755 unless the archive's "./" entry says otherwise. Set
+        # explicitly, as mkdir(2) modes are cut by the umask (a umask of 077 would make "/"
+        # unreadable to every user but root in the container).
+        os.fchmod(root_fd, 0o755)
         written = 0
         skipped_devices: set[tuple[str, ...]] = set()
         # A directory's own mode is applied after everything in it exists: a read-only directory
@@ -91,9 +95,28 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
 def _open_stream(source: BinaryIO) -> tarfile.TarFile:
     """Open `source` as a forward-only tar stream; compression is detected from its first bytes."""
     try:
-        return tarfile.open(fileobj=source, mode="r|*")
+        return tarfile.open(fileobj=source, mode="r|*", tarinfo=_StrictTarInfo)
     except (tarfile.TarError, EOFError) as e:
         raise MinirunError(f"not a tar archive ({e})") from e
+
+
+class _StrictTarInfo(tarfile.TarInfo):
+    """A header parser that tells a corrupt archive from a finished one.
+
+    After the first member, tarfile takes any header it cannot parse (a bad checksum, a block
+    cut short) for the end of the archive, which would turn a truncated or damaged download
+    into a silently incomplete image. A real end is a block of zeros (POSIX tar writes two) or,
+    leniently like GNU tar, no data at all at a block boundary.
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        try:
+            return super().frombuf(buf, encoding, errors)
+        except tarfile.HeaderError as e:
+            if not buf or buf == bytes(tarfile.BLOCKSIZE):
+                raise  # the end of the archive: tarfile stops here
+            raise MinirunError(f"not a tar archive, or a corrupt or truncated one ({e})") from e
 
 
 def _next_member(tar: tarfile.TarFile) -> tarfile.TarInfo | None:
@@ -176,6 +199,7 @@ def _open_directory(root_fd: int, parts: tuple[str, ...], member: str, *, create
                     raise
                 os.mkdir(part, 0o755, dir_fd=fd)
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.fchmod(child, 0o755)  # not cut by the umask, see safe_extract
             except OSError as e:
                 if e.errno not in (errno.ENOTDIR, errno.ELOOP):
                     raise
@@ -234,7 +258,7 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, n
         try:
             shutil.copyfileobj(data, out, _COPY_CHUNK)
         except (tarfile.TarError, EOFError) as e:
-            raise MinirunError(f"corrupt or truncated archive: member {member.name!r} ({e})") from e
+            raise MinirunError(f"not a tar archive, or a truncated one: member {member.name!r} ({e})") from e
         out.flush()
         _set_metadata(out.fileno(), member, chown)
     return member.size

@@ -162,6 +162,17 @@ def test_chown_sets_numeric_owners_and_keeps_setuid(box: Sandbox) -> None:
     assert stat.S_IMODE(st.st_mode) == 0o4755  # chown(2) clears setuid; the mode is set after it
 
 
+def test_implied_directories_are_0755_whatever_the_umask(box: Sandbox) -> None:
+    old_umask = os.umask(0o077)
+    try:
+        box.extract(build_tar(reg("usr/bin/tool", b"x", mode=0o755)))
+    finally:
+        os.umask(old_umask)
+    for path in [box.dest, box.dest / "usr", box.dest / "usr/bin"]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(box.dest / "usr/bin/tool").st_mode) == 0o755
+
+
 def test_leading_slash_and_dot_slash_are_stripped(box: Sandbox) -> None:
     box.extract(build_tar(reg("/etc/passwd", b"a"), reg("./etc/group", b"b"), reg(".//./etc//hosts", b"c")))
     assert sorted(os.listdir(box.dest / "etc")) == ["group", "hosts", "passwd"]
@@ -250,9 +261,16 @@ def test_hostile_archive_is_refused(box: Sandbox, case: str) -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"this is not a tar file" * 100, build_tar(reg("big", b"x" * 5000))[:3000], b"\x1f\x8b\x08junk"],
-    ids=["empty", "garbage", "truncated", "bad gzip"],
+    [
+        b"",
+        b"this is not a tar file" * 100,
+        build_tar(reg("big", b"x" * 5000))[:3000],  # cut in a file's data
+        build_tar(reg("a", b"x"), reg("b", b"y"))[:1200],  # cut in the second header
+        build_tar(reg("a", b"x"))[:1024] + b"garbage!" * 64,  # a damaged second header
+        b"\x1f\x8b\x08junk",
+    ],
+    ids=["empty", "garbage", "truncated data", "truncated header", "bad header", "bad gzip"],
 )
 def test_broken_input_is_one_clear_error(box: Sandbox, data: bytes) -> None:
-    with pytest.raises(MinirunError, match="tar archive|truncated"):
+    with pytest.raises(MinirunError, match=r"^not a tar archive"):
         box.extract(data)
