@@ -10,8 +10,9 @@ only to create its test user and to start minirun as that user through setpriv(1
 Fixtures for tests:
   root_minirun / rootless_minirun   a Tier (tests/helpers.py): call it with minirun's arguments
   minirun                           parametrized over both tiers (ids "root", "rootless")
-  names                             makes container names unique to the test; on teardown every
-                                    container whose name has the test's prefix is removed
+  names                             names() makes a container name unique to the test; on
+                                    teardown every container whose name has the test's prefix
+                                    is removed (`run` without --name gets such a name too)
   busybox_tar                       the offline busybox image as a tarball
   podman                            a callable running `podman run` the way it works on this host
 
@@ -34,9 +35,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, PODMAN_IMAGE, PODMAN_RUN, REPO, Tier
+from helpers import IMAGE, PODMAN_IMAGE, PODMAN_RUN, REPO, TEST_USER, Tier, subid_range
 
-TEST_USER = "mrtest"
 SUBID_RANGE = "100000-165535"  # used only if the user has no range yet
 LEAKCHECK = REPO.parent / "shared" / "tools" / "leakcheck"
 IMAGE_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -147,16 +147,6 @@ def root_tier(session: Session, busybox_tar: Path) -> Tier:
 # --- the rootless tier ---------------------------------------------------------------------------
 
 
-def subid_range(path: str, user: str) -> tuple[int, int] | None:
-    with contextlib.suppress(FileNotFoundError), open(path) as f:
-        for line in f:
-            name, _, rest = line.strip().partition(":")
-            if name == user:
-                start, _, count = rest.partition(":")
-                return int(start), int(count)
-    return None
-
-
 @pytest.fixture(scope="session")
 def test_user(session: Session) -> pwd.struct_passwd:
     """The unprivileged user `mrtest`, with a subordinate id range and a /run/user directory.
@@ -212,33 +202,45 @@ def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: P
 # --- per-test fixtures ---------------------------------------------------------------------------
 
 
+class Names:
+    """names() -> a fresh container name carrying the test's prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.count = 0
+
+    def __call__(self) -> str:
+        self.count += 1
+        return f"{self.prefix}{self.count}"
+
+
 @pytest.fixture
-def names(request: pytest.FixtureRequest, session: Session) -> Iterator[Callable[[], str]]:
-    """names() -> a fresh container name carrying this test's prefix. On teardown, every
-    container with that prefix is removed in every tier, and the test fails if one was left."""
+def names(request: pytest.FixtureRequest) -> Names:
     slug = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name).strip("-")[:32]
-    prefix = f"mrt-{slug}-{secrets.token_hex(3)}-"
-    counter = iter(range(1, 10_000))
-    yield lambda: f"{prefix}{next(counter)}"
-    left: list[str] = []
-    for tier in session.tiers:
-        if f"{tier.name}_minirun" not in request.fixturenames:
-            continue
+    return Names(f"mrt-{slug}-{secrets.token_hex(3)}-")
+
+
+def tier_for_test(tier: Tier, names: Names) -> Iterator[Tier]:
+    """Lend the tier to one test. Afterwards: kill what it started, remove every container
+    with the test's prefix, and fail the test if there was one (a test cleans up after itself)."""
+    tier.auto_name = names
+    try:
+        yield tier
+    finally:
+        tier.auto_name = None
         tier.kill_processes()
-        left += [f"{tier.name}:{n}" for n in tier.remove_prefixed(prefix)]
+        left = tier.remove_prefixed(names.prefix)
     assert not left, f"the test left containers behind (removed now): {left}"
 
 
 @pytest.fixture
-def root_minirun(root_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
-    yield root_tier
-    root_tier.kill_processes()
+def root_minirun(root_tier: Tier, names: Names) -> Iterator[Tier]:
+    yield from tier_for_test(root_tier, names)
 
 
 @pytest.fixture
-def rootless_minirun(rootless_tier: Tier, names: Callable[[], str]) -> Iterator[Tier]:
-    yield rootless_tier
-    rootless_tier.kill_processes()
+def rootless_minirun(rootless_tier: Tier, names: Names) -> Iterator[Tier]:
+    yield from tier_for_test(rootless_tier, names)
 
 
 @pytest.fixture(params=[pytest.param("root", marks=pytest.mark.root, id="root"),

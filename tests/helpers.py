@@ -21,12 +21,13 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_USER = "mrtest"  # the rootless tier's user (created by tests/conftest.py)
 IMAGE = "busybox"
 DEFAULT_TIMEOUT = 60
 PODMAN_IMAGE = "localhost/minirun-busybox"
@@ -45,12 +46,19 @@ class Tier:
     store_dir: Path  # images and container layers
     state_dir: Path  # container records
     processes: list[subprocess.Popen[Any] | int] = field(default_factory=list)
+    # Set by the `names` fixture during a test: every `run` without --name gets a name with
+    # the test's prefix, so that the test's teardown finds (and removes) whatever a killed
+    # `minirun run --rm` could not.
+    auto_name: Callable[[], str] | None = None
 
     @property
     def rootless(self) -> bool:
         return self.name == "rootless"
 
     def argv(self, args: Sequence[str]) -> list[str]:
+        args = list(args)
+        if self.auto_name and args[:1] == ["run"] and not any(a.startswith("--name") for a in args):
+            args[1:1] = ["--name", self.auto_name()]
         return [*self.prefix, *args]
 
     def __call__(self, args: Sequence[str], *, input: str | None = None, timeout: float = DEFAULT_TIMEOUT,
@@ -206,6 +214,9 @@ def set_window_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 
+DSR = b"\x1b[6n"
+
+
 @dataclass
 class PtyProcess:
     """The terminal side of `minirun run -it` as a person would see it."""
@@ -217,6 +228,24 @@ class PtyProcess:
 
     def write(self, data: str) -> None:
         os.write(self.master, data.encode())
+
+    def type(self, data: str, quiet: float = 0.3, timeout: float = 30) -> None:
+        """Type like a person: once the screen has stopped changing for `quiet` seconds.
+        (busybox's line editor drops keys that arrive together with the terminal's answer to
+        its cursor position query; a person never types that fast after a prompt.)"""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], quiet)
+            if not ready:
+                break
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break  # closed: the write below fails or the next expect reports it
+            self.receive(chunk)
+        self.write(data)
 
     def expect(self, pattern: str, timeout: float = 30) -> re.Match[bytes]:
         """Read until `pattern` (a regex) matches output not consumed by an earlier expect."""
@@ -238,7 +267,17 @@ class PtyProcess:
                     chunk = b""
                 if not chunk:
                     raise AssertionError(f"terminal closed while waiting for {pattern!r}: {self.output!r}")
-                self.output += chunk
+                self.receive(chunk)
+
+    def receive(self, chunk: bytes) -> None:
+        """busybox's line editor asks the terminal where the cursor is (ESC [ 6 n, "device status
+        report") after printing its prompt; a terminal answers ESC [ row ; col R, and so do we."""
+        *before, after = chunk.split(DSR)
+        for part in before:
+            self.output += part
+            line = re.sub(rb"\x1b\[[0-9;?]*[A-Za-z]", b"", self.output).split(b"\n")[-1]
+            os.write(self.master, b"\x1b[1;%dR" % (len(line.split(b"\r")[-1]) + 1))
+        self.output += after
 
     def wait(self, timeout: float = 30) -> int:
         """Drain the terminal until minirun exits; return its exit code (as a shell shows it)."""
@@ -275,3 +314,14 @@ def wait_running(tier: Tier, name: str, proc: subprocess.Popen[str] | None = Non
 
     item: dict[str, Any] = wait_for(running, timeout=timeout, interval=0.1, what=f"{name} to run")
     return item
+
+
+def subid_range(path: str, user: str) -> tuple[int, int] | None:
+    """The first subordinate id range of `user` in /etc/subuid or /etc/subgid: (start, count)."""
+    with contextlib.suppress(FileNotFoundError), open(path) as f:
+        for line in f:
+            name, _, rest = line.strip().partition(":")
+            if name == user:
+                start, _, count = rest.partition(":")
+                return int(start), int(count)
+    return None

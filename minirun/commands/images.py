@@ -16,10 +16,11 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     parser = sub.add_parser("images", help="List images", description="List the images in the local store.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only show image ids")
     parser.add_argument("--no-trunc", action="store_true", help="don't truncate output (full sha256 ids)")
+    parser.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]", help="only images of this name")
 
 
 def run(args: argparse.Namespace) -> int:
-    images = list_images(store_dir())
+    images = [i for i in list_images(store_dir()) if args.repository is None or _matches(i, args.repository)]
     if args.quiet:
         for image in images:
             print(_image_id(image, args.no_trunc))
@@ -36,6 +37,11 @@ def run(args: argparse.Namespace) -> int:
         # Docker aligns its columns with three spaces of padding (text/tabwriter).
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
+
+
+def _matches(image: Image, wanted: str) -> bool:
+    """`docker images busybox` lists every tag of busybox; `busybox:1.36` only that one."""
+    return any(name == wanted or name.rpartition(":")[0] == wanted for name in image.repo_tags)
 
 
 def _image_id(image: Image, no_trunc: bool) -> str:

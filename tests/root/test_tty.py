@@ -14,30 +14,30 @@ def test_interactive_shell(minirun: Tier) -> None:
     term = minirun.spawn_pty(["run", "--rm", "-it", IMAGE, "sh"], rows=30, cols=100)
     term.expect(PROMPT)
 
-    term.write("echo hello-$((1+2))\n")
+    term.type("echo hello-$((1+2))\n")
     term.expect(r"hello-3\r\n")
     term.expect(PROMPT)
 
-    term.write("tty; stty size\n")
+    term.type("tty; stty size\n")
     term.expect(r"/dev/pts/\d+\r\n30 100\r\n")
     term.expect(PROMPT)
 
     # Ctrl-C reaches the foreground command in the container, not minirun: the prompt comes back
     # (long before the 100 s of sleep) and the shell keeps working.
-    term.write("echo sleeping-$((2*3)); sleep 100\n")
+    term.type("echo sleeping-$((2*3)); sleep 100\n")
     term.expect(r"sleeping-6\r\n")
-    term.write("\x03")
+    term.type("\x03")
     term.expect(PROMPT, timeout=30)
-    term.write("ps -o comm | grep -c sleep; echo alive-$((4+4))\n")
+    term.type("ps -o comm | grep -c sleep; echo alive-$((4+4))\n")
     term.expect(r"\r\n0\r\nalive-8\r\n")
     term.expect(PROMPT)
 
     # Line editing: type a wrong word, erase it with backspace, finish the line.
-    term.write("echo abX\x7fc-$((5+5))\n")
+    term.type("echo abX\x7fc-$((5+5))\n")
     term.expect(r"abc-10\r\n")
     term.expect(PROMPT)
 
-    term.write("exit 3\n")
+    term.type("exit 3\n")
     assert term.wait(timeout=30) == 3
 
 
@@ -50,10 +50,9 @@ def test_tty_without_a_terminal_is_an_error(minirun: Tier) -> None:
 
 
 def test_ctrl_c_on_a_pid_1_command(minirun: Tier) -> None:
-    """`minirun run -it busybox sleep 100`: Ctrl-C must stop it, although PID 1 ignores signals it
-    has no handler for. The terminal's SIGINT goes to the foreground group; busybox sleep as
-    PID 1 ignores it, so like docker the container keeps running... unless --init is used."""
+    """With --init, Ctrl-C stops a command that never set up a SIGINT handler (as PID 1 it would
+    be ignored, see pid_namespaces(7)): 130 = 128 + SIGINT, as docker run -it --init gives."""
     term = minirun.spawn_pty(["run", "--rm", "-it", "--init", IMAGE, "sh", "-c", "echo go; sleep 100"])
     term.expect(r"go\r\n")
-    term.write("\x03")
+    term.type("\x03")
     assert term.wait(timeout=30) == 130

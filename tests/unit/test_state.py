@@ -1,0 +1,176 @@
+"""minirun/state.py: container records, names, lookups and the records of dead monitors."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from minirun import state
+from minirun.errors import ContainerNotFound, MinirunError
+from minirun.state import Record
+
+
+def maker(**fields: object) -> Callable[[str, str], Record]:
+    """A make_record callback whose monitor is this (living) test process."""
+
+    def make(container_id: str, name: str) -> Record:
+        return Record(id=container_id, name=name, image="busybox", image_id="sha256:0", command=["sh"],
+                      created=state.now(), rootless=False, monitor_pid=os.getpid(),
+                      monitor_start=state.process_start_time(os.getpid()) or 0, **fields)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.mark.parametrize("name", ["web", "web-1", "a_b.c", "A1", "/web", "x" * 64])
+def test_name_rule_accepts_docker_names(name: str) -> None:
+    assert state.NAME_RULE.match(name)
+
+
+@pytest.mark.parametrize("name", ["", "a", "-web", "_web", ".web", "we b", "a/b", "wéb", "web!", "//web"])
+def test_name_rule_refuses(name: str) -> None:
+    assert not state.NAME_RULE.match(name)
+
+
+def test_create_writes_a_private_record(tmp_path: Path) -> None:
+    record = state.create(tmp_path / "state", maker(), "web")
+    assert record.name == "web"
+    assert len(record.id) == 64 and int(record.id, 16) >= 0
+    path = tmp_path / "state" / f"{record.id}.json"
+    assert json.loads(path.read_text())["name"] == "web"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert not [p for p in (tmp_path / "state").iterdir() if p.name.endswith(".tmp")], "no temp files left"
+
+
+def test_create_generates_distinct_names(tmp_path: Path) -> None:
+    records = [state.create(tmp_path, maker(), None) for _ in range(20)]
+    assert len({r.name for r in records}) == 20
+    assert all(state.NAME_RULE.match(r.name) for r in records)
+    assert len({r.id for r in records}) == 20
+
+
+def test_create_refuses_a_taken_or_invalid_name(tmp_path: Path) -> None:
+    state.create(tmp_path, maker(), "web")
+    with pytest.raises(MinirunError, match="already in use") as e:
+        state.create(tmp_path, maker(), "web")
+    assert e.value.code == 125
+    with pytest.raises(MinirunError, match="already in use"):
+        state.create(tmp_path, maker(), "/web")  # docker's leading slash is the same name
+    with pytest.raises(MinirunError, match="invalid container name"):
+        state.create(tmp_path, maker(), "bad name")
+    assert len(state.all_records(tmp_path)) == 1
+
+
+def test_concurrent_creates_with_one_name_give_one_container(tmp_path: Path) -> None:
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        try:
+            state.create(tmp_path, maker(), "race")
+            outcomes.append("created")
+        except MinirunError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attempt) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert sorted(outcomes) == ["created"] + ["refused"] * 7
+
+
+def test_find_by_name_id_and_prefix(tmp_path: Path) -> None:
+    a = state.create(tmp_path, maker(), "alpha")
+    b = state.create(tmp_path, maker(), "beta")
+    assert state.find(tmp_path, "alpha").id == a.id
+    assert state.find(tmp_path, "/alpha").id == a.id
+    assert state.find(tmp_path, b.id).name == "beta"
+    assert state.find(tmp_path, a.id[:12]).name == "alpha"
+    # The shortest prefix that is unique works too.
+    n = next(n for n in range(1, 64) if a.id[:n] != b.id[:n])
+    assert state.find(tmp_path, a.id[:n]).name == "alpha"
+    with pytest.raises(ContainerNotFound):
+        state.find(tmp_path, "gamma")
+    with pytest.raises(ContainerNotFound):
+        state.find(tmp_path, "")
+
+
+def test_find_ambiguous_prefix(tmp_path: Path) -> None:
+    for suffix in ("1", "2"):
+        record = maker()("abcdef" + suffix * 58, f"c{suffix}")
+        state.save(tmp_path, record)
+    with pytest.raises(MinirunError, match="multiple containers"):
+        state.find(tmp_path, "abcdef")
+    assert state.find(tmp_path, "abcdef1").name == "c1"
+
+
+def test_a_name_wins_over_an_id_prefix(tmp_path: Path) -> None:
+    a = state.create(tmp_path, maker(), None)
+    named = state.create(tmp_path, maker(), a.id[:6])  # a container named like another's id prefix
+    assert state.find(tmp_path, a.id[:6]).id == named.id
+
+
+def test_update_and_delete(tmp_path: Path) -> None:
+    record = state.create(tmp_path, maker(), "web")
+    state.update(tmp_path, record, status="exited", exit_code=3)
+    again = state.find(tmp_path, "web")
+    assert (again.status, again.exit_code) == ("exited", 3)
+    state.delete(tmp_path, record)
+    state.delete(tmp_path, record)  # idempotent
+    assert state.all_records(tmp_path) == []
+
+
+def test_records_are_listed_oldest_first_and_junk_is_ignored(tmp_path: Path) -> None:
+    first = state.create(tmp_path, maker(), "first")
+    second = state.create(tmp_path, maker(), "second")
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"unrelated": 1}')
+    assert [r.id for r in state.all_records(tmp_path)] == [first.id, second.id]
+    assert state.all_records(tmp_path / "missing") == []
+
+
+def dead_monitor() -> tuple[int, int]:
+    """The pid and start time of a process that has exited."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = state.process_start_time(proc.pid)
+    proc.wait(timeout=30)
+    return proc.pid, start or 1
+
+
+def test_a_running_record_whose_monitor_died_is_exited(tmp_path: Path) -> None:
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "orphan")
+    state.update(tmp_path, record, status="running", pid=12345, monitor_pid=pid, monitor_start=start)
+    seen = state.find(tmp_path, "orphan")
+    assert seen.status == "exited"
+    assert seen.exit_code == state.EXIT_KILLED_WITH_MONITOR == 137
+    assert "monitor" in seen.error
+
+
+def test_a_reused_pid_is_not_the_monitor(tmp_path: Path) -> None:
+    # Same pid, other start time: a new process that happens to have the old monitor's pid.
+    record = state.create(tmp_path, maker(), "reused")
+    state.update(tmp_path, record, status="running",
+                 monitor_start=(state.process_start_time(os.getpid()) or 0) + 1)
+    assert state.find(tmp_path, "reused").status == "exited"
+    state.update(tmp_path, record, monitor_start=state.process_start_time(os.getpid()) or 0)
+    assert state.find(tmp_path, "reused").status == "running"
+
+
+def test_an_exited_record_keeps_its_code(tmp_path: Path) -> None:
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "done")
+    state.update(tmp_path, record, status="exited", exit_code=0, monitor_pid=pid, monitor_start=start)
+    seen = state.find(tmp_path, "done")
+    assert (seen.status, seen.exit_code, seen.error) == ("exited", 0, "")
+
+
+def test_process_start_time() -> None:
+    assert state.process_start_time(os.getpid()) == state.process_start_time(os.getpid())
+    assert state.process_start_time(os.getpid()) > 0  # type: ignore[operator]
+    assert state.process_start_time(2**22 + 1) is None  # above pid_max: never exists
