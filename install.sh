@@ -20,10 +20,18 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-packages=(python3 python3-venv busybox-static uidmap iproute2 procps util-linux)
+packages=(python3 python3-venv busybox-static uidmap iproute2 procps util-linux libseccomp2)
+# Networking: nft for the bridge network's NAT and published ports, slirp4netns for rootless.
+packages+=(nftables slirp4netns)
 if [ "$DEV" = 1 ]; then
     # podman + runc: the exit-code comparison tests run the same cases through podman.
     packages+=(podman runc)
+    # The pull tests: a real registry (CNCF distribution), skopeo to push to it, htpasswd (bcrypt).
+    packages+=(docker-registry skopeo apache2-utils curl)
+    # gcc + libc6-dev: the escape tests build a small static probe (tests/escape_probe.c).
+    packages+=(gcc libc6-dev)
+    # crun + bubblewrap: the other rows of the start-up benchmark (bench/startup.py).
+    packages+=(crun bubblewrap)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -34,16 +42,33 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# Rootful containers run with root remapped to an unprivileged host range (minirun/userns.py):
+# reserve root's range in /etc/subuid and /etc/subgid, so no user is ever given the same ids.
+for f in /etc/subuid /etc/subgid; do
+    grep -q '^root:' "$f" 2>/dev/null || echo "root:1000000:65536" >> "$f"
+done
+
 [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"
-extras=""
-[ "$DEV" = 1 ] && extras="[dev]"
+extras="[security,net]"
+[ "$DEV" = 1 ] && extras="[dev,security,net]"
 if [ "$DEV" = 1 ]; then
     # Editable: the tests exercise this checkout, not a copy.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check -e ".$extras"
 else
     "$PREFIX/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps .
+    # pyseccomp compiles the default seccomp profile (once; the result is cached in the store).
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyseccomp>=0.1.2"
+    # pyroute2 speaks netlink for the bridge network (veth pairs, addresses, routes).
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyroute2>=0.7"
 fi
 chmod -R a+rX "$PREFIX"
+
+# slirp4netns (rootless networking) opens /dev/net/tun as the user. udev makes it 0666 on a
+# normal system (creating a tap still needs CAP_NET_ADMIN in a network namespace); containers
+# and minimal images without udev may leave it 0600.
+if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+    chmod 0666 /dev/net/tun
+fi
 ln -sf "$PREFIX/bin/minirun" /usr/local/bin/minirun
 
 # The offline default image. Local images are used first, as docker does.

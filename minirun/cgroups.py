@@ -7,27 +7,43 @@ Linux has two cgroup file systems (cgroups(7)):
    older default, at /sys/fs/cgroup/unified next to the v1 ones). Controllers are switched on
    for children in the parent's cgroup.subtree_control.
 A host is "v2" (unified only), "v1" (v1 only) or "hybrid" (v1 controllers plus a v2 tree,
-usually without controllers). On hybrid hosts minirun uses every v1 controller hierarchy for
-accounting and limits, and the v2 tree too, for its reliable teardown files (cgroup.kill).
+usually without controllers). A controller is bound to one hierarchy at a time: on hybrid hosts
+the memory, cpu, pids ... controllers live in v1, and the v2 tree only has what is left (often
+nothing, or hugetlb). minirun uses every hierarchy: each limit goes to the one directory whose
+hierarchy has that limit's controller, and the v2 tree is used for its teardown files
+(cgroup.kill, cgroup.events).
+
+The file names differ between the two versions; the `Driver` interface hides that: `V1` and
+`V2` each say which files carry a limit (`limit_files`) and where usage and OOM kills are read.
 
 Why not the `cgroupspy` package: it only knows v1 and has no pids controller; the few files
 minirun writes are clearer written directly.
 
 Rootless: writing to a cgroup needs the directory to be delegated to the user (systemd's
-`Delegate=yes`), which only v2 supports safely. Without a writable place a rootless container
-simply runs without its own cgroup (like podman with cgroup_manager=cgroupfs, rootless).
+`Delegate=yes` chowns a subtree to the user). minirun looks, in each hierarchy, for the highest
+directory above its own cgroup that belongs to the user, and puts its containers there. Without
+such a place a rootless container runs without its own cgroup (like podman with
+cgroup_manager=cgroupfs, rootless), unless it asked for limits: then it is refused.
 """
 
 import contextlib
 import errno
 import os
+import select
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+from minirun.errors import MinirunError
+from minirun.spec import Limits
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PARENT = os.environ.get("MINIRUN_CGROUP_PARENT", "minirun")  # configurable, like --cgroup-parent
+# The v2 controllers minirun switches on for its containers (when the host offers them).
+V2_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
+CFS_PERIOD_US = 100_000  # the scheduler period a --cpus quota is a fraction of (100 ms, as docker)
 
 
 @dataclass(frozen=True)
@@ -46,6 +62,166 @@ class Cgroup:
     def v2_path(self) -> Path | None:
         return next((p for p in self.paths if (p / "cgroup.kill").exists()
                      or (p / "cgroup.events").exists()), None)
+
+    def path_for(self, controller: str) -> tuple[Path, "Driver"] | None:
+        """The directory (and its driver) where `controller`'s files are, if any."""
+        for path in self.paths:
+            if (path / "cgroup.controllers").exists():  # v2: what the parent switched on for us
+                if controller in _read(path / "cgroup.controllers").split():
+                    return path, V2()
+            elif any(f.name.startswith(controller + ".") for f in _listdir(path)):
+                return path, V1()
+        return None
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What `minirun stats` shows, read from the cgroup files."""
+
+    memory: int | None  # bytes in use (without reclaimable page cache, as docker shows it)
+    memory_limit: int | None  # None: unlimited
+    cpu_ns: int | None  # CPU time used by all the container's processes, in nanoseconds
+    pids: int | None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _listdir(path: Path) -> list[Path]:
+    try:
+        return list(path.iterdir())
+    except OSError:
+        return []
+
+
+def _keyed(text: str) -> dict[str, int]:
+    """Files like memory.stat or memory.events: one `key value` per line."""
+    pairs = (line.split() for line in text.splitlines())
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+# --- the two drivers: which file carries what ---------------------------------------------------
+
+
+class Driver(Protocol):
+    """What minirun needs from a cgroup directory, whichever cgroup version it belongs to."""
+
+    version: int
+
+    def limit_files(self, controller: str, limits: Limits) -> list[tuple[str, str]]:
+        """(file, value) pairs that set `limits` for `controller`, in the order to write them."""
+        ...
+
+    def oom_kills(self, memory_dir: Path) -> int:
+        """How many processes the kernel's OOM killer killed in this cgroup."""
+        ...
+
+    def memory(self, memory_dir: Path) -> tuple[int | None, int | None]:
+        """(usage, limit) in bytes."""
+        ...
+
+    def cpu_ns(self, path: Path) -> int | None: ...
+
+
+# Files that exist only when the kernel accounts swap (CONFIG_MEMCG_SWAP, swapaccount=1):
+# without them there is no swap to limit, so they are skipped rather than failing the run.
+OPTIONAL_FILES = {"memory.memsw.limit_in_bytes", "memory.swap.max"}
+
+
+class V1:
+    """cgroup v1: a hierarchy per controller, limits in files named after the controller."""
+
+    version = 1
+
+    def limit_files(self, controller: str, limits: Limits) -> list[tuple[str, str]]:
+        files: list[tuple[str, str]] = []
+        if controller == "memory" and limits.memory is not None:
+            # memory.memsw is memory + swap together and must never be below memory.limit: write
+            # the memory limit first (the new cgroup starts unlimited in both).
+            files.append(("memory.limit_in_bytes", str(limits.memory)))
+            files.append(("memory.memsw.limit_in_bytes", str(limits.memory_and_swap())))
+        if controller == "cpu":
+            if limits.cpus is not None:
+                # CFS bandwidth control: at most quota microseconds of CPU time per period,
+                # summed over all CPUs (so 0.5 CPUs = 50 ms per 100 ms).
+                files.append(("cpu.cfs_period_us", str(CFS_PERIOD_US)))
+                files.append(("cpu.cfs_quota_us", str(limits.cpu_quota_us(CFS_PERIOD_US))))
+            if limits.cpu_shares is not None:
+                files.append(("cpu.shares", str(limits.cpu_shares)))  # relative weight, 1024 = default
+        if controller == "cpuset" and limits.cpuset_cpus is not None:
+            files.append(("cpuset.cpus", limits.cpuset_cpus))
+        if controller == "pids" and limits.pids is not None:
+            files.append(("pids.max", str(limits.pids) if limits.pids > 0 else "max"))
+        return files
+
+    def oom_kills(self, memory_dir: Path) -> int:
+        # memory.oom_control: "oom_kill_disable 0 / under_oom 0 / oom_kill N" (oom_kill: Linux 4.13+).
+        return _keyed(_read(memory_dir / "memory.oom_control")).get("oom_kill", 0)
+
+    def memory(self, memory_dir: Path) -> tuple[int | None, int | None]:
+        usage = _read(memory_dir / "memory.usage_in_bytes").strip()
+        limit = _read(memory_dir / "memory.limit_in_bytes").strip()
+        inactive = _keyed(_read(memory_dir / "memory.stat")).get("total_inactive_file", 0)
+        # "No limit" in v1 is the largest page-aligned number, not a word.
+        return (int(usage) - inactive if usage else None,
+                int(limit) if limit and int(limit) < 2**62 else None)
+
+    def cpu_ns(self, path: Path) -> int | None:
+        usage = _read(path / "cpuacct.usage").strip()  # nanoseconds, from the cpuacct controller
+        return int(usage) if usage else None
+
+
+class V2:
+    """cgroup v2: one hierarchy, generic file names, "max" for no limit."""
+
+    version = 2
+
+    def limit_files(self, controller: str, limits: Limits) -> list[tuple[str, str]]:
+        files: list[tuple[str, str]] = []
+        if controller == "memory" and limits.memory is not None:
+            files.append(("memory.max", str(limits.memory)))
+            # v2 limits swap on its own, not memory+swap together: subtract.
+            total = limits.memory_and_swap()
+            files.append(("memory.swap.max", "max" if total < 0 else str(total - limits.memory)))
+        if controller == "cpu":
+            if limits.cpus is not None:
+                files.append(("cpu.max", f"{limits.cpu_quota_us(CFS_PERIOD_US)} {CFS_PERIOD_US}"))
+            if limits.cpu_shares is not None:
+                files.append(("cpu.weight", str(shares_to_weight(limits.cpu_shares))))
+        if controller == "cpuset" and limits.cpuset_cpus is not None:
+            files.append(("cpuset.cpus", limits.cpuset_cpus))
+        if controller == "pids" and limits.pids is not None:
+            files.append(("pids.max", str(limits.pids) if limits.pids > 0 else "max"))
+        return files
+
+    def oom_kills(self, memory_dir: Path) -> int:
+        # memory.events counts OOM kills in this cgroup and below (cgroup-v2.rst, "memory.events").
+        return _keyed(_read(memory_dir / "memory.events")).get("oom_kill", 0)
+
+    def memory(self, memory_dir: Path) -> tuple[int | None, int | None]:
+        usage = _read(memory_dir / "memory.current").strip()
+        limit = _read(memory_dir / "memory.max").strip()
+        inactive = _keyed(_read(memory_dir / "memory.stat")).get("inactive_file", 0)
+        return (int(usage) - inactive if usage else None,
+                int(limit) if limit and limit != "max" else None)
+
+    def cpu_ns(self, path: Path) -> int | None:
+        # cpu.stat's usage_usec is a core file: present even without the cpu controller.
+        usec = _keyed(_read(path / "cpu.stat")).get("usage_usec")
+        return None if usec is None else usec * 1000
+
+
+def shares_to_weight(shares: int) -> int:
+    """v1 cpu.shares [2, 262144] (default 1024) onto v2 cpu.weight [1, 10000] (default 100),
+    the linear mapping runc and crun use."""
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+# --- finding the hierarchies and where minirun may create cgroups -----------------------------
 
 
 def hierarchies() -> list[Hierarchy]:
@@ -76,13 +252,34 @@ def mode() -> str:
     return "hybrid" if kinds == {1, 2} else "v1"
 
 
-def _own_cgroup_v2() -> str:
-    """This process's v2 cgroup (the `0::/path` line of /proc/self/cgroup)."""
+def _own_cgroup(h: Hierarchy) -> str:
+    """This process's cgroup in hierarchy `h`, from /proc/self/cgroup (`ID:CONTROLLERS:PATH`;
+    v2's line is `0::PATH`)."""
     with open("/proc/self/cgroup") as f:
         for line in f:
-            if line.startswith("0::"):
-                return line.strip()[3:]
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if h.version == 2 and controllers == "":
+                return path
+            if h.version == 1 and controllers and set(controllers.split(",")) <= set(h.controllers):
+                return path
     return "/"
+
+
+def _delegated_base(h: Hierarchy) -> Path | None:
+    """The highest directory above (or at) our own cgroup that belongs to us: what an
+    administrator (or systemd's Delegate=yes) handed to this user. None if there is none."""
+    base = None
+    path = h.mountpoint / _own_cgroup(h).lstrip("/")
+    uid = os.getuid()
+    while path != h.mountpoint and path.is_relative_to(h.mountpoint):
+        try:
+            if path.stat().st_uid != uid or not os.access(path, os.W_OK):
+                break
+        except OSError:
+            break
+        base = path
+        path = path.parent
+    return base
 
 
 def _places(rootless: bool) -> list[Path]:
@@ -94,15 +291,41 @@ def _places(rootless: bool) -> list[Path]:
         if h.version == 1 and "name=systemd" in h.controllers:
             continue  # systemd's own bookkeeping tree: not ours to write into
         if rootless:
-            # Only a delegated v2 subtree: our own cgroup's directory must be ours to write.
-            if h.version != 2:
-                continue
-            own = h.mountpoint / _own_cgroup_v2().lstrip("/")
-            if os.access(own, os.W_OK) and own.stat().st_uid == os.getuid():
-                places.append(own / PARENT)
+            base = _delegated_base(h)
+            if base is not None:
+                places.append(base / PARENT)
             continue
         places.append(h.mountpoint / PARENT)
     return places
+
+
+def check_limits_possible(limits: Limits, rootless: bool) -> None:
+    """Before anything is created: can the limits asked for be enforced here at all?"""
+    needed = set(limits.controllers())
+    if not needed:
+        return
+    offered: set[str] = set()
+    places = _places(rootless)
+    for h in hierarchies():
+        place = next((p for p in places if p.is_relative_to(h.mountpoint)), None)
+        if place is None:
+            continue
+        if h.version == 1:
+            offered |= set(h.controllers)
+        else:  # v2: what the directory above minirun's own may hand down
+            offered |= set(_read(place.parent / "cgroup.controllers").split())
+    missing = sorted(needed - offered)
+    if not missing:
+        return
+    if rootless:
+        raise MinirunError(
+            f"cannot apply resource limits rootless: no cgroup with the {', '.join(missing)} controller is "
+            "delegated to this user (cgroup v2 with systemd's Delegate=yes for user@UID.service gives one)")
+    raise MinirunError(f"cannot apply resource limits: no cgroup hierarchy has the {', '.join(missing)} "
+                       "controller on this host")
+
+
+# --- create, limit, fill, read, empty, remove -------------------------------------------------
 
 
 def _prepare_v1_cpuset(path: Path) -> None:
@@ -112,6 +335,24 @@ def _prepare_v1_cpuset(path: Path) -> None:
         target = path / name
         if target.exists() and not target.read_text().strip():
             target.write_text((path.parent / name).read_text())
+
+
+def enable_controllers(parent: Path, wanted: set[str]) -> None:
+    """v2: switch controllers on for the children of `parent` (its cgroup.subtree_control).
+
+    The "no internal processes" rule (cgroup-v2.rst): a cgroup other than the root that holds
+    processes cannot hand controllers to its children (EBUSY). minirun's own parent directory
+    never holds processes, so this works wherever the directory above it is empty or the root.
+    A controller can be given only if the parent has it itself (its cgroup.controllers), so
+    the grandparent is asked first.
+    """
+    available = set(_read(parent / "cgroup.controllers").split())
+    missing = wanted - available
+    if missing and parent.parent / "cgroup.subtree_control" in _listdir(parent.parent):
+        enable_controllers(parent.parent, missing)
+    on = set(_read(parent / "cgroup.subtree_control").split())
+    for name in sorted(wanted - on):
+        (parent / "cgroup.subtree_control").write_text(f"+{name}")
 
 
 def create(container_id: str, rootless: bool) -> Cgroup | None:
@@ -133,20 +374,73 @@ def _mkdir_under_shared_parent(path: Path) -> None:
     """mkdir PARENT/ID, where PARENT (shared by all containers) is removed by the last one to
     go: if another minirun removes PARENT between our two mkdirs, simply try again."""
     for _ in range(100):
-        path.parent.mkdir(exist_ok=True)
-        _prepare_v1_cpuset(path.parent)
         try:
-            path.mkdir()
+            path.parent.mkdir(exist_ok=True)
+            _prepare_v1_cpuset(path.parent)
+            if (path.parent / "cgroup.subtree_control").exists():
+                _enable_v2_controllers(path.parent)
+            path.mkdir()  # from here on PARENT is not empty, so nobody can remove it
             return
         except FileNotFoundError:
-            continue
+            continue  # PARENT was removed under us, at any of the steps above
     raise OSError(errno.EAGAIN, f"cannot create cgroup {path}")
+
+
+def _enable_v2_controllers(parent: Path) -> None:
+    """Give minirun's containers the controllers it knows, as far as the place above offers
+    them; what cannot be had (no such controller, or EBUSY/EACCES above) is left out, and
+    `apply` says so if a limit needs it."""
+    offered = set(_read(parent.parent / "cgroup.controllers").split())
+    for name in V2_CONTROLLERS:
+        if name in offered:
+            with contextlib.suppress(OSError):
+                enable_controllers(parent, {name})
+
+
+def apply(cgroup: Cgroup | None, limits: Limits) -> None:
+    """Write the limits, each into the hierarchy that has its controller. Before the container's
+    first process is moved in, so it never runs unlimited."""
+    for controller in limits.controllers():
+        found = cgroup.path_for(controller) if cgroup is not None else None
+        if found is None:
+            raise MinirunError(f"cannot apply the {controller} limit: the container's cgroup has no "
+                               f"{controller} controller (not delegated, or bound to another hierarchy)")
+        path, driver = found
+        for name, value in driver.limit_files(controller, limits):
+            if name in OPTIONAL_FILES and not (path / name).exists():
+                continue
+            try:
+                (path / name).write_text(value)
+            except OSError as e:
+                raise MinirunError(f"cannot set {name} to {value}: {e.strerror}") from None
 
 
 def add_process(cgroup: Cgroup, pid: int) -> None:
     """Move `pid` into the container's cgroups; its future children are born there."""
     for path in cgroup.paths:
         (path / "cgroup.procs").write_text(str(pid))
+
+
+def oom_killed(cgroup: Cgroup) -> bool:
+    """Did the kernel's OOM killer kill a process of the container (for State.OOMKilled)?"""
+    found = cgroup.path_for("memory")
+    return found is not None and found[1].oom_kills(found[0]) > 0
+
+
+def usage(cgroup: Cgroup) -> Usage:
+    memory: tuple[int | None, int | None] = (None, None)
+    if (found := cgroup.path_for("memory")) is not None:
+        memory = found[1].memory(found[0])
+    cpu = None
+    if (acct := cgroup.path_for("cpuacct")) is not None:
+        cpu = acct[1].cpu_ns(acct[0])
+    elif (v2 := cgroup.v2_path()) is not None:
+        cpu = V2().cpu_ns(v2)
+    pids = None
+    if (found := cgroup.path_for("pids")) is not None:
+        text = _read(found[0] / "pids.current").strip()
+        pids = int(text) if text else None
+    return Usage(memory[0], memory[1], cpu, pids)
 
 
 def _pids(path: Path) -> list[int]:
@@ -168,12 +462,38 @@ def kill(cgroup: Cgroup) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def wait_empty(v2_path: Path, timeout: float) -> bool:
+    """v2: wait until cgroup.events says `populated 0`. The kernel wakes pollers of that file
+    with POLLPRI when it changes (cgroup-v2.rst, "cgroup.events"), so no busy loop is needed."""
+    events = v2_path / "cgroup.events"
+    deadline = time.monotonic() + timeout
+    try:
+        fd = os.open(events, os.O_RDONLY)
+    except OSError:
+        return True  # already removed
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLPRI)
+        while True:
+            if _keyed(os.pread(fd, 4096, 0).decode()).get("populated", 0) == 0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            poller.poll(left * 1000)
+    finally:
+        os.close(fd)
+
+
 def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
     """Kill what is left, then rmdir each directory (a cgroup can be removed once it is empty).
 
     rmdir fails with EBUSY while dying processes are still being torn down, so retry briefly.
     """
     kill(cgroup)
+    v2 = cgroup.v2_path()
+    if v2 is not None:
+        wait_empty(v2, timeout)
     deadline = time.monotonic() + timeout
     for path in cgroup.paths:
         while True:

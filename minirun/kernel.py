@@ -13,7 +13,6 @@ sethostname(2), prctl(2), close_range(2), openat2(2).
 import ctypes
 import fcntl
 import os
-import platform
 import socket
 import struct
 
@@ -43,7 +42,20 @@ MNT_DETACH = 0x2  # lazy unmount: detach now, free when the last user lets go
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+# open_tree(2), mount_setattr(2), move_mount(2): the "new mount API" (Linux 5.2 / 5.12)
+OPEN_TREE_CLONE = 0x1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_IDMAP = 0x100000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
 
 CLOSE_RANGE_CLOEXEC = 0x4
 
@@ -53,10 +65,12 @@ RESOLVE_IN_ROOT = 0x10
 
 # System call numbers that glibc has no wrapper for (or had none until recently).
 _SYSCALLS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437},
-    "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437},
+    "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437,
+               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317},
+    "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437,
+                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277},
 }
-_NR = _SYSCALLS.get(platform.machine(), _SYSCALLS["x86_64"])
+_NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
 # CDLL releases the GIL around each call; that is what we want for ordinary system calls.
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -133,6 +147,69 @@ def close_range_cloexec(first: int) -> None:
                          ctypes.c_uint(CLOSE_RANGE_CLOEXEC)), "close_range")
 
 
+# --- capabilities (capabilities(7), capget(2)) ----------------------------------------------
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522  # 64-bit sets, as two 32-bit halves
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capget() -> tuple[int, int, int]:
+    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    e, p, i = (getattr(data[0], f) | getattr(data[1], f) << 32
+               for f in ("effective", "permitted", "inheritable"))
+    return int(e), int(p), int(i)
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set this thread's capability sets (bit N = capability number N)."""
+    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    for i in (0, 1):
+        data[i].effective = (effective >> (32 * i)) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> (32 * i)) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> (32 * i)) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def drop_bounding(cap: int) -> None:
+    """Remove one capability from the bounding set: no execve can ever give it back."""
+    prctl(PR_CAPBSET_DROP, cap)
+
+
+def clear_ambient() -> None:
+    _check(_libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_CAP_AMBIENT)")
+
+
+# --- seccomp (seccomp(2)) ----------------------------------------------------------------------
+
+SECCOMP_SET_MODE_FILTER = 1
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def seccomp_set_filter(bpf: bytes) -> None:
+    """Install a compiled classic-BPF filter (struct sock_filter[], 8 bytes per instruction).
+
+    The caller needs no_new_privs set, or CAP_SYS_ADMIN in its user namespace: otherwise a
+    filter could fool a setuid program it then execs (seccomp(2), EACCES).
+    """
+    prog = _SockFprog(len(bpf) // 8, bpf)
+    _check(_libc.syscall(_NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0),
+                         ctypes.byref(prog)), "seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
 # --- mounts -----------------------------------------------------------------------------------
 
 
@@ -150,6 +227,38 @@ def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(_NR["pivot_root"], _path(new_root), _path(put_old)),
            f"pivot_root({new_root}, {put_old})")
+
+
+def open_tree(path: str, flags: int) -> int:
+    """A file descriptor for a mount; with OPEN_TREE_CLONE, a private *detached* copy of it
+    (a bind mount not attached anywhere yet), which mount_setattr(2) can then change."""
+    fd = _libc.syscall(_NR["open_tree"], ctypes.c_int(-100), _path(path),
+                       ctypes.c_uint(flags | os.O_CLOEXEC))
+    return _check(fd, f"open_tree({path})")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(fd: int, attr_set: int, userns_fd: int = 0, recursive: bool = True) -> None:
+    """Change the mount `fd` refers to; MOUNT_ATTR_IDMAP with a user namespace fd makes it an
+    idmapped mount: file owners are shown (and written) through that namespace's id map."""
+    attr = _MountAttr(attr_set, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(_NR["mount_setattr"], ctypes.c_int(fd), b"", ctypes.c_uint(flags),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))), "mount_setattr")
+
+
+def move_mount(from_fd: int, to_path: str | os.PathLike[str] = "", to_fd: int | None = None) -> None:
+    """Attach the detached mount `from_fd` (from open_tree) at `to_path`, or on the file or
+    directory that the O_PATH descriptor `to_fd` refers to."""
+    flags = MOVE_MOUNT_F_EMPTY_PATH | (MOVE_MOUNT_T_EMPTY_PATH if to_fd is not None else 0)
+    to_dir = -100 if to_fd is None else to_fd  # -100: AT_FDCWD
+    _check(_libc.syscall(_NR["move_mount"], ctypes.c_int(from_fd), b"", ctypes.c_int(to_dir),
+                         _path(to_path), ctypes.c_uint(flags)),
+           f"move_mount(to {os.fsdecode(to_path) or f'fd {to_fd}'})")
 
 
 class _OpenHow(ctypes.Structure):

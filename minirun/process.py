@@ -13,9 +13,10 @@ import socket
 from dataclasses import dataclass
 from typing import NoReturn
 
-from minirun import init, kernel, rootfs, sync, tty
+from minirun import init, kernel, rootfs, security, sync, trace, tty
 from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
+from minirun.security import SecurityPlan
 from minirun.spec import env_dict
 
 
@@ -33,6 +34,8 @@ class ProcessPlan:
     tty: bool
     interactive: bool
     init: bool
+    cgroupns: str = "private"  # "host": keep the host's cgroup namespace
+    security: SecurityPlan | None = None  # None: keep every capability, no seccomp (tests of the core)
 
 
 @dataclass(frozen=True)
@@ -49,24 +52,40 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # If minirun (our parent, the monitor) dies, the container dies with it: no orphan is
         # left running with nobody to record its exit or clean up after it.
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        sync.wait_for_go(sock)
+        mount_fds = sync.wait_for_go(sock)  # rootful remapped: idmapped layers, -v clones
+        trace.mark("waited for go", "child")
+        become_namespace_root()
+        # Not dumpable: no process of the container may ptrace us or open /proc/<pid>/exe (the
+        # host's python) before execve(2) replaces this program (CVE-2019-5736). execve resets it.
+        # (After the uid change above, which would reset it to fs.suid_dumpable.)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
         # there: unsharing at clone time would have rooted it at minirun's own cgroup.
-        kernel.unshare(kernel.CLONE_NEWCGROUP)
+        if plan.cgroupns == "private":
+            kernel.unshare(kernel.CLONE_NEWCGROUP)
         kernel.sethostname(plan.hostname)
         if plan.own_netns:
             kernel.set_link_up("lo")
-        rootfs.build(plan.rootfs)
+        trace.mark("cgroupns, hostname, lo", "child")
+        rootfs.build(plan.rootfs, mount_fds)
         setup_stdio(plan, sock)
         user = find_user(plan.user)
         make_workdir(plan.cwd)
+        trace.mark("stdio, passwd, workdir", "child")
+        if plan.security is not None:  # the order matters: see minirun/security/__init__.py
+            security.before_user_switch(plan.security)
+        trace.mark("bounding set, seccomp", "child")
         switch_user(user)
+        if plan.security is not None:
+            security.after_user_switch(plan.security, user.uid)
         os.chdir(plan.cwd)
+        trace.mark("user, capabilities, cwd", "child")
         env = with_defaults(plan.env, user, plan)
         reset_signals()
         # Only 0, 1 and 2 may reach the container; any other inherited descriptor could be a
         # door to the host (CVE-2024-21626 leaked a host directory fd into runc containers).
         kernel.close_range_cloexec(3)
+        trace.mark("signals, fds: exec", "child")
         if plan.init:
             init.run(plan.argv, env, sock)
         execute(plan.argv, env)
@@ -127,6 +146,21 @@ def find_user(spec: str | None) -> User:
     user_name = entry[0] if entry else None
     supplementary = [int(g[2]) for g in groups if user_name and user_name in g[3].split(",")]
     return User(uid, gid, sorted({gid, *supplementary}) if not group else [gid], home)
+
+
+def become_namespace_root() -> None:
+    """Take on the ids that are root *inside* the new user namespace.
+
+    Writing uid_map does not change a process's ids: a child cloned by host root is still host
+    uid 0, which a remapped namespace (0 -> 1000000) does not map, so it would run as "nobody"
+    (65534). setresuid(0) inside the namespace makes it the namespace's root, i.e. host uid
+    1000000 (user_namespaces(7)); with an identity map or rootless, it already is.
+    """
+    with contextlib.suppress(PermissionError):  # rootless without newgidmap: setgroups is denied
+        os.setgroups([])
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it (prctl(2))
 
 
 def make_workdir(cwd: str) -> None:

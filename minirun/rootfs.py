@@ -6,8 +6,9 @@ namespace, which owns the new mount namespace and may mount in it). In order:
   1. make every mount private, so nothing we do propagates back to the host;
   2. overlay: the image layers read-only below, a per-container directory on top;
   3. /proc, /dev (+ pts, shm, mqueue), /sys (+ fs/cgroup), the /etc files;
-  4. -v bind mounts, each target resolved *inside* the rootfs;
-  5. pivot_root into it and detach the old root, so no host path is reachable.
+  4. -v bind mounts, each target resolved *inside* the rootfs; --tmpfs mounts;
+  5. docker's masked and read-only paths in /proc and /sys; --read-only makes "/" read-only;
+  6. pivot_root into it and detach the old root, so no host path is reachable.
 
 All of it lives in the container's mount namespace only. When the container's last process
 exits the namespace is freed and the kernel unmounts everything, so even a SIGKILLed minirun
@@ -16,9 +17,9 @@ leaves no mount behind on the host. Man pages: mount(2), mount_namespaces(7), ov
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from minirun import cgroups, kernel
+from minirun import cgroups, kernel, trace
 from minirun.errors import MinirunError
 from minirun.kernel import (
     MNT_DETACH,
@@ -51,6 +52,11 @@ class RootfsPlan:
     etc_files: dict[str, str] = field(default_factory=dict)  # container path -> host file
     own_netns: bool = True  # sysfs may only be mounted by the owner of the network namespace
     tty_gid: int | None = 5  # group of /dev/pts/*; None if gid 5 is not mapped
+    cgroupns_host: bool = False  # --cgroupns=host: show the host's whole cgroup tree (read-only)
+    layer_mounts: list[str] = field(default_factory=list)  # remapped: where idmapped layers are attached
+    read_only: bool = False  # --read-only: the container's "/" cannot be written
+    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs: container path -> options
+    mask_system_paths: bool = True  # docker's masked and read-only /proc and /sys paths
 
 
 def open_in_root(root_fd: int, path: str, create: str | None = None) -> int:
@@ -98,6 +104,20 @@ def make_mounts_private() -> None:
     kernel.mount(None, "/", None, MS_REC | MS_PRIVATE)
 
 
+def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> list[str]:
+    """Rootful remapped: move the parent's idmapped layer copies (detached mounts, received
+    with "go") onto empty directories of the bundle. In this mount namespace only, and gone
+    with it. Returns the lower layer directories for overlay, lowest first."""
+    if not plan.layer_mounts:
+        return plan.layers
+    if len(layer_fds) != len(plan.layer_mounts):
+        raise MinirunError(f"expected {len(plan.layer_mounts)} idmapped layers, got {len(layer_fds)}")
+    for fd, target in zip(layer_fds, plan.layer_mounts, strict=True):
+        kernel.move_mount(fd, target)
+        os.close(fd)
+    return plan.layer_mounts
+
+
 def mount_overlay(plan: RootfsPlan) -> None:
     """Overlay the container's directory on the image: writes go up, the image is never modified.
 
@@ -126,7 +146,20 @@ def locked_flags(path: str) -> int:
     return flags
 
 
-def bind_volumes(root_fd: int, binds: list[BindMount]) -> None:
+def bind_volumes(root_fd: int, binds: list[BindMount], fds: list[int] | None = None) -> None:
+    """-v mounts. Rootful remapped, the container's root may not even reach a host path (host
+    root's 0700 directories are closed to it): the parent cloned each source already, read-only
+    if asked (userns.detached_binds), and here the clones are only attached."""
+    if fds:
+        for bind, fd in zip(binds, fds, strict=True):
+            kind = "dir" if os.path.isdir(f"/proc/self/fd/{fd}") else "file"
+            target = open_in_root(root_fd, bind.target, kind)
+            try:
+                kernel.move_mount(fd, to_fd=target)
+            finally:
+                os.close(target)
+                os.close(fd)
+        return
     for bind in binds:
         kind = "dir" if os.path.isdir(bind.source) else "file"
         mount_in_root(root_fd, bind.source, bind.target, None, MS_BIND | MS_REC, create=kind)
@@ -172,7 +205,7 @@ def mount_dev(root_fd: int, tty_gid: int | None) -> None:
         os.close(fd)
 
 
-def mount_sys(root_fd: int, own_netns: bool) -> None:
+def mount_sys(root_fd: int, own_netns: bool, cgroupns_host: bool = False) -> None:
     """/sys read-only, and in it the container's view of its cgroups.
 
     sysfs shows the network devices of the mounter's network namespace, so the kernel allows a
@@ -189,7 +222,10 @@ def mount_sys(root_fd: int, own_netns: bool) -> None:
             kernel.mount(None, f"/proc/self/fd/{fd}", None, MS_BIND | MS_REMOUNT | ro)
         finally:
             os.close(fd)
-    mount_cgroupfs(root_fd)
+    if cgroupns_host:
+        bind_host_cgroupfs(root_fd)
+    else:
+        mount_cgroupfs(root_fd)
 
 
 def mount_cgroupfs(root_fd: int) -> None:
@@ -221,6 +257,24 @@ def mount_cgroupfs(root_fd: int) -> None:
         os.close(fd)
 
 
+def bind_host_cgroupfs(root_fd: int) -> None:
+    """--cgroupns=host: the container shares the host's cgroup namespace, which belongs to the
+    host's user namespace, so it may not mount cgroupfs itself (EPERM). Bind the host's
+    /sys/fs/cgroup with everything mounted below it instead, then make each of those mounts
+    read-only: a recursive bind copies the mounts, and a remount changes only the one named."""
+    mount_in_root(root_fd, str(cgroups.CGROUP_ROOT), "/sys/fs/cgroup", None, MS_BIND | MS_REC)
+    fd = open_in_root(root_fd, "/sys/fs/cgroup")
+    base = f"/proc/self/fd/{fd}"
+    try:
+        below = [h.mountpoint for h in cgroups.hierarchies()
+                 if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+        for host_path in [cgroups.CGROUP_ROOT, *below]:
+            target = f"{base}/{host_path.relative_to(cgroups.CGROUP_ROOT)}".rstrip("/.")
+            kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(str(host_path)))
+    finally:
+        os.close(fd)
+
+
 def bind_etc_files(root_fd: int, etc_files: dict[str, str]) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf: written by minirun, bound over the image's."""
     for target, source in etc_files.items():
@@ -240,18 +294,93 @@ def pivot_into(new_root: str) -> None:
     os.chdir("/")
 
 
-def build(plan: RootfsPlan) -> None:
-    """All of the above, in order. Afterwards "/" is the container's root."""
+def mount_tmpfs(root_fd: int, tmpfs: dict[str, str]) -> None:
+    """--tmpfs PATH[:OPTIONS]: docker's defaults are nosuid, nodev, noexec and mode 1777; the
+    words ro/rw/exec/suid/dev change the flags, the rest (size=64m, mode=...) goes to tmpfs."""
+    words = {"ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
+             "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID), "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV)}
+    for target, options in tmpfs.items():
+        flags, data = MS_NOSUID | MS_NODEV | MS_NOEXEC, ["mode=1777"]
+        for option in filter(None, options.split(",")):
+            if option in words:
+                flags = (flags | words[option][0]) & ~words[option][1]
+            else:
+                mode_given = option.startswith("mode=")
+                data = [d for d in data if not (mode_given and d.startswith("mode="))] + [option]
+        mount_in_root(root_fd, "tmpfs", target, "tmpfs", flags, ",".join(data))
+
+
+# Docker's masked and read-only paths (seed 000's findmnt output): kernel interfaces that show
+# the host (kcore is the host's memory, keys its keyrings, timer_list its timers) or change it
+# (sysrq-trigger reboots it, /proc/sys/kernel/* tunes it), which namespaces do not cover.
+MASKED = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+          "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+          "/sys/devices/virtual/powercap")
+READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def mask_paths(root_fd: int) -> None:
+    """Hide each masked path: /dev/null bound over a file, an empty read-only tmpfs over a
+    directory. A path this kernel does not have is skipped."""
+    for path in MASKED:
+        try:
+            fd = open_in_root(root_fd, path)
+        except FileNotFoundError:
+            continue
+        try:
+            target = f"/proc/self/fd/{fd}"
+            if os.path.isdir(target):
+                kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+            else:
+                kernel.mount("/dev/null", target, None, MS_BIND)
+        finally:
+            os.close(fd)
+
+
+def read_only_paths(root_fd: int) -> None:
+    """Bind each path onto itself, then remount that bind read-only (keeping proc's locked
+    nosuid/nodev/noexec): reading /proc/sys works, writing it fails with EROFS."""
+    for path in READ_ONLY:
+        try:
+            fd = open_in_root(root_fd, path)
+        except FileNotFoundError:
+            continue
+        try:
+            kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
+        finally:
+            os.close(fd)
+        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+        mount_in_root(root_fd, None, path, None, flags)
+
+
+def build(plan: RootfsPlan, fds: list[int] | None = None) -> None:
+    """All of the above, in order. Afterwards "/" is the container's root.
+
+    `fds`, rootful remapped only: the idmapped image layers, then one clone per -v source."""
+    fds = fds or []
+    layer_fds, bind_fds = fds[:len(plan.layer_mounts)], fds[len(plan.layer_mounts):]
     make_mounts_private()
-    mount_overlay(plan)
+    lower = attach_layers(plan, layer_fds)
+    mount_overlay(replace(plan, layers=lower))
+    trace.mark("overlay", "child")
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mount_proc(root_fd)
         mount_dev(root_fd, plan.tty_gid)
-        mount_sys(root_fd, plan.own_netns)
+        mount_sys(root_fd, plan.own_netns, plan.cgroupns_host)
         bind_etc_files(root_fd, plan.etc_files)
         # The user's -v mounts come last so that they may cover any of the above, as in docker.
-        bind_volumes(root_fd, plan.binds)
+        bind_volumes(root_fd, plan.binds, bind_fds)
+        mount_tmpfs(root_fd, plan.tmpfs)
+        if plan.mask_system_paths:
+            mask_paths(root_fd)
+            read_only_paths(root_fd)
+        if plan.read_only:
+            # Only the overlay mount itself (root_fd still refers to it): /dev, /proc, the
+            # tmpfs and volumes keep their own flags.
+            kernel.mount(None, f"/proc/self/fd/{root_fd}", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     finally:
         os.close(root_fd)
+    trace.mark("mounts", "child")
     pivot_into(plan.merged)
+    trace.mark("pivot_root", "child")

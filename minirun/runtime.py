@@ -13,14 +13,15 @@ import shutil
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from minirun import cgroups, images, kernel, paths, process, state, sync, tty, userns
+from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
 from minirun.errors import MinirunError
 from minirun.init import exit_code
 from minirun.rootfs import RootfsPlan
+from minirun.security import plan as security_plan
 from minirun.spec import ContainerSpec, env_dict
 from minirun.state import Record
 
@@ -32,7 +33,7 @@ def namespaces(spec: ContainerSpec) -> int:
     """The namespaces clone(2) creates. The cgroup namespace comes later (process.py)."""
     flags = (kernel.CLONE_NEWUSER | kernel.CLONE_NEWPID | kernel.CLONE_NEWNS | kernel.CLONE_NEWUTS
              | kernel.CLONE_NEWIPC)
-    if spec.network != "host":
+    if network.has_own_netns(spec.network):
         flags |= kernel.CLONE_NEWNET
     return flags
 
@@ -59,22 +60,39 @@ def check_user_mapped(spec: ContainerSpec, mapping: userns.IdMapping) -> None:
     name, _, group = spec.user.partition(":")
     uid_unmapped = name.isdigit() and not mapping.maps_uid(int(name))
     gid_unmapped = group.isdigit() and not mapping.maps_gid(int(group))
+    if (uid_unmapped or gid_unmapped) and mapping.idmap_layers:  # rootful, remapped: ids 0-65535
+        raise MinirunError(f"--user {spec.user} is not mapped into the container: a remapped root maps ids "
+                           "0-65535 (use --userns=host for others)")
     if uid_unmapped or gid_unmapped:
         raise MinirunError(f"--user {spec.user} is not mapped into the container: rootless containers need a "
                            "subordinate range in /etc/subuid and /etc/subgid (and newuidmap/newgidmap) for "
                            "ids other than 0")
 
 
+def limits_json(spec: ContainerSpec) -> dict[str, object]:
+    """The limits in `docker inspect`'s HostConfig fields (0: not set)."""
+    limits = spec.limits
+    return {"Memory": limits.memory or 0, "MemorySwap": limits.memory_swap or 0,
+            "NanoCpus": round((limits.cpus or 0) * 1e9), "CpuShares": limits.cpu_shares or 0,
+            "CpusetCpus": limits.cpuset_cpus or "", "PidsLimit": limits.pids or 0,
+            "CgroupnsMode": spec.cgroupns}
+
+
 # --- the container's directory ("bundle"): layer, scratch and /etc files ---------------------
 
 
-def etc_files(bundle: Path, hostname: str, network: str) -> dict[str, str]:
+def etc_files(bundle: Path, hostname: str, network: str, add_hosts: list[tuple[str, str]] | None = None,
+              dns: list[str] | None = None, join_bundle: str = "") -> dict[str, str]:
     """Write the files docker provides in every container, and say where they go."""
     if network == "host":
         hosts = Path("/etc/hosts").read_text()
     else:
         hosts = ("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                  f"127.0.1.1\t{hostname}\n")
+    if join_bundle:  # container:NAME shares the other container's network, and its view of it
+        with contextlib.suppress(OSError):
+            hosts = (Path(join_bundle) / "hosts").read_text()
+    hosts += "".join(f"{ip}\t{name}\n" for name, ip in add_hosts or [])  # --add-host
     resolv = ""
     with contextlib.suppress(OSError):
         for line in Path("/etc/resolv.conf").read_text().splitlines(keepends=True):
@@ -84,18 +102,34 @@ def etc_files(bundle: Path, hostname: str, network: str) -> dict[str, str]:
                     line.split()[1].startswith("127.") or line.split()[1] == "::1"):
                 continue
             resolv += line
+    if dns:  # --dns replaces the host's nameservers, keeps its search and options lines
+        resolv = "".join(f"nameserver {ip}\n" for ip in dns) + "".join(
+            line for line in resolv.splitlines(keepends=True) if line.split()[:1] != ["nameserver"])
+    elif network == "slirp4netns" and "nameserver" not in resolv:
+        resolv += "nameserver 10.0.2.3\n"  # slirp4netns's DNS forwarder reaches the host's resolver
+    if join_bundle:
+        with contextlib.suppress(OSError):
+            resolv = (Path(join_bundle) / "resolv.conf").read_text()
     files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts, "/etc/resolv.conf": resolv}
     for target, content in files.items():
         (bundle / Path(target).name).write_text(content)
     return {target: str(bundle / Path(target).name) for target in files}
 
 
+def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
+    """Once the network has given the container an address, its host name resolves to it
+    (before "go": the child bind-mounts the file only after it)."""
+    path = Path(hosts_file)
+    path.write_text(path.read_text().replace(f"127.0.1.1\t{hostname}\n", f"{address}\t{hostname}\n"))
+
+
 def make_bundle(record: Record) -> Path:
-    """The container's directory, under a 0700 parent: host users must not reach setuid
-    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode)."""
+    """The container's directory, under a 0710 parent: host users must not reach setuid
+    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
+    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
     bundle = Path(record.bundle)
-    bundle.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(bundle.parent, 0o700)
+    bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
+    os.chmod(bundle.parent, 0o710)
     for name in ("upper", "work", "merged"):
         (bundle / name).mkdir(parents=True, exist_ok=True)
     return bundle
@@ -120,9 +154,13 @@ def run(spec: ContainerSpec) -> int:
     rootless = paths.is_rootless()
     userns.check_kernel_allows(rootless)
     store, state_dir = paths.store_dir(), paths.state_dir()
-    image = images.resolve(store, spec.image)
-    mapping = userns.plan(rootless)
+    net = network.choose(spec, rootless, state_dir)  # checked before anything is created
+    spec = replace(spec, network=net.mode)  # "default" resolved to bridge, slirp4netns or none
+    image = images.get(store, spec.image, spec.pull, spec.platform)  # pulls only if not local (--pull)
+    trace.mark("image lookup")
+    mapping = userns.plan(rootless, spec.security.userns)
     check_user_mapped(spec, mapping)
+    cgroups.check_limits_possible(spec.limits, rootless)
     argv = command_line(spec, image.config)
     env = merge_env(image.config.env, spec.env)
     cwd = spec.workdir or image.config.working_dir or "/"
@@ -137,10 +175,12 @@ def run(spec: ContainerSpec) -> int:
             config={"Hostname": hostname, "Env": env, "Cmd": argv, "Image": spec.image, "User": user or "",
                     "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
-                         "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init},
+                         "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
+                         **limits_json(spec)},
         )
 
     record = state.create(state_dir, new_record, spec.name)
+    trace.mark("state record")
     cgroup: Cgroup | None = None
     try:
         bundle = make_bundle(record)
@@ -150,42 +190,85 @@ def run(spec: ContainerSpec) -> int:
             rootfs=RootfsPlan(
                 layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
                 merged=str(bundle / "merged"), binds=spec.binds,
-                etc_files=etc_files(bundle, hostname, spec.network), own_netns=spec.network != "host",
-                tty_gid=5 if mapping.maps_gid(5) else None),
-            own_netns=spec.network != "host", tty=spec.tty, interactive=spec.interactive, init=spec.init)
+                etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns,
+                                    net.join_bundle),
+                own_netns=network.has_own_netns(spec.network),
+                tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
+                layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
+                if mapping.idmap_layers else [],
+                read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
+                mask_system_paths=spec.security.mask_system_paths),
+            own_netns=network.has_own_netns(spec.network), tty=spec.tty, interactive=spec.interactive,
+            init=spec.init,
+            cgroupns=spec.cgroupns,
+            security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
+                                   spec.security.no_new_privileges, store))
+        if mapping.idmap_layers:
+            for target in plan.rootfs.layer_mounts:
+                os.makedirs(target)
+            userns.give_bundle_to_root(bundle, mapping)
+        trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
         cgroup = cgroups.create(record.id, rootless)
         if cgroup is not None:
             state.update(state_dir, record, cgroup_paths=[str(p) for p in cgroup.paths])
-        return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec))
+        # Limits are written before the first process is moved in: it never runs unlimited.
+        cgroups.apply(cgroup, spec.limits)
+        trace.mark("cgroup")
+        return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
     finally:
         teardown(state_dir, record, cgroup, remove=spec.remove)
 
 
 def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
-                   cgroup: Cgroup | None, flags: int) -> int:
+                   cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> int:
     parent_end, child_end = sync.channel()
+    own_netns = network.enter(net)  # container:NAME: the child is born in the other's namespace
     pid = kernel.clone(flags)
     if pid == 0:
         parent_end.close()
         process.run_child(plan, child_end)  # never returns
+    network.leave(own_netns)
     child_end.close()
+    trace.mark("clone")
     with parent_end, forwarding_signals(pid), _kill_on_error(pid):
         # sync step 2: what only the parent can do, then let the child go.
         userns.write_maps(pid, mapping)
+        trace.mark("id maps")
         if cgroup is not None:
             cgroups.add_process(cgroup, pid)
-        sync.send(parent_end, sync.GO)
+        trace.mark("join cgroup")
+        settings = network.connect(net, record.id, pid, state_dir)
+        state.update(state_dir, record, network_settings=settings)
+        trace.mark("network, record")
+        if settings.get("IPAddress"):
+            add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
+        if plan.rootfs.layer_mounts:  # rootful remapped: "go" carries the idmapped layers + volumes
+            mounts = userns.idmapped_layers(pid, plan.rootfs.layers)
+            try:
+                mounts += userns.detached_binds(plan.rootfs.binds)
+                sync.send_fds(parent_end, sync.GO, mounts)
+            finally:
+                for fd in mounts:
+                    os.close(fd)
+        else:
+            sync.send(parent_end, sync.GO)
+        trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
         master = wait_until_started(parent_end, pid, state_dir, record)
+        trace.mark("exec (waited for the child's set-up)")
         state.update(state_dir, record, status="running", pid=pid, started_at=state.now())
+        trace.mark("record running")
         if master is not None:
             try:
                 tty.relay(master, stdin_open=plan.interactive)
             finally:
                 os.close(master)
         _, status = os.waitpid(pid, 0)
+        trace.mark("wait (the command runs)")
     code = exit_code(status)
+    # The OOM killer's SIGKILL looks like any other (137): the cgroup's counter tells them apart.
     state.update(state_dir, record, status="exited", exit_code=code, finished_at=state.now(),
-                 oom_killed=False)
+                 oom_killed=cgroup is not None and cgroups.oom_killed(cgroup))
+    trace.mark("record exit")
     return code
 
 
@@ -240,12 +323,20 @@ def teardown(state_dir: Path, record: Record, cgroup: Cgroup | None, remove: boo
     namespace and unmounted its mount namespace; what is left is ours to remove."""
     if cgroup is not None:
         cgroups.remove(cgroup)
+        trace.mark("teardown: cgroup")
+    if record.network_settings:
+        network.disconnect(state_dir, record.id, record.network_settings)
+        state.update(state_dir, record, network_settings={})
+        trace.mark("teardown: network")
     if remove:
         remove_container(state_dir, record)
+        trace.mark("teardown: --rm")
 
 
 def remove_container(state_dir: Path, record: Record) -> None:
     """Everything a container leaves on disk: cgroups (if its monitor died), layer, record."""
+    if record.network_settings:  # its monitor died before it could disconnect
+        network.disconnect(state_dir, record.id, record.network_settings)
     if record.cgroup_paths:
         cgroups.remove(cgroups.from_paths(record.cgroup_paths))
     remove_bundle(Path(record.bundle))
@@ -271,6 +362,8 @@ def record_json(record: Record) -> dict[str, object]:
                   "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
                   "FinishedAt": record.finished_at, "Dead": record.dead},
         "Config": raw["config"], "HostConfig": raw["host_config"],
+        "NetworkSettings": {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {},
+                            **raw["network_settings"]},
         "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": f"{record.bundle}/upper",
                                                    "WorkDir": f"{record.bundle}/work"}},
         "Rootless": record.rootless,

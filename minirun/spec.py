@@ -6,13 +6,18 @@ a cgroup, a directory or a record exists. Nothing in this module touches the sys
 reading the host's environment for `-e NAME` (docker's "take it from my environment").
 """
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
 
 from minirun.errors import MinirunError
+from minirun.security import seccomp
+from minirun.security.capabilities import DEFAULT as DEFAULT_CAPABILITIES
+from minirun.security.capabilities import resolve as resolve_capabilities
+from minirun.security.seccomp import DEFAULT_PROFILE as DEFAULT_SECCOMP_PROFILE
 
-NETWORK_MODES = ("none", "host")
+NETWORK_MODES = ("default", "bridge", "slirp4netns", "none", "host")  # and container:NAME
 ENV_NAME = re.compile(r"^[^=\s]+$")
 # RFC 1123 host name label, which is what sethostname(2) accepts and resolvers understand.
 HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
@@ -28,6 +33,44 @@ class BindMount:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Resource limits (`-m`, `--memory-swap`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`,
+    `--pids-limit`), in the kernel's units; None means "not asked for". cgroups.py writes them."""
+
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # memory + swap, bytes; -1: unlimited swap; None: docker's 2x memory
+    cpus: float | None = None  # CPUs' worth of time per period (0.5 = half of one CPU)
+    cpu_shares: int | None = None  # relative weight, 1024 is the default
+    cpuset_cpus: str | None = None  # CPU list, e.g. "0-1,3"
+    pids: int | None = None  # max number of tasks; <= 0: unlimited
+
+    def controllers(self) -> list[str]:
+        """The cgroup controllers these limits need."""
+        wanted = [("memory", self.memory), ("cpu", self.cpus if self.cpus is not None else self.cpu_shares),
+                  ("cpuset", self.cpuset_cpus), ("pids", self.pids)]
+        return [name for name, value in wanted if value is not None]
+
+    def memory_and_swap(self) -> int:
+        """docker's --memory-swap: memory + swap; unset means twice --memory; -1 unlimited."""
+        assert self.memory is not None
+        return self.memory * 2 if self.memory_swap is None else self.memory_swap
+
+    def cpu_quota_us(self, period_us: int) -> int:
+        assert self.cpus is not None
+        return round(self.cpus * period_us)
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """`-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]`: a host port forwarded into the container."""
+
+    host_ip: str  # "" means every address of the host
+    host_port: int
+    container_port: int
+    proto: str = "tcp"  # tcp | udp
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     image: str
     command: list[str] = field(default_factory=list)  # empty: the image's Cmd
@@ -38,11 +81,64 @@ class ContainerSpec:
     workdir: str | None = None
     user: str | None = None  # "uid[:gid]" or "name[:group]", resolved inside the container
     binds: list[BindMount] = field(default_factory=list)
-    network: str = "none"
+    network: str = "default"  # bridge for root, slirp4netns rootless (minirun/network/__init__.py)
+    ports: list[PortMapping] = field(default_factory=list)  # -p
+    add_hosts: list[tuple[str, str]] = field(default_factory=list)  # --add-host NAME:IP, for /etc/hosts
+    dns: list[str] = field(default_factory=list)  # --dns IP, for /etc/resolv.conf
     interactive: bool = False
     tty: bool = False
     init: bool = False
     remove: bool = False
+    limits: Limits = field(default_factory=Limits)
+    cgroupns: str = "private"  # "private": the container sees its own cgroup as the root; "host"
+    pull: str = "missing"  # docker's --pull: "missing" (pull if not local), "always", "never"
+    platform: str | None = None  # --platform OS/ARCH[/VARIANT] for a pull; None: this host's
+    security: "Security" = field(default_factory=lambda: Security())
+
+
+@dataclass(frozen=True)
+class Security:
+    """`--cap-add/--cap-drop`, `--security-opt`, `--read-only`, `--tmpfs`, `--userns`."""
+
+    capabilities: frozenset[str] = DEFAULT_CAPABILITIES
+    seccomp_profile: str | None = DEFAULT_SECCOMP_PROFILE  # None: --security-opt seccomp=unconfined
+    no_new_privileges: bool = False
+    read_only: bool = False  # the root file system is mounted read-only
+    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs PATH[:OPTIONS]: path -> options
+    userns: str = "remap"  # rootful: "remap" (root is an unprivileged host uid) or "host" (identity)
+    mask_system_paths: bool = True  # False: --security-opt systempaths=unconfined
+
+
+def parse_security(cap_add: list[str], cap_drop: list[str], security_opts: list[str], read_only: bool,
+                   tmpfs: list[str], userns: str | None) -> Security:
+    """Docker's security flags; a profile file is read here so a bad one fails before anything."""
+    profile: str | None = DEFAULT_SECCOMP_PROFILE
+    nnp, mask = False, True
+    for opt in security_opts:
+        key, sep, value = opt.replace(":", "=", 1).partition("=") if opt.startswith("seccomp") else \
+            opt.partition("=")
+        if key == "seccomp" and sep and value:
+            profile = None if value == "unconfined" else os.path.abspath(value)
+            if profile is not None:
+                seccomp.read_profile(profile)
+        elif key == "no-new-privileges" and value in ("", "true", "false"):
+            nnp = value != "false"
+        elif key == "systempaths" and value == "unconfined":
+            mask = False
+        else:
+            raise MinirunError(f"invalid --security-opt {opt!r}: expected seccomp=PROFILE.json, "
+                               "seccomp=unconfined, no-new-privileges or systempaths=unconfined")
+    mounts: dict[str, str] = {}
+    for value in tmpfs:
+        target, _, options = value.partition(":")
+        if not target.startswith("/") or os.path.normpath(target) == "/":
+            raise MinirunError(f"invalid --tmpfs {value!r}: expected an absolute path other than /")
+        mounts[os.path.normpath(target)] = options
+    if userns not in (None, "", "host"):
+        raise MinirunError(f"invalid --userns {userns!r}: only 'host' is supported (the default remaps root)")
+    return Security(capabilities=resolve_capabilities(cap_add, cap_drop), seccomp_profile=profile,
+                    no_new_privileges=nnp, read_only=read_only, tmpfs=mounts,
+                    userns="host" if userns == "host" else "remap", mask_system_paths=mask)
 
 
 def env_dict(env: list[str]) -> dict[str, str]:
@@ -106,14 +202,152 @@ def check_hostname(hostname: str | None) -> str | None:
 
 
 def check_network(network: str) -> str:
-    if network == "bridge" or network == "default":
-        raise MinirunError("--network bridge is not available yet; use --network none or host")
+    if network.startswith("container:") and len(network) > len("container:"):
+        return network
     if network not in NETWORK_MODES:
-        raise MinirunError(f"invalid --network {network!r}: expected one of {', '.join(NETWORK_MODES)}")
+        raise MinirunError(f"invalid --network {network!r}: expected one of {', '.join(NETWORK_MODES[1:])} "
+                           "or container:NAME")
     return network
+
+
+def _ipv4(what: str, value: str, text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise MinirunError(f"invalid {what} {value!r}: {text!r} is not an IPv4 address") from None
+
+
+def _port(what: str, value: str, text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise MinirunError(f"invalid {what} {value!r}: {text!r} is not a port number (1-65535)")
+    return int(text)
+
+
+def parse_publish(value: str) -> PortMapping:
+    """docker's -p: HOST_PORT:CONTAINER_PORT or HOST_IP:HOST_PORT:CONTAINER_PORT, then /tcp|/udp."""
+    ports, _, proto = value.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise MinirunError(f"invalid -p {value!r}: the protocol must be tcp or udp")
+    parts = ports.split(":")
+    if len(parts) == 2:
+        host_ip, host_port, container_port = "", parts[0], parts[1]
+    elif len(parts) == 3:
+        host_ip, host_port, container_port = _ipv4("-p", value, parts[0]), parts[1], parts[2]
+    else:
+        raise MinirunError(f"invalid -p {value!r}: expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]")
+    return PortMapping(host_ip, _port("-p", value, host_port), _port("-p", value, container_port), proto)
+
+
+def parse_add_host(value: str) -> tuple[str, str]:
+    """--add-host NAME:IP (docker also accepts NAME=IP)."""
+    name, sep, ip = value.partition("=") if "=" in value else value.partition(":")
+    if not sep or not name or not HOSTNAME.match(name):
+        raise MinirunError(f"invalid --add-host {value!r}: expected NAME:IP")
+    return name, _ipv4("--add-host", value, ip)
+
+
+def parse_dns(value: str) -> str:
+    return _ipv4("--dns", value, value)
+
+
+PULL_POLICIES = ("missing", "always", "never")
+PLATFORM = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+){0,2}$")
+
+
+def check_platform(platform: str | None) -> str | None:
+    if platform is not None and not PLATFORM.match(platform):
+        raise MinirunError(f"invalid --platform {platform!r}: expected OS/ARCH[/VARIANT], e.g. linux/arm64")
+    return platform
+
+
+def check_pull(policy: str) -> str:
+    if policy not in PULL_POLICIES:
+        raise MinirunError(f"invalid --pull {policy!r}: expected one of {', '.join(PULL_POLICIES)}")
+    return policy
 
 
 def check_workdir(workdir: str | None) -> str | None:
     if workdir is not None and not workdir.startswith("/"):
         raise MinirunError(f"invalid working directory {workdir!r}: it must be an absolute path")
     return workdir
+
+
+# --- resource limits, with docker's units and docker's (and the kernel's) minimums ----------
+
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
+MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum: below it a container cannot even start its shell
+CPU_SHARES_RANGE = (2, 262144)  # what the kernel accepts in cpu.shares (sched.h MIN/MAX_SHARES)
+CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+
+
+def parse_size(flag: str, value: str) -> int:
+    """docker's RAMInBytes: 64m, 1g, 512k, 1.5g, 100 (bytes); binary multiples."""
+    match = SIZE.match(value.strip())
+    if not match:
+        raise MinirunError(f"invalid {flag} {value!r}: expected a size like 64m, 512k or 1g")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    return int(number * 1024 ** " kmgtp".index(unit or " "))
+
+
+def parse_cpu_list(value: str, available: set[int]) -> str:
+    """--cpuset-cpus 0-1,3: every CPU named must be one this process may run on."""
+    if not CPU_LIST.match(value):
+        raise MinirunError(f"invalid --cpuset-cpus {value!r}: expected a list like 0-1,3")
+    wanted: set[int] = set()
+    for part in value.split(","):
+        low, _, high = part.partition("-")
+        if high and int(high) < int(low):
+            raise MinirunError(f"invalid --cpuset-cpus {value!r}: {part} is a backwards range")
+        wanted |= set(range(int(low), int(high or low) + 1))
+    if not wanted <= available:
+        raise MinirunError(f"invalid --cpuset-cpus {value!r}: requested CPUs are not available "
+                           f"(available: {','.join(map(str, sorted(available)))})")
+    return value
+
+
+def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus: str | None = None,
+                 cpu_shares: str | None = None, cpuset_cpus: str | None = None,
+                 pids_limit: str | None = None) -> Limits:
+    mem = parse_size("--memory", memory) if memory is not None else None
+    if mem is not None and mem < MIN_MEMORY:
+        raise MinirunError(f"invalid --memory {memory!r}: the minimum is 6m")
+    swap = None
+    if memory_swap is not None:
+        if mem is None:
+            raise MinirunError("--memory-swap needs --memory as well (it is memory plus swap)")
+        swap = -1 if memory_swap.strip() == "-1" else parse_size("--memory-swap", memory_swap)
+        if swap != -1 and swap < mem:
+            raise MinirunError(f"invalid --memory-swap {memory_swap!r}: it is memory plus swap, so it "
+                               "must be at least --memory (or -1 for unlimited swap)")
+    cpu_count = os.cpu_count() or 1
+    n_cpus = None
+    if cpus is not None:
+        try:
+            n_cpus = float(cpus)
+        except ValueError:
+            raise MinirunError(f"invalid --cpus {cpus!r}: expected a number like 0.5") from None
+        if not 0.01 <= n_cpus <= cpu_count:
+            raise MinirunError(f"invalid --cpus {cpus!r}: the range is 0.01 to {cpu_count} "
+                               f"(this host has {cpu_count} CPUs)")
+    shares = None
+    if cpu_shares is not None:
+        if not cpu_shares.isdigit() or not CPU_SHARES_RANGE[0] <= int(cpu_shares) <= CPU_SHARES_RANGE[1]:
+            raise MinirunError(f"invalid --cpu-shares {cpu_shares!r}: expected an integer from "
+                               f"{CPU_SHARES_RANGE[0]} to {CPU_SHARES_RANGE[1]} (1024 is the default)")
+        shares = int(cpu_shares)
+    cpuset = parse_cpu_list(cpuset_cpus, os.sched_getaffinity(0)) if cpuset_cpus is not None else None
+    pids = None
+    if pids_limit is not None:
+        try:
+            pids = int(pids_limit)
+        except ValueError:
+            raise MinirunError(f"invalid --pids-limit {pids_limit!r}: expected an integer "
+                               "(-1 for unlimited)") from None
+    return Limits(mem, swap, n_cpus, shares, cpuset, pids)
+
+
+def check_cgroupns(value: str) -> str:
+    if value not in ("private", "host"):
+        raise MinirunError(f"invalid --cgroupns {value!r}: expected private or host")
+    return value

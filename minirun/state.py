@@ -15,7 +15,6 @@ cleanup of what it left (cgroup, container layer) is done by the next `rm` or `p
 import contextlib
 import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -36,14 +35,19 @@ def now() -> str:
 
 
 def process_start_time(pid: int) -> int | None:
-    """Start time of a process in clock ticks since boot, or None if it does not exist."""
+    """Start time of a live process in clock ticks since boot; None if it is gone or a zombie.
+
+    A zombie (state Z, proc(5)) has exited and only waits for its parent to collect the status:
+    as a monitor it is dead, even though /proc/PID still exists.
+    """
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
     except OSError:
         return None
     # The command name (field 2) is in parentheses and may contain spaces or ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Record:
     cgroup_paths: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)  # hostname, env, user, workdir, tty ...
     host_config: dict[str, Any] = field(default_factory=dict)  # binds, network mode, auto remove
+    network_settings: dict[str, Any] = field(default_factory=dict)  # address, ports... (minirun/network)
 
     @property
     def short_id(self) -> str:
@@ -135,7 +140,9 @@ def generate_name() -> str:
                   "nimble", "quiet", "rapid", "sunny", "tidy", "witty"]
     nouns = ["turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "liskov",
              "dijkstra", "hamilton", "kernighan", "perlman", "cerf", "lamport", "wirth", "backus"]
-    return f"{secrets.choice(adjectives)}_{secrets.choice(nouns)}_{secrets.token_hex(2)}"
+    # os.urandom is what the `secrets` module draws from; 16 words each, so a byte picks evenly.
+    a, n = os.urandom(2)
+    return f"{adjectives[a % 16]}_{nouns[n % 16]}_{os.urandom(2).hex()}"
 
 
 def create(state: Path, make_record: Callable[[str, str], Record], name: str | None) -> Record:
@@ -154,7 +161,7 @@ def create(state: Path, make_record: Callable[[str, str], Record], name: str | N
         chosen = name.lstrip("/") if name else generate_name()
         while chosen in taken:
             chosen = generate_name()
-        record = make_record(secrets.token_hex(32), chosen)
+        record = make_record(os.urandom(32).hex(), chosen)  # 256 random bits, as docker's ids
         save(state, record)
         return record
 

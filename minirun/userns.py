@@ -4,8 +4,12 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 ("nobody") and can do little until the parent writes /proc/PID/uid_map and gid_map
 (user_namespaces(7), "User and group ID mappings"). Each line is `INSIDE OUTSIDE COUNT`.
 
- - rootful (for now): an identity map, 0-4294967294 inside = the same ids outside, so root in
-   the container is root on the host, as in classic docker. A later step remaps root.
+ - rootful (default): remapped. Container ids 0-65535 are host ids 1000000-1065535 (root's
+   range in /etc/subuid): root in the container is an unprivileged nobody on the host, so a
+   process that escapes owns nothing there (seed 001). Image files still look root-owned inside
+   through idmapped mounts (idmapped_layers below).
+ - rootful with --userns=host: an identity map, 0-4294967294 inside = the same ids outside, so
+   root in the container is root on the host (still without most capabilities), classic docker.
  - rootless: container root is the invoking user (`0 UID 1`). An unprivileged process may
    write only that one line itself, and only after writing "deny" to /proc/PID/setgroups
    (CVE-2014-8989: otherwise dropping supplementary groups could gain access a group denies).
@@ -16,11 +20,16 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 import os
 import pwd
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from minirun import kernel
 from minirun.errors import MinirunError
+from minirun.spec import BindMount
+
+# Rootful containers' ids 0-65535 map to host ids 1000000-1065535 unless /etc/subuid gives root
+# another range: above any user's range that useradd picks (100000 + 65536 * n for some users).
+DEFAULT_ROOT_RANGE = (1000000, 65536)
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class IdMapping:
     uids: list[IdMap]
     gids: list[IdMap]
     helpers: bool  # write through newuidmap/newgidmap (rootless with a subordinate range)
+    idmap_layers: bool = False  # rootful remapped: show image layers through idmapped mounts
 
     def maps_uid(self, uid: int) -> bool:
         return any(m.inside <= uid < m.inside + m.count for m in self.uids)
@@ -59,10 +69,13 @@ def subordinate_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
     return None
 
 
-def plan(rootless: bool) -> IdMapping:
-    if not rootless:
+def plan(rootless: bool, userns: str = "remap") -> IdMapping:
+    if not rootless and userns == "host":
         identity = [IdMap(0, 0, 4294967295)]
         return IdMapping(identity, identity, helpers=False)
+    if not rootless:
+        uids, gids = root_range("/etc/subuid"), root_range("/etc/subgid")
+        return IdMapping([IdMap(0, *uids)], [IdMap(0, *gids)], helpers=False, idmap_layers=True)
     uid, gid = os.getuid(), os.getgid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -75,6 +88,75 @@ def plan(rootless: bool) -> IdMapping:
         return IdMapping([IdMap(0, uid, 1), IdMap(1, subuid[0], subuid[1])],
                          [IdMap(0, gid, 1), IdMap(1, subgid[0], subgid[1])], helpers=True)
     return IdMapping([IdMap(0, uid, 1)], [IdMap(0, gid, 1)], helpers=False)
+
+
+def root_range(path: str) -> tuple[int, int]:
+    """The host ids a rootful container's 0-65535 map to: root's line in /etc/subuid (subgid),
+    which install.sh adds as root:1000000:65536 if there is none, else that same default."""
+    start, count = subordinate_range(path, "root", 0) or DEFAULT_ROOT_RANGE
+    return start, min(count, 65536)
+
+
+def idmapped_layers(pid: int, layers: list[str]) -> list[int]:
+    """Detached copies of the image layers that show file owners through the container's map.
+
+    The layers on disk are owned by host root (uid 0), which a remapped namespace does not map:
+    inside, every file would belong to "nobody" (65534) and root could not even chown its own
+    /etc. An idmapped mount (mount_setattr(2), MOUNT_ATTR_IDMAP) translates owners through the
+    user namespace of `pid` instead: host 0 shows as 0 inside, and a file the container creates
+    as its root lands on disk as host uid 1000000. Nothing is copied or chowned, so one layer
+    serves any number of containers and ranges; overlay accepts idmapped lower layers since
+    Linux 5.19. Only the parent may do this: it needs CAP_SYS_ADMIN in the initial namespace.
+    The child attaches them with move_mount(2) inside its own mount namespace (rootfs.py).
+    """
+    userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    fds: list[int] = []
+    try:
+        for layer in layers:
+            fds.append(kernel.open_tree(layer, kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE))
+            kernel.mount_setattr(fds[-1], kernel.MOUNT_ATTR_IDMAP, userns_fd)
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        raise MinirunError(f"cannot make idmapped mounts of the image layers ({e}); "
+                           "use --userns=host (needs Linux 5.19+ and a file system supporting them)") from e
+    finally:
+        os.close(userns_fd)
+    return fds
+
+
+def detached_binds(binds: list[BindMount]) -> list[int]:
+    """A detached clone of each -v source (open_tree(2)), made read-only for `:ro` with every
+    mount below it (mount_setattr(2)). Done by the parent because a remapped root may not be able
+    to look the path up at all; the child attaches the clones (rootfs.bind_volumes). What the
+    container may then do with the files is still decided by their owners: host root's files are
+    "nobody" to a remapped root (see README, "Security")."""
+    fds: list[int] = []
+    try:
+        for bind in binds:
+            fds.append(kernel.open_tree(bind.source, kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE))
+            if bind.readonly:
+                kernel.mount_setattr(fds[-1], kernel.MOUNT_ATTR_RDONLY)
+    except OSError as e:
+        for fd in fds:
+            os.close(fd)
+        raise MinirunError(f"cannot prepare volume: {e}") from e
+    return fds
+
+
+def give_bundle_to_root(bundle: Path, mapping: IdMapping) -> None:
+    """The container's own directory belongs to its root (host uid 1000000 when remapped):
+    overlay writes into upper/ as that user. The shared parent stays root's, mode 0710 with the
+    group of the remapped root, as docker's userns-remap does: it may pass, nobody else."""
+    uid, gid = mapping.uids[0].outside, mapping.gids[0].outside
+    os.chown(bundle.parent, 0, gid)
+    os.chmod(bundle.parent, 0o710)
+    os.chown(bundle, uid, gid)
+    for entry in bundle.iterdir():
+        os.chown(entry, uid, gid, follow_symlinks=False)
+        if entry.name == "lower":
+            for layer_dir in entry.iterdir():
+                os.chown(layer_dir, uid, gid)
 
 
 def check_kernel_allows(rootless: bool) -> None:
@@ -105,11 +187,22 @@ def check_kernel_allows(rootless: bool) -> None:
 def write_maps(pid: int, mapping: IdMapping) -> None:
     """Map ids for the child `pid`, which waits (blocked on the sync socket) until this is done."""
     if mapping.helpers:
+        import subprocess  # only here: a plain rootful run need not pay for importing it
+
+        # The two helpers are independent: start both, then wait for both (each one is the exec
+        # of a setuid program, which costs milliseconds; side by side they cost one).
+        running = {}
         for helper, maps in (("newuidmap", mapping.uids), ("newgidmap", mapping.gids)):
             args = [helper, str(pid)] + [str(n) for m in maps for n in (m.inside, m.outside, m.count)]
-            result = subprocess.run(args, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise MinirunError(f"{helper} failed: {result.stderr.strip() or result.returncode}")
+            running[helper] = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                               text=True)
+        failures = []
+        for helper, process in running.items():
+            _, error = process.communicate()
+            if process.returncode != 0:
+                failures.append(f"{helper} failed: {error.strip() or process.returncode}")
+        if failures:
+            raise MinirunError("; ".join(failures))
         return
     with open(f"/proc/{pid}/uid_map", "w") as f:
         f.write("\n".join(m.line() for m in mapping.uids))

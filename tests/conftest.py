@@ -57,6 +57,7 @@ class Session:
     def __init__(self) -> None:
         self.tiers: list[Tier] = []
         self.finally_: list[Callable[[], None]] = []  # run after the leak check, last first
+        self.before_check: list[Callable[[], None]] = []  # run before it (the test netns), last first
 
 
 def ancestors() -> set[int]:
@@ -87,8 +88,13 @@ def session() -> Iterator[Session]:
     _, before = leakcheck() if os.geteuid() == 0 else (0, [])
     s = Session()
     yield s
-    for tier in s.tiers:
-        tier.kill_processes()
+    try:
+        for tier in s.tiers:
+            tier.kill_processes()
+    finally:
+        for cleanup in reversed(s.before_check):
+            with contextlib.suppress(Exception):
+                cleanup()
     code, leftovers = leakcheck()
     for cleanup in reversed(s.finally_):
         with contextlib.suppress(Exception):
@@ -127,6 +133,29 @@ def ensure_image(tier: Tier, tar: Path) -> None:
     tier(["import", str(tar), IMAGE], check=0, timeout=120)
 
 
+# --- the test network namespace ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def test_netns(session: Session) -> str:
+    """A network namespace of the session's own, in which both tiers run minirun (nsenter --net,
+    which changes nothing else: `ip netns exec` would also remount /sys and hide the cgroups).
+    The bridge, the veths, the nft table and the published ports of every root container live
+    there, never in the host's namespace; deleting it at the end takes them all away."""
+    require_root()
+    name = f"mrt-net-{secrets.token_hex(3)}"
+    run(["ip", "netns", "add", name])
+    session.before_check.append(lambda: run(["ip", "netns", "delete", name]))
+    run(["ip", "-n", name, "link", "set", "lo", "up"])
+    return name
+
+
+def in_netns(netns: str) -> list[str]:
+    nsenter = shutil.which("nsenter")
+    assert nsenter, "nsenter (util-linux) is needed to run minirun in the test network namespace"
+    return [nsenter, f"--net=/run/netns/{netns}"]
+
+
 # --- the root tier -------------------------------------------------------------------------------
 
 
@@ -137,12 +166,12 @@ def require_root() -> None:
 
 
 @pytest.fixture(scope="session")
-def root_tier(session: Session, busybox_tar: Path) -> Tier:
+def root_tier(session: Session, busybox_tar: Path, test_netns: str) -> Tier:
     require_root()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")}
     env["PYTHONPATH"] = str(REPO)
-    tier = Tier("root", [sys.executable, "-m", "minirun"], env, 0, 0,
-                Path("/var/lib/minirun"), Path("/run/minirun"))
+    tier = Tier("root", [*in_netns(test_netns), sys.executable, "-m", "minirun"], env, 0, 0,
+                Path("/var/lib/minirun"), Path("/run/minirun"), netns=test_netns)
     session.tiers.append(tier)
     ensure_image(tier, busybox_tar)
     return tier
@@ -176,7 +205,7 @@ def test_user(session: Session) -> pwd.struct_passwd:
 
 
 @pytest.fixture(scope="session")
-def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: Path) -> Tier:
+def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: Path, test_netns: str) -> Tier:
     # The user cannot read /root, maybe not the checkout either: run a world-readable copy.
     code = Path(tempfile.mkdtemp(prefix="minirun-test-code-"))
     session.finally_.append(lambda: shutil.rmtree(code, ignore_errors=True))
@@ -192,12 +221,12 @@ def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: P
     runtime = f"/run/user/{uid}"
     setpriv = shutil.which("setpriv")
     assert setpriv, "setpriv (util-linux) is needed to run minirun as the test user"
-    prefix = [setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups",
+    prefix = [*in_netns(test_netns), setpriv, f"--reuid={uid}", f"--regid={gid}", "--init-groups",
               "env", "-i", f"HOME={home}", f"USER={TEST_USER}", f"LOGNAME={TEST_USER}",
               "PATH=/usr/local/bin:/usr/bin:/bin", f"XDG_RUNTIME_DIR={runtime}", f"PYTHONPATH={code}",
               "PYTHONDONTWRITEBYTECODE=1", "TERM=xterm", python, "-m", "minirun"]
     tier = Tier("rootless", prefix, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, uid, gid,
-                Path(home) / ".local" / "share" / "minirun", Path(runtime) / "minirun")
+                Path(home) / ".local" / "share" / "minirun", Path(runtime) / "minirun", netns=test_netns)
     session.tiers.append(tier)
     ensure_image(tier, busybox_tar)
     return tier

@@ -50,10 +50,21 @@ class Tier:
     # the test's prefix, so that the test's teardown finds (and removes) whatever a killed
     # `minirun run --rm` could not.
     auto_name: Callable[[], str] | None = None
+    netns: str = ""  # the network namespace minirun runs in (conftest.test_netns): the tests' "host"
 
     @property
     def rootless(self) -> bool:
         return self.name == "rootless"
+
+    @property
+    def container_root(self) -> tuple[int, int]:
+        """Host uid and gid of root in this tier's containers: the user itself when rootless; when
+        rootful, the start of root's /etc/subuid (subgid) range, since root is remapped by default
+        (minirun/userns.py; 1000000 without a line for root)."""
+        if self.rootless:
+            return self.uid, self.gid
+        return ((subid_range("/etc/subuid", "root") or (1000000, 0))[0],
+                (subid_range("/etc/subgid", "root") or (1000000, 0))[0])
 
     def argv(self, args: Sequence[str]) -> list[str]:
         args = list(args)

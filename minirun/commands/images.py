@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _matches(image: Image, wanted: str) -> bool:
     """`docker images busybox` lists every tag of busybox; `busybox:1.36` only that one."""
-    return any(name == wanted or name.rpartition(":")[0] == wanted for name in image.repo_tags)
+    return any(name == wanted or name.rpartition(":")[0] == wanted or name.partition("@")[0] == wanted
+               for name in image.repo_tags)
 
 
 def _image_id(image: Image, no_trunc: bool) -> str:
@@ -57,6 +58,8 @@ def _names(image: Image) -> list[tuple[str, str]]:
     names = []
     for name in image.repo_tags:
         repository, _, tag = name.rpartition(":")
+        if "@" in name:  # pulled by digest (`app@sha256:...`): docker shows no tag
+            repository, tag = name.partition("@")[0], "<none>"
         names.append((repository, tag))
     return names
 

@@ -14,7 +14,9 @@ def run(args: argparse.Namespace) -> int:
     state_dir = paths.state_dir()
     with state.exclusive(state_dir):
         for record in state.all_records(state_dir):
-            if record.status != "running":
+            # "created" with a live monitor is a container still starting: not ours to remove.
+            # (A monitor that died is already reported as "exited" by state.all_records.)
+            if record.status == "exited" or (record.status == "created" and not record.monitor_alive()):
                 runtime.remove_container(state_dir, record)
                 print(record.id)
     return 0

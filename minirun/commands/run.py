@@ -19,11 +19,34 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("-u", "--user", help="USER[:GROUP] or UID[:GID] inside the container")
     p.add_argument("-v", "--volume", action="append", default=[], metavar="HOST:CONTAINER[:ro]",
                    help="bind mount a host path")
-    p.add_argument("--network", "--net", default="none", help="none (default) or host")
+    p.add_argument("--network", "--net", default="default",
+                   help="bridge (root's default), slirp4netns (rootless default), none, host, container:NAME")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   metavar="[IP:]HOST_PORT:CONTAINER_PORT[/udp]", help="publish a container port on the host")
+    p.add_argument("--add-host", action="append", default=[], metavar="NAME:IP",
+                   help="add a line to /etc/hosts")
+    p.add_argument("--dns", action="append", default=[], metavar="IP", help="nameserver for /etc/resolv.conf")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("--init", action="store_true", help="run an init as PID 1 that forwards signals and reaps")
     p.add_argument("--entrypoint", help="override the image's entrypoint")
+    p.add_argument("-m", "--memory", help="memory limit, e.g. 64m (OOM-killed beyond it)")
+    p.add_argument("--memory-swap", help="memory plus swap limit (default: twice --memory; -1: unlimited)")
+    p.add_argument("--cpus", help="CPU time limit in CPUs, e.g. 0.5")
+    p.add_argument("--cpu-shares", help="relative CPU weight (default 1024)")
+    p.add_argument("--cpuset-cpus", help="CPUs the container may run on, e.g. 0-1")
+    p.add_argument("--pids-limit", help="maximum number of processes and threads (-1: unlimited)")
+    p.add_argument("--cgroupns", default="private", help="private (default) or host cgroup namespace")
+    p.add_argument("--pull", default="missing", help="pull the image: missing (default), always, never")
+    p.add_argument("--platform", help="OS/ARCH[/VARIANT] to pull, e.g. linux/arm64")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP", help="add a capability (or ALL)")
+    p.add_argument("--cap-drop", action="append", default=[], metavar="CAP",
+                   help="drop a capability (or ALL)")
+    p.add_argument("--security-opt", action="append", default=[], metavar="OPT",
+                   help="seccomp=PROFILE.json|unconfined, no-new-privileges, systempaths=unconfined")
+    p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
+    p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTIONS]", help="mount a tmpfs")
+    p.add_argument("--userns", help="host: root in the container is root on the host (default: remapped)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
@@ -38,6 +61,14 @@ def to_spec(args: argparse.Namespace) -> spec.ContainerSpec:
         workdir=spec.check_workdir(args.workdir), user=spec.check_user(args.user),
         binds=[spec.parse_bind(v) for v in args.volume], network=spec.check_network(args.network),
         interactive=args.interactive, tty=args.tty, init=args.init, remove=args.rm,
+        ports=[spec.parse_publish(v) for v in args.publish],
+        add_hosts=[spec.parse_add_host(v) for v in args.add_host], dns=[spec.parse_dns(v) for v in args.dns],
+        limits=spec.parse_limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares, args.cpuset_cpus,
+                                 args.pids_limit),
+        cgroupns=spec.check_cgroupns(args.cgroupns),
+        pull=spec.check_pull(args.pull), platform=spec.check_platform(args.platform),
+        security=spec.parse_security(args.cap_add, args.cap_drop, args.security_opt, args.read_only,
+                                     args.tmpfs, args.userns),
     )
 
 

@@ -11,6 +11,7 @@ container's overlayfs mount. Everything lives under one directory, minirun.paths
     layers/<hex>/layer.json       one layer: the digest of the blob it came from, and its size
     layers/<hex>/rootfs/          ...and its files: this directory is an overlayfs lower directory
     tmp/                          staging areas of imports in progress, and layers being deleted
+    pulls/<hex>.lock              flock(2) held by a pull of one reference (minirun/images/pull.py)
 
 Names are content digests, as in Docker and the OCI image spec:
  - a layer is named by the sha256 of the tarball bytes it was extracted from (for a plain
@@ -33,7 +34,6 @@ until `docker image prune`), and so are its layers that no other image uses.
 """
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -48,7 +48,6 @@ from typing import Any, BinaryIO
 
 from minirun.errors import ImageNotFound, MinirunError
 from minirun.fsutil import atomic_write_json, locked, read_json
-from minirun.images.tarball import safe_extract
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -63,6 +62,7 @@ class ImageConfig:
     entrypoint: list[str] = field(default_factory=list)
     working_dir: str = ""
     user: str = ""
+    exposed_ports: list[str] = field(default_factory=list)  # "80/tcp": recorded, not published
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class Image:
     config: ImageConfig
     created: str  # RFC 3339, UTC
     size: int  # bytes of file data in its layers
+    repo_digests: list[str] = field(default_factory=list)  # "alpine@sha256:<manifest digest>"
+    platform: str = ""  # "linux/amd64" for a pulled image
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,11 +90,22 @@ _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?")
 _HEX_ID = re.compile(r"[0-9a-f]{4,64}")
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _MIN_ID_PREFIX = 4
 
 
-def normalize_ref(ref: str) -> str:
-    """`busybox` -> `busybox:latest`; `a/b:1` stays. A malformed name is the user's error."""
+def normalize_ref(ref: str, *, familiar: bool = True) -> str:
+    """`busybox` -> `busybox:latest`; `a/b:1` stays. A malformed name is the user's error.
+
+    With `familiar`, an explicit Docker Hub prefix is dropped, as `docker images` shows names:
+    `docker.io/library/alpine` is `alpine:latest`, `docker.io/x/y` is `x/y:latest`.
+    """
+    if familiar:
+        for hub in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+            if ref.startswith(hub):
+                ref = ref.removeprefix(hub)
+                if ref.startswith("library/") and ref.count("/") == 1:
+                    ref = ref.removeprefix("library/")
     match = _REFERENCE.fullmatch(ref)
     if match is None:
         hint = ": repository name must be lowercase" if _REFERENCE.fullmatch(ref.lower()) else ""
@@ -104,6 +117,16 @@ def normalize_ref(ref: str) -> str:
         # Docker's rule too: a name that looks like an image id would shadow that id.
         raise MinirunError(f"invalid reference format: a name cannot be a 64-character hex id: {ref!r}")
     return f"{name}:{tag}"
+
+
+def store_name(ref: str) -> str:
+    """A name the store keeps: NAME:TAG, or NAME@sha256:DIGEST for an image pulled by digest."""
+    name, at, digest = ref.partition("@")
+    if not at:
+        return normalize_ref(ref)
+    if not _DIGEST.fullmatch(digest) or ":" in name.rpartition("/")[2]:
+        raise MinirunError(f"invalid reference format: {ref!r} (expected NAME@sha256:<64 hex digits>)")
+    return f"{normalize_ref(name).rpartition(':')[0]}@{digest}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +146,7 @@ def resolve(store: Path, ref: str) -> Image:
         repositories = _read_repositories(store)
         if not ref.startswith("sha256:"):
             try:
-                name = normalize_ref(ref)
+                name = store_name(ref)
             except MinirunError:
                 if not _HEX_ID.fullmatch(ref):
                     raise
@@ -176,9 +199,11 @@ def _load_image(store: Path, image_hex: str, repositories: dict[str, str]) -> Im
         id=record["id"],
         repo_tags=sorted(name for name, image_id in repositories.items() if image_id == record["id"]),
         layers=[store / "layers" / _hex(digest) / "rootfs" for digest in record["layers"]],
-        config=_config_from_json(record["config"]),
+        config=config_from_json(record["config"]),
         created=record["created"],
         size=record["size"],
+        repo_digests=list(record.get("repo_digests", [])),
+        platform=record.get("platform", ""),
     )
 
 
@@ -194,10 +219,11 @@ def _config_to_json(config: ImageConfig) -> dict[str, Any]:
         "Entrypoint": config.entrypoint,
         "WorkingDir": config.working_dir,
         "User": config.user,
+        **({"ExposedPorts": {port: {} for port in config.exposed_ports}} if config.exposed_ports else {}),
     }
 
 
-def _config_from_json(value: dict[str, Any]) -> ImageConfig:
+def config_from_json(value: dict[str, Any]) -> ImageConfig:
     # In OCI configs from elsewhere any key may be missing or null.
     default = ImageConfig()
     return ImageConfig(
@@ -206,6 +232,7 @@ def _config_from_json(value: dict[str, Any]) -> ImageConfig:
         entrypoint=list(value.get("Entrypoint") or []),
         working_dir=value.get("WorkingDir") or "",
         user=value.get("User") or "",
+        exposed_ports=sorted(value.get("ExposedPorts") or {}),
     )
 
 
@@ -229,22 +256,43 @@ def staging_area(store: Path) -> Iterator[Path]:
     """A private (0700) temporary directory inside the store, removed however the block ends.
 
     Inside the store, so that the finished layer is moved into place with rename(2), which is
-    atomic only within one file system.
+    atomic only within one file system. Named after our pid, so that the next import can tell
+    the leftovers of a SIGKILLed one (its process is gone) and remove them.
     """
     tmp = store / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="import-", dir=tmp))
+    _remove_abandoned(tmp)
+    staging = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=tmp))
     try:
         yield staging
     finally:
         _remove_tree(staging)
 
 
-def extract_layer(source: BinaryIO, layer_dir: Path) -> str:
-    """Extract a layer tarball into `layer_dir`/rootfs; return "sha256:..." of the bytes read."""
+def _remove_abandoned(tmp: Path) -> None:
+    for entry in os.listdir(tmp):
+        match = re.fullmatch(r"import-(\d+)-.*", entry)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match[1]), 0)  # signal 0: only "does this process exist?" (kill(2))
+        except ProcessLookupError:
+            _remove_tree(tmp / entry)
+        except PermissionError:
+            pass  # exists, and is somebody else's
+
+
+def extract_layer(source: BinaryIO, layer_dir: Path, *, whiteouts: bool = False) -> str:
+    """Extract a layer tarball into `layer_dir`/rootfs; return "sha256:..." of the bytes read.
+
+    `whiteouts`: the tarball is an image layer whose `.wh.` files delete things below it.
+    """
+    # Imported here, not at the top: `minirun run` reads the store but never extracts (start-up time).
+    from minirun.images.tarball import safe_extract
+
     reader = _DigestingReader(source)
     buffered = io.BufferedReader(reader)
-    size = safe_extract(buffered, layer_dir / "rootfs", chown=os.geteuid() == 0)
+    size = safe_extract(buffered, layer_dir / "rootfs", chown=os.geteuid() == 0, whiteouts=whiteouts)
     # tarfile stops at the end-of-archive marker; read the rest (padding) so that the digest is
     # that of the whole file, as `sha256sum` or a registry would compute it.
     while buffered.read(_DigestingReader.CHUNK):
@@ -263,6 +311,8 @@ class _DigestingReader(io.RawIOBase):
     def __init__(self, source: BinaryIO) -> None:
         super().__init__()
         self.source = source
+        import hashlib  # loads OpenSSL: only when a layer is imported, not on every `run`
+
         self.sha256 = hashlib.sha256()
 
     def readable(self) -> bool:
@@ -275,20 +325,36 @@ class _DigestingReader(io.RawIOBase):
         return len(data)
 
 
-def commit_image(store: Path, layers: list[tuple[str, Path]], config: ImageConfig, name: str) -> Image:
+def commit_image(
+    store: Path,
+    layers: list[tuple[str, Path]],
+    config: ImageConfig,
+    name: str,
+    *,
+    image_id: str | None = None,
+    repo_digest: str | None = None,
+    platform: str = "",
+    in_use: frozenset[str] = frozenset(),
+) -> Image:
     """Move staged layers into place, record the image, and point `name` at it.
 
     `layers` are (digest, staged layer directory) pairs, lowest first; a layer the store already
     has is kept and its staged copy left to be cleaned up with the staging area. All of it
     happens under one exclusive lock, so a concurrent import cannot delete a shared layer
     between our checking that it exists and our recording an image that uses it.
+
+    A pull passes `image_id` (the digest of the image's config blob, as Docker and the OCI image
+    spec define an image id), the manifest's digest and the platform it chose. An image that
+    loses its name is deleted unless its id is `in_use` by a container (then it stays, "<none>").
     """
-    name = normalize_ref(name)
+    name = store_name(name)
     digests = [digest for digest, _ in layers]
     config_json = _config_to_json(config)
     # The id covers what makes the image what it is, in a canonical JSON form (sorted keys).
     content = json.dumps({"config": config_json, "layers": digests}, sort_keys=True, separators=(",", ":"))
-    image_id = f"sha256:{hashlib.sha256(content.encode()).hexdigest()}"
+    import hashlib  # only when an image is added (see _DigestingReader)
+
+    image_id = image_id or f"sha256:{hashlib.sha256(content.encode()).hexdigest()}"
     record_path = store / "images" / f"{_hex(image_id)}.json"
 
     with locked(store / "images.lock"):
@@ -300,21 +366,68 @@ def commit_image(store: Path, layers: list[tuple[str, Path]], config: ImageConfi
             final = store / "layers" / _hex(digest)
             if not final.exists():
                 os.rename(staged, final)
+            if not (final / "layer.json").exists():  # a concurrent rmi took a layer we found
+                raise MinirunError(f"layer {digest} vanished during the pull: pull again")
         if not record_path.exists():
             size = sum(read_json(store / "layers" / _hex(d) / "layer.json")["size"] for d in digests)
             created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             atomic_write_json(
                 record_path,
-                {"id": image_id, "created": created, "size": size, "layers": digests, "config": config_json},
+                {"id": image_id, "created": created, "size": size, "layers": digests, "config": config_json,
+                 "repo_digests": [], "platform": platform},
             )
+        if repo_digest is not None:
+            record = read_json(record_path)
+            if repo_digest not in record.get("repo_digests", []):
+                record["repo_digests"] = sorted({*record.get("repo_digests", []), repo_digest})
+                atomic_write_json(record_path, record)
 
         repositories = _read_repositories(store)
         previous = repositories.get(name)
         repositories[name] = image_id
         atomic_write_json(store / "repositories.json", repositories)
-        if previous is not None and previous not in repositories.values():
+        if previous is not None and previous not in repositories.values() and previous not in in_use:
             _remove_image(store, previous)
         return _load_image(store, _hex(image_id), repositories)
+
+
+def remove_image(
+    store: Path, ref: str, *, force: bool, in_use: frozenset[str], running: frozenset[str] = frozenset()
+) -> list[str]:
+    """`rmi`: untag `ref`; delete the image when no name is left. Returns what was done, docker-style.
+
+    Refused while a container (`in_use`: image ids of container records) uses the image, unless
+    `force`. By id, an image with several names is refused unless `force` (then all names go).
+    Never while a container *runs* on it (`running`), as docker: its overlay's lower directories
+    are the image's layers, and deleting their files would pull them out from under it.
+    """
+    image = resolve(store, ref)
+    if image.id in running:
+        raise MinirunError(f"image {ref} is in use by a running container: stop it first (even -f cannot)")
+    if image.id in in_use and not force:
+        raise MinirunError(f"image {ref} is in use by a container: remove the container first, or use rmi -f")
+    with locked(store / "images.lock"):
+        repositories = _read_repositories(store)
+        by_name = ref in image.repo_tags or _maybe_store_name(ref) in image.repo_tags
+        names = [_maybe_store_name(ref)] if by_name else list(image.repo_tags)
+        if not by_name and len(names) > 1 and not force:
+            raise MinirunError(f"image {ref} has {len(names)} names ({', '.join(names)}): "
+                               "remove them by name, or use rmi -f")
+        done = [f"Untagged: {name}" for name in names]
+        for name in names:
+            repositories.pop(name, None)
+        atomic_write_json(store / "repositories.json", repositories)
+        if image.id not in repositories.values():
+            _remove_image(store, image.id)
+            done.append(f"Deleted: {image.id}")
+        return done
+
+
+def _maybe_store_name(ref: str) -> str:
+    try:
+        return store_name(ref)
+    except MinirunError:
+        return ref
 
 
 def _remove_image(store: Path, image_id: str) -> None:

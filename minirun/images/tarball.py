@@ -38,12 +38,16 @@ _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CL
 _COPY_CHUNK = 1 << 20
 
 
-def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
+def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool = False) -> int:
     """Extract the tar stream `source` into the directory `dest`; return the bytes of file data written.
 
     `chown` gives files the numeric owners recorded in the archive (user and group names are
     ignored: they mean nothing inside the container); it needs root. Unprivileged imports keep
     the importing user as owner, who is root inside a rootless container's user namespace.
+
+    `whiteouts` reads the archive as an image *layer* (OCI image-spec layer.md): `.wh.NAME`
+    deletes NAME of the layers below, `.wh..wh..opq` hides everything below in its directory.
+    They become what overlayfs understands (see _whiteout). A plain rootfs tarball has none.
 
     On a refused or broken archive this raises MinirunError and leaves `dest` partly filled:
     extract into a fresh temporary directory and throw it away on error (the image store does).
@@ -73,6 +77,9 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
                     skipped_devices.add(parts)
                     continue
                 try:
+                    if whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
+                        _whiteout(member, parts, root_fd)
+                        continue
                     written += _extract_member(tar, member, parts, root_fd, chown, directories)
                 except (OSError, ValueError, OverflowError) as e:
                     reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
@@ -90,6 +97,36 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool) -> int:
         return written
     finally:
         os.close(root_fd)
+
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE_MARKER = ".wh..wh..opq"
+# Because the overlay is mounted with `userxattr` (see rootfs.py), its xattrs live in user.*.
+OPAQUE_XATTR = "user.overlay.opaque"
+
+
+def _whiteout(member: tarfile.TarInfo, parts: tuple[str, ...], root_fd: int) -> None:
+    """Turn a layer's whiteout file into overlayfs's form of it (Documentation/filesystems/overlayfs.rst).
+
+    `.wh.NAME` becomes a character device 0/0 named NAME: overlay hides NAME of every lower
+    layer. Since Linux 5.8 any user may mknod(2) exactly that device (a "whiteout"), so this
+    works rootless too. `.wh..wh..opq` becomes the xattr user.overlay.opaque=y on its
+    directory: overlay then shows nothing of that directory from the layers below.
+    """
+    if not member.isreg():
+        raise MinirunError(f"refusing layer: whiteout {member.name!r} is not a regular file")
+    parent_fd = _open_directory(root_fd, parts[:-1], member.name, create=True)
+    try:
+        if parts[-1] == OPAQUE_MARKER:
+            os.setxattr(parent_fd, OPAQUE_XATTR, b"y")
+            return
+        name = parts[-1].removeprefix(WHITEOUT_PREFIX)
+        if name in ("", ".", "..") or name.startswith(WHITEOUT_PREFIX):
+            raise MinirunError(f"refusing layer: bad whiteout {member.name!r}")
+        _remove(parent_fd, name)
+        os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
+    finally:
+        os.close(parent_fd)
 
 
 def _open_stream(source: BinaryIO) -> tarfile.TarFile:

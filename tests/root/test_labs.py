@@ -10,17 +10,19 @@ import subprocess
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import REPO, Tier
 
 LABS = REPO / "examples" / "labs"
 
 pytestmark = pytest.mark.root
 
 
-def run_lab(name: str) -> str:
+def run_lab(name: str, tier: Tier) -> str:
+    """Run a lab as root, in the session's network namespace (as the root tier runs minirun)."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
            "MINIRUN": f"{sys.executable} -m minirun", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(["sh", str(LABS / name)], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(["nsenter", f"--net=/run/netns/{tier.netns}", "sh", str(LABS / name)], env=env,
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -31,8 +33,8 @@ def section(output: str, title_start: str) -> str:
     return next(p for p in parts if p.startswith(title_start))
 
 
-def test_lab_01_seven_namespaces(root_tier: object) -> None:
-    out = run_lab("01-seven-namespaces.sh")
+def test_lab_01_seven_namespaces(root_tier: Tier) -> None:
+    out = run_lab("01-seven-namespaces.sh", root_tier)
     assert "my pid: 1" in section(out, "PID namespace")
     net = section(out, "Network namespace")
     assert "lo:" in net
@@ -45,8 +47,8 @@ def test_lab_01_seven_namespaces(root_tier: object) -> None:
     assert re.search(r"^0::/$", section(out, "cgroup namespace"), flags=re.M)
 
 
-def test_lab_02_nsenter_a_container(root_tier: object) -> None:
-    out = run_lab("02-nsenter-a-container.sh")
+def test_lab_02_nsenter_a_container(root_tier: Tier) -> None:
+    out = run_lab("02-nsenter-a-container.sh", root_tier)
     pid = int(section(out, "docker inspect").splitlines()[1])
     assert pid > 1
     for ns in ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup"):
@@ -54,5 +56,7 @@ def test_lab_02_nsenter_a_container(root_tier: object) -> None:
         assert host != container
     assert section(out, "nsenter --target $PID --uts").splitlines()[1] == "webserver"
     ps = section(out, "nsenter --target $PID -m -p ps")
-    assert re.search(r"^\s+1 root\s+sleep 300$", ps, flags=re.M)
+    # nsenter joined the mount and PID namespaces but not the user namespace: ps shows the host's
+    # view of the container's root, the remapped uid (README, "Security").
+    assert re.search(rf"^\s+1 {root_tier.container_root[0]}\s+sleep 300$", ps, flags=re.M)
     assert "bin" in section(out, "nsenter --target $PID --mount ls").split()

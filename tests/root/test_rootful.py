@@ -11,15 +11,18 @@ pytestmark = pytest.mark.root
 
 
 def test_identity_id_maps(root_minirun: Tier) -> None:
-    # Rootful containers run in a user namespace that maps every id to itself, for now (a later
-    # issue remaps root); either way the file shows the three columns inside, outside, count.
-    out = root_minirun(["run", "--rm", IMAGE, "cat", "/proc/self/uid_map", "/proc/self/gid_map"], check=0)
+    # With --userns=host, rootful containers run in a user namespace that maps every id to itself
+    # (the default remaps root: tests/root/test_security_remap.py); the file shows the three
+    # columns inside, outside, count.
+    out = root_minirun(["run", "--rm", "--userns=host", IMAGE, "cat", "/proc/self/uid_map",
+                        "/proc/self/gid_map"], check=0)
     assert [line.split() for line in out.stdout.splitlines()] == [["0", "0", "4294967295"]] * 2
 
 
 def test_records_and_store_are_roots(root_minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
-    proc = root_minirun.popen(["run", "--name", name, IMAGE, "sh", "-c", "echo ready; sleep 600"])
+    proc = root_minirun.popen(["run", "--name", name, "--userns=host", IMAGE, "sh", "-c",
+                               "echo ready; sleep 600"])
     read_until(proc.stdout, "ready\n")
     item = root_minirun.inspect(name)
     container_id, pid = item["Id"], item["State"]["Pid"]

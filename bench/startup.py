@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""Container start-up latency: minirun against runc, crun, bwrap and podman, on one busybox rootfs.
+
+    sudo python3 bench/startup.py                 # 30 interleaved rounds, root and rootless rows
+    sudo python3 bench/startup.py --runs 100      # more rounds: steadier medians
+    sudo python3 bench/startup.py --profile 20    # where one `minirun run` spends its time
+
+Every runtime starts `/bin/true` (busybox) in new namespaces and waits for it to exit; what is
+timed is the whole command, from fork+exec to exit, as a user would see it. The runs are
+interleaved, one of each per round in a rotating order, so a machine that gets busier or
+quieter during the benchmark affects every row alike. Medians, min and max per row, and each
+median divided by runc's and crun's medians *from the same run*: only ratios from the same run
+mean anything on a shared machine.
+
+Rootless rows run as the unprivileged test user `mrtest` (created like tests/conftest.py does
+if missing), with the rootless variant of each tool: minirun as that user, `runc spec
+--rootless`, bwrap in a user namespace. crun refuses cgroups in "hybrid" mode (v1 controllers
+plus a v2 tree with controllers, as on this kind of host): as root it runs in a private mount
+namespace with a tmpfs over /sys/fs/cgroup/unified (`unshare -m`), and as the user inside an
+`unshare -rm` user namespace that maps the user to 0 for the same tmpfs (so its bundle maps
+container root to that 0). The wrapper's own cost is its own row.
+
+The tools are Debian's packages (runc crun bubblewrap podman uidmap), installed with apt-get if
+missing. Nothing is left behind: the bundles are in a temporary directory, runc/crun remove
+their containers when `run` returns, and the podman image imported for the benchmark is removed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MINIRUN = Path(os.environ.get("MINIRUN_BIN", "/opt/minirun/bin/minirun"))
+TEST_USER = "mrtest"
+SUBID_RANGE = "100000-165535"
+PACKAGES = ("runc", "crun", "bubblewrap", "podman", "uidmap", "busybox-static")
+PODMAN_IMAGE = "localhost/minirun-bench-busybox:latest"
+PODMAN_FLAGS = [
+    "--runtime",
+    "runc",
+    "--network",
+    "none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+]
+CRUN_WRAP = "mount -t tmpfs tmpfs /sys/fs/cgroup/unified && exec "
+
+
+@dataclass
+class Variant:
+    """One row: a command line, run as root or as the test user."""
+
+    name: str
+    argv: Callable[[int], list[str]]  # the run number -> argv (runc/crun need unique names)
+    rootless: bool = False
+    cwd: str | None = None
+    times: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    home: str
+    env: dict[str, str]
+
+
+def sh(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    if result.returncode != 0:
+        sys.exit(f"startup.py: {' '.join(argv)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result  # type: ignore[no-any-return]
+
+
+def install_packages() -> None:
+    missing = [
+        p
+        for p in PACKAGES
+        if subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True, text=True
+        ).stdout.find("ok installed")
+        < 0
+    ]
+    if missing:
+        print(f"installing {' '.join(missing)} with apt-get ...", file=sys.stderr)
+        sh(["apt-get", "update", "-qq"])
+        sh(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+
+
+def test_user(cleanups: list[Callable[[], object]]) -> User:
+    """The suite's unprivileged user, with a subordinate id range and a /run/user directory."""
+    try:
+        pw = pwd.getpwnam(TEST_USER)
+    except KeyError:
+        sh(["useradd", "-m", "-s", "/bin/sh", TEST_USER])
+        pw = pwd.getpwnam(TEST_USER)
+    for path, flag in (("/etc/subuid", "--add-subuids"), ("/etc/subgid", "--add-subgids")):
+        if not any(line.startswith(f"{TEST_USER}:") for line in Path(path).read_text().splitlines()):
+            sh(["usermod", flag, SUBID_RANGE, TEST_USER])
+    runtime = Path(f"/run/user/{pw.pw_uid}")
+    if not runtime.exists():
+        runtime.mkdir(mode=0o700, parents=True)
+        os.chown(runtime, pw.pw_uid, pw.pw_gid)
+        cleanups.append(lambda: shutil.rmtree(runtime, ignore_errors=True))
+    env = {
+        "HOME": pw.pw_dir,
+        "USER": TEST_USER,
+        "LOGNAME": TEST_USER,
+        "XDG_RUNTIME_DIR": str(runtime),
+        "PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    }
+    return User(pw.pw_uid, pw.pw_gid, pw.pw_dir, env)
+
+
+def as_user(user: User) -> dict[str, object]:
+    """subprocess arguments that run a command as the user: setgroups+setgid+setuid between fork
+    and exec, the same thing setpriv does, without exec'ing one more program on every run."""
+    return {"user": user.uid, "group": user.gid, "extra_groups": [], "env": user.env}
+
+
+def oci_bundle(directory: Path, tarball: Path, rootless: bool, user: User | None) -> Path:
+    """`runc spec` (or `runc spec --rootless`) around the busybox rootfs, running /bin/true."""
+    directory.mkdir(mode=0o755)
+    kwargs: dict[str, object] = {"cwd": directory}
+    if user is not None:
+        os.chown(directory, user.uid, user.gid)
+        kwargs.update(as_user(user))
+    (directory / "rootfs").mkdir()
+    if user is not None:
+        os.chown(directory / "rootfs", user.uid, user.gid)
+    sh(
+        ["tar", "-xf", str(tarball), "-C", "rootfs", "--no-same-owner"]
+        if user
+        else ["tar", "-xf", str(tarball), "-C", "rootfs"],
+        **kwargs,
+    )
+    sh(["runc", "spec", *(["--rootless"] if rootless else [])], **kwargs)
+    config = json.loads((directory / "config.json").read_text())
+    config["process"]["args"] = ["/bin/true"]
+    config["process"]["terminal"] = False
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    if user is not None:
+        # crun's rootless row runs inside `unshare -rm`, where the user is 0: map container root to it.
+        for key in ("uidMappings", "gidMappings"):
+            for mapping in config["linux"][key]:
+                mapping["hostID"] = 0
+        (directory / "config-crun.json").write_text(json.dumps(config, indent=2))
+        os.chown(directory / "config.json", user.uid, user.gid)
+        os.chown(directory / "config-crun.json", user.uid, user.gid)
+    return directory
+
+
+def minirun_has_busybox(env: dict[str, object]) -> bool:
+    out = subprocess.run([str(MINIRUN), "images", "-q", "busybox"], capture_output=True, text=True, **env)  # type: ignore[call-overload]
+    return bool(out.stdout.strip())
+
+
+def variants(work: Path, tarball: Path, user: User | None, podman: bool) -> list[Variant]:
+    root_bundle = oci_bundle(work / "bundle", tarball, rootless=False, user=None)
+    bundle = str(root_bundle)
+    rows = [
+        Variant(
+            "minirun run --rm --network none",
+            lambda i: [str(MINIRUN), "run", "--rm", "--network", "none", "busybox", "true"],
+        ),
+        Variant(
+            "runc run",
+            lambda i: ["runc", "--root", str(work / "runc"), "run", "--bundle", bundle, f"bench-runc-{i}"],
+        ),
+        Variant(
+            "crun run (in unshare -m)",
+            lambda i: [
+                "unshare",
+                "-m",
+                "sh",
+                "-c",
+                CRUN_WRAP + f"crun --root {work}/crun run --bundle {bundle} bench-crun-{i}",
+            ],
+        ),
+        Variant(
+            "  (crun's unshare -m wrapper alone)", lambda i: ["unshare", "-m", "sh", "-c", CRUN_WRAP + "true"]
+        ),
+        Variant(
+            "bwrap --unshare-all",
+            lambda i: [
+                "bwrap",
+                "--unshare-all",
+                "--bind",
+                f"{bundle}/rootfs",
+                "/",
+                "--proc",
+                "/proc",
+                "--dev",
+                "/dev",
+                "/bin/true",
+            ],
+        ),
+        Variant(
+            "unshare -Urfpimnu --mount-proc (floor)",
+            lambda i: ["unshare", "-Urfpimnu", "--mount-proc", "true"],
+        ),
+    ]
+    if podman:
+        rows.append(
+            Variant(
+                "podman run --rm --network none",
+                lambda i: ["podman", "run", "--rm", *PODMAN_FLAGS, PODMAN_IMAGE, "/bin/true"],
+            )
+        )
+    if user is not None:
+        rl = oci_bundle(work / "rootless", tarball, rootless=True, user=user)
+        runtime = user.env["XDG_RUNTIME_DIR"]
+        rows += [
+            Variant("rootless minirun run --rm --network none", rows[0].argv, rootless=True),
+            Variant(
+                "rootless runc run",
+                lambda i: [
+                    "runc",
+                    "--root",
+                    f"{runtime}/bench-runc",
+                    "run",
+                    "--bundle",
+                    str(rl),
+                    f"bench-runc-{i}",
+                ],
+                rootless=True,
+            ),
+            Variant(
+                "rootless crun run (in unshare -rm)",
+                lambda i: [
+                    "unshare",
+                    "-rm",
+                    "sh",
+                    "-c",
+                    CRUN_WRAP + f"crun --root {runtime}/bench-crun run --bundle {rl} "
+                    f"--config {rl}/config-crun.json bench-crun-{i}",
+                ],
+                rootless=True,
+            ),
+            Variant(
+                "  (crun's unshare -rm wrapper alone)",
+                lambda i: ["unshare", "-rm", "sh", "-c", CRUN_WRAP + "true"],
+                rootless=True,
+            ),
+            Variant("rootless bwrap --unshare-all", rows[4].argv, rootless=True),
+            Variant(
+                "rootless unshare -rfpimnu --mount-proc (floor)",
+                lambda i: ["unshare", "-rfpimnu", "--mount-proc", "true"],
+                rootless=True,
+            ),
+        ]
+    return rows
+
+
+def run_once(variant: Variant, number: int, user: User | None) -> float:
+    kwargs: dict[str, object] = {
+        "stdin": subprocess.DEVNULL,
+        "stdout": subprocess.DEVNULL,
+        "stderr": subprocess.PIPE,
+    }
+    if variant.rootless and user is not None:
+        kwargs.update(as_user(user))
+        kwargs["cwd"] = user.home
+    start = time.perf_counter()
+    result = subprocess.run(variant.argv(number), **kwargs)  # type: ignore[call-overload]
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"startup.py: {variant.name}: exit {result.returncode}: {result.stderr.decode().strip()}")
+    return elapsed
+
+
+def benchmark(rows: list[Variant], runs: int, user: User | None) -> None:
+    for number in range(runs + 1):  # round 0 warms the page cache and is not counted
+        shift = number % len(rows)
+        for variant in rows[shift:] + rows[:shift]:
+            elapsed = run_once(variant, number, user)
+            if number > 0:
+                variant.times.append(elapsed)
+        print(f"\rround {number}/{runs}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+
+
+def report(rows: list[Variant]) -> None:
+    def median(name: str) -> float | None:
+        row = next((r for r in rows if r.name == name), None)
+        return statistics.median(row.times) if row and row.times else None
+
+    print(f"{'':48} {'median':>8} {'min':>8} {'max':>8} {'/runc':>6} {'/crun':>6}")
+    for row in rows:
+        prefix = "rootless " if row.rootless else ""
+        runc = median(prefix + "runc run")
+        crun = median(prefix + ("crun run (in unshare -rm)" if row.rootless else "crun run (in unshare -m)"))
+        med = statistics.median(row.times)
+        ratios = [f"{med / ref:6.2f}" if ref else f"{'-':>6}" for ref in (runc, crun)]
+        print(
+            f"{row.name:48} {med * 1000:6.1f}ms {min(row.times) * 1000:6.1f}ms "
+            f"{max(row.times) * 1000:6.1f}ms {ratios[0]} {ratios[1]}"
+        )
+
+
+def profile(runs: int, user: User | None) -> None:
+    """Run `minirun run` with MINIRUN_TRACE_TIMING=1 and print the median of every phase."""
+    durations: dict[tuple[str, str], list[float]] = {}
+    order: list[tuple[str, str]] = []
+    users = [None] + ([user] if user else [])
+    for who in users:
+        durations.clear()
+        order.clear()
+        totals: list[float] = []
+        for _ in range(runs + 1):
+            kwargs: dict[str, object] = {"capture_output": True, "text": True}
+            env = dict(who.env) if who else dict(os.environ)
+            if who:
+                kwargs.update(as_user(who))
+            env["MINIRUN_TRACE_TIMING"] = "1"
+            env["MINIRUN_TRACE_T0"] = repr(time.clock_gettime(time.CLOCK_MONOTONIC))
+            kwargs["env"] = env
+            result = subprocess.run(
+                [str(MINIRUN), "run", "--rm", "--network", "none", "busybox", "true"], **kwargs
+            )  # type: ignore[call-overload]
+            end = time.clock_gettime(time.CLOCK_MONOTONIC)
+            # "minirun trace:   31.2 ms   +2.1 ms  parent  cgroup"
+            marks = [
+                line.split(None, 7)
+                for line in result.stderr.splitlines()
+                if line.startswith("minirun trace:")
+            ]
+            if not durations and not totals:  # the first run warms the caches
+                totals.append(0.0)
+                continue
+            for m in marks:
+                key = (m[6], m[7])
+                if key not in durations:
+                    durations[key] = []
+                    order.append(key)
+                durations[key].append(float(m[4].lstrip("+")))
+            totals.append((end - float(env["MINIRUN_TRACE_T0"])) * 1000)
+        print(
+            f"\nphases of `minirun run --rm --network none busybox true` "
+            f"({'as ' + TEST_USER if who else 'as root'}), median of {runs} runs:"
+        )
+        for key in order:
+            print(f"  {statistics.median(durations[key]):7.1f} ms  {key[0]:6}  {key[1]}")
+        print(
+            f"  {statistics.median(totals[1:]):7.1f} ms  total, fork+exec to exit, as the benchmark sees it"
+        )
+        print("  (child phases run while the parent waits in 'exec': the parent's lines add up to the total)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=30, help="interleaved rounds (default 30)")
+    parser.add_argument(
+        "--profile", type=int, metavar="N", help="instead: the per-phase profile, median of N"
+    )
+    parser.add_argument("--no-rootless", action="store_true", help="only the root rows")
+    parser.add_argument("--no-podman", action="store_true", help="without the podman row (it is slow)")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("startup.py: run as root (it installs packages, and runs the rootless rows as mrtest)")
+    install_packages()
+    cleanups: list[Callable[[], object]] = []
+    user = None if args.no_rootless else test_user(cleanups)
+    work = Path(tempfile.mkdtemp(prefix="minirun-bench-"))
+    cleanups.append(lambda: shutil.rmtree(work, ignore_errors=True))
+    try:
+        work.chmod(0o755)
+        tarball = work / "busybox.tar"
+        sh([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tarball)])
+        tarball.chmod(0o644)
+        if not minirun_has_busybox({}):
+            sh([str(MINIRUN), "import", str(tarball), "busybox"])
+        if user is not None and not minirun_has_busybox(as_user(user)):
+            sh([str(MINIRUN), "import", str(tarball), "busybox"], **as_user(user), cwd=user.home)
+        if args.profile:
+            profile(args.profile, user)
+            return 0
+        podman = not args.no_podman
+        if podman:
+            sh(["podman", "import", str(tarball), PODMAN_IMAGE])
+            cleanups.append(
+                lambda: subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
+            )
+        if user is not None:  # the rootless runc/crun keep their (empty by then) state here
+            for tool in ("bench-runc", "bench-crun"):
+                state = Path(user.env["XDG_RUNTIME_DIR"], tool)
+                cleanups.append(partial(shutil.rmtree, state, ignore_errors=True))
+        rows = variants(work, tarball, user, podman)
+        benchmark(rows, args.runs, user)
+        cpus = os.cpu_count()
+        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        print(
+            f"\n{time.strftime('%Y-%m-%d')}, {os.uname().release}, {cpus} CPUs, {mem:.0f} GiB, "
+            f"{args.runs} interleaved rounds; load average {os.getloadavg()[0]:.2f}"
+        )
+        report(rows)
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

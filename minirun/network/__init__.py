@@ -1,0 +1,139 @@
+"""Which network a container gets, and the two moments the parent wires it up and takes it down.
+
+A new network namespace (clone(2) with CLONE_NEWNET) holds nothing but a loopback interface.
+What else the container gets is its network mode:
+
+  bridge          root's default: a veth pair to the minirun0 bridge, an address leased from
+                  its subnet, NAT out and `-p` in with nftables       (network/bridge.py, nat.py)
+  slirp4netns     the rootless default: a tap device served by a user-mode network stack
+                                                                        (network/slirp.py)
+  none            only lo (and the rootless default when slirp4netns is not installed)
+  host            no network namespace of its own: the host's interfaces
+  container:NAME  the network namespace of another running container (its lo, its eth0)
+
+The parent wires the network in sync step 2 (minirun/sync.py), after the id maps and before
+"go": the child's namespace exists, its pid is known, and the command has not started yet.
+Everything heavy (pyroute2 for netlink, the nft and slirp4netns programs) is loaded only by the
+modes that need it: `--network none` costs nothing.
+"""
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minirun import kernel, state
+from minirun.errors import MinirunError
+from minirun.spec import ContainerSpec, PortMapping
+
+
+@dataclass(frozen=True)
+class NetworkPlan:
+    mode: str  # bridge | slirp4netns | none | host | container:NAME
+    ports: list[PortMapping] = field(default_factory=list)
+    join_pid: int = 0  # container:NAME: the other container's PID 1
+    join_bundle: str = ""  # ... and its directory, for its /etc/hosts and /etc/resolv.conf
+
+
+def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
+    """Resolve the default and check the mode against the user and the host; no side effects."""
+    mode = spec.network
+    if mode == "default":
+        mode = "bridge" if not rootless else ("slirp4netns" if shutil.which("slirp4netns") else "none")
+    if mode == "bridge":
+        if rootless:
+            raise MinirunError("--network bridge needs root (it creates host interfaces); rootless "
+                               "containers use --network slirp4netns")
+        from minirun.network import leases  # bridge only: --network none does not load it
+
+        leases.configured_network()  # a bad MINIRUN_SUBNET fails now, before anything exists
+    if mode == "slirp4netns":
+        from minirun.network import slirp
+        slirp.find_binary()
+    if spec.ports and mode not in ("bridge", "slirp4netns"):
+        raise MinirunError(f"-p/--publish needs a bridge or slirp4netns network, not --network {mode}")
+    if mode.startswith("container:"):
+        return join_plan(mode, rootless, state_dir)
+    return NetworkPlan(mode, list(spec.ports))
+
+
+def join_plan(mode: str, rootless: bool, state_dir: Path) -> NetworkPlan:
+    """container:NAME. A network namespace belongs to the user namespace that created it, and
+    setns(2) into it needs CAP_SYS_ADMIN there *and* in the caller's own user namespace. Root
+    (the monitor, in the initial user namespace) has both, so it enters the other container's
+    network namespace just around clone(2) and the child is born in it. An unprivileged monitor
+    has no CAP_SYS_ADMIN in the initial user namespace, so the kernel refuses it."""
+    if rootless:
+        raise MinirunError("--network container:NAME needs root: joining another container's network "
+                           "namespace needs CAP_SYS_ADMIN in the initial user namespace (setns(2))")
+    other = state.find(state_dir, mode.split(":", 1)[1])
+    if other.status != "running" or not other.pid:
+        raise MinirunError(f"cannot join the network of container {other.name}: it is not running")
+    return NetworkPlan(mode, join_pid=other.pid, join_bundle=other.bundle)
+
+
+def has_own_netns(mode: str) -> bool:
+    """Does clone(2) create a network namespace (which the container then owns)?"""
+    return mode != "host" and not mode.startswith("container:")
+
+
+def enter(plan: NetworkPlan) -> int | None:
+    """container:NAME: step into the other container's network namespace for the clone.
+    Returns our own namespace's fd, for leave(); None for other modes."""
+    if not plan.join_pid:
+        return None
+    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        other = os.open(f"/proc/{plan.join_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        os.close(own)
+        raise MinirunError("the container whose network was to be joined has exited") from None
+    try:
+        kernel.setns(other, kernel.CLONE_NEWNET)
+    finally:
+        os.close(other)
+    return own
+
+
+def leave(own: int | None) -> None:
+    """Back to the monitor's own network namespace (the child stays where it was born)."""
+    if own is not None:
+        try:
+            kernel.setns(own, kernel.CLONE_NEWNET)
+        finally:
+            os.close(own)
+
+
+def connect(plan: NetworkPlan, container_id: str, pid: int, state_dir: Path) -> dict[str, Any]:
+    """Sync step 2: wire the network into the child's namespace. Returns NetworkSettings."""
+    if plan.mode == "bridge":
+        from minirun.network import bridge  # imports pyroute2: only now
+        settings = bridge.connect(container_id, pid, state_dir, plan.ports)
+    elif plan.mode == "slirp4netns":
+        from minirun.network import slirp
+        settings = slirp.connect(container_id, pid, state_dir, plan.ports)
+    else:
+        settings = {"Mode": plan.mode}
+    return {**settings, "Ports": ports_json(plan.ports)}
+
+
+def disconnect(state_dir: Path, container_id: str, settings: dict[str, Any]) -> None:
+    """Take down what connect set up. Idempotent: the monitor calls it when the container
+    ends, `rm` and `prune` again for containers whose monitor died."""
+    if settings.get("Mode") == "bridge":
+        from minirun.network import bridge
+        bridge.disconnect(container_id, state_dir, settings)
+    elif settings.get("Mode") == "slirp4netns":
+        from minirun.network import slirp
+        slirp.disconnect(settings)
+
+
+def ports_json(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
+    """docker inspect's NetworkSettings.Ports: {"80/tcp": [{"HostIp": ..., "HostPort": ...}]}."""
+    result: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        result.setdefault(f"{p.container_port}/{p.proto}", []).append(
+            {"HostIp": p.host_ip or "0.0.0.0", "HostPort": str(p.host_port)})
+    return result
+

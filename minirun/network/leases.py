@@ -1,0 +1,126 @@
+"""IP leases: which container holds which address of a bridge network.
+
+A bridge network is a subnet (minirun's default is 10.209.0.0/16, chosen to stay clear of
+docker's 172.17.0.0/16 and podman's 10.88.0.0/16; MINIRUN_SUBNET changes it). Its first
+address belongs to the bridge, the gateway of every container; the others are handed out
+one per container.
+
+The book of leases is a JSON file next to the container records (one per network namespace),
+read and rewritten under flock(2) on a separate lock file, so 50 `minirun run` started together
+get 50 different addresses. Each lease names the container and its monitor (pid + start time, as in
+minirun/state.py): when that monitor is gone, even SIGKILLed with no chance to clean up, the
+lease is dead and the next minirun that opens the book reclaims it. The file is removed when
+its last lease goes: an idle network leaves nothing behind.
+"""
+
+import contextlib
+import ipaddress
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minirun import state
+from minirun.errors import MinirunError
+from minirun.fsutil import atomic_write_json, locked
+
+DEFAULT_SUBNET = "10.209.0.0/16"
+
+
+@dataclass(frozen=True)
+class Network:
+    """A bridge network: its name (also the bridge's interface name) and its subnet."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.subnet.network_address + 1
+
+
+def configured_network(name: str = "minirun0") -> Network:
+    """The bridge network, with MINIRUN_SUBNET (e.g. 10.99.0.0/24) if set; checked, no I/O."""
+    value = os.environ.get("MINIRUN_SUBNET") or DEFAULT_SUBNET
+    try:
+        subnet = ipaddress.IPv4Network(value)
+    except ValueError:
+        raise MinirunError(f"invalid MINIRUN_SUBNET {value!r}: expected an IPv4 network such as "
+                           f"{DEFAULT_SUBNET}") from None
+    if subnet.prefixlen > 29 or subnet.is_loopback or subnet.is_multicast:
+        raise MinirunError(f"invalid MINIRUN_SUBNET {value!r}: need a unicast network of /29 or larger")
+    return Network(name, subnet)
+
+
+@dataclass
+class Lease:
+    container_id: str
+    monitor_pid: int
+    monitor_start: int
+
+    def alive(self) -> bool:
+        return self.monitor_pid > 0 and state.process_start_time(self.monitor_pid) == self.monitor_start
+
+
+@dataclass
+class LeaseBook:
+    """The leases of one network: address -> holder."""
+
+    network: Network
+    leases: dict[str, Lease] = field(default_factory=dict)
+
+    def address_of(self, container_id: str) -> ipaddress.IPv4Address | None:
+        return next((ipaddress.IPv4Address(ip) for ip, lease in self.leases.items()
+                     if lease.container_id == container_id), None)
+
+    def dead(self) -> list[str]:
+        """Containers whose monitor died without releasing their lease."""
+        return [lease.container_id for lease in self.leases.values() if not lease.alive()]
+
+    def allocate(self, container_id: str, monitor_pid: int) -> ipaddress.IPv4Address:
+        """The lowest free address (after the gateway) for container_id."""
+        held = self.address_of(container_id)
+        if held is not None:
+            return held
+        start = state.process_start_time(monitor_pid) or 0
+        for address in self.network.subnet.hosts():
+            if address != self.network.gateway and str(address) not in self.leases:
+                self.leases[str(address)] = Lease(container_id, monitor_pid, start)
+                return address
+        raise MinirunError(f"network {self.network.name} ({self.network.subnet}) has no free address left")
+
+    def release(self, container_id: str) -> None:
+        for ip in [ip for ip, lease in self.leases.items() if lease.container_id == container_id]:
+            del self.leases[ip]
+
+
+def _paths(state_dir: Path, network: Network) -> tuple[Path, Path]:
+    """(book, lock). One book per network namespace: a bridge, its addresses and its nft table
+    exist in the namespace they were made in, and minirun may run in several (its tests do, side
+    by side). One lock for all: a lock file is never removed (a waiter would lock a dead file)."""
+    netns = os.stat("/proc/self/ns/net").st_ino
+    directory = state_dir / "networks"
+    return directory / f"{network.name}-netns{netns}.json", directory / f"{network.name}.lock"
+
+
+@contextlib.contextmanager
+def opened(state_dir: Path, network: Network) -> Iterator[LeaseBook]:
+    """Hold the network's lock, lend its book of leases, write it back (or remove it if empty)."""
+    book_path, lock_path = _paths(state_dir, network)
+    with locked(lock_path):
+        book = LeaseBook(network)
+        with contextlib.suppress(FileNotFoundError):
+            raw = json.loads(book_path.read_text())
+            if raw["subnet"] != str(network.subnet) and raw["leases"]:
+                raise MinirunError(f"network {network.name} is in use with subnet {raw['subnet']}: "
+                                   f"stop its containers before changing MINIRUN_SUBNET")
+            book.leases = {ip: Lease(**lease) for ip, lease in raw["leases"].items()}
+        yield book
+        if book.leases:
+            atomic_write_json(book_path, {"subnet": str(network.subnet),
+                                          "leases": {ip: vars(lease) for ip, lease in book.leases.items()}},
+                              mode=0o600)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                book_path.unlink()

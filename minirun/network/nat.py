@@ -1,0 +1,122 @@
+"""NAT with nftables: containers reach out through the host, published ports reach in.
+
+minirun owns one table, `ip minirun`, and touches nothing else (`nft list table ip minirun`
+shows all of it). It is created with the bridge and deleted with it:
+
+  chain prerouting   nat, before routing: traffic from other hosts to one of our addresses
+                     jumps to `published`
+  chain output       nat, for connections the host itself makes (also to 127.0.0.1): the same
+  chain published    one DNAT rule per `-p`, commented with the container's id, so that they
+                     can be found and deleted when the container goes
+  chain postrouting  masquerade: containers' traffic leaving through another interface gets
+                     the host's address; host-localhost traffic to a container gets the bridge's
+  chain guard        drop packets from the bridge addressed to 127.0.0.0/8 (see below)
+
+Published ports and the host's own localhost. `curl 127.0.0.1:8080` on the host is DNATed in
+`output` to 10.209.0.2:80, but a packet with source 127.0.0.1 may not leave through a real
+interface: the kernel drops such "martians" unless net.ipv4.conf.<dev>.route_localnet is 1.
+minirun sets it on its bridge only, and masquerades 127.0.0.0/8 there so the container sees the
+bridge's address and answers to it. docker's default is a userland proxy process per port
+instead; we avoid a long-lived helper, which minirun (no daemon) would have to supervise.
+route_localnet on all interfaces let neighbours reach services bound to 127.0.0.1
+(CVE-2020-8558): limited to our bridge, and `guard` drops anything arriving from the bridge
+for 127.0.0.0/8, so containers cannot use it to reach the host's loopback services.
+
+Forwarding. Routing packets between the bridge and other interfaces (outbound NAT, `-p` from
+other hosts) needs net.ipv4.ip_forward=1; minirun sets it when it creates the bridge and never
+clears it (other software may rely on it). Traffic between containers and between the host and
+a container is not forwarded (it is bridged, or local) and works without it. Note that a
+filter table elsewhere (docker's FORWARD policy DROP) can still drop forwarded packets: an
+accept in our table cannot overrule a drop in another.
+"""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from minirun.errors import MinirunError
+from minirun.network.leases import Network
+from minirun.spec import PortMapping
+
+TABLE = "minirun"
+
+
+def _nft(*args: str, script: str | None = None) -> str:
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if nft is None:
+        raise MinirunError("nft (nftables) is not installed: it is needed for the bridge network's NAT "
+                           "(apt-get install nftables, or use --network none/host)")
+    result = subprocess.run([nft, *args], input=script, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise MinirunError(f"nft {' '.join(args)}: {result.stderr.strip().splitlines()[-1:]}")
+    return result.stdout
+
+
+def table_exists() -> bool:
+    return any(line.split()[1:] == ["ip", TABLE] for line in _nft("list", "tables").splitlines())
+
+
+def write_sysctl(name: str, value: str) -> None:
+    """net.* sysctls are per network namespace: /proc/sys/net shows the caller's."""
+    path = Path("/proc/sys") / name.replace(".", "/")
+    if path.read_text().strip() != value:
+        path.write_text(value)
+
+
+def create_table(network: Network) -> None:
+    """The table and its fixed rules, in one atomic nft transaction."""
+    bridge, subnet = network.name, network.subnet
+    _nft("-f", "-", script=f"""
+table ip {TABLE} {{
+    chain prerouting {{
+        type nat hook prerouting priority dstnat; policy accept;
+        fib daddr type local jump published
+    }}
+    chain output {{
+        type nat hook output priority -100; policy accept;
+        fib daddr type local jump published
+    }}
+    chain published {{
+    }}
+    chain postrouting {{
+        type nat hook postrouting priority srcnat; policy accept;
+        ip saddr {subnet} oifname != "{bridge}" masquerade
+        ip saddr 127.0.0.0/8 oifname "{bridge}" masquerade
+    }}
+    chain guard {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname "{bridge}" ip daddr 127.0.0.0/8 drop
+    }}
+}}
+""")
+    write_sysctl(f"net.ipv4.conf.{bridge}.route_localnet", "1")
+    write_sysctl("net.ipv4.ip_forward", "1")
+
+
+def delete_table() -> None:
+    if table_exists():
+        _nft("delete", "table", "ip", TABLE)
+
+
+def publish(container_id: str, address: str, ports: list[PortMapping]) -> None:
+    """One DNAT rule per -p: HOST_IP:HOST_PORT -> container address:CONTAINER_PORT."""
+    if not ports:
+        return
+    rules = []
+    for port in ports:
+        match = f"ip daddr {port.host_ip} " if port.host_ip else ""
+        rules.append(f'add rule ip {TABLE} published {match}{port.proto} dport {port.host_port} '
+                     f'dnat to {address}:{port.container_port} comment "{container_id}"\n')
+    _nft("-f", "-", script="".join(rules))
+
+
+def unpublish(container_id: str) -> None:
+    """Delete the container's DNAT rules, found by their comment (nft deletes rules by handle)."""
+    if not table_exists():
+        return
+    listing = json.loads(_nft("-j", "-a", "list", "chain", "ip", TABLE, "published"))
+    handles = [item["rule"]["handle"] for item in listing.get("nftables", [])
+               if "rule" in item and item["rule"].get("comment") == container_id]
+    if handles:
+        _nft("-f", "-", script="".join(f"delete rule ip {TABLE} published handle {h}\n" for h in handles))

@@ -1,0 +1,134 @@
+/* escape_probe: tries ONE thing a container should not be able to do, and reports the outcome.
+ *
+ * Built statically by the escape tests (gcc -static) and bind-mounted into a busybox container,
+ * which has no compiler and lacks most of these tools. Usage: escape_probe ACTION [ARG]
+ * Prints "ok" (the action succeeded) or "errno NAME" (it failed), and exits 0 either way, so
+ * the test reads the outcome from stdout. Arguments are chosen so that success changes nothing
+ * outside the container (a tmpfs on /mnt, a key in the process keyring, a throw-away map).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/perf_event.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/personality.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef AF_ALG
+#define AF_ALG 38
+#endif
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+
+static int report(long result) {
+    if (result < 0)
+        printf("errno %s\n", strerrorname_np(errno) ? strerrorname_np(errno) : "?");
+    else
+        printf("ok\n");
+    return 0;
+}
+
+static long do_pivot_root(void) {
+    /* A fresh mount namespace, a tmpfs as the new root: pivot_root(2) as a runtime does it. */
+    if (unshare(CLONE_NEWNS) < 0) return -1;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) return -1;
+    if (mount("tmpfs", "/mnt", "tmpfs", 0, NULL) < 0) return -1;
+    if (mkdir("/mnt/old", 0700) < 0) return -1;
+    return syscall(SYS_pivot_root, "/mnt", "/mnt/old");
+}
+
+static long do_clone(unsigned long flags) {
+    long pid = syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+    if (pid == 0) _exit(0);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return pid;
+}
+
+static long do_clone3(void) {
+    struct { unsigned long long flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls; } args;
+    memset(&args, 0, sizeof args);
+    args.exit_signal = SIGCHLD;
+    long pid = syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) _exit(0);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return pid;
+}
+
+static long do_bpf(void) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_type = BPF_MAP_TYPE_ARRAY;
+    attr.key_size = 4;
+    attr.value_size = 4;
+    attr.max_entries = 1;
+    return syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr);
+}
+
+static long do_perf(void) {
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.size = sizeof attr;
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.config = PERF_COUNT_SW_TASK_CLOCK;
+    attr.exclude_kernel = 1;  /* only what perf_event_paranoid=2 lets any user count */
+    attr.exclude_hv = 1;
+    return syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s ACTION [ARG]\n", argv[0]);
+        return 2;
+    }
+    const char *a = argv[1], *arg = argc > 2 ? argv[2] : "";
+    mkdir("/mnt", 0755);  /* busybox has no /mnt; an error (EEXIST, EROFS) is fine here */
+    if (!strcmp(a, "mount")) return report(mount("tmpfs", "/mnt", "tmpfs", 0, NULL));
+    if (!strcmp(a, "umount")) return report(umount2(arg, MNT_DETACH));
+    if (!strcmp(a, "unshare-user")) return report(unshare(CLONE_NEWUSER));
+    if (!strcmp(a, "unshare-net")) return report(unshare(CLONE_NEWNET));
+    if (!strcmp(a, "setns")) {  /* join a namespace by its /proc/PID/ns file */
+        int fd = open(arg, O_RDONLY);
+        if (fd < 0) return report(-1);
+        return report(setns(fd, 0));
+    }
+    if (!strcmp(a, "pivot_root")) return report(do_pivot_root());
+    if (!strcmp(a, "add_key"))
+        return report(syscall(SYS_add_key, "user", "minirun-probe", "x", 1, -2 /* process keyring */));
+    if (!strcmp(a, "keyctl")) return report(syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -2, 1));
+    if (!strcmp(a, "bpf")) return report(do_bpf());
+    if (!strcmp(a, "perf_event_open")) return report(do_perf());
+    /* The next four can only ever succeed with capabilities in the *initial* user namespace;
+     * their arguments are invalid on purpose, so a privileged caller gets EINVAL/ENOENT/ENOEXEC. */
+    if (!strcmp(a, "kexec_load")) return report(syscall(SYS_kexec_load, 0, 0, NULL, 0xdead0000UL));
+    if (!strcmp(a, "init_module")) return report(syscall(SYS_init_module, "", 0, ""));
+    if (!strcmp(a, "swapon")) return report(swapon("/nonexistent-minirun-probe", 0));
+    if (!strcmp(a, "mknod-block")) return report(mknod(arg, S_IFBLK | 0600, makedev(7, 0)));
+    /* reboot(2) in a PID namespace only signals that namespace's init; CAD_OFF is refused
+     * there with EINVAL once the capability check has passed. */
+    if (!strcmp(a, "reboot")) return report(syscall(SYS_reboot, 0xfee1dead, 672274793, 0 /* CAD_OFF */, NULL));
+    if (!strcmp(a, "clone-newns")) return report(do_clone(CLONE_NEWNS));
+    if (!strcmp(a, "clone-thread")) return report(do_clone(0));
+    if (!strcmp(a, "clone3")) return report(do_clone3());
+    if (!strcmp(a, "socket-alg")) return report(socket(AF_ALG, SOCK_SEQPACKET, 0));
+    if (!strcmp(a, "socket-vsock")) return report(socket(AF_VSOCK, SOCK_STREAM, 0));
+    if (!strcmp(a, "socket-unix")) return report(socket(AF_UNIX, SOCK_STREAM, 0));
+    if (!strcmp(a, "personality-linux")) return report(personality(PER_LINUX));
+    if (!strcmp(a, "personality-norandom")) return report(personality(ADDR_NO_RANDOMIZE));
+    if (!strcmp(a, "open-rw")) return report(open(arg, O_RDWR));
+    if (!strcmp(a, "open-ro")) return report(open(arg, O_RDONLY));
+    fprintf(stderr, "unknown action %s\n", a);
+    return 2;
+}

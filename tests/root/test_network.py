@@ -1,0 +1,220 @@
+"""Networking, root and rootless alike (none, host), and the bridge network of root.
+
+Every minirun of the suite runs inside the session's own network namespace (conftest.test_netns):
+the bridge, the veths, the nft table and the published ports below are created there, and the
+"host" the tests talk from is that namespace (`nsenter --net`). Nothing leaves it but loopback.
+"""
+
+import os
+import secrets
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
+
+# busybox wget -T (timeout) segfaults in Debian 12's busybox 1.35: subprocess timeouts bound the waits.
+WWW = "mkdir -p /www && echo hello-from-{tag} > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def host(tier: Tier, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run a command on the tests' "host": inside the session's network namespace."""
+    return subprocess.run(["nsenter", f"--net=/run/netns/{tier.netns}", *argv], capture_output=True,
+                          text=True, timeout=timeout, check=check)
+
+
+def fetch(tier: Tier, url: str) -> str:
+    return host(tier, "busybox", "wget", "-q", "-O-", url).stdout
+
+
+def nft_table(tier: Tier) -> str:
+    return host(tier, "nft", "list", "table", "ip", "minirun", check=False).stdout
+
+
+def start_web(tier: Tier, name: str, *flags: str) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    proc = tier.popen(["run", "--rm", "--name", name, *flags, IMAGE, "sh", "-c", WWW.format(tag=name)])
+    item = wait_running(tier, name, proc)
+    return proc, item
+
+
+def stop(tier: Tier, name: str, proc: subprocess.Popen[str]) -> None:
+    tier(["rm", "-f", name], check=True)
+    proc.communicate(timeout=30)
+
+
+def netns_inode(path: str) -> int:
+    return os.stat(path).st_ino
+
+
+# --- none and host: both tiers ----------------------------------------------------------------
+
+
+def test_network_none_has_only_lo(minirun: Tier) -> None:
+    out = minirun(["run", "--rm", "--network", "none", IMAGE, "ip", "-o", "link"], check=True).stdout
+    assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"]
+    assert "UP" in out
+
+
+def test_network_host_is_the_hosts_namespace(minirun: Tier) -> None:
+    out = minirun(["run", "--rm", "--network", "host", IMAGE, "stat", "-L", "-c", "%i", "/proc/self/ns/net"],
+                  check=True).stdout
+    assert int(out) == netns_inode(f"/run/netns/{minirun.netns}")
+
+
+def test_publish_needs_a_network(minirun: Tier) -> None:
+    result = minirun(["run", "--rm", "--network", "none", "-p", "8080:80", IMAGE, "true"], check=125)
+    assert "-p/--publish needs" in one_line_error(result)
+
+
+# --- the bridge network (root) ----------------------------------------------------------------
+
+
+def test_bridge_is_roots_default(root_minirun: Tier) -> None:
+    out = root_minirun(["run", "--rm", IMAGE, "sh", "-c", "ip -4 -o addr show eth0; ip route"],
+                       check=True).stdout
+    assert " eth0 " in out and "inet 10.209." in out and "/16" in out
+    assert "default via 10.209.0.1 dev eth0" in out
+
+
+def test_hosts_resolv_and_inspect(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc = root_minirun.popen(["run", "--rm", "-i", "--name", name, "--hostname", "web", "--add-host",
+                               "db:10.1.2.3", "--dns", "10.9.9.9", IMAGE, "sh", "-c",
+                               "cat /etc/hosts /etc/resolv.conf; echo ready; read x"], stdin=subprocess.PIPE)
+    out = read_until(proc.stdout, "ready")
+    item = wait_running(root_minirun, name, proc)
+    proc.communicate("\n", timeout=30)
+    assert "10.1.2.3\tdb" in out
+    assert "nameserver 10.9.9.9" in out
+    ip = next(line.split("\t")[0] for line in out.splitlines() if line.endswith("\tweb"))
+    settings = item["NetworkSettings"]
+    assert settings["IPAddress"] == ip and ip.startswith("10.209.")
+    assert settings["IPPrefixLen"] == 16 and settings["Gateway"] == "10.209.0.1"
+    assert settings["MacAddress"].count(":") == 5
+    assert item["HostConfig"]["NetworkMode"] == "bridge"
+
+
+def test_containers_and_host_reach_each_other(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc, item = start_web(root_minirun, name)
+    try:
+        settings = item["NetworkSettings"]
+        assert isinstance(settings, dict)
+        ip = settings["IPAddress"]
+        assert ip.startswith("10.209.") and settings["Gateway"] == "10.209.0.1"
+        # container -> container
+        out = root_minirun(["run", "--rm", IMAGE, "wget", "-q", "-O-", f"http://{ip}/"],
+                           check=True).stdout
+        assert out == f"hello-from-{name}\n"
+        # host -> container
+        assert fetch(root_minirun, f"http://{ip}/") == f"hello-from-{name}\n"
+    finally:
+        stop(root_minirun, name, proc)
+
+
+def test_published_ports_and_nat_rules(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc, item = start_web(root_minirun, name, "-p", "18080:80", "-p", "127.0.0.1:18081:80",
+                           "-p", "18053:53/udp")
+    container_id = str(item["Id"])
+    try:
+        ports = item["NetworkSettings"]["Ports"]  # type: ignore[index]
+        assert ports == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "18080"},
+                                    {"HostIp": "127.0.0.1", "HostPort": "18081"}],
+                         "53/udp": [{"HostIp": "0.0.0.0", "HostPort": "18053"}]}
+        ip = item["NetworkSettings"]["IPAddress"]  # type: ignore[index]
+        table = nft_table(root_minirun)
+        assert f'tcp dport 18080 dnat to {ip}:80 comment "{container_id}"' in table
+        assert f"ip daddr 127.0.0.1 tcp dport 18081 dnat to {ip}:80" in table
+        assert f"udp dport 18053 dnat to {ip}:53" in table
+        assert 'ip saddr 10.209.0.0/16 oifname != "minirun0" masquerade' in table  # outbound NAT
+        # from the host's own localhost (output chain + route_localnet), and its bridge address
+        for url in ("http://127.0.0.1:18080/", "http://127.0.0.1:18081/", "http://10.209.0.1:18080/"):
+            assert fetch(root_minirun, url) == f"hello-from-{name}\n", url
+        # 18081 is bound to 127.0.0.1 only
+        assert host(root_minirun, "busybox", "wget", "-q", "-O-", "http://10.209.0.1:18081/",
+                    check=False).returncode != 0
+        # from another machine: a peer namespace cabled to the "host" (prerouting + forwarding)
+        with peer(root_minirun) as (peer_ns, host_ip):
+            out = subprocess.run(["ip", "netns", "exec", peer_ns, "busybox", "wget", "-q", "-O-",
+                                  f"http://{host_ip}:18080/"], capture_output=True, text=True, timeout=30)
+            assert out.stdout == f"hello-from-{name}\n", out.stderr
+        assert host(root_minirun, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
+    finally:
+        stop(root_minirun, name, proc)
+    assert container_id not in nft_table(root_minirun)
+
+
+@contextmanager
+def peer(tier: Tier) -> Iterator[tuple[str, str]]:
+    """Another "machine": a namespace with a veth to the test host, 192.168.251.2 -> .1."""
+    name = f"mrt-peer-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        host(tier, "ip", "link", "add", "mrtpeer0", "type", "veth", "peer", "name", "eth0", "netns", name)
+        host(tier, "ip", "addr", "add", "192.168.251.1/24", "dev", "mrtpeer0")
+        host(tier, "ip", "link", "set", "mrtpeer0", "up")
+        for cmd in (["ip", "addr", "add", "192.168.251.2/24", "dev", "eth0"],
+                    ["ip", "link", "set", "eth0", "up"], ["ip", "link", "set", "lo", "up"]):
+            subprocess.run(["ip", "netns", "exec", name, *cmd], check=True)
+        yield name, "192.168.251.1"
+    finally:
+        host(tier, "ip", "link", "del", "mrtpeer0", check=False)
+        subprocess.run(["ip", "netns", "delete", name], check=False)
+
+
+def test_container_network_mode(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc, item = start_web(root_minirun, name)
+    try:
+        out = root_minirun(["run", "--rm", "--network", f"container:{name}", IMAGE, "sh", "-c",
+                            "netstat -tln; ip -4 -o addr show eth0; wget -q -O- http://127.0.0.1/"],
+                           check=True).stdout
+        assert ":80 " in out  # the other container's listener, in the shared namespace
+        assert str(item["NetworkSettings"]["IPAddress"]) + "/" in out  # type: ignore[index]
+        assert f"hello-from-{name}" in out
+    finally:
+        stop(root_minirun, name, proc)
+    result = root_minirun(["run", "--rm", "--network", f"container:{name}", IMAGE, "true"], check=125)
+    assert "no such container" in one_line_error(result)
+
+
+def test_fifty_concurrent_starts_get_distinct_addresses(root_minirun: Tier) -> None:
+    procs = [root_minirun.popen(["run", "--rm", "-i", IMAGE, "sh", "-c", "ip -4 -o addr show eth0; read x"],
+                                stdin=subprocess.PIPE) for _ in range(50)]
+    try:
+        outputs = [read_until(p.stdout, "/16", timeout=120) for p in procs]
+        addresses = [out.split("inet ")[1].split("/")[0] for out in outputs]
+        assert len(set(addresses)) == 50, sorted(addresses)
+    finally:
+        for p in procs:  # all 50 ran at the same time; now let them finish
+            p.communicate("\n", timeout=120)
+    assert all(p.returncode == 0 for p in procs)
+
+
+def test_sigkilled_monitor_leaves_nothing_for_long(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """minirun SIGKILLed: its container dies (PDEATHSIG) but nobody frees the lease or the
+    DNAT rule; the next bridge network set-up reclaims them, and `rm` removes the record."""
+    name = names()
+    proc = root_minirun.popen(["run", "--name", name, "-p", "18090:80", IMAGE, "sleep", "300"])
+    item = wait_running(root_minirun, name, proc)
+    container_id = str(item["Id"])
+    book = Path(f"/run/minirun/networks/minirun0-netns{netns_inode(f'/run/netns/{root_minirun.netns}')}.json")
+    assert container_id in book.read_text()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    wait_for(lambda: '"exited"' in root_minirun(["inspect", name]).stdout, what="the record to say exited")
+    assert container_id in nft_table(root_minirun)
+    root_minirun(["run", "--rm", IMAGE, "true"], check=True)  # a bridge set-up: reclaims dead leases
+    assert not book.exists() or container_id not in book.read_text()
+    assert container_id not in nft_table(root_minirun)
+    root_minirun(["rm", name], check=True)
+
+
+def test_rootless_cannot_join_or_bridge(rootless_minirun: Tier) -> None:
+    result = rootless_minirun(["run", "--rm", "--network", "bridge", IMAGE, "true"], check=125)
+    assert "needs root" in one_line_error(result)
+    result = rootless_minirun(["run", "--rm", "--network", "container:whatever", IMAGE, "true"], check=125)
+    assert "needs root" in one_line_error(result)

@@ -1,0 +1,109 @@
+"""Rootful containers run with a remapped root: container uid 0 is an unprivileged host uid."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import IMAGE, Tier, read_until, wait_running
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def host_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="minirun-remap-"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sh(tier: Tier, script: str, *flags: str) -> "subprocess.CompletedProcess[str]":
+    return tier(["run", "--rm", "--network", "none", *flags, IMAGE, "sh", "-c", script])
+
+
+def test_maps_and_image_files(root_minirun: Tier) -> None:
+    uid, gid = root_minirun.container_root
+    out = sh(root_minirun, "cat /proc/self/uid_map /proc/self/gid_map; id -u; "
+             "stat -c '%u %g' /bin/busybox /etc")
+    assert out.returncode == 0, out.stderr
+    lines = [line.split() for line in out.stdout.splitlines()]
+    assert lines[:2] == [["0", str(uid), "65536"], ["0", str(gid), "65536"]]
+    assert lines[2:] == [["0"], ["0", "0"], ["0", "0"]], "image files still look root-owned (idmapped layers)"
+
+
+def test_host_sees_an_unprivileged_uid(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc = root_minirun.popen(["run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                               "echo ready; sleep 600"])
+    read_until(proc.stdout, "ready\n")
+    pid = wait_running(root_minirun, name, proc)["State"]["Pid"]
+    ps = subprocess.run(["ps", "-o", "uid=,gid=", "-p", str(pid)], capture_output=True, text=True, check=True)
+    assert ps.stdout.split() == [str(i) for i in root_minirun.container_root]
+    os.kill(pid, signal.SIGKILL)  # then reap minirun before `rm`: it waits for its monitor to exit
+    proc.communicate(timeout=30)
+    root_minirun(["rm", name], check=0)
+
+
+def test_bind_mount_ownership(root_minirun: Tier, host_dir: Path) -> None:
+    uid, gid = root_minirun.container_root
+    secret = host_dir / "secret"
+    secret.write_text("host root only\n")
+    secret.chmod(0o600)
+    # Host root's files are "nobody" to a remapped root: it may not read a 0600 file nor
+    # write into a directory of host root's ...
+    volume = f"{host_dir}:/data"
+    result = sh(root_minirun, "ls -ln /data/secret; cat /data/secret; touch /data/new", "-v", volume)
+    assert result.returncode != 0
+    assert result.stdout.split()[2:4] == ["65534", "65534"]
+    assert "Permission denied" in result.stderr and not (host_dir / "new").exists()
+    # ... while --userns=host is classic docker: root is root, on the host too.
+    assert sh(root_minirun, "cat /data/secret", "-v", volume, "--userns=host").stdout == "host root only\n"
+    # A directory given to the remapped root is writable, and what it creates is its own.
+    os.chown(host_dir, uid, gid)
+    out = sh(root_minirun, "touch /data/made && chown 1000:1000 /data/made && touch /data/root-made",
+             "-v", f"{host_dir}:/data")
+    assert out.returncode == 0, out.stderr
+    assert ((host_dir / "root-made").stat().st_uid, (host_dir / "root-made").stat().st_gid) == (uid, gid)
+    assert (host_dir / "made").stat().st_uid == uid + 1000, "container uid 1000 is host uid start + 1000"
+
+
+def test_upper_layer_is_owned_by_the_remapped_root(root_minirun: Tier, names: Callable[[], str]) -> None:
+    uid, gid = root_minirun.container_root
+    name = names()
+    proc = root_minirun.popen(["run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                               "touch /root-file && chown 5:5 /bin/busybox && echo ready; sleep 600"])
+    read_until(proc.stdout, "ready\n")
+    item = wait_running(root_minirun, name, proc)
+    upper, pid = Path(item["GraphDriver"]["Data"]["UpperDir"]), item["State"]["Pid"]
+    containers = upper.parent.parent
+    assert (containers.stat().st_mode & 0o777, containers.stat().st_gid) == (0o710, gid), \
+        "only root and the remapped root's group may pass"
+    assert (upper / "root-file").stat().st_uid == uid
+    assert (upper / "bin" / "busybox").stat().st_uid == uid + 5, "copied up, then chowned"
+    layers = root_minirun.store_dir / "layers"
+    assert all(p.stat().st_uid == 0 for p in layers.glob("*/rootfs/bin/busybox")), "the image is untouched"
+    os.kill(pid, signal.SIGKILL)  # then reap minirun before `rm`: it waits for its monitor to exit
+    proc.communicate(timeout=30)
+    root_minirun(["rm", name], check=0)
+
+
+def test_userns_host_is_identity(root_minirun: Tier, host_dir: Path) -> None:
+    out = sh(root_minirun, "cat /proc/self/uid_map; touch /data/f", "--userns=host",
+             "-v", f"{host_dir}:/data")
+    assert out.stdout.split() == ["0", "0", "4294967295"]
+    assert (host_dir / "f").stat().st_uid == 0
+
+
+def test_ids_beyond_the_range_need_userns_host(root_minirun: Tier) -> None:
+    result = root_minirun(["run", "--rm", "--network", "none", "--user", "70000", IMAGE, "true"], check=125)
+    assert "0-65535" in result.stderr
+    out = root_minirun(["run", "--rm", "--network", "none", "--userns=host", "--user", "70000", IMAGE,
+                        "id", "-u"], check=0)
+    assert out.stdout == "70000\n"

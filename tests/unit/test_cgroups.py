@@ -1,0 +1,93 @@
+"""Resource limit flags and the cgroup drivers' arithmetic (no privilege, no cgroup touched).
+
+What the limits *do* is tested against the kernel in tests/root/test_limits.py; here: docker's
+units and minimums, and how one limit becomes v1 and v2 file values.
+"""
+
+import os
+
+import pytest
+
+from minirun.cgroups import V1, V2, shares_to_weight
+from minirun.errors import MinirunError
+from minirun.spec import Limits, parse_limits, parse_size
+
+MiB = 1024 * 1024
+
+
+@pytest.mark.parametrize(("text", "size"), [
+    ("64m", 64 * MiB), ("64M", 64 * MiB), ("64mb", 64 * MiB), ("64MiB", 64 * MiB), ("1g", 1024 * MiB),
+    ("512k", 512 * 1024), ("1.5g", 1536 * MiB), ("7000000", 7000000), ("100b", 100),
+])
+def test_sizes_use_dockers_binary_units(text: str, size: int) -> None:
+    assert parse_size("--memory", text) == size
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"memory": "abc"}, "--memory"),
+    ({"memory": "-5m"}, "--memory"),
+    ({"memory": "1m"}, "minimum"),
+    ({"memory": "64m", "memory_swap": "32m"}, "--memory-swap"),
+    ({"memory_swap": "64m"}, "--memory"),
+    ({"cpus": "-1"}, "--cpus"),
+    ({"cpus": "0"}, "--cpus"),
+    ({"cpus": "half"}, "--cpus"),
+    ({"cpus": str((os.cpu_count() or 1) + 1)}, "--cpus"),
+    ({"cpu_shares": "1"}, "--cpu-shares"),
+    ({"cpu_shares": "300000"}, "--cpu-shares"),
+    ({"cpuset_cpus": "0-"}, "--cpuset-cpus"),
+    ({"cpuset_cpus": "1-0"}, "--cpuset-cpus"),
+    ({"cpuset_cpus": "4096"}, "not available"),
+    ({"pids_limit": "many"}, "--pids-limit"),
+])
+def test_bad_limits_are_one_clear_error(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(MinirunError) as e:
+        parse_limits(**flags)
+    assert message in str(e.value)
+    assert e.value.code == 125
+
+
+def test_good_limits() -> None:
+    limits = parse_limits(memory="32m", cpus="0.5", cpu_shares="512", cpuset_cpus="0", pids_limit="20")
+    assert limits == Limits(32 * MiB, None, 0.5, 512, "0", 20)
+    assert limits.controllers() == ["memory", "cpu", "cpuset", "pids"]
+    assert Limits().controllers() == []
+    assert parse_limits(memory="32m", memory_swap="-1").memory_swap == -1
+
+
+def files(driver: V1 | V2, limits: Limits) -> dict[str, str]:
+    return {name: value for c in limits.controllers() for name, value in driver.limit_files(c, limits)}
+
+
+def test_memory_swap_defaults_to_twice_memory_like_docker() -> None:
+    limits = Limits(memory=32 * MiB)
+    assert files(V1(), limits)["memory.memsw.limit_in_bytes"] == str(64 * MiB)  # memory + swap
+    assert files(V2(), limits)["memory.swap.max"] == str(32 * MiB)  # swap alone
+    unlimited = Limits(memory=32 * MiB, memory_swap=-1)
+    assert files(V1(), unlimited)["memory.memsw.limit_in_bytes"] == "-1"
+    assert files(V2(), unlimited)["memory.swap.max"] == "max"
+    no_swap = Limits(memory=32 * MiB, memory_swap=32 * MiB)
+    assert files(V2(), no_swap)["memory.swap.max"] == "0"
+
+
+def test_v1_memory_limit_is_written_before_memsw() -> None:
+    names = [n for n, _ in V1().limit_files("memory", Limits(memory=32 * MiB))]
+    assert names == ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"]
+
+
+def test_cpus_become_a_quota_per_period() -> None:
+    assert files(V2(), Limits(cpus=0.5))["cpu.max"] == "50000 100000"
+    v1 = files(V1(), Limits(cpus=1.5))
+    assert (v1["cpu.cfs_quota_us"], v1["cpu.cfs_period_us"]) == ("150000", "100000")
+
+
+def test_cpu_shares_map_onto_v2_weight() -> None:
+    assert shares_to_weight(2) == 1
+    assert shares_to_weight(262144) == 10000
+    assert shares_to_weight(1024) == 39  # runc's and crun's value for docker's default
+    assert files(V2(), Limits(cpu_shares=1024))["cpu.weight"] == "39"
+
+
+def test_pids_limit_zero_or_negative_is_unlimited() -> None:
+    assert files(V1(), Limits(pids=20))["pids.max"] == "20"
+    assert files(V2(), Limits(pids=-1))["pids.max"] == "max"
