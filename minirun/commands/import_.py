@@ -10,7 +10,8 @@ import sys
 
 from minirun.errors import MinirunError
 from minirun.images import import_tarball, normalize_ref
-from minirun.paths import store_dir
+from minirun.paths import state_dir, store_dir
+from minirun.state import image_ids_in_use
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -27,16 +28,17 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     name = normalize_ref(args.reference)  # a bad name fails before anything is read
+    in_use = image_ids_in_use(state_dir())  # a container's image keeps its layers when the name moves
     if args.tarball == "-":
         if sys.stdin.isatty():
             raise MinirunError('import: "-" reads the tarball from stdin, but stdin is a terminal')
-        image = import_tarball(store_dir(), sys.stdin.buffer, name)
+        image = import_tarball(store_dir(), sys.stdin.buffer, name, in_use=in_use)
     else:
         try:
             source = open(args.tarball, "rb")  # noqa: SIM115 (closed by the with below)
         except OSError as e:
             raise MinirunError(f"import: cannot open {args.tarball}: {e.strerror}") from e
         with source:
-            image = import_tarball(store_dir(), source, name)
+            image = import_tarball(store_dir(), source, name, in_use=in_use)
     print(image.id)
     return 0

@@ -8,8 +8,8 @@ stopped containers; an image under a *running* container is never removed).
 import argparse
 import sys
 
+from minirun import paths, state
 from minirun.errors import MinirunError
-from minirun.images.pull import images_in_use, running_images
 from minirun.images.store import remove_image
 from minirun.paths import store_dir
 
@@ -22,7 +22,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     code = 0
-    in_use, running = images_in_use(), running_images()
+    in_use = state.image_ids_in_use(paths.state_dir())
+    running = state.image_ids_in_use(paths.state_dir(), running_only=True)
     for ref in args.images:
         try:
             for line in remove_image(store_dir(), ref, force=args.force, in_use=in_use, running=running):

@@ -62,7 +62,7 @@ def pull(store: Path, ref_text: str, progress: Progress, platform: manifest.Plat
             image = commit_image(  # 5
                 store, layers, config, ref.local_name, image_id=document.config.digest,
                 repo_digest=f"{ref.familiar_repository}@{digest}", platform=str(image_platform),
-                in_use=images_in_use())
+                in_use=state.image_ids_in_use(paths.state_dir()))
     fresh = any(path.parent == staging for _, path in layers)
     progress.message(f"Digest: {digest}")
     status = "Downloaded newer image" if fresh else "Image is up to date"
@@ -106,10 +106,3 @@ def image_config(blob: bytes) -> tuple[ImageConfig, manifest.Platform]:
     return config, platform
 
 
-def images_in_use() -> frozenset[str]:
-    """Image ids used by any container record (running or not): they must not be deleted."""
-    return frozenset(r.image_id for r in state.all_records(paths.state_dir()))
-
-
-def running_images() -> frozenset[str]:
-    return frozenset(r.image_id for r in state.all_records(paths.state_dir()) if r.status == "running")

@@ -242,13 +242,17 @@ def config_from_json(value: dict[str, Any]) -> ImageConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-def import_tarball(store: Path, source: BinaryIO, ref: str, *, config: ImageConfig | None = None) -> Image:
-    """Import a root file system tarball (one layer) as the image `ref`, like `docker import`."""
+def import_tarball(store: Path, source: BinaryIO, ref: str, *, config: ImageConfig | None = None,
+                   in_use: frozenset[str] = frozenset()) -> Image:
+    """Import a root file system tarball (one layer) as the image `ref`, like `docker import`.
+
+    If `ref` named another image, that one loses the name, and is kept (as "<none>") only while a
+    container in `in_use` still runs from its layers."""
     name = normalize_ref(ref)  # before any side effect
     with staging_area(store) as staging:
         layer_dir = staging / "layer"
         digest = extract_layer(source, layer_dir)
-        return commit_image(store, [(digest, layer_dir)], config or ImageConfig(), name)
+        return commit_image(store, [(digest, layer_dir)], config or ImageConfig(), name, in_use=in_use)
 
 
 @contextlib.contextmanager
