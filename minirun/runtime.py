@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
@@ -184,25 +185,7 @@ def run(spec: ContainerSpec) -> int:
     cgroup: Cgroup | None = None
     try:
         bundle = make_bundle(record)
-        hostname = record.config["Hostname"]
-        plan = process.ProcessPlan(
-            argv=argv, env=env, cwd=cwd, user=user, hostname=hostname,
-            rootfs=RootfsPlan(
-                layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
-                merged=str(bundle / "merged"), binds=spec.binds,
-                etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns,
-                                    net.join_bundle),
-                own_netns=network.has_own_netns(spec.network),
-                tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
-                layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
-                if mapping.idmap_layers else [],
-                read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
-                mask_system_paths=spec.security.mask_system_paths),
-            own_netns=network.has_own_netns(spec.network), tty=spec.tty, interactive=spec.interactive,
-            init=spec.init,
-            cgroupns=spec.cgroupns,
-            security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
-                                   spec.security.no_new_privileges, store))
+        plan = plan_process(spec, image, mapping, net, bundle, store, record.config)
         if mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target)
@@ -217,6 +200,29 @@ def run(spec: ContainerSpec) -> int:
         return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
     finally:
         teardown(state_dir, record, cgroup, remove=spec.remove)
+
+
+def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
+                 net: network.NetworkPlan, bundle: Path, store: Path,
+                 config: dict[str, Any]) -> process.ProcessPlan:
+    """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
+    hostname = config["Hostname"]
+    rootfs = RootfsPlan(
+        layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
+        merged=str(bundle / "merged"), binds=spec.binds,
+        etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
+        own_netns=network.has_own_netns(spec.network),
+        tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
+        layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
+        if mapping.idmap_layers else [],
+        read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
+        mask_system_paths=spec.security.mask_system_paths)
+    return process.ProcessPlan(
+        argv=config["Cmd"], env=config["Env"], cwd=config["WorkingDir"], user=config["User"] or None,
+        hostname=hostname, rootfs=rootfs, own_netns=network.has_own_netns(spec.network), tty=spec.tty,
+        interactive=spec.interactive, init=spec.init, cgroupns=spec.cgroupns,
+        security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
+                               spec.security.no_new_privileges, store))
 
 
 def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
