@@ -308,3 +308,15 @@ def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.Comp
     sanity = podman_run(["--rm", "{image}", "true"])
     assert sanity.returncode == 0, f"podman does not run containers here:\n{sanity.stderr}"
     return podman_run
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A host directory any user may enter (0755), for -v tests; removed afterwards, whoever
+    (root, mrtest, a remapped container uid) created files in it."""
+    path = Path(tempfile.mkdtemp(prefix="minirun-test-vol-"))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,11 +1,9 @@
 """Rootful containers run with a remapped root: container uid 0 is an unprivileged host uid."""
 
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,14 +12,6 @@ from helpers import IMAGE, Tier, read_until, wait_running
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def host_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minirun-remap-"))
-    try:
-        path.chmod(0o755)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def sh(tier: Tier, script: str, *flags: str) -> "subprocess.CompletedProcess[str]":
@@ -51,27 +41,27 @@ def test_host_sees_an_unprivileged_uid(root_minirun: Tier, names: Callable[[], s
     root_minirun(["rm", name], check=0)
 
 
-def test_bind_mount_ownership(root_minirun: Tier, host_dir: Path) -> None:
+def test_bind_mount_ownership(root_minirun: Tier, shared_dir: Path) -> None:
     uid, gid = root_minirun.container_root
-    secret = host_dir / "secret"
+    secret = shared_dir / "secret"
     secret.write_text("host root only\n")
     secret.chmod(0o600)
     # Host root's files are "nobody" to a remapped root: it may not read a 0600 file nor
     # write into a directory of host root's ...
-    volume = f"{host_dir}:/data"
+    volume = f"{shared_dir}:/data"
     result = sh(root_minirun, "ls -ln /data/secret; cat /data/secret; touch /data/new", "-v", volume)
     assert result.returncode != 0
     assert result.stdout.split()[2:4] == ["65534", "65534"]
-    assert "Permission denied" in result.stderr and not (host_dir / "new").exists()
+    assert "Permission denied" in result.stderr and not (shared_dir / "new").exists()
     # ... while --userns=host is classic docker: root is root, on the host too.
     assert sh(root_minirun, "cat /data/secret", "-v", volume, "--userns=host").stdout == "host root only\n"
     # A directory given to the remapped root is writable, and what it creates is its own.
-    os.chown(host_dir, uid, gid)
+    os.chown(shared_dir, uid, gid)
     out = sh(root_minirun, "touch /data/made && chown 1000:1000 /data/made && touch /data/root-made",
-             "-v", f"{host_dir}:/data")
+             "-v", f"{shared_dir}:/data")
     assert out.returncode == 0, out.stderr
-    assert ((host_dir / "root-made").stat().st_uid, (host_dir / "root-made").stat().st_gid) == (uid, gid)
-    assert (host_dir / "made").stat().st_uid == uid + 1000, "container uid 1000 is host uid start + 1000"
+    assert ((shared_dir / "root-made").stat().st_uid, (shared_dir / "root-made").stat().st_gid) == (uid, gid)
+    assert (shared_dir / "made").stat().st_uid == uid + 1000, "container uid 1000 is host uid start + 1000"
 
 
 def test_upper_layer_is_owned_by_the_remapped_root(root_minirun: Tier, names: Callable[[], str]) -> None:
@@ -94,11 +84,11 @@ def test_upper_layer_is_owned_by_the_remapped_root(root_minirun: Tier, names: Ca
     root_minirun(["rm", name], check=0)
 
 
-def test_userns_host_is_identity(root_minirun: Tier, host_dir: Path) -> None:
+def test_userns_host_is_identity(root_minirun: Tier, shared_dir: Path) -> None:
     out = sh(root_minirun, "cat /proc/self/uid_map; touch /data/f", "--userns=host",
-             "-v", f"{host_dir}:/data")
+             "-v", f"{shared_dir}:/data")
     assert out.stdout.split() == ["0", "0", "4294967295"]
-    assert (host_dir / "f").stat().st_uid == 0
+    assert (shared_dir / "f").stat().st_uid == 0
 
 
 def test_ids_beyond_the_range_need_userns_host(root_minirun: Tier) -> None:

@@ -6,9 +6,7 @@ from /etc/subuid and /etc/subgid (the README's rootless set-up line gives one).
 """
 
 import os
-import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,38 +31,30 @@ def test_chown_inside_uses_the_range(rootless_minirun: Tier) -> None:
     assert out.split()[2:4] == ["1000", "1000"], out
 
 
-@pytest.fixture
-def user_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minirun-test-rootless-"))
-    try:
-        path.chmod(0o755)
-        yield path
-    finally:
-        subprocess.run(["rm", "-rf", str(path)], timeout=60, check=False)
 
 
-def test_ids_inside_are_the_range_outside(rootless_minirun: Tier, user_dir: Path) -> None:
-    os.chown(user_dir, rootless_minirun.uid, rootless_minirun.gid)
-    rootless_minirun(["run", "--rm", "-v", f"{user_dir}:/data", IMAGE, "sh", "-c",
+def test_ids_inside_are_the_range_outside(rootless_minirun: Tier, shared_dir: Path) -> None:
+    os.chown(shared_dir, rootless_minirun.uid, rootless_minirun.gid)
+    rootless_minirun(["run", "--rm", "-v", f"{shared_dir}:/data", IMAGE, "sh", "-c",
                       "touch /data/mine /data/theirs && chown 1000:1000 /data/theirs"], check=0)
     uid_start, _ = subid_range("/etc/subuid", TEST_USER)  # type: ignore[misc]
     gid_start, _ = subid_range("/etc/subgid", TEST_USER)  # type: ignore[misc]
-    mine, theirs = (user_dir / "mine").stat(), (user_dir / "theirs").stat()
+    mine, theirs = (shared_dir / "mine").stat(), (shared_dir / "theirs").stat()
     assert (mine.st_uid, mine.st_gid) == (rootless_minirun.uid, rootless_minirun.gid), "root = the user"
     assert (theirs.st_uid, theirs.st_gid) == (uid_start + 999, gid_start + 999), "1000 = range start + 999"
 
 
-def test_container_root_is_not_host_root(rootless_minirun: Tier, user_dir: Path) -> None:
-    secret = user_dir / "secret"
+def test_container_root_is_not_host_root(rootless_minirun: Tier, shared_dir: Path) -> None:
+    secret = shared_dir / "secret"
     secret.write_text("host root only\n")
     secret.chmod(0o600)
-    result = rootless_minirun(["run", "--rm", "-v", f"{user_dir}:/data", IMAGE, "sh", "-c",
+    result = rootless_minirun(["run", "--rm", "-v", f"{shared_dir}:/data", IMAGE, "sh", "-c",
                                "cat /data/secret; ls -ln /data/secret; echo x > /data/new"])
     assert "host root only" not in result.stdout
     assert "Permission denied" in result.stderr
     # Host root appears as the overflow id: it is not mapped into the user's namespace.
     assert result.stdout.split()[2:4] == ["65534", "65534"], result.stdout
-    assert not (user_dir / "new").exists()
+    assert not (shared_dir / "new").exists()
 
 
 def test_user_store_and_records(rootless_minirun: Tier, root_tier: Tier, names: Callable[[], str]) -> None:
