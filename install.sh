@@ -39,7 +39,8 @@ for p in "${packages[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends: podman's (catatonit, fuse-overlayfs, ...) are what the tests ran with.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Rootful containers run with root remapped to an unprivileged host range (minirun/userns.py):
