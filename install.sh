@@ -50,8 +50,8 @@ for f in /etc/subuid /etc/subgid; do
 done
 
 [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"
-extras="[security,net]"
-[ "$DEV" = 1 ] && extras="[dev,security,net]"
+extras="[security,net,zstd]"
+[ "$DEV" = 1 ] && extras="[dev,security,net,zstd]"
 if [ "$DEV" = 1 ]; then
     # Editable: the tests exercise this checkout, not a copy.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check -e ".$extras"
@@ -61,6 +61,8 @@ else
     "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyseccomp>=0.1.2"
     # pyroute2 speaks netlink for the bridge network (veth pairs, addresses, routes).
     "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyroute2>=0.7"
+    # zstandard reads OCI layers compressed with zstd (gzip ones need nothing).
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check "zstandard>=0.22"
 fi
 chmod -R a+rX "$PREFIX"
 

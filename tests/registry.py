@@ -47,6 +47,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -180,6 +182,14 @@ class Layer:
     entries: dict[str, Any]
 
     def tar_gz(self) -> bytes:
+        return gzip.compress(self.tar(), mtime=0)
+
+    def tar_zst(self) -> bytes:
+        import zstandard
+
+        return zstandard.ZstdCompressor().compress(self.tar())
+
+    def tar(self) -> bytes:
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, value in self.entries.items():
@@ -195,7 +205,15 @@ class Layer:
                 else:
                     info.size, info.mode = len(value), 0o644
                     tar.addfile(info, io.BytesIO(value))
-        return gzip.compress(raw.getvalue(), mtime=0)
+        return raw.getvalue()
+
+
+def _decompress(data: bytes, zstd: bool) -> bytes:
+    if not zstd:
+        return gzip.decompress(data)
+    import zstandard
+
+    return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read()
 
 
 def gzip_file(path: Path) -> bytes:
@@ -216,9 +234,11 @@ class Layout:
         return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
 
     def image(self, layers: list[bytes], config: dict[str, Any], arch: str = HOST_ARCH) -> dict[str, Any]:
-        """A manifest for gzip layer blobs (lowest first); returns its descriptor."""
-        layer_descriptors = [self.blob(data, OCI_LAYER_GZIP) for data in layers]
-        diff_ids = [f"sha256:{hashlib.sha256(gzip.decompress(d)).hexdigest()}" for d in layers]
+        """A manifest for gzip or zstd layer blobs (lowest first); returns its descriptor."""
+        kinds = [(data, data.startswith(ZSTD_MAGIC)) for data in layers]
+        layer_descriptors = [self.blob(data, OCI_LAYER_ZSTD if zstd else OCI_LAYER_GZIP)
+                             for data, zstd in kinds]
+        diff_ids = [f"sha256:{hashlib.sha256(_decompress(data, zstd)).hexdigest()}" for data, zstd in kinds]
         config_blob = json.dumps({"architecture": arch, "os": "linux", "config": config,
                                   "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode()
         manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,

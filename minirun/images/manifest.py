@@ -149,7 +149,4 @@ def _layer(value: dict[str, Any]) -> Descriptor:
     if layer.media_type not in (*GZIP_LAYERS, *TAR_LAYERS, *ZSTD_LAYERS):
         # e.g. Windows' "foreign" layers, or an artifact that is not a container image at all.
         raise MinirunError(f"unsupported layer type {layer.media_type!r}")
-    if layer.media_type in ZSTD_LAYERS:
-        # Python 3.11's tarfile has no zstd, and no zstd library is a dependency of minirun.
-        raise MinirunError("zstd-compressed layers are not supported; pull a gzip variant of the image")
     return layer

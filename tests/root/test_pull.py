@@ -38,6 +38,7 @@ class Pushed:
     traversal: str
     symlink: str
     hardlink: str
+    zstd: str
     whiteout_layer: str  # the digest of the layer with the whiteouts
     hostile_layers: dict[str, str]  # tag -> hex digest of its hostile layer
 
@@ -69,6 +70,9 @@ def pushed(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory, test_net
         other = layout.image([base, Layer({"platform": f"{OTHER_ARCH}\n".encode()}).tar_gz()], default,
                              arch=OTHER_ARCH)
         layout.tag(layout.image_index([here, other]), "multi")
+        # OCI's zstd layers (what `podman push --compression-format zstd` makes), over a gzip base.
+        zstd_layer = Layer({"zstd.txt": b"from a zstd layer\n"}).tar_zst()
+        layout.tag(layout.image([base, zstd_layer], default), "zstd")
         hostile = {"traversal": Layer({"../../../../tmp/minirun-escape": b"x"}).tar_gz(),
                    "symlink": Layer({"link": ("symlink", "/tmp"), "link/minirun-escape": b"x"}).tar_gz(),
                    "hardlink": Layer({"shadow": ("hardlink", "/etc/shadow")}).tar_gz()}
@@ -79,6 +83,7 @@ def pushed(busybox_tar: Path, tmp_path_factory: pytest.TempPathFactory, test_net
             layers=registry.push(layout.directory, "layers", "mrtest/layers"),
             config=registry.push(layout.directory, "config", "mrtest/config"),
             multi=registry.push(layout.directory, "multi", "mrtest/multi", all_platforms=True),
+            zstd=registry.push(layout.directory, "zstd", "mrtest/zstd"),
             traversal=registry.push(layout.directory, "traversal", "mrtest/evil"),
             symlink=registry.push(layout.directory, "symlink", "mrtest/evil"),
             hardlink=registry.push(layout.directory, "hardlink", "mrtest/evil"),
@@ -133,6 +138,13 @@ def test_layers_whiteouts_and_opaque_dirs(minirun: Tier, pushed: Pushed, rmi: Ca
     gone = (layer / "data" / "gone").lstat()
     assert (gone.st_mode & 0o170000) == 0o020000 and gone.st_rdev == 0
     assert os.getxattr(layer / "opaque", "user.overlay.opaque") == b"y"
+
+
+def test_zstd_layers(minirun: Tier, pushed: Pushed, rmi: Callable[[str], None]) -> None:
+    """OCI `tar+zstd` layers: pulled, verified against their digest, extracted, and run."""
+    rmi(pushed.zstd)
+    out = minirun(["run", "--rm", pushed.zstd, "cat", "/zstd.txt"], check=0, timeout=120).stdout
+    assert out.endswith("from a zstd layer\n"), out
 
 
 def test_export_shows_the_merged_view(minirun: Tier, pushed: Pushed, rmi: Callable[[str], None],

@@ -120,20 +120,8 @@ def test_import_lays_out_layer_record_and_name(store: Path) -> None:
 def test_compressed_tarball_from_a_non_seekable_stream(store: Path) -> None:
     import gzip
 
-    class Pipe(io.RawIOBase):  # readable, not seekable, like stdin
-        def __init__(self, data: bytes) -> None:
-            self.inner = io.BytesIO(data)
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer: "memoryview") -> int:  # type: ignore[override]
-            chunk = self.inner.read(min(len(buffer), 100))
-            buffer[: len(chunk)] = chunk
-            return len(chunk)
-
     data = gzip.compress(rootfs_tar())
-    image = import_tarball(store, io.BufferedReader(Pipe(data)), "zipped")
+    image = import_tarball(store, io.BufferedReader(Trickle(data)), "zipped")
     assert image.layers[0].name == "rootfs"
     assert image.layers[0].parent.name == hashlib.sha256(data).hexdigest()
 
@@ -204,6 +192,32 @@ def test_reimport_of_same_tarball_is_idempotent(store: Path) -> None:
     assert image.repo_tags == ["alias:v1", "busybox:latest"]
     assert store_contents(store)["tmp"] == []
     assert len(os.listdir(store / "layers")) == 1
+
+
+def test_zstd_tarball_from_a_trickling_stream(store: Path) -> None:
+    """A zstd stream (OCI `tar+zstd`) read 100 bytes at a time: same files, digest of the bytes."""
+    import zstandard
+
+    data = zstandard.ZstdCompressor().compress(rootfs_tar())
+    reader = io.BufferedReader(Trickle(data))
+    image = import_tarball(store, reader, "zstd")
+    assert image.layers[0].parent.name == hashlib.sha256(data).hexdigest()
+    assert (image.layers[0] / "bin").is_dir()
+
+
+class Trickle(io.RawIOBase):
+    """Readable, not seekable, short reads: like a pipe or a socket."""
+
+    def __init__(self, data: bytes) -> None:
+        self.inner = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: "memoryview") -> int:  # type: ignore[override]
+        chunk = self.inner.read(min(len(buffer), 100))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
 
 def test_retag_removes_the_old_untagged_image_and_its_layer(store: Path) -> None:
