@@ -13,7 +13,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 PREFIX=${MINIRUN_PREFIX:-/opt/minirun}
 DEV=0
-[ "${1:-}" = "--dev" ] && DEV=1
+case "${1:-}" in
+    "") ;;
+    --dev) DEV=1 ;;
+    *) echo "usage: ./install.sh [--dev]" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
     echo "install.sh: run as root (it installs system packages)" >&2
@@ -57,12 +61,9 @@ if [ "$DEV" = 1 ]; then
     "$PREFIX/bin/pip" install -q --disable-pip-version-check -e ".$extras"
 else
     "$PREFIX/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps .
-    # pyseccomp compiles the default seccomp profile (once; the result is cached in the store).
-    "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyseccomp>=0.1.2"
-    # pyroute2 speaks netlink for the bridge network (veth pairs, addresses, routes).
-    "$PREFIX/bin/pip" install -q --disable-pip-version-check "pyroute2>=0.7"
-    # zstandard reads OCI layers compressed with zstd (gzip ones need nothing).
-    "$PREFIX/bin/pip" install -q --disable-pip-version-check "zstandard>=0.22"
+    # The optional dependencies (pyproject.toml's extras): pyseccomp compiles seccomp profiles,
+    # pyroute2 speaks netlink for the bridge network, zstandard reads zstd-compressed layers.
+    "$PREFIX/bin/pip" install -q --disable-pip-version-check ".$extras"
 fi
 chmod -R a+rX "$PREFIX"
 

@@ -134,9 +134,9 @@ def find(state: Path, ref: str) -> Record:
     raise ContainerNotFound(f"no such container: {ref}")
 
 
-def image_ids_in_use(state: Path, running_only: bool = False) -> frozenset[str]:
+def image_ids_in_use(state: Path) -> frozenset[str]:
     """Image ids that container records use: such an image must not be deleted under them."""
-    return frozenset(r.image_id for r in all_records(state) if not running_only or r.status == "running")
+    return frozenset(r.image_id for r in all_records(state))
 
 
 def generate_name() -> str:

@@ -9,6 +9,7 @@ import argparse
 from datetime import UTC, datetime, timedelta
 
 from minirun.images import Image, list_images
+from minirun.images.progress import human as human_size
 from minirun.paths import store_dir
 
 
@@ -62,17 +63,6 @@ def _names(image: Image) -> list[tuple[str, str]]:
             repository, tag = name.partition("@")[0], "<none>"
         names.append((repository, tag))
     return names
-
-
-def human_size(size: int) -> str:
-    """3 significant digits, decimal units: 4260000 -> "4.26MB" (go-units HumanSize)."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB"]
-    value = float(size)
-    unit = 0
-    while value >= 999.5 and unit < len(units) - 1:
-        value /= 1000
-        unit += 1
-    return f"{value:.3g}{units[unit]}"
 
 
 def human_duration(elapsed: timedelta) -> str:

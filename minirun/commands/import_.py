@@ -1,6 +1,6 @@
 """`minirun import TARBALL REFERENCE`: make an image from a root file system tarball.
 
-Like `docker import`: the tarball (plain, gzip, bzip2 or xz; "-" reads it from stdin) becomes
+Like `docker import`: the tarball (plain, gzip, bzip2, xz or zstd; "-" reads it from stdin) becomes
 the image's single layer, extracted safely (minirun/images/tarball.py), and the new image id is
 printed. The image gets the default config: PATH set, command /bin/sh.
 """

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from minirun import paths, runtime, state
-from minirun.errors import MinirunError
+from minirun.errors import ContainerNotFound, MinirunError
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -24,12 +24,20 @@ def wait_for_monitor(record: state.Record, timeout: float = 10.0) -> None:
 
 def remove(state_dir: Path, name: str, force: bool) -> None:
     record = state.find(state_dir, name)
+    if record.status == "created" and record.monitor_alive():
+        raise MinirunError(f"container {record.name} is still starting: try again in a moment")
     if record.status == "running":
         if not force:
             raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
         runtime.kill(record)
         wait_for_monitor(record)
     with state.exclusive(state_dir):
+        try:
+            # Read it again: its monitor has recorded the exit and cleaned up what it could
+            # (with --rm, everything), so only what is still listed is left to remove.
+            record = state.find(state_dir, record.id)
+        except ContainerNotFound:
+            return
         runtime.remove_container(state_dir, record)
 
 

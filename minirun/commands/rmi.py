@@ -22,8 +22,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     code = 0
-    in_use = state.image_ids_in_use(paths.state_dir())
-    running = state.image_ids_in_use(paths.state_dir(), running_only=True)
+    records = state.all_records(paths.state_dir())
+    in_use = frozenset(r.image_id for r in records)
+    running = frozenset(r.image_id for r in records if r.status == "running")
     for ref in args.images:
         try:
             for line in remove_image(store_dir(), ref, force=args.force, in_use=in_use, running=running):

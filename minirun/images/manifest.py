@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from minirun.errors import MinirunError
+from minirun.images.store import DIGEST
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -32,7 +33,6 @@ GZIP_LAYERS = ("application/vnd.oci.image.layer.v1.tar+gzip",
                "application/vnd.docker.image.rootfs.diff.tar.gzip")
 TAR_LAYERS = ("application/vnd.oci.image.layer.v1.tar", "application/vnd.docker.image.rootfs.diff.tar")
 ZSTD_LAYERS = ("application/vnd.oci.image.layer.v1.tar+zstd",)
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def parse(data: bytes, media_type: str) -> Manifest | Index:
 
 def _descriptor(value: dict[str, Any]) -> Descriptor:
     digest, size = value["digest"], value["size"]
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
+    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
         raise MinirunError(f"unsupported digest {digest!r}: only sha256 is supported")
     if not isinstance(size, int) or size < 0:
         raise MinirunError(f"bad size {size!r} for {digest}")

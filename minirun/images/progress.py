@@ -16,7 +16,8 @@ REDRAW_INTERVAL = 0.1  # seconds: a terminal redraw per chunk would cost more th
 
 
 def human(size: int) -> str:
-    value, units = float(size), ["B", "kB", "MB", "GB", "TB"]
+    """3 significant digits, decimal units: 4260000 -> "4.26MB" (go-units HumanSize, as docker)."""
+    value, units = float(size), ["B", "kB", "MB", "GB", "TB", "PB"]
     unit = 0
     while value >= 999.5 and unit < len(units) - 1:
         value /= 1000

@@ -118,7 +118,9 @@ def get(client: Client, path: str, accept: tuple[str, ...] = ()) -> http.client.
         response = _follow(client, f"{client.scheme}://{client.host}{path}", headers)
     if response.status == 200:
         return response
-    body = response.read(4096).decode(errors="replace")
+    body = ""
+    with contextlib.suppress(OSError, http.client.HTTPException):  # the status alone says enough
+        body = response.read(4096).decode(errors="replace")
     response.close()
     what = f"{client.host}/{client.repository}"
     if response.status == 404:
@@ -226,7 +228,7 @@ def fetch_token(client: Client, params: dict[str, str]) -> str:
     headers = {"Authorization": basic(client.credentials)} if client.credentials else {}
     response = request(realm.scheme, realm.netloc, path, headers)
     with response:
-        body = response.read(1 << 20)
+        body = _read_some(response, 1 << 20, "token")
     if response.status != 200:
         raise MinirunError(f"token server {realm.netloc} refused a token for {scope}: HTTP {response.status}"
                            f"{'' if client.credentials else ' (anonymous)'}")

@@ -28,9 +28,9 @@ added bottom-up (layer, then image record, then the name) and removed top-down (
 layers), so a crash can leave an unused layer or record behind but never a name pointing at
 nothing. Only a SIGKILLed import can leave a staging directory in tmp/, which nothing reads.
 
-Re-tagging: importing to a name that is taken moves the name to the new image. The old image is
-deleted when no name points to it any more (Docker would keep it as a dangling "<none>" image
-until `docker image prune`), and so are its layers that no other image uses.
+Re-tagging: importing or pulling to a name that is taken moves the name to the new image. The old
+image is deleted when no name points to it any more and no container record uses it (then it stays
+as "<none>", as in Docker), and so are its layers that no other image uses.
 """
 
 import contextlib
@@ -90,7 +90,7 @@ _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?")
 _HEX_ID = re.compile(r"[0-9a-f]{4,64}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # an OCI content digest, sha256 only
 _MIN_ID_PREFIX = 4
 
 
@@ -124,7 +124,7 @@ def store_name(ref: str) -> str:
     name, at, digest = ref.partition("@")
     if not at:
         return normalize_ref(ref)
-    if not _DIGEST.fullmatch(digest) or ":" in name.rpartition("/")[2]:
+    if not DIGEST.fullmatch(digest) or ":" in name.rpartition("/")[2]:
         raise MinirunError(f"invalid reference format: {ref!r} (expected NAME@sha256:<64 hex digits>)")
     return f"{normalize_ref(name).rpartition(':')[0]}@{digest}"
 
@@ -438,7 +438,9 @@ def _remove_image(store: Path, image_id: str) -> None:
     """Delete an image no name points to, then each of its layers that no other image uses.
 
     Caveat: a running container whose overlay uses these layers would lose its files; `run`
-    resolves an image at start, so re-importing a name while its containers run is the risk.
+    resolves an image at start; commit_image and remove_image keep images that container records
+    use, so the one window left is a `run` that has resolved the image but not yet written its
+    record while the name moves.
     """
     record_path = store / "images" / f"{_hex(image_id)}.json"
     digests: list[str] = read_json(record_path)["layers"]

@@ -49,7 +49,7 @@ def _nft(*args: str, script: str | None = None) -> str:
                            "(apt-get install nftables, or use --network none/host)")
     result = subprocess.run([nft, *args], input=script, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise MinirunError(f"nft {' '.join(args)}: {result.stderr.strip().splitlines()[-1:]}")
+        raise MinirunError(f"nft {' '.join(args)}: {(result.stderr.strip().splitlines() or ['failed'])[-1]}")
     return result.stdout
 
 
