@@ -32,17 +32,14 @@ MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
-MS_MOVE = 0x2000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
 MS_STRICTATIME = 0x1000000
 
 MNT_DETACH = 0x2  # lazy unmount: detach now, free when the last user lets go
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
-PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -159,15 +156,6 @@ class _CapHeader(ctypes.Structure):
 class _CapData(ctypes.Structure):
     _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
                 ("inheritable", ctypes.c_uint32)]
-
-
-def capget() -> tuple[int, int, int]:
-    """This thread's (effective, permitted, inheritable) capability sets as 64-bit masks."""
-    header, data = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
-    _check(_libc.capget(ctypes.byref(header), data), "capget")
-    e, p, i = (getattr(data[0], f) | getattr(data[1], f) << 32
-               for f in ("effective", "permitted", "inheritable"))
-    return int(e), int(p), int(i)
 
 
 def capset(effective: int, permitted: int, inheritable: int) -> None:

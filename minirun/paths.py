@@ -5,8 +5,12 @@ root's store. `MINIRUN_ROOT` moves the store (images, container layers) and `MIN
 the run-time records, which tests use to keep each run apart.
 """
 
+import contextlib
 import os
+import stat
 from pathlib import Path
+
+from minirun.errors import MinirunError
 
 
 def is_rootless() -> bool:
@@ -41,7 +45,21 @@ def state_dir() -> Path:
         if candidate.is_dir() and candidate.stat().st_uid == os.getuid():
             runtime = str(candidate)
     if not runtime:
-        runtime = f"/tmp/minirun-{os.getuid()}"
-        os.makedirs(runtime, mode=0o700, exist_ok=True)
-        return Path(runtime)
+        return private_tmp_dir(Path(f"/tmp/minirun-{os.getuid()}"))
     return Path(runtime) / "minirun"
+
+
+def private_tmp_dir(path: Path) -> Path:
+    """A directory in world-writable /tmp that is really ours.
+
+    Anyone can create /tmp/minirun-UID before we do; records planted there would make `rm` and
+    `prune` remove or signal what they name, as us. So it must be a directory (not a symlink),
+    owned by us, with no access for others (the classic /tmp race, CWE-377).
+    """
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise MinirunError(f"{path} is not a private directory of this user: remove it, or set "
+                           "XDG_RUNTIME_DIR")
+    return path

@@ -217,11 +217,8 @@ def mount_sys(root_fd: int, own_netns: bool, cgroupns_host: bool = False) -> Non
         mount_in_root(root_fd, "sysfs", "/sys", "sysfs", ro)
     else:
         mount_in_root(root_fd, "/sys", "/sys", None, MS_BIND | MS_REC)
-        fd = open_in_root(root_fd, "/sys")
-        try:
-            kernel.mount(None, f"/proc/self/fd/{fd}", None, MS_BIND | MS_REMOUNT | ro)
-        finally:
-            os.close(fd)
+        # Read-only takes a second call, on a fresh fd: one opened before the bind sees underneath it.
+        mount_in_root(root_fd, None, "/sys", None, MS_BIND | MS_REMOUNT | ro)
     if cgroupns_host:
         bind_host_cgroupfs(root_fd)
     else:

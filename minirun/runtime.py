@@ -198,6 +198,10 @@ def run(spec: ContainerSpec) -> int:
         cgroups.apply(cgroup, spec.limits)
         trace.mark("cgroup")
         return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
+    except MinirunError as e:
+        # The container never ran: keep why, with docker's code, in its record ("Created").
+        state.update(state_dir, record, status="created", exit_code=e.code, error=str(e))
+        raise
     finally:
         teardown(state_dir, record, cgroup, remove=spec.remove)
 
@@ -229,9 +233,17 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
                    cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> int:
     parent_end, child_end = sync.channel()
     own_netns = network.enter(net)  # container:NAME: the child is born in the other's namespace
-    pid = kernel.clone(flags)
+    try:
+        pid = kernel.clone(flags)
+    except BaseException:
+        network.leave(own_netns)  # the monitor must not stay in the other container's namespace
+        raise
     if pid == 0:
         parent_end.close()
+        if own_netns is not None:
+            # A door back to the host's network namespace: never into the container, not even
+            # into a --init PID 1, which never execs (so close-on-exec would not close it).
+            os.close(own_netns)
         process.run_child(plan, child_end)  # never returns
     network.leave(own_netns)
     child_end.close()
@@ -259,7 +271,7 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
         else:
             sync.send(parent_end, sync.GO)
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
-        master = wait_until_started(parent_end, pid, state_dir, record)
+        master = wait_until_started(parent_end, pid)
         trace.mark("exec (waited for the child's set-up)")
         state.update(state_dir, record, status="running", pid=pid, started_at=state.now())
         trace.mark("record running")
@@ -278,7 +290,7 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
     return code
 
 
-def wait_until_started(sock: socket.socket, pid: int, state_dir: Path, record: Record) -> int | None:
+def wait_until_started(sock: socket.socket, pid: int) -> int | None:
     """sync steps 4-6: receive the pty (with -t), then EOF (exec done) or an error."""
     master = None
     while True:
@@ -290,7 +302,6 @@ def wait_until_started(sock: socket.socket, pid: int, state_dir: Path, record: R
             os.waitpid(pid, 0)
             if master is not None:
                 os.close(master)
-            state.update(state_dir, record, status="created", exit_code=error.code, error=str(error))
             raise error
         elif message == b"":
             return master

@@ -2,8 +2,9 @@
 
 Every flag of `minirun run` is turned into a field here and validated without side effects,
 so that a typo (`-v relative:path`, `--user ""`) fails with one line and exit code 125 before
-a cgroup, a directory or a record exists. Nothing in this module touches the system except
-reading the host's environment for `-e NAME` (docker's "take it from my environment").
+a cgroup, a directory or a record exists. This module reads the host (the -v paths, a seccomp
+profile file, the CPUs for --cpus/--cpuset-cpus, the environment for `-e NAME`) but never
+changes it.
 """
 
 import ipaddress

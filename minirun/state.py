@@ -85,8 +85,12 @@ class Record:
 
     @property
     def dead(self) -> bool:
-        """True if the record says the container runs but its monitor is gone."""
-        return self.status in ("created", "running") and not self.monitor_alive()
+        """True if the record says the container runs (or starts) but its monitor is gone.
+
+        A "created" record with an error is not dead: its start failed, and it stays "Created"
+        with that error and exit code, as in docker."""
+        failed_start = self.status == "created" and bool(self.error)
+        return self.status in ("created", "running") and not failed_start and not self.monitor_alive()
 
 
 def _path(state: Path, container_id: str) -> Path:

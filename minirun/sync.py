@@ -21,8 +21,9 @@ for free: when the child's execve(2) succeeds its end closes, and the parent rea
                                                     host), hostname, lo up,
                                                     rootfs + pivot_root
   4     with -t: receive the pty master             with -t: send "pty" + the master fd
-  5                                                 bounding set, user, capabilities,
-                                                    no_new_privs, seccomp, cwd, fds; execve(2)
+  5                                                 bounding set, seccomp (unless nnp),
+                                                    user, capabilities, no_new_privs,
+                                                    seccomp (with nnp), cwd, fds; execve(2)
   6     EOF: the command runs -> record "running"   or: send "error CODE MESSAGE", exit CODE
         "error ...": print MESSAGE, exit CODE
 

@@ -54,6 +54,10 @@ def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
     if spec.ports and mode not in ("bridge", "slirp4netns"):
         raise MinirunError(f"-p/--publish needs a bridge or slirp4netns network, not --network {mode}")
     if mode.startswith("container:"):
+        if spec.dns or spec.add_hosts:
+            # The other container's /etc/resolv.conf and /etc/hosts are shared as they are
+            # (docker refuses the same combination: "conflicting options").
+            raise MinirunError("--dns and --add-host cannot be used with --network container:NAME")
         return join_plan(mode, rootless, state_dir)
     return NetworkPlan(mode, list(spec.ports))
 

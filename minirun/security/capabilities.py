@@ -11,7 +11,7 @@ the kernel's shared state: no sys_admin (mount, namespaces), sys_module, sys_ptr
 The inheritable set stays empty, as in Docker since 23.0: a non-empty one let a program with
 inheritable file capabilities gain them (CVE-2022-24769). Nothing is ambient.
 
-The system calls are wrapped in minirun/kernel.py (capset, capget, prctl), not taken from
+The system calls are wrapped in minirun/kernel.py (capset, prctl), not taken from
 python-prctl: three system calls do not justify a C extension that needs libcap-dev and a
 compiler to install (it imports fast, 1.5 ms, but so does ctypes, already loaded).
 """

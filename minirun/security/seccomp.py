@@ -47,19 +47,60 @@ def read_profile(path: str) -> dict[str, Any]:
             profile = json.load(f)
     except (OSError, ValueError) as e:
         raise MinirunError(f"cannot read seccomp profile {path}: {e}") from None
-    if not isinstance(profile, dict) or "defaultAction" not in profile:
-        raise MinirunError(f"invalid seccomp profile {path}: no defaultAction")
-    for action in [profile["defaultAction"], *(r.get("action") for r in profile.get("syscalls") or []
-                                                if isinstance(r, dict) and "action" in r)]:
-        if action not in ACTIONS:
-            raise MinirunError(f"invalid seccomp profile {path}: action {action} is not supported")
-    for rule in profile.get("syscalls") or []:
-        if not isinstance(rule, dict) or not (rule.get("names") or rule.get("name")) or "action" not in rule:
-            raise MinirunError(f"invalid seccomp profile {path}: a rule needs names and an action")
-        for arg in rule.get("args") or []:
-            if arg.get("op") not in OPERATORS:
-                raise MinirunError(f"invalid seccomp profile {path}: unknown operator {arg.get('op')!r}")
+    problem = profile_problem(profile)
+    if problem is not None or not isinstance(profile, dict):
+        raise MinirunError(f"invalid seccomp profile {path}: {problem}")
     return profile
+
+
+def profile_problem(profile: Any) -> str | None:
+    """What is wrong with the shape of a profile in Docker's format, or None.
+
+    Checked in full here, so that compiling it (build) can trust every field it reads."""
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    def conditions(value: Any) -> bool:  # "includes" / "excludes"
+        return isinstance(value, dict) and all(strings(value.get(k, [])) for k in ("caps", "arches")) \
+            and isinstance(value.get("minKernel", ""), str)
+
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        return "no defaultAction"
+    if not isinstance(profile.get("defaultErrnoRet", 0), int):
+        return "defaultErrnoRet must be a number"
+    archmap = profile.get("archMap") or []
+    if not isinstance(archmap, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("architecture", ""), str)
+            and strings(e.get("subArchitectures") or []) for e in archmap):
+        return "archMap must list {architecture, subArchitectures}"
+    rules = profile.get("syscalls") or []
+    if not isinstance(rules, list):
+        return "syscalls must be a list"
+    for action in [profile["defaultAction"], *(r.get("action") for r in rules if isinstance(r, dict))]:
+        if action not in ACTIONS:
+            return f"action {action} is not supported"
+    for rule in rules:
+        if not isinstance(rule, dict):
+            return "each rule must be an object"
+        names = rule.get("names") or ([rule["name"]] if "name" in rule else [])
+        if not names or not strings(names):
+            return "a rule needs names (a list of system call names)"
+        if not isinstance(rule.get("errnoRet", 0), int):
+            return "errnoRet must be a number"
+        if not conditions(rule.get("includes") or {}) or not conditions(rule.get("excludes") or {}):
+            return "includes/excludes must be {caps, arches, minKernel}"
+        args = rule.get("args") or []
+        if not isinstance(args, list):
+            return "args must be a list"
+        for arg in args:
+            if not isinstance(arg, dict) or arg.get("op") not in OPERATORS:
+                return f"unknown operator {arg.get('op') if isinstance(arg, dict) else arg!r}"
+            numbers = (arg.get("index"), arg.get("value"), arg.get("valueTwo", 0))
+            if not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+                return "an argument needs index and value as numbers"
+            if not 0 <= arg["index"] <= 5:  # a system call has at most six arguments
+                return "an argument's index must be 0 to 5"
+    return None
 
 
 def _kernel_at_least(version: str) -> bool:
