@@ -76,15 +76,16 @@ def profile_problem(profile: Any) -> str | None:
     rules = profile.get("syscalls") or []
     if not isinstance(rules, list):
         return "syscalls must be a list"
-    for action in [profile["defaultAction"], *(r.get("action") for r in rules if isinstance(r, dict))]:
+    actions = [r["action"] for r in rules if isinstance(r, dict) and "action" in r]
+    for action in [profile["defaultAction"], *actions]:
         if action not in ACTIONS:
             return f"action {action} is not supported"
     for rule in rules:
         if not isinstance(rule, dict):
             return "each rule must be an object"
         names = rule.get("names") or ([rule["name"]] if "name" in rule else [])
-        if not names or not strings(names):
-            return "a rule needs names (a list of system call names)"
+        if not names or not strings(names) or "action" not in rule:
+            return "a rule needs names and an action"
         if not isinstance(rule.get("errnoRet", 0), int):
             return "errnoRet must be a number"
         if not conditions(rule.get("includes") or {}) or not conditions(rule.get("excludes") or {}):
