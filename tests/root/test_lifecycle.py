@@ -200,3 +200,16 @@ def test_inspect_many_and_unknown(minirun: Tier, names: Callable[[], str]) -> No
     assert result.returncode != 0
     one_line_error(result)
     minirun(["rm", a, b], check=0)
+
+
+def test_a_failed_start_stays_created_with_its_error(minirun: Tier, names: Callable[[], str]) -> None:
+    """docker: a container whose command cannot be started is "Created", and inspect says why."""
+    name = names()
+    minirun(["run", "--name", name, "--network", "none", IMAGE, "/no/such/program"], check=127)
+    state = json.loads(minirun(["inspect", name], check=0).stdout)[0]["State"]
+    assert (state["Status"], state["ExitCode"]) == ("created", 127)
+    assert "no such file or directory" in state["Error"]
+    row = next(line for line in minirun(["ps", "-a"], check=0).stdout.splitlines() if line.endswith(name))
+    assert " Created " in row
+    minirun(["prune"], check=0)
+    assert minirun(["inspect", name]).returncode == 1  # pruned like any stopped container

@@ -218,3 +218,12 @@ def test_rootless_cannot_join_or_bridge(rootless_minirun: Tier) -> None:
     assert "needs root" in one_line_error(result)
     result = rootless_minirun(["run", "--rm", "--network", "container:whatever", IMAGE, "true"], check=125)
     assert "needs root" in one_line_error(result)
+
+
+def test_dns_and_add_host_conflict_with_a_joined_network(root_minirun: Tier) -> None:
+    """docker: "conflicting options": a joined network comes with the other container's
+    /etc/hosts and /etc/resolv.conf. Refused before the other container is even looked up."""
+    for flags in (["--dns", "10.1.2.3"], ["--add-host", "db:10.1.2.3"]):
+        args = ["run", "--rm", "--network", "container:anything", *flags, IMAGE, "true"]
+        result = root_minirun(args, check=125)
+        assert "cannot be used with --network container:NAME" in result.stderr

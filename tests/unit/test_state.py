@@ -174,3 +174,21 @@ def test_process_start_time() -> None:
     assert state.process_start_time(os.getpid()) == state.process_start_time(os.getpid())
     assert state.process_start_time(os.getpid()) > 0  # type: ignore[operator]
     assert state.process_start_time(2**22 + 1) is None  # above pid_max: never exists
+
+
+def test_a_planted_tmp_state_dir_is_refused(tmp_path: Path) -> None:
+    """/tmp/minirun-UID made by someone else (or open to others) must not hold our records."""
+    from minirun.paths import private_tmp_dir
+
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    planted.chmod(0o777)
+    with pytest.raises(MinirunError, match="not a private directory"):
+        private_tmp_dir(planted)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(MinirunError, match="not a private directory"):
+        private_tmp_dir(link)
+    mine = private_tmp_dir(tmp_path / "mine")
+    assert mine.is_dir() and (mine.stat().st_mode & 0o777) == 0o700
+    assert private_tmp_dir(mine) == mine  # a second call accepts our own directory
