@@ -52,7 +52,9 @@ class Reference:
     def familiar_repository(self) -> str:
         """`docker.io/library/alpine` -> `alpine`, `docker.io/x/y` -> `x/y`, others unchanged."""
         if self.registry == DOCKER_HUB:
-            return self.repository.removeprefix(OFFICIAL_PREFIX)
+            # Only an official image loses `library/`: `library/a/b` stays as it is (docker's rule).
+            official = self.repository.startswith(OFFICIAL_PREFIX) and self.repository.count("/") == 1
+            return self.repository.removeprefix(OFFICIAL_PREFIX) if official else self.repository
         return f"{self.registry}/{self.repository}"
 
     @property

@@ -98,14 +98,14 @@ def normalize_ref(ref: str, *, familiar: bool = True) -> str:
     """`busybox` -> `busybox:latest`; `a/b:1` stays. A malformed name is the user's error.
 
     With `familiar`, an explicit Docker Hub prefix is dropped, as `docker images` shows names:
-    `docker.io/library/alpine` is `alpine:latest`, `docker.io/x/y` is `x/y:latest`.
+    `docker.io/library/alpine` and `library/alpine` are `alpine:latest`, `docker.io/x/y` is
+    `x/y:latest`; `library/` goes only when one name follows it (docker's "familiar" form).
     """
     if familiar:
         for hub in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
-            if ref.startswith(hub):
-                ref = ref.removeprefix(hub)
-                if ref.startswith("library/") and ref.count("/") == 1:
-                    ref = ref.removeprefix("library/")
+            ref = ref.removeprefix(hub)
+        if ref.startswith("library/") and ref.count("/") == 1:
+            ref = ref.removeprefix("library/")
     match = _REFERENCE.fullmatch(ref)
     if match is None:
         hint = ": repository name must be lowercase" if _REFERENCE.fullmatch(ref.lower()) else ""

@@ -278,3 +278,12 @@ def test_merged_view_applies_whiteouts_and_opaque_dirs(tmp_path: Path) -> None:
         assert tar.extractfile(members["./a"]).read() == b"2"  # type: ignore[union-attr]
     assert set(members) == {".", "./a", "./d", "./d/y", "./f", "./f/inside", "./o", "./o/new"}
     assert {m.uid for m in members.values()} == {0}
+
+
+@pytest.mark.parametrize("ref", ["alpine", "library/alpine", "docker.io/library/alpine:3", "library/a/b",
+                                 "docker.io/library/a/b", "x/y", "docker.io/x/y", "localhost:5000/library/x"])
+def test_a_pull_stores_under_the_name_the_store_looks_up(ref: str) -> None:
+    """`run`, `images` and `rmi` find a pulled image by the name it was pulled as."""
+    from minirun.images.store import normalize_ref
+
+    assert reference.parse(ref).local_name == normalize_ref(ref)

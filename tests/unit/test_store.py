@@ -72,7 +72,11 @@ def store(tmp_path: Path) -> Path:
         ("busybox", "busybox:latest"),
         ("busybox:1.36", "busybox:1.36"),
         ("a/b:1", "a/b:1"),
-        ("library/alpine", "library/alpine:latest"),
+        # docker's familiar names: an official image is kept without `docker.io/library/`.
+        ("library/alpine", "alpine:latest"),
+        ("docker.io/library/alpine:3", "alpine:3"),
+        ("docker.io/x/y", "x/y:latest"),
+        ("docker.io/library/a/b", "library/a/b:latest"),
         ("localhost:5000/team/app:v1.2-rc_3", "localhost:5000/team/app:v1.2-rc_3"),
         ("my-app__x.y", "my-app__x.y:latest"),
     ],
