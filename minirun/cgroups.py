@@ -348,7 +348,7 @@ def enable_controllers(parent: Path, wanted: set[str]) -> None:
     """
     available = set(_read(parent / "cgroup.controllers").split())
     missing = wanted - available
-    if missing and parent.parent / "cgroup.subtree_control" in _listdir(parent.parent):
+    if missing and (parent.parent / "cgroup.subtree_control").exists():
         enable_controllers(parent.parent, missing)
     on = set(_read(parent / "cgroup.subtree_control").split())
     for name in sorted(wanted - on):

@@ -15,7 +15,7 @@ import signal
 import socket
 from typing import NoReturn
 
-from minirun import kernel, sync
+from minirun import sync
 from minirun.errors import MinirunError
 
 FORWARDED = [s for s in signal.valid_signals()
@@ -30,9 +30,9 @@ def exit_code(status: int) -> int:
 def run(argv: list[str], env: list[str], sock: socket.socket) -> NoReturn:
     from minirun.process import execute  # the same exec as without --init
 
-    # Nobody inside the container may ptrace this process or open /proc/1/exe, which is the
-    # host's python interpreter (the CVE-2019-5736 class: overwrite the runtime's binary).
-    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+    # This process stays PID 1 and never execs: /proc/1/exe is the host's python. It is already
+    # not dumpable (process.guard_process, after the last change of ids), so nobody inside may
+    # ptrace it or open that file (the CVE-2019-5736 class); fork(2) keeps that for the child.
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:

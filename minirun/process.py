@@ -29,13 +29,11 @@ class ProcessPlan:
     cwd: str
     user: str | None
     hostname: str
-    rootfs: RootfsPlan
-    own_netns: bool
+    rootfs: RootfsPlan  # also says whether the network and cgroup namespaces are our own
     tty: bool
     interactive: bool
     init: bool
-    cgroupns: str = "private"  # "host": keep the host's cgroup namespace
-    security: SecurityPlan | None = None  # None: keep every capability, no seccomp (tests of the core)
+    security: SecurityPlan
 
 
 @dataclass(frozen=True)
@@ -49,22 +47,20 @@ class User:
 def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
     code = RUNTIME_ERROR
     try:
-        # If minirun (our parent, the monitor) dies, the container dies with it: no orphan is
-        # left running with nobody to record its exit or clean up after it.
+        # Parent-death signal now; "not dumpable" only after "go" (guard_process, from
+        # become_namespace_root): until then the parent's helpers (newuidmap, slirp4netns), which
+        # run as the same unprivileged user when rootless, must open /proc/PID/ns/*, and the
+        # /proc files of a non-dumpable process belong to root (proc(5)).
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
         mount_fds = sync.wait_for_go(sock)  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
         become_namespace_root()
-        # Not dumpable: no process of the container may ptrace us or open /proc/<pid>/exe (the
-        # host's python) before execve(2) replaces this program (CVE-2019-5736). execve resets it.
-        # (After the uid change above, which would reset it to fs.suid_dumpable.)
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
         # there: unsharing at clone time would have rooted it at minirun's own cgroup.
-        if plan.cgroupns == "private":
+        if not plan.rootfs.cgroupns_host:
             kernel.unshare(kernel.CLONE_NEWCGROUP)
         kernel.sethostname(plan.hostname)
-        if plan.own_netns:
+        if plan.rootfs.own_netns:
             kernel.set_link_up("lo")
         trace.mark("cgroupns, hostname, lo", "child")
         rootfs.build(plan.rootfs, mount_fds)
@@ -72,12 +68,10 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         user = find_user(plan.user)
         make_workdir(plan.cwd)
         trace.mark("stdio, passwd, workdir", "child")
-        if plan.security is not None:  # the order matters: see minirun/security/__init__.py
-            security.before_user_switch(plan.security)
+        security.before_user_switch(plan.security)  # the order matters: minirun/security/__init__.py
         trace.mark("bounding set, seccomp", "child")
         switch_user(user)
-        if plan.security is not None:
-            security.after_user_switch(plan.security, user.uid)
+        security.after_user_switch(plan.security, user.uid)
         os.chdir(plan.cwd)
         trace.mark("user, capabilities, cwd", "child")
         env = with_defaults(plan.env, user, plan)
@@ -148,6 +142,20 @@ def find_user(spec: str | None) -> User:
     return User(uid, gid, sorted({gid, *supplementary}) if not group else [gid], home)
 
 
+def guard_process() -> None:
+    """Two process flags that must hold until execve, set again after every change of ids,
+    because a change of effective uid or gid clears the first and resets the second to
+    fs.suid_dumpable (prctl(2)):
+     - the parent-death signal: if minirun (the monitor) dies, the container dies with it, and
+       no orphan runs on with nobody to record its exit or clean up after it;
+     - not dumpable: no process of the container may ptrace us or open /proc/<pid>/exe, the
+       host's python, before execve replaces this program (CVE-2019-5736). A --init PID 1
+       never execs, and stays protected (minirun/init.py).
+    """
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+
+
 def become_namespace_root() -> None:
     """Take on the ids that are root *inside* the new user namespace.
 
@@ -160,7 +168,7 @@ def become_namespace_root() -> None:
         os.setgroups([])
     os.setresgid(0, 0, 0)
     os.setresuid(0, 0, 0)
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it (prctl(2))
+    guard_process()
 
 
 def make_workdir(cwd: str) -> None:
@@ -180,8 +188,7 @@ def switch_user(user: User) -> None:
         raise MinirunError(f"cannot switch to uid {user.uid} gid {user.gid}: not mapped in the "
                            "container's user namespace (rootless needs a range in /etc/subuid "
                            "and /etc/subgid, and newuidmap/newgidmap)") from e
-    # A change of effective uid clears the parent-death signal (prctl(2)): set it again.
-    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    guard_process()
 
 
 def with_defaults(env: list[str], user: User, plan: ProcessPlan) -> list[str]:

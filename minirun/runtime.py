@@ -15,7 +15,6 @@ import socket
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
@@ -185,7 +184,8 @@ def run(spec: ContainerSpec) -> int:
     cgroup: Cgroup | None = None
     try:
         bundle = make_bundle(record)
-        plan = plan_process(spec, image, mapping, net, bundle, store, record.config)
+        plan = plan_process(spec, image, mapping, net, bundle, store, argv=argv, env=env, cwd=cwd, user=user,
+                            hostname=record.config["Hostname"])
         if mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target)
@@ -207,10 +207,9 @@ def run(spec: ContainerSpec) -> int:
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
-                 net: network.NetworkPlan, bundle: Path, store: Path,
-                 config: dict[str, Any]) -> process.ProcessPlan:
+                 net: network.NetworkPlan, bundle: Path, store: Path, *, argv: list[str], env: list[str],
+                 cwd: str, user: str | None, hostname: str) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
-    hostname = config["Hostname"]
     rootfs = RootfsPlan(
         layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
         merged=str(bundle / "merged"), binds=spec.binds,
@@ -222,9 +221,8 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
         mask_system_paths=spec.security.mask_system_paths)
     return process.ProcessPlan(
-        argv=config["Cmd"], env=config["Env"], cwd=config["WorkingDir"], user=config["User"] or None,
-        hostname=hostname, rootfs=rootfs, own_netns=network.has_own_netns(spec.network), tty=spec.tty,
-        interactive=spec.interactive, init=spec.init, cgroupns=spec.cgroupns,
+        argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
+        interactive=spec.interactive, init=spec.init,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))
 

@@ -31,9 +31,9 @@ def _start() -> float:
     given = os.environ.get("MINIRUN_TRACE_T0")
     if given:
         return float(given)
-    with open("/proc/self/stat") as f:
-        # Field 2, the command name, is in parentheses and may contain spaces or ')'.
-        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+    from minirun.state import process_start_time  # only when tracing is on
+
+    ticks = process_start_time(os.getpid()) or 0
     since_boot = ticks / os.sysconf("SC_CLK_TCK")
     # starttime counts from boot including time suspended: convert via CLOCK_BOOTTIME.
     return time.clock_gettime(time.CLOCK_MONOTONIC) - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)

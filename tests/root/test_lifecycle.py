@@ -10,6 +10,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import IMAGE, Tier, one_line_error, process_exists, read_until, wait_for, wait_running
 
 
@@ -92,23 +93,16 @@ def test_prune_removes_stopped_containers(minirun: Tier, names: Callable[[], str
     minirun(["rm", "-f", running], check=0)
 
 
-def test_sigterm_to_minirun_reaches_the_container(minirun: Tier) -> None:
-    script = 'trap "echo got-term; exit 7" TERM; echo ready; while true; do sleep 0.1; done'
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 7), (signal.SIGINT, 9)], ids=["TERM", "INT"])
+def test_a_signal_to_minirun_reaches_the_container(minirun: Tier, sig: signal.Signals, code: int) -> None:
+    name = sig.name.removeprefix("SIG")
+    script = f'trap "echo got-{name}; exit {code}" {name}; echo ready; while true; do sleep 0.1; done'
     proc = minirun.popen(["run", "--rm", IMAGE, "sh", "-c", script])
     read_until(proc.stdout, "ready\n")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=30)
-    assert "got-term" in out, (out, err)
-    assert proc.returncode == 7, (proc.returncode, out, err)
-
-
-def test_sigint_to_minirun_reaches_the_container(minirun: Tier) -> None:
-    script = 'trap "echo got-int; exit 9" INT; echo ready; while true; do sleep 0.1; done'
-    proc = minirun.popen(["run", "--rm", IMAGE, "sh", "-c", script])
-    read_until(proc.stdout, "ready\n")
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
-    assert (proc.returncode, "got-int" in out) == (9, True), (proc.returncode, out, err)
+    assert f"got-{name}" in out, (out, err)
+    assert proc.returncode == code, (proc.returncode, out, err)
 
 
 def cgroup_dirs(container_id: str) -> list[str]:

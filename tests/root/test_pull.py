@@ -9,6 +9,7 @@ Every pulled image is checked by running containers from it, or by exporting one
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -20,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import Tier, one_line_error, wait_for
@@ -288,23 +290,30 @@ def test_bearer_token_flow(minirun: Tier, pushed: Pushed, rmi: Callable[[str], N
     assert minirun(["run", "--rm", ref], check=0).stdout.strip() == "hello from /work as 1000:1000"
 
 
+@contextlib.contextmanager
+def stalled_on(pushed: Pushed, layer: str) -> Iterator[Any]:
+    """The token proxy holds back `layer` half-way until the block ends; yields its state."""
+    state = pushed.proxy.state
+    state.stall, state.release = {layer}, threading.Event()
+    state.stalled.clear()
+    try:
+        yield state
+    finally:
+        state.release.set()
+        state.stall = set()
+
+
 def test_concurrent_pulls_download_once(minirun: Tier, pushed: Pushed, rmi: Callable[[str], None],
                                         tmp_path: Path) -> None:
     upstream, layers = unique_image(pushed, tmp_path, f"mrtest/concurrent-{minirun.name}")
     ref = pushed.via_proxy(upstream)
     rmi(ref)
-    state = pushed.proxy.state
-    state.stall, state.release = {layers[0]}, threading.Event()
-    state.stalled.clear()
-    try:
+    with stalled_on(pushed, layers[0]) as state:
         first = minirun.popen(["pull", ref])
         wait_for(state.stalled.is_set, what="the first pull to be half-way through a layer")
         second = minirun.popen(["pull", ref])
         # The second waits for the first one's lock on the reference (flock: /proc/locks shows it blocked).
         wait_for(lambda: "->" in Path("/proc/locks").read_text(), what="the second pull to wait for the lock")
-    finally:
-        state.release.set()
-        state.stall = set()
     for proc in (first, second):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
@@ -333,17 +342,11 @@ def test_interrupted_pull_leaves_nothing_and_the_next_one_works(
     upstream, layers = unique_image(pushed, tmp_path, f"mrtest/interrupted-{minirun.name}")
     ref = pushed.via_proxy(upstream)
     rmi(ref)
-    state = pushed.proxy.state
-    state.stall, state.release = {layers[1]}, threading.Event()
-    state.stalled.clear()
-    try:
+    with stalled_on(pushed, layers[1]) as state:
         proc = minirun.popen(["pull", ref])
         wait_for(state.stalled.is_set, what="the pull to be half-way through a layer")
         proc.kill()  # SIGKILL: no handler, no cleanup
         proc.communicate(timeout=30)
-    finally:
-        state.release.set()
-        state.stall = set()
     assert ref not in image_names(minirun)
     assert not (minirun.store_dir / "layers" / layers[1].removeprefix("sha256:")).exists()
     minirun(["pull", ref], check=0, timeout=120)
