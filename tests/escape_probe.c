@@ -10,12 +10,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
@@ -88,6 +90,39 @@ static long do_perf(void) {
     return syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0);
 }
 
+/* IORING_OP_SOCKET (Linux 5.19): io_uring creates the socket in the kernel's worker, and seccomp
+ * never sees a socket(2) call, so a filter on socket's family is bypassed (why Docker 25.0 took
+ * io_uring_setup/enter/register out of its profile). Raw syscalls: the image has no liburing. */
+static long do_io_uring_socket(int family, int type) {
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    int ring = syscall(SYS_io_uring_setup, 4, &p);
+    if (ring < 0) return -1;
+    size_t sq_size = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    size_t cq_size = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (cq_size > sq_size) sq_size = cq_size;  /* IORING_FEAT_SINGLE_MMAP: one map for both rings */
+    char *rings = mmap(NULL, sq_size, PROT_READ | PROT_WRITE, MAP_SHARED, ring, IORING_OFF_SQ_RING);
+    struct io_uring_sqe *sqes = mmap(NULL, p.sq_entries * sizeof *sqes, PROT_READ | PROT_WRITE, MAP_SHARED,
+                                     ring, IORING_OFF_SQES);
+    if (rings == MAP_FAILED || sqes == MAP_FAILED) return -1;
+    memset(&sqes[0], 0, sizeof sqes[0]);
+    sqes[0].opcode = IORING_OP_SOCKET;
+    sqes[0].fd = family;
+    sqes[0].off = type;
+    unsigned *tail = (unsigned *)(rings + p.sq_off.tail);
+    ((unsigned *)(rings + p.sq_off.array))[*tail & *(unsigned *)(rings + p.sq_off.ring_mask)] = 0;
+    __atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
+    if (syscall(SYS_io_uring_enter, ring, 1, 1, IORING_ENTER_GETEVENTS, NULL, 0) < 0) return -1;
+    unsigned head = __atomic_load_n((unsigned *)(rings + p.cq_off.head), __ATOMIC_ACQUIRE);
+    struct io_uring_cqe *cqe = (struct io_uring_cqe *)(rings + p.cq_off.cqes)
+                               + (head & *(unsigned *)(rings + p.cq_off.ring_mask));
+    if (cqe->res < 0) {
+        errno = -cqe->res;
+        return -1;
+    }
+    return cqe->res;  /* the new socket's fd */
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s ACTION [ARG]\n", argv[0]);
@@ -124,6 +159,8 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "clone3")) return report(do_clone3());
     if (!strcmp(a, "socket-alg")) return report(socket(AF_ALG, SOCK_SEQPACKET, 0));
     if (!strcmp(a, "socket-vsock")) return report(socket(AF_VSOCK, SOCK_STREAM, 0));
+    if (!strcmp(a, "io_uring-socket-vsock")) return report(do_io_uring_socket(AF_VSOCK, SOCK_STREAM));
+    if (!strcmp(a, "io_uring-socket-unix")) return report(do_io_uring_socket(AF_UNIX, SOCK_STREAM));
     if (!strcmp(a, "socket-unix")) return report(socket(AF_UNIX, SOCK_STREAM, 0));
     if (!strcmp(a, "personality-linux")) return report(personality(PER_LINUX));
     if (!strcmp(a, "personality-norandom")) return report(personality(ADDR_NO_RANDOMIZE));

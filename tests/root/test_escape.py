@@ -72,6 +72,9 @@ BLOCKED = [
     ("clone3", "", "errno ENOSYS"),
     ("socket-alg", "", "errno EPERM"),
     ("socket-vsock", "", "errno EPERM"),
+    # The same socket through io_uring's IORING_OP_SOCKET, which seccomp never sees: io_uring_setup
+    # itself must be refused (Docker's profile since 25.0).
+    ("io_uring-socket-vsock", "", "errno EPERM"),
     ("personality-norandom", "", "errno EPERM"),
     ("kexec_load", "", "errno EPERM"),
     ("init_module", "", "errno EPERM"),
