@@ -9,14 +9,13 @@ between them is the table in minirun/sync.py.
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
+from minirun import cgroups, fsutil, images, kernel, network, paths, process, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
 from minirun.errors import MinirunError
 from minirun.init import exit_code
@@ -136,15 +135,9 @@ def make_bundle(record: Record) -> Path:
 
 
 def remove_bundle(bundle: Path) -> None:
-    """Remove the container's directory. overlay's work dir keeps a `work/work` directory with
-    mode 000 that even its owner must chmod before it can be removed."""
-    if not bundle.exists():
-        return
-    for root, dirs, _ in os.walk(bundle):
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-    shutil.rmtree(bundle, ignore_errors=True)
+    """Remove the container's directory, however deep and whatever links the container made in
+    it (fsutil.remove_tree; it also opens overlay's mode-000 `work/work`)."""
+    fsutil.remove_tree(bundle, ignore_errors=True)
 
 
 # --- the run ----------------------------------------------------------------------------------

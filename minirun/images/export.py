@@ -18,11 +18,11 @@ container's id map (rootless: the user's uid is 0, the subordinate range is 1..)
 import os
 import stat
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from minirun.errors import MinirunError
+from minirun.fsutil import DIR_FLAGS, list_directory, walk
 from minirun.images.tarball import OPAQUE_XATTR
 from minirun.userns import IdMap
 
@@ -33,47 +33,58 @@ def is_whiteout(st: os.stat_result) -> bool:
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def is_opaque(path: Path) -> bool:
+def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
     try:
-        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+
+
+def is_opaque(dir_fd: int, name: str) -> bool:
+    """The directory `name` in `dir_fd` has user.overlay.opaque=y. getxattr(2) has no dir_fd form:
+    /proc/self/fd/N is the open directory itself, and the last component is not followed."""
+    try:
+        return os.getxattr(f"/proc/self/fd/{dir_fd}/{name}", OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
 
-def merged_entries(sources: list[Path], relative: str = "") -> Iterator[tuple[str, Path]]:
-    """(path inside the container, file that provides it) for everything below the merged
-    directory made of `sources` (directories, TOP layer first), depth first, parents first."""
-    seen: set[str] = set()
-    for depth, source in enumerate(sources):
-        for name in sorted(os.listdir(source)):
-            if name in seen:
+def merged_children(fds: dict[int, int]) -> list[tuple[str, tuple[int, ...]]]:
+    """The entries of one merged directory, whose copies in the layers are `fds` (layer index ->
+    open fd, index 0 the TOP layer), sorted by name; for a directory, the layers whose copies
+    merge into it (overlay's rules, top first), which fsutil.walk goes down into."""
+    layers = sorted(fds)
+    shown: dict[str, tuple[int, ...]] = {}
+    hidden: set[str] = set()
+    for position, layer in enumerate(layers):
+        for entry in list_directory(fds[layer]):
+            if entry.name in shown or entry.name in hidden:
                 continue  # a higher layer already decided what this name is
-            seen.add(name)
-            path = source / name
-            st = os.lstat(path)
+            st = entry.stat(follow_symlinks=False)
             if is_whiteout(st):
-                continue
-            inside = f"{relative}/{name}"
-            yield inside, path
-            if stat.S_ISDIR(st.st_mode):
-                yield from merged_entries(_merged_dir(path, name, sources[depth + 1:]), inside)
+                hidden.add(entry.name)
+            elif stat.S_ISDIR(st.st_mode):
+                shown[entry.name] = (layer, *_merged_below(fds, entry.name, layer, layers[position + 1:]))
+            else:
+                shown[entry.name] = ()
+    return sorted(shown.items())
 
 
-def _merged_dir(top: Path, name: str, lower: list[Path]) -> list[Path]:
-    """The layers' copies of directory `name` that show through below `top`, top first."""
-    stack = [top]
+def _merged_below(fds: dict[int, int], name: str, top: int, lower: list[int]) -> list[int]:
+    """The lower layers whose copies of directory `name` show through below layer `top`."""
+    merged: list[int] = []
+    last = top
     for layer in lower:
-        if is_opaque(stack[-1]):
+        if is_opaque(fds[last], name):
             break
-        candidate = layer / name
-        try:
-            st = os.lstat(candidate)
-        except FileNotFoundError:
+        st = _lstat(fds[layer], name)
+        if st is None:
             continue
         if not stat.S_ISDIR(st.st_mode):
             break  # a whiteout or a file below ends the merge
-        stack.append(candidate)
-    return stack
+        merged.append(layer)
+        last = layer
+    return merged
 
 
 def to_container(host_id: int, maps: list[IdMap]) -> int:
@@ -84,28 +95,74 @@ def to_container(host_id: int, maps: list[IdMap]) -> int:
 
 
 def write_tar(layers: list[Path], out: BinaryIO, uids: list[IdMap], gids: list[IdMap]) -> None:
-    """The merged view of `layers` (LOWEST first, as an image lists them) as a tar stream."""
+    """The merged view of `layers` (LOWEST first, as an image lists them) as a tar stream.
+
+    Walked with fsutil.walk: no recursion and no path lookups, so a directory thousands of
+    levels deep exports like any other, and a symlink in a layer is stored, never followed."""
     top_first = list(reversed(layers))
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-        _add(tar, "./", top_first[0], uids, gids)  # the root directory: the top layer's metadata
-        for inside, path in merged_entries(top_first):
-            _add(tar, "." + inside, path, uids, gids)
-
-
-def _add(tar: tarfile.TarFile, name: str, path: Path, uids: list[IdMap], gids: list[IdMap]) -> None:
+    fds: dict[int, int] = {}
     try:
-        info = tar.gettarinfo(str(path), arcname=name)
+        for index, layer in enumerate(top_first):
+            fds[index] = os.open(layer, DIR_FLAGS)
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            links: Links = {}
+            _add(tar, "./", fds[0], ".", links, uids, gids)  # the root directory: the top layer's metadata
+            for visit in walk(fds, merged_children):
+                if visit.kind == "entry":
+                    provider = min(t for t in visit.parent_fds if _lstat(visit.parent_fds[t], visit.name))
+                    _add(tar, "./" + "/".join(visit.path), visit.parent_fds[provider], visit.name, links,
+                         uids, gids)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+
+
+# A file with several links is written once; its other names become hard links to the first.
+Links = dict[tuple[int, int], str]  # (st_dev, st_ino) -> name in the archive
+
+
+def _tarinfo(arcname: str, dir_fd: int, name: str, links: Links) -> tarfile.TarInfo | None:
+    """TarFile.gettarinfo for `name` in `dir_fd` (gettarinfo only takes a path)."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    info = tarfile.TarInfo(arcname)
+    info.mode, info.uid, info.gid, info.mtime = st.st_mode, st.st_uid, st.st_gid, int(st.st_mtime)
+    if stat.S_ISREG(st.st_mode):
+        inode = (st.st_dev, st.st_ino)
+        if st.st_nlink > 1 and inode in links:
+            info.type, info.linkname = tarfile.LNKTYPE, links[inode]
+        else:
+            links[inode] = arcname
+            info.type, info.size = tarfile.REGTYPE, st.st_size
+    elif stat.S_ISDIR(st.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISFIFO(st.st_mode):
+        info.type = tarfile.FIFOTYPE
+    elif stat.S_ISLNK(st.st_mode):
+        info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
+    elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        info.type = tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE
+        info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    else:
+        return None  # a socket: tar has no type for it, as GNU tar says "socket ignored"
+    return info
+
+
+def _add(tar: tarfile.TarFile, arcname: str, dir_fd: int, name: str, links: Links,
+         uids: list[IdMap], gids: list[IdMap]) -> None:
+    try:
+        info = _tarinfo(arcname, dir_fd, name, links)
         if info is None:
-            return  # a socket: tar has no type for it, as GNU tar says "socket ignored"
+            return
         info.uid, info.gid = to_container(info.uid, uids), to_container(info.gid, gids)
         info.uname = info.gname = ""  # names mean nothing outside the container's /etc/passwd
         if info.isreg():
-            with open(path, "rb") as f:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+            with open(fd, "rb") as f:
                 tar.addfile(info, f)
         else:
             tar.addfile(info)
     except PermissionError as e:
-        raise MinirunError(f"export: cannot read {name.lstrip('.')}: {e.strerror} (a file only a "
+        raise MinirunError(f"export: cannot read {arcname.lstrip('.')}: {e.strerror} (a file only a "
                            "container user other than root may read; rootless export reads as you)") from e
 
 

@@ -38,7 +38,6 @@ import io
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minirun.errors import ImageNotFound, MinirunError
-from minirun.fsutil import atomic_write_json, locked, read_json
+from minirun.fsutil import atomic_write_json, locked, read_json, remove_tree
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -274,8 +273,9 @@ def staging_area(store: Path) -> Iterator[Path]:
 
 
 def _remove_abandoned(tmp: Path) -> None:
+    """Sweep what dead imports (import-PID-*) and dead rmis (remove-PID-*) left in tmp/."""
     for entry in os.listdir(tmp):
-        match = re.fullmatch(r"import-(\d+)-.*", entry)
+        match = re.fullmatch(r"(?:import|remove)-(\d+)-.*", entry)
         if match is None:
             continue
         try:
@@ -411,6 +411,8 @@ def remove_image(
     if image.id in in_use and not force:
         raise MinirunError(f"image {ref} is in use by a container: remove the container first, or use rmi -f")
     with locked(store / "images.lock"):
+        (store / "tmp").mkdir(exist_ok=True)
+        _remove_abandoned(store / "tmp")  # what a killed rmi or import left
         repositories = _read_repositories(store)
         by_name = ref in image.repo_tags or _maybe_store_name(ref) in image.repo_tags
         names = [_maybe_store_name(ref)] if by_name else list(image.repo_tags)
@@ -451,7 +453,7 @@ def _remove_image(store: Path, image_id: str) -> None:
             continue
         # Move the layer out of layers/ first (atomic), then delete it at leisure: a crash
         # half-way through the delete must not leave a half-empty layer that looks complete.
-        trash = Path(tempfile.mkdtemp(prefix="remove-", dir=store / "tmp"))
+        trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
         try:
             os.rename(store / "layers" / _hex(digest), trash / "layer")
         finally:
@@ -459,18 +461,6 @@ def _remove_image(store: Path, image_id: str) -> None:
 
 
 def _remove_tree(path: Path) -> None:
-    """shutil.rmtree that also works for an unprivileged user on an image's read-only directories.
-
-    Removing an entry needs write permission on its directory. Root ignores modes, but a user's
-    layer may hold directories the archive made 0555 (or 0000), so make them 0700 first.
-    """
-    if not os.path.lexists(path):
-        return
-    if os.geteuid() != 0:
-        os.chmod(path, 0o700)
-        for parent, dirnames, _ in os.walk(path):  # os.walk does not follow symlinks by default
-            for dirname in dirnames:
-                child = os.path.join(parent, dirname)
-                if not os.path.islink(child):
-                    os.chmod(child, 0o700)
-    shutil.rmtree(path)
+    """Remove a staging area or a deleted layer: any depth, links never followed, and an unprivileged
+    user's read-only (0555, 0000) directories made writable on the way (fsutil.remove_tree)."""
+    remove_tree(path)
