@@ -134,12 +134,56 @@ def parse_security(cap_add: list[str], cap_drop: list[str], security_opts: list[
         target, _, options = value.partition(":")
         if not target.startswith("/") or os.path.normpath(target) == "/":
             raise MinirunError(f"invalid --tmpfs {value!r}: expected an absolute path other than /")
-        mounts[os.path.normpath(target)] = options
+        mounts[os.path.normpath(target)] = check_tmpfs_options(value, options)
     if userns not in (None, "", "host"):
         raise MinirunError(f"invalid --userns {userns!r}: only 'host' is supported (the default remaps root)")
     return Security(capabilities=resolve_capabilities(cap_add, cap_drop), seccomp_profile=profile,
                     no_new_privileges=nnp, read_only=read_only, tmpfs=mounts,
                     userns="host" if userns == "host" else "remap", mask_system_paths=mask)
+
+
+# What --tmpfs accepts after PATH: docker's flag words, and the tmpfs(5) options minirun passes on.
+TMPFS_FLAGS = ("ro", "rw", "noexec", "exec", "nosuid", "suid", "nodev", "dev")
+TMPFS_SIZE = re.compile(r"^\d+[kmg]?$|^\d{1,3}%$", re.IGNORECASE)  # tmpfs(5): bytes, k/m/g, or % of RAM
+TMPFS_OPTIONS = {"size": TMPFS_SIZE, "nr_blocks": TMPFS_SIZE, "nr_inodes": TMPFS_SIZE,
+                 "mode": re.compile(r"^[0-7]{1,4}$"), "uid": re.compile(r"^\d{1,10}$"),
+                 "gid": re.compile(r"^\d{1,10}$")}
+
+
+def check_tmpfs_options(value: str, options: str) -> str:
+    """Every --tmpfs option checked here, before anything exists: the kernel would refuse a bad
+    one only inside the container, after its record was written (mount(2) EINVAL)."""
+    for option in filter(None, options.split(",")):
+        key, sep, setting = option.partition("=")
+        if option in TMPFS_FLAGS:
+            continue
+        if not sep or key not in TMPFS_OPTIONS:
+            raise MinirunError(f"invalid --tmpfs {value!r}: unknown option {option!r} (expected "
+                               f"{', '.join(TMPFS_FLAGS)}, or {'=, '.join(TMPFS_OPTIONS)}=)")
+        if not TMPFS_OPTIONS[key].match(setting):
+            raise MinirunError(f"invalid --tmpfs {value!r}: bad value in {option!r}")
+        if key in ("size", "nr_blocks", "nr_inodes") and not setting.endswith("%") \
+                and parse_size(f"--tmpfs {key}", setting) > MAX_BYTES:
+            raise MinirunError(f"invalid --tmpfs {value!r}: {option!r} is too large")
+    return options
+
+
+# Docker's rule for container names (daemon/names.go), and a length that still fits a file name
+# (NAME_MAX, 255): docker sets none, and a 5,000-character name only makes every listing unreadable.
+CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+MAX_NAME_LENGTH = 255
+
+
+def check_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not CONTAINER_NAME.match(name):
+        raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
+                           "at least two characters")
+    if len(name.lstrip("/")) > MAX_NAME_LENGTH:
+        raise MinirunError(f"invalid container name {name[:20]!r}... ({len(name)} characters): "
+                           f"at most {MAX_NAME_LENGTH}")
+    return name
 
 
 def env_dict(env: list[str]) -> dict[str, str]:
@@ -277,6 +321,10 @@ def check_workdir(workdir: str | None) -> str | None:
 # --- resource limits, with docker's units and docker's (and the kernel's) minimums ----------
 
 SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
+# Sizes are signed 64-bit numbers in docker (RAMInBytes) and in the kernel's counters: a larger one
+# used to be written to memory.limit_in_bytes and wrapped around there.
+MAX_BYTES = 2**63 - 1
+PIDS_MAX = 4 * 1024 * 1024  # PID_MAX_LIMIT (include/linux/threads.h): pids.max refuses more
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum: below it a container cannot even start its shell
 CPU_SHARES_RANGE = (2, 262144)  # what the kernel accepts in cpu.shares (sched.h MIN/MAX_SHARES)
 CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -287,8 +335,13 @@ def parse_size(flag: str, value: str) -> int:
     match = SIZE.match(value.strip())
     if not match:
         raise MinirunError(f"invalid {flag} {value!r}: expected a size like 64m, 512k or 1g")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgtp".index(unit or " "))
+    whole, _, fraction = match.group(1).partition(".")
+    multiple = 1 << 10 * " kmgtp".index(match.group(2).lower() or " ")
+    # In integers (a float would round 99999999999999999999g): 1.5g is 1g + 5 * 1g // 10.
+    size: int = int(whole) * multiple + int(fraction or "0") * multiple // 10 ** len(fraction)
+    if size > MAX_BYTES:
+        raise MinirunError(f"invalid {flag} {value!r}: too large (the most is 8 EiB, 2^63-1 bytes)")
+    return size
 
 
 def parse_cpu_list(value: str, available: set[int]) -> str:
@@ -300,6 +353,9 @@ def parse_cpu_list(value: str, available: set[int]) -> str:
         low, _, high = part.partition("-")
         if high and int(high) < int(low):
             raise MinirunError(f"invalid --cpuset-cpus {value!r}: {part} is a backwards range")
+        if int(high or low) > max(available):  # before range(): 0-99999999999 would fill the memory
+            raise MinirunError(f"invalid --cpuset-cpus {value!r}: requested CPUs are not available "
+                               f"(available: {','.join(map(str, sorted(available)))})")
         wanted |= set(range(int(low), int(high or low) + 1))
     if not wanted <= available:
         raise MinirunError(f"invalid --cpuset-cpus {value!r}: requested CPUs are not available "
@@ -345,6 +401,9 @@ def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus
         except ValueError:
             raise MinirunError(f"invalid --pids-limit {pids_limit!r}: expected an integer "
                                "(-1 for unlimited)") from None
+        if pids > PIDS_MAX:
+            raise MinirunError(f"invalid --pids-limit {pids_limit!r}: the most is {PIDS_MAX} "
+                               "(-1 for unlimited)")
     return Limits(mem, swap, n_cpus, shares, cpuset, pids)
 
 

@@ -57,7 +57,8 @@ def to_spec(args: argparse.Namespace) -> spec.ContainerSpec:
     return spec.ContainerSpec(
         image=args.image, command=list(args.command),
         entrypoint=None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else []),
-        name=args.name, hostname=spec.check_hostname(args.hostname), env=spec.parse_env(args.env),
+        name=spec.check_name(args.name), hostname=spec.check_hostname(args.hostname),
+        env=spec.parse_env(args.env),
         workdir=spec.check_workdir(args.workdir), user=spec.check_user(args.user),
         binds=[spec.parse_bind(v) for v in args.volume], network=spec.check_network(args.network),
         interactive=args.interactive, tty=args.tty, init=args.init, remove=args.rm,

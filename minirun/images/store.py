@@ -294,9 +294,11 @@ def extract_layer(source: BinaryIO, layer_dir: Path, *, whiteouts: bool = False)
     # Imported here, not at the top: `minirun run` reads the store but never extracts (start-up time).
     from minirun.images.tarball import safe_extract
 
+    limit = max_layer_size()
     reader = _DigestingReader(source)
     buffered = io.BufferedReader(reader)
-    size = safe_extract(buffered, layer_dir / "rootfs", chown=os.geteuid() == 0, whiteouts=whiteouts)
+    size = safe_extract(buffered, layer_dir / "rootfs", chown=os.geteuid() == 0, whiteouts=whiteouts,
+                        max_size=limit)
     # tarfile stops at the end-of-archive marker; read the rest (padding) so that the digest is
     # that of the whole file, as `sha256sum` or a registry would compute it.
     while buffered.read(_DigestingReader.CHUNK):
@@ -305,6 +307,18 @@ def extract_layer(source: BinaryIO, layer_dir: Path, *, whiteouts: bool = False)
     atomic_write_json(layer_dir / "layer.json", {"digest": digest, "size": size})
     os.chmod(layer_dir, 0o755)  # whatever the umask; access is restricted once, at layers/
     return digest
+
+
+DEFAULT_MAX_LAYER_SIZE = "32g"
+
+
+def max_layer_size() -> int:
+    """The most a layer (an import, or one layer of a pull) may unpack to: MINIRUN_MAX_LAYER_SIZE
+    (docker's units: 500m, 64g), 32g by default."""
+    from minirun.images.tarball import MAX_SIZE_VARIABLE
+    from minirun.spec import parse_size
+
+    return parse_size(MAX_SIZE_VARIABLE, os.environ.get(MAX_SIZE_VARIABLE) or DEFAULT_MAX_LAYER_SIZE)
 
 
 class _DigestingReader(io.RawIOBase):

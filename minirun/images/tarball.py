@@ -22,12 +22,11 @@ The archive is read as a stream ("r|*"), one member after another, so it can com
 import errno
 import io
 import os
-import shutil
 import stat
 import sys
 import tarfile
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import IO, BinaryIO, Self
 
 from minirun.errors import MinirunError
 from minirun.fsutil import remove_tree_at, walk
@@ -38,10 +37,17 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # O_EXCL makes open(2) fail if anything (including a dangling symlink) already has the name.
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _COPY_CHUNK = 1 << 20
+_HOLE_BLOCK = 64 * 1024  # a block of zeros this large becomes a hole instead of being written
+_ZEROS = bytes(_HOLE_BLOCK)
+MAX_SIZE_VARIABLE = "MINIRUN_MAX_LAYER_SIZE"
 
 
-def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool = False) -> int:
+def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool = False,
+                 max_size: int | None = None) -> int:
     """Extract the tar stream `source` into the directory `dest`; return the bytes of file data written.
+
+    `max_size` caps the uncompressed size of the files (their sizes added up): a few megabytes of
+    gzip can hold a terabyte of zeros, and nothing else stops it before the disk is full.
 
     `chown` gives files the numeric owners recorded in the archive (user and group names are
     ignored: they mean nothing inside the container); it needs root. Unprivileged imports keep
@@ -83,6 +89,10 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool =
                     if whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
                         _whiteout(member, parts, root)
                         continue
+                    if max_size is not None and member.isreg() and written + member.size > max_size:
+                        raise MinirunError(
+                            f"refusing archive: its files add up to more than {max_size} bytes "
+                            f"uncompressed (at {member.name!r}); {MAX_SIZE_VARIABLE} raises the limit")
                     written += _extract_member(tar, member, parts, root, chown, directories)
                 except (OSError, ValueError, OverflowError) as e:
                     reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
@@ -352,14 +362,29 @@ def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, parent_fd: int, n
     data = tar.extractfile(member)
     assert data is not None  # extractfile only returns None for non-files
     fd = os.open(name, _NEW_FILE_FLAGS, 0o600, dir_fd=parent_fd)
-    with open(fd, "wb") as out:
+    with open(fd, "wb", buffering=0) as out:
         try:
-            shutil.copyfileobj(data, out, _COPY_CHUNK)
+            _copy_sparse(data, fd)
         except (tarfile.TarError, EOFError) as e:
             raise MinirunError(f"not a tar archive, or a truncated one: member {member.name!r} ({e})") from e
-        out.flush()
+        os.ftruncate(fd, member.size)  # the size, also when the file ends in a hole
         _set_metadata(out.fileno(), member, chown)
     return member.size
+
+
+def _copy_sparse(data: IO[bytes], fd: int) -> None:
+    """Copy `data` to `fd`, skipping (lseek) every 64 KiB block of zeros, as `cp --sparse=auto` and
+    `tar -S` do: a sparse file in the archive (GNU sparse or PAX) comes out of tarfile as its
+    zeros, and a 1 GB disk image with 10 MB in it should take 10 MB, not 1 GB."""
+    while chunk := data.read(_COPY_CHUNK):
+        view = memoryview(chunk)
+        for start in range(0, len(view), _HOLE_BLOCK):
+            block = view[start:start + _HOLE_BLOCK]
+            if block == _ZEROS[:len(block)]:
+                os.lseek(fd, len(block), os.SEEK_CUR)
+            else:
+                while block:
+                    block = block[os.write(fd, block):]
 
 
 def _set_metadata(fd: int, member: tarfile.TarInfo, chown: bool) -> None:

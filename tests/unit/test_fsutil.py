@@ -5,6 +5,7 @@ import io
 import os
 import tarfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,14 @@ from minirun.errors import MinirunError
 from minirun.images.tarball import safe_extract
 
 DEPTH = 5000  # far past Python's recursion limit (1,000) and PATH_MAX (4,096 bytes of "a/")
+
+
+@pytest.fixture(autouse=True)
+def remove_deep_trees(tmp_path: Path) -> Iterator[None]:
+    """pytest's own clean-up of tmp_path is shutil.rmtree, which recursion stops at ~1,000 levels."""
+    yield
+    for child in tmp_path.iterdir():
+        fsutil.remove_tree(child)
 
 
 def chain(top: Path, depth: int) -> int:

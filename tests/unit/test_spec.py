@@ -108,3 +108,30 @@ def test_parse_env_does_not_change_the_environment() -> None:
     before = dict(os.environ)
     parse_env(["A=1", "HOME"])
     assert dict(os.environ) == before
+
+
+def test_sizes_are_exact_and_bounded() -> None:
+    from minirun.spec import MAX_BYTES, parse_size
+
+    assert parse_size("-m", "1.5g") == 3 << 29 and parse_size("-m", "0.5k") == 512
+    assert parse_size("-m", "8388607t") < MAX_BYTES  # just under 8 EiB
+    for value in ("99999999999999999999g", "8589934592g"):  # 2^63 and beyond: what the kernel wrapped
+        with pytest.raises(MinirunError, match="too large"):
+            parse_size("-m", value)
+
+
+@pytest.mark.parametrize("options", ["", "size=64m", "size=50%,mode=1777", "ro,exec,suid,dev,uid=1000,gid=0",
+                                     "nr_inodes=10k,nr_blocks=100"])
+def test_tmpfs_options_that_tmpfs_accepts(options: str) -> None:
+    from minirun.spec import check_tmpfs_options
+
+    assert check_tmpfs_options(f"/t:{options}", options) == options
+
+
+@pytest.mark.parametrize("options", ["size=zz", "size=", "mode=999", "uid=-1", "bogus", "size=1g,x=y",
+                                     "exec=1"])
+def test_tmpfs_options_refused_before_the_container(options: str) -> None:
+    from minirun.spec import check_tmpfs_options
+
+    with pytest.raises(MinirunError, match="invalid --tmpfs"):
+        check_tmpfs_options(f"/t:{options}", options)
