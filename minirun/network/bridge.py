@@ -56,7 +56,8 @@ def create_bridge(ipr: Any, network: Network) -> None:
 def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMapping]) -> dict[str, Any]:
     """Lease an address, make sure the bridge and NAT table exist, wire the container in."""
     network = leases.configured_network()
-    with leases.opened(state_dir, network) as book, IPRoute() as ipr:
+    # The book of this network namespace, not of state_dir: see leases.py.
+    with leases.opened(leases.BOOKS, network) as book, IPRoute() as ipr:
         for dead in book.dead():
             forget(book, dead)
         address = book.allocate(container_id, os.getpid())
@@ -115,11 +116,23 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
         if link_exists(host_end):
             with contextlib.suppress(Exception):
                 ipr.link("del", index=ipr.link_lookup(ifname=host_end)[0])
-        with leases.opened(state_dir, network) as book:
+        with leases.opened(leases.BOOKS, network) as book:
             forget(book, container_id)
             for dead in book.dead():
                 forget(book, dead)
-            if not book.leases:  # the last container left: remove the bridge and the table
+            # The last container left: remove the bridge and the table, unless something is still
+            # plugged into the bridge (a container this book does not know: never pull the floor
+            # from under it).
+            if not book.leases and not bridge_ports(ipr, network.name):
                 nat.delete_table()
                 if link_exists(network.name):
                     ipr.link("del", index=ipr.link_lookup(ifname=network.name)[0])
+
+
+def bridge_ports(ipr: Any, bridge: str) -> list[str]:
+    """The interfaces plugged into `bridge` (IFLA_MASTER), in the caller's network namespace."""
+    found = ipr.link_lookup(ifname=bridge)
+    if not found:
+        return []
+    return [link.get_attr("IFLA_IFNAME") for link in ipr.get_links()
+            if link.get_attr("IFLA_MASTER") == found[0]]

@@ -5,12 +5,15 @@ docker's 172.17.0.0/16 and podman's 10.88.0.0/16; MINIRUN_SUBNET changes it). It
 address belongs to the bridge, the gateway of every container; the others are handed out
 one per container.
 
-The book of leases is a JSON file next to the container records (one per network namespace),
-read and rewritten under flock(2) on a separate lock file, so 50 `minirun run` started together
-get 50 different addresses. Each lease names the container and its monitor (pid + start time, as in
-minirun/state.py): when that monitor is gone, even SIGKILLed with no chance to clean up, the
-lease is dead and the next minirun that opens the book reclaims it. The file is removed when
-its last lease goes: an idle network leaves nothing behind.
+The book of leases is a JSON file, one per network namespace, read and rewritten under flock(2)
+on a separate lock file, so 50 `minirun run` started together get 50 different addresses. It lives
+in /run/minirun/networks whatever MINIRUN_STATE says: the bridge, its addresses and the nft table
+belong to the network namespace, not to one state directory, so two minirun with different state
+directories in one namespace must share one book (or both hand out 10.209.0.2, and the first to
+finish deletes the bridge under the other). Each lease names the container and its monitor
+(pid + start time, as in minirun/state.py): when that monitor is gone, even SIGKILLed with no
+chance to clean up, the lease is dead and the next minirun that opens the book reclaims it. The
+file is removed when its last lease goes: an idle network leaves nothing behind.
 """
 
 import contextlib
@@ -95,19 +98,23 @@ class LeaseBook:
             del self.leases[ip]
 
 
-def _paths(state_dir: Path, network: Network) -> tuple[Path, Path]:
-    """(book, lock). One book per network namespace: a bridge, its addresses and its nft table
-    exist in the namespace they were made in, and minirun may run in several (its tests do, side
-    by side). One lock for all: a lock file is never removed (a waiter would lock a dead file)."""
+BOOKS = Path("/run/minirun/networks")  # root's: only root makes bridges
+
+
+def _paths(directory: Path, network: Network) -> tuple[Path, Path]:
+    """(book, lock). One book per network namespace (named by the namespace's inode): a bridge, its
+    addresses and its nft table exist in the namespace they were made in, and minirun may run in
+    several (its tests do, side by side). One lock for all: a lock file is never removed (a waiter
+    would lock a dead file)."""
     netns = os.stat("/proc/self/ns/net").st_ino
-    directory = state_dir / "networks"
     return directory / f"{network.name}-netns{netns}.json", directory / f"{network.name}.lock"
 
 
 @contextlib.contextmanager
-def opened(state_dir: Path, network: Network) -> Iterator[LeaseBook]:
-    """Hold the network's lock, lend its book of leases, write it back (or remove it if empty)."""
-    book_path, lock_path = _paths(state_dir, network)
+def opened(directory: Path, network: Network) -> Iterator[LeaseBook]:
+    """Hold the network's lock, lend its book of leases, write it back (or remove it if empty).
+    `directory`: BOOKS (the tests use their own)."""
+    book_path, lock_path = _paths(directory, network)
     with locked(lock_path):
         book = LeaseBook(network)
         with contextlib.suppress(FileNotFoundError):

@@ -5,10 +5,13 @@ the bridge, the veths, the nft table and the published ports below are created t
 "host" the tests talk from is that namespace (`nsenter --net`). Nothing leaves it but loopback.
 """
 
+import dataclasses
 import os
 import secrets
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -227,3 +230,32 @@ def test_dns_and_add_host_conflict_with_a_joined_network(root_minirun: Tier) -> 
         args = ["run", "--rm", "--network", "container:anything", *flags, IMAGE, "true"]
         result = root_minirun(args, check=125)
         assert "cannot be used with --network container:NAME" in result.stderr
+
+
+def test_two_state_dirs_in_one_netns_share_the_address_book(root_minirun: Tier,
+                                                             names: Callable[[], str]) -> None:
+    """Leases and the bridge belong to the network namespace, not to MINIRUN_STATE: a second
+    minirun with its own state directory gets another address, and its exit leaves the bridge
+    that the first one's container still hangs on."""
+    other_state = Path(tempfile.mkdtemp(prefix="minirun-test-state-"))
+    other = dataclasses.replace(root_minirun, env={**root_minirun.env, "MINIRUN_STATE": str(other_state)},
+                                state_dir=other_state, processes=[], auto_name=None)
+    first = root_minirun.popen(["run", "--rm", "-i", IMAGE, "sh", "-c", "ip -4 -o addr show eth0; read x; "
+                                "ping -c 1 -W 5 10.209.0.1 >/dev/null && echo gateway-reachable"],
+                               stdin=subprocess.PIPE)
+    try:
+        first_address = read_until(first.stdout, "/16", timeout=60).split("inet ")[1].split("/")[0]
+        second = other(["run", "--rm", "--name", names(), IMAGE, "ip", "-4", "-o", "addr", "show", "eth0"],
+                       check=0)
+        assert "inet " in second.stdout, second.stderr
+        assert second.stdout.split("inet ")[1].split("/")[0] != first_address
+        bridge = host(root_minirun, "ip", "link", "show", "minirun0", check=False)
+        assert bridge.returncode == 0, "the bridge stays"
+        out, err = first.communicate("\n", timeout=60)
+        assert first.returncode == 0 and "gateway-reachable" in out, err
+    finally:
+        other.kill_processes()
+        if first.poll() is None:
+            first.kill()
+            first.communicate(timeout=30)
+        shutil.rmtree(other_state, ignore_errors=True)

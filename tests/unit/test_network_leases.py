@@ -19,7 +19,7 @@ NET = leases.Network("mrtest0", ipaddress.IPv4Network("10.209.0.0/29"))
 
 def book_path(state_dir: Path) -> Path:
     """The book of this network namespace (one per namespace, see leases._paths)."""
-    return state_dir / "networks" / f"mrtest0-netns{os.stat('/proc/self/ns/net').st_ino}.json"
+    return state_dir / f"mrtest0-netns{os.stat('/proc/self/ns/net').st_ino}.json"
 
 
 def test_publish_forms() -> None:
@@ -80,7 +80,7 @@ def test_leases_are_distinct_persist_and_free(tmp_path: Path) -> None:
         book.release("b" * 64)
         book.release("c" * 64)
     # The last lease gone: the book is removed, only the lock file stays.
-    assert [p.name for p in (tmp_path / "networks").iterdir()] == ["mrtest0.lock"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mrtest0.lock"]
 
 
 def test_subnet_is_full(tmp_path: Path) -> None:
