@@ -19,7 +19,7 @@ leaves no mount behind on the host. Man pages: mount(2), mount_namespaces(7), ov
 import os
 from dataclasses import dataclass, field, replace
 
-from minirun import cgroups, kernel, trace
+from minirun import cgroups, kernel, trace, userns
 from minirun.errors import MinirunError
 from minirun.kernel import (
     MNT_DETACH,
@@ -163,11 +163,15 @@ def bind_volumes(root_fd: int, binds: list[BindMount], fds: list[int] | None = N
     for bind in binds:
         kind = "dir" if os.path.isdir(bind.source) else "file"
         mount_in_root(root_fd, bind.source, bind.target, None, MS_BIND | MS_REC, create=kind)
-        if bind.readonly:
-            # A bind mount takes the source's flags; read-only needs a second, remount call,
-            # on a fresh fd: one opened before the bind refers to what is now underneath it.
-            flags = MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(bind.source)
-            mount_in_root(root_fd, None, bind.target, None, flags)
+        if userns.bind_attributes(bind):
+            # A bind mount takes the source's flags; ro, nosuid, nodev are set afterwards, on every
+            # mount below it (mount_setattr(2) with AT_RECURSIVE), through a fresh fd: one opened
+            # before the bind refers to what is now underneath it.
+            target = open_in_root(root_fd, bind.target)
+            try:
+                kernel.mount_setattr(target, userns.bind_attributes(bind))
+            finally:
+                os.close(target)
 
 
 def mount_proc(root_fd: int) -> None:

@@ -26,11 +26,18 @@ HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}
 
 @dataclass(frozen=True)
 class BindMount:
-    """`-v HOST:CONTAINER[:ro]`: a host path made visible inside the container."""
+    """`-v HOST:CONTAINER[:OPTIONS]`: a host path made visible inside the container.
+
+    nosuid and nodev unless `suid`/`dev` are asked for, as podman does (docker does not): a
+    container that may write into a volume must not plant a setuid program or a device node that
+    gains privileges when another container (or the host) uses the same directory."""
 
     source: str  # absolute host path
     target: str  # absolute path inside the container
     readonly: bool = False
+    nosuid: bool = True
+    nodev: bool = True
+    noexec: bool = False
 
 
 @dataclass(frozen=True)
@@ -191,15 +198,24 @@ def env_dict(env: list[str]) -> dict[str, str]:
     return {key: value for key, _, value in (e.partition("=") for e in env)}
 
 
+# -v options: each word sets one BindMount field (podman's [no]suid, [no]dev, [no]exec; ro|rw).
+BIND_OPTIONS = {"ro": ("readonly", True), "rw": ("readonly", False), "suid": ("nosuid", False),
+                "nosuid": ("nosuid", True), "dev": ("nodev", False), "nodev": ("nodev", True),
+                "exec": ("noexec", False), "noexec": ("noexec", True)}
+
+
 def parse_bind(value: str) -> BindMount:
     """Parse docker's -v syntax. Named volumes are not supported, so HOST must be a path."""
     parts = value.split(":")
-    if len(parts) == 3 and parts[2] in ("ro", "rw"):
-        source, target, readonly = parts[0], parts[1], parts[2] == "ro"
-    elif len(parts) == 2:
-        source, target, readonly = parts[0], parts[1], False
-    else:
-        raise MinirunError(f"invalid volume {value!r}: expected HOST-PATH:CONTAINER-PATH[:ro|rw]")
+    if len(parts) not in (2, 3):
+        raise MinirunError(f"invalid volume {value!r}: expected HOST-PATH:CONTAINER-PATH[:OPTIONS]")
+    source, target = parts[0], parts[1]
+    options: dict[str, bool] = {}
+    for word in (parts[2].split(",") if len(parts) == 3 else []):
+        if word not in BIND_OPTIONS:
+            raise MinirunError(f"invalid volume {value!r}: unknown option {word!r} (expected ro, rw, "
+                               "[no]suid, [no]dev, [no]exec)")
+        options.update([BIND_OPTIONS[word]])
     if not source.startswith("/"):
         raise MinirunError(f"invalid volume {value!r}: the host path must be absolute (named volumes "
                            "are not supported)")
@@ -211,7 +227,7 @@ def parse_bind(value: str) -> BindMount:
         # docker would create a missing directory; podman refuses. We refuse: a typo in the
         # host path should not silently create a directory on the host.
         raise MinirunError(f"invalid volume {value!r}: host path {source} does not exist")
-    return BindMount(os.path.realpath(source), os.path.normpath(target), readonly)
+    return BindMount(os.path.realpath(source), os.path.normpath(target), **options)
 
 
 def parse_env(values: list[str]) -> list[str]:

@@ -125,18 +125,25 @@ def idmapped_layers(pid: int, layers: list[str]) -> list[int]:
     return fds
 
 
+def bind_attributes(bind: BindMount) -> int:
+    """The mount_setattr(2) flags of a -v mount: ro, and nosuid/nodev unless suid/dev were asked."""
+    wanted = ((bind.readonly, kernel.MOUNT_ATTR_RDONLY), (bind.nosuid, kernel.MOUNT_ATTR_NOSUID),
+              (bind.nodev, kernel.MOUNT_ATTR_NODEV), (bind.noexec, kernel.MOUNT_ATTR_NOEXEC))
+    return sum(flag for on, flag in wanted if on)
+
+
 def detached_binds(binds: list[BindMount]) -> list[int]:
-    """A detached clone of each -v source (open_tree(2)), made read-only for `:ro` with every
-    mount below it (mount_setattr(2)). Done by the parent because a remapped root may not be able
-    to look the path up at all; the child attaches the clones (rootfs.bind_volumes). What the
-    container may then do with the files is still decided by their owners: host root's files are
-    "nobody" to a remapped root (see README, "Security")."""
+    """A detached clone of each -v source (open_tree(2)), with its flags (read-only for `:ro`,
+    nosuid and nodev by default) set on every mount below it (mount_setattr(2)). Done by the parent
+    because a remapped root may not be able to look the path up at all; the child attaches the
+    clones (rootfs.bind_volumes). What the container may then do with the files is still decided
+    by their owners: host root's files are "nobody" to a remapped root (see README, "Security")."""
     fds: list[int] = []
     try:
         for bind in binds:
             fds.append(kernel.open_tree(bind.source, kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE))
-            if bind.readonly:
-                kernel.mount_setattr(fds[-1], kernel.MOUNT_ATTR_RDONLY)
+            if bind_attributes(bind):
+                kernel.mount_setattr(fds[-1], bind_attributes(bind))
     except OSError as e:
         for fd in fds:
             os.close(fd)

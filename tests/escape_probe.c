@@ -164,6 +164,10 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "socket-unix")) return report(socket(AF_UNIX, SOCK_STREAM, 0));
     if (!strcmp(a, "personality-linux")) return report(personality(PER_LINUX));
     if (!strcmp(a, "personality-norandom")) return report(personality(ADDR_NO_RANDOMIZE));
+    if (!strcmp(a, "euid")) {  /* what a setuid copy of the probe runs as */
+        printf("euid %d\n", (int)geteuid());
+        return 0;
+    }
     if (!strcmp(a, "open-rw")) return report(open(arg, O_RDWR));
     if (!strcmp(a, "open-ro")) return report(open(arg, O_RDONLY));
     fprintf(stderr, "unknown action %s\n", a);

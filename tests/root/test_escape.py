@@ -142,6 +142,22 @@ def test_read_only_volume_cannot_be_remounted_writable(minirun: Tier, data_dir: 
     assert not (data_dir / "written").exists()
 
 
+def test_setuid_program_planted_in_a_volume_gives_no_privilege(minirun: Tier, probe_dir: Path,
+                                                                 data_dir: Path) -> None:
+    # One container (root inside) leaves a setuid-root program in a shared -v directory; another
+    # container's unprivileged user runs it. -v mounts are nosuid (and nodev) unless asked, as
+    # podman's: the bit is ignored. With `:suid` the same program does run as root: the baseline.
+    sh(minirun, f"cp {PROBE} /data/planted && chmod 4755 /data/planted", "-v", f"{probe_dir}:/probe:ro",
+       "-v", f"{data_dir}:/data")
+    assert (data_dir / "planted").stat().st_mode & 0o4000, "the setuid bit is on the host file"
+    asked = sh(minirun, "/data/planted euid", "--user", "1000", "-v", f"{data_dir}:/data:suid")
+    assert asked.stdout == "euid 0\n", asked.stderr
+    result = sh(minirun, "/data/planted euid; grep ' /data ' /proc/mounts", "--user", "1000",
+                "-v", f"{data_dir}:/data")
+    assert result.stdout.split("\n")[0] == "euid 1000", result.stderr
+    assert "nosuid" in result.stdout and "nodev" in result.stdout
+
+
 def test_proc_sys_is_read_only(minirun: Tier) -> None:
     # net.* belong to the container's network namespace: its root may write them, whatever the
     # id mapping. kernel.hostname belongs to its UTS namespace, but the file is owned by the host's

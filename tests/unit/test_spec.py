@@ -135,3 +135,12 @@ def test_tmpfs_options_refused_before_the_container(options: str) -> None:
 
     with pytest.raises(MinirunError, match="invalid --tmpfs"):
         check_tmpfs_options(f"/t:{options}", options)
+
+
+def test_volumes_are_nosuid_and_nodev_unless_asked(tmp_path: Path) -> None:
+    plain = parse_bind(f"{tmp_path}:/data")
+    assert (plain.nosuid, plain.nodev, plain.noexec, plain.readonly) == (True, True, False, False)
+    asked = parse_bind(f"{tmp_path}:/data:ro,suid,dev,noexec")
+    assert (asked.nosuid, asked.nodev, asked.noexec, asked.readonly) == (False, False, True, True)
+    with pytest.raises(MinirunError, match="unknown option 'rx'"):
+        parse_bind(f"{tmp_path}:/data:ro,rx")
