@@ -288,8 +288,9 @@ def _places(rootless: bool) -> list[Path]:
     for h in hierarchies():
         if not h.mountpoint.is_relative_to(CGROUP_ROOT):
             continue
-        if h.version == 1 and "name=systemd" in h.controllers:
-            continue  # systemd's own bookkeeping tree: not ours to write into
+        if h.version == 1 and "name=systemd" in h.controllers and rootless:
+            continue  # systemd's bookkeeping tree: root puts its containers there too, or they
+            # would see the host's root of it (and its release_agent) through their cgroup namespace
         if rootless:
             base = _delegated_base(h)
             if base is not None:
@@ -413,6 +414,99 @@ def apply(cgroup: Cgroup | None, limits: Limits) -> None:
                 (path / name).write_text(value)
             except OSError as e:
                 raise MinirunError(f"cannot set {name} to {value}: {e.strerror}") from None
+
+
+# --- the device policy and default limits: what every container gets, asked for or not ---------
+
+# runc's default device allowlist (libcontainer/specconv, docker's too): mknod of any device (the
+# node is useless without the right to open it), and read/write/mknod of the harmless ones. All
+# other devices are refused even to a container root that could make their node (--userns=host).
+# (type, major, minor, access); None means any.
+DEVICE_ALLOWLIST: tuple[tuple[str, int | None, int | None, str], ...] = (
+    ("c", None, None, "m"), ("b", None, None, "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),  # null, zero, full
+    ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"),  # random, urandom
+    ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),  # tty, console, ptmx
+    ("c", 136, None, "rwm"),  # /dev/pts/*
+    ("c", 10, 200, "rwm"),  # /dev/net/tun
+)
+DEFAULT_PIDS_LIMIT = 2048  # podman's default --pids-limit: a fork bomb stops there
+
+
+def apply_policy(cgroup: Cgroup | None, limits: Limits, rootless: bool) -> None:
+    """The device allowlist (v1 devices.deny + devices.allow, and a device program on v2) and the
+    default pids limit, before the first process is moved in. Rootless there is no devices
+    controller to write and no CAP_SYS_ADMIN for bpf(2); a user namespace cannot open a device it
+    made anyway (mknod(2) needs CAP_MKNOD in the initial namespace)."""
+    if cgroup is None:
+        return
+    found = cgroup.path_for("pids")
+    if limits.pids is None and found is not None:
+        (found[0] / "pids.max").write_text(str(DEFAULT_PIDS_LIMIT))
+    if rootless:
+        return
+    v1_done = False
+    for path in cgroup.paths:
+        if (path / "devices.deny").exists():
+            (path / "devices.deny").write_text("a")  # first nothing, then the allowlist (devices.txt)
+            for kind, major, minor, access in DEVICE_ALLOWLIST:
+                number = f"{'*' if major is None else major}:{'*' if minor is None else minor}"
+                (path / "devices.allow").write_text(f"{kind} {number} {access}")
+            v1_done = True
+    v2 = cgroup.v2_path()
+    if v2 is not None:
+        try:
+            _attach_device_program(v2)
+        except OSError as e:
+            if not v1_done:  # no policy at all: refuse to run rather than run with every device
+                raise MinirunError(f"cannot set the device policy of the container's cgroup: {e}") from None
+
+
+def _attach_device_program(v2_path: Path) -> None:
+    from minirun import kernel
+
+    prog = kernel.bpf_load_device_program(device_program(DEVICE_ALLOWLIST))
+    try:
+        directory = os.open(v2_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            kernel.bpf_attach_device_program(prog, directory)
+        finally:
+            os.close(directory)
+    finally:
+        os.close(prog)  # the cgroup holds the program now
+
+
+def device_program(rules: tuple[tuple[str, int | None, int | None, str], ...]) -> bytes:
+    """The allowlist as eBPF (struct bpf_insn[]) for BPF_PROG_TYPE_CGROUP_DEVICE: the kernel passes
+    struct bpf_cgroup_dev_ctx {u32 access_type (access << 16 | type); u32 major; u32 minor} in r1;
+    the program returns 1 to allow, 0 to refuse (EPERM). One block per rule; a rule that does not
+    match jumps to the next one; the last block refuses."""
+    import struct
+
+    def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+        return struct.pack("<BBhi", code, src << 4 | dst, off, imm)
+
+    ldx_w, mov_x, mov_k, and_k, rsh_k, jne_k, exit_ = 0x61, 0xBF, 0xB7, 0x57, 0x77, 0x55, 0x95
+    types, bits = {"b": 1, "c": 2}, {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_DEV_*, BPF_DEVCG_ACC_*
+    code = [insn(ldx_w, 2, 1, 0), insn(mov_x, 3, 2), insn(and_k, 2, imm=0xFFFF), insn(rsh_k, 3, imm=16),
+            insn(ldx_w, 4, 1, 4), insn(ldx_w, 5, 1, 8)]  # r2 type, r3 access, r4 major, r5 minor
+    for kind, major, minor, access in rules:
+        allowed = sum(bits[a] for a in access)
+        checks = [(jne_k, 2, types[kind])]
+        checks += [(mov_x, 1, 3), (and_k, 1, ~allowed), (jne_k, 1, 0)]  # asks for nothing more
+        checks += [(jne_k, 4, major)] if major is not None else []
+        checks += [(jne_k, 5, minor)] if minor is not None else []
+        block_length = len(checks) + 2  # + r0 = 1; exit
+        for position, (op, dst, value) in enumerate(checks):
+            if op == jne_k:
+                code.append(insn(op, dst, off=block_length - position - 1, imm=value))
+            elif op == mov_x:
+                code.append(insn(op, dst, value))
+            else:
+                code.append(insn(op, dst, imm=value))
+        code += [insn(mov_k, 0, imm=1), insn(exit_)]
+    code += [insn(mov_k, 0, imm=0), insn(exit_)]
+    return b"".join(code)
 
 
 def add_process(cgroup: Cgroup, pid: int) -> None:

@@ -66,9 +66,9 @@ RESOLVE_IN_ROOT = 0x10
 # System call numbers that glibc has no wrapper for (or had none until recently).
 _SYSCALLS = {
     "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437,
-               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317},
+               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317, "bpf": 321},
     "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437,
-                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277},
+                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277, "bpf": 280},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -199,6 +199,52 @@ def seccomp_set_filter(bpf: bytes) -> None:
     prog = _SockFprog(len(bpf) // 8, bpf)
     _check(_libc.syscall(_NR["seccomp"], ctypes.c_uint(SECCOMP_SET_MODE_FILTER), ctypes.c_uint(0),
                          ctypes.byref(prog)), "seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
+# bpf(2): a cgroup device program (BPF_PROG_TYPE_CGROUP_DEVICE), what cgroup v2 has instead of
+# v1's devices.allow/devices.deny files (Documentation/admin-guide/cgroup-v2.rst, "Device controller").
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6  # the attach type
+BPF_F_ALLOW_MULTI = 2  # programs of the cgroups above keep running too: all of them must allow
+
+
+class _BpfProgLoad(ctypes.Structure):  # the BPF_PROG_LOAD part of union bpf_attr
+    _fields_ = [("prog_type", ctypes.c_uint32), ("insn_cnt", ctypes.c_uint32), ("insns", ctypes.c_uint64),
+                ("license", ctypes.c_uint64), ("log_level", ctypes.c_uint32), ("log_size", ctypes.c_uint32),
+                ("log_buf", ctypes.c_uint64), ("kern_version", ctypes.c_uint32),
+                ("prog_flags", ctypes.c_uint32)]
+
+
+class _BpfProgAttach(ctypes.Structure):  # the BPF_PROG_ATTACH part of union bpf_attr
+    _fields_ = [("target_fd", ctypes.c_uint32), ("attach_bpf_fd", ctypes.c_uint32),
+                ("attach_type", ctypes.c_uint32), ("attach_flags", ctypes.c_uint32)]
+
+
+def bpf_load_device_program(insns: bytes) -> int:
+    """Load an eBPF program (struct bpf_insn[], 8 bytes each) of type CGROUP_DEVICE; returns its fd.
+    If the verifier refuses it, the load is repeated with its log on, and the log's end (the
+    reason) comes back in the error. (With the log on, a log that does not fit is ENOSPC.)"""
+    code, license_ = ctypes.create_string_buffer(insns, len(insns)), ctypes.create_string_buffer(b"GPL")
+    log = ctypes.create_string_buffer(1 << 20)
+    for log_level in (0, 1):
+        attr = _BpfProgLoad(BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8, ctypes.addressof(code),
+                            ctypes.addressof(license_), log_level, len(log) if log_level else 0,
+                            ctypes.addressof(log) if log_level else 0, 0, 0)
+        fd = _libc.syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_LOAD), ctypes.byref(attr), ctypes.sizeof(attr))
+        if fd != -1:
+            return int(fd)
+        err = ctypes.get_errno()
+    verifier = log.value.decode(errors="replace").strip().splitlines()[-3:]
+    raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)}: {'; '.join(verifier)}")
+
+
+def bpf_attach_device_program(prog_fd: int, cgroup_fd: int) -> None:
+    """Attach a loaded device program to a cgroup (v2 directory fd); the cgroup keeps it."""
+    attr = _BpfProgAttach(cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, BPF_F_ALLOW_MULTI)
+    _check(_libc.syscall(_NR["bpf"], ctypes.c_int(BPF_PROG_ATTACH), ctypes.byref(attr), ctypes.sizeof(attr)),
+           "bpf(BPF_PROG_ATTACH)")
 
 
 # --- mounts -----------------------------------------------------------------------------------

@@ -189,6 +189,7 @@ def run(spec: ContainerSpec) -> int:
             state.update(state_dir, record, cgroup_paths=[str(p) for p in cgroup.paths])
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
+        cgroups.apply_policy(cgroup, spec.limits, rootless)  # devices allowlist, default pids limit
         trace.mark("cgroup")
         return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
     except MinirunError as e:

@@ -1,0 +1,94 @@
+"""What every rootful container's cgroup gets without asking: runc's device allowlist (v1 files and
+a v2 device program), podman's default pids limit, and its own place in systemd's v1 hierarchy."""
+
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import IMAGE, Tier, wait_for
+
+from minirun import cgroups
+
+
+def host_device() -> Path:
+    """A device of this host that root can read and that is not in the allowlist: the PM QoS
+    interface (misc 10:259 here) reads as 4 harmless bytes. (This VM refuses even host root its disk.)"""
+    path = Path("/dev/cpu_dma_latency")
+    assert stat.S_ISCHR(path.stat().st_mode), "the kernel has /dev/cpu_dma_latency (CONFIG_PM)"
+    return path
+
+
+@pytest.fixture
+def sync_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="minirun-test-sync-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+READ_DISK = "head -c 4 /disk | wc -c"
+
+
+def test_devices_outside_the_allowlist_cannot_be_opened(root_minirun: Tier) -> None:
+    # Host root (--userns=host) with a host device bound in with `dev`: only the device policy
+    # stands between it and the device. Host root itself can read it (the baseline).
+    disk = host_device()
+    with open(disk, "rb") as f:
+        assert len(f.read(4)) == 4
+    result = root_minirun(["run", "--rm", "--network", "none", "--userns=host", "-v", f"{disk}:/disk:dev",
+                           IMAGE, "sh", "-c", f"{READ_DISK}; cat /dev/null && echo null-ok"])
+    assert result.stdout.split() == ["0", "null-ok"], result.stderr
+    assert "Operation not permitted" in result.stderr
+
+
+def test_v1_devices_list_is_the_allowlist(root_minirun: Tier) -> None:
+    if not Path("/sys/fs/cgroup/devices").is_dir():
+        pytest.skip("this host has no cgroup v1 devices controller (the device program is tested below)")
+    out = root_minirun(["run", "--rm", "--network", "none", IMAGE, "cat",
+                        "/sys/fs/cgroup/devices/devices.list"], check=0).stdout.splitlines()
+    assert "a *:* rwm" not in out
+    assert out[:3] == ["c *:* m", "b *:* m", "c 1:3 rwm"] and "c 136:* rwm" in out
+
+
+def test_device_program_refuses_on_its_own(root_minirun: Tier, sync_dir: Path) -> None:
+    # The v2 device program, checked alone: the container waits while the host lifts the v1
+    # policy of its cgroup (devices.allow "a"); the device must still be refused, now by the program.
+    if not any(h.version == 2 for h in cgroups.hierarchies()):
+        pytest.skip("this host has no cgroup v2 hierarchy for a device program")
+    disk = host_device()
+    name = root_minirun.auto_name() if root_minirun.auto_name else "devices"
+    proc = root_minirun.popen(["run", "--rm", "--name", name, "--network", "none", "--userns=host",
+                               "-v", f"{disk}:/disk:dev", "-v", f"{sync_dir}:/sync", IMAGE, "sh", "-c",
+                               "touch /sync/ready; while [ ! -e /sync/go ]; do sleep 0.05; done; "
+                               + READ_DISK])
+    wait_for(lambda: (sync_dir / "ready").exists() or proc.poll() is not None, what="the container")
+    pid = root_minirun.inspect(name)["State"]["Pid"]
+    lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if line.split(":")[1] == "devices"]
+    if v1:
+        Path(f"/sys/fs/cgroup/devices{v1[0]}/devices.allow").write_text("a")
+        assert "a *:* rwm" in Path(f"/sys/fs/cgroup/devices{v1[0]}/devices.list").read_text()
+    (sync_dir / "go").touch()
+    out, err = proc.communicate(timeout=60)
+    assert out.split() == ["0"] and "Operation not permitted" in err, (out, err)
+
+
+def test_default_pids_limit_is_podmans(root_minirun: Tier) -> None:
+    script = "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"
+    for flags, expected in (([], "2048"), (["--pids-limit", "100"], "100"), (["--pids-limit", "-1"], "max")):
+        out = root_minirun(["run", "--rm", "--network", "none", *flags, IMAGE, "sh", "-c", script], check=0)
+        assert out.stdout == f"{expected}\n", flags
+
+
+def test_systemd_hierarchy_shows_the_container_not_the_host(root_minirun: Tier) -> None:
+    if not any("name=systemd" in h.controllers for h in cgroups.hierarchies()):
+        pytest.skip("this host has no name=systemd v1 hierarchy")
+    # The host's root of it has release_agent (what CVE-2022-0492 wrote to); a child cgroup has none.
+    assert Path("/sys/fs/cgroup/systemd/release_agent").exists()
+    result = root_minirun(["run", "--rm", "--network", "none", IMAGE, "ls", "/sys/fs/cgroup/systemd"],
+                          check=0)
+    assert result.stdout.split() == ["cgroup.clone_children", "cgroup.procs", "notify_on_release", "tasks"]
