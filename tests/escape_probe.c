@@ -21,6 +21,7 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
@@ -161,6 +162,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "socket-vsock")) return report(socket(AF_VSOCK, SOCK_STREAM, 0));
     if (!strcmp(a, "io_uring-socket-vsock")) return report(do_io_uring_socket(AF_VSOCK, SOCK_STREAM));
     if (!strcmp(a, "io_uring-socket-unix")) return report(do_io_uring_socket(AF_UNIX, SOCK_STREAM));
+    if (!strcmp(a, "socket-packet")) return report(socket(AF_PACKET, SOCK_RAW, htons(0x0003 /* ETH_P_ALL */)));
     if (!strcmp(a, "socket-unix")) return report(socket(AF_UNIX, SOCK_STREAM, 0));
     if (!strcmp(a, "personality-linux")) return report(personality(PER_LINUX));
     if (!strcmp(a, "personality-norandom")) return report(personality(ADDR_NO_RANDOMIZE));
