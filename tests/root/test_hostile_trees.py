@@ -8,6 +8,7 @@ fds only, never through a link; these tests drive it from inside real containers
 rootless, and through the image commands.
 """
 
+import io
 import os
 import secrets
 import subprocess
@@ -122,7 +123,19 @@ def plant_deep_tree(path: Path, owner: tuple[int, int], depth: int = DEPTH) -> N
         os.close(fd)
 
 
-def test_leftovers_of_killed_imports_and_rmis_are_swept(minirun: Tier, busybox_tar: Path) -> None:
+def unique_tar(directory: Path) -> Path:
+    """A one-file rootfs tarball of its own: an image no other test (or container) shares."""
+    path = directory / "unique.tar"
+    with tarfile.open(path, "w") as tar:
+        data = secrets.token_hex(16).encode()
+        info = tarfile.TarInfo("marker")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    path.chmod(0o644)
+    return path
+
+
+def test_leftovers_of_killed_imports_and_rmis_are_swept(minirun: Tier, out_dir: Path) -> None:
     tmp = minirun.store_dir / "tmp"
     owner = (minirun.uid, minirun.gid)
     pid = dead_pid()
@@ -131,7 +144,7 @@ def test_leftovers_of_killed_imports_and_rmis_are_swept(minirun: Tier, busybox_t
         plant_deep_tree(path, owner)
     image = f"mrt-sweep-{secrets.token_hex(3)}"
     try:
-        result = minirun(["import", str(busybox_tar), image], timeout=120)
+        result = minirun(["import", str(unique_tar(out_dir)), image], timeout=120)
         assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
         assert not any(p.exists() for p in leftovers), "the next import sweeps what dead ones left"
         assert Path("/etc/passwd").exists()
