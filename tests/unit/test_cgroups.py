@@ -91,3 +91,52 @@ def test_cpu_shares_map_onto_v2_weight() -> None:
 def test_pids_limit_zero_or_negative_is_unlimited() -> None:
     assert files(V1(), Limits(pids=20))["pids.max"] == "20"
     assert files(V2(), Limits(pids=-1))["pids.max"] == "max"
+
+
+def run_device_program(program: bytes, kind: str, access: str, major: int, minor: int) -> int:
+    """Interpret the few eBPF instructions cgroups.device_program uses, on one device access
+    (what the kernel's BPF_CGROUP_DEVICE hook would pass it): returns what the program returns."""
+    import struct
+
+    ctx = [({"b": 1, "c": 2}[kind]) | sum({"m": 1, "r": 2, "w": 4}[a] for a in access) << 16, major, minor]
+    regs = [0] * 11
+    pc = 0
+    while True:
+        code, registers, off, imm = struct.unpack_from("<BBhi", program, pc * 8)
+        dst, src = registers & 0xF, registers >> 4
+        pc += 1
+        if code == 0x61:  # ldx u32 from the context (r1 points to it)
+            regs[dst] = ctx[off // 4]
+        elif code == 0xBF:
+            regs[dst] = regs[src]
+        elif code == 0xB7:
+            regs[dst] = imm
+        elif code == 0x57:
+            regs[dst] &= imm & 0xFFFFFFFFFFFFFFFF
+        elif code == 0x77:
+            regs[dst] >>= imm
+        elif code == 0x55:
+            if regs[dst] != imm:
+                pc += off
+        elif code == 0x95:
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected instruction {code:#x}")
+
+
+@pytest.mark.parametrize(("kind", "access", "major", "minor", "allowed"), [
+    ("c", "rw", 1, 3, 1),    # /dev/null
+    ("c", "rwm", 136, 7, 1),  # a pty
+    ("c", "m", 4, 1, 1),     # mknod of anything
+    ("b", "m", 8, 0, 1),
+    ("b", "r", 8, 0, 0),     # reading a disk
+    ("c", "r", 10, 259, 0),  # /dev/cpu_dma_latency
+    ("c", "rw", 10, 200, 1),  # /dev/net/tun
+    ("c", "w", 10, 201, 0),
+    ("b", "rw", 1, 3, 0),    # a block device with /dev/null's numbers
+])
+def test_device_program_is_the_allowlist(kind: str, access: str, major: int, minor: int,
+                                         allowed: int) -> None:
+    from minirun.cgroups import DEVICE_ALLOWLIST, device_program
+
+    assert run_device_program(device_program(DEVICE_ALLOWLIST), kind, access, major, minor) == allowed
