@@ -3,10 +3,12 @@
 Each test runs the real program (`python -m minirun` from this checkout) as a new user would.
 """
 
+import json
 import os
 import re
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -97,3 +99,29 @@ def test_other_broken_pipes_are_still_errors(tmp_path: Path) -> None:
     # archive is an error, with its one line.
     result = minirun_cli("import", "-", "x", input="not a tar", env={"MINIRUN_ROOT": str(tmp_path)})
     assert result.returncode == 125 and len(result.stderr.splitlines()) == 1
+
+
+def test_import_change_sets_the_image_config(tmp_path: Path) -> None:
+    # `docker import --change`: what rootfs-images/debian/build.sh imports its Cmd with.
+    tar = tmp_path / "rootfs.tar"
+    with tarfile.open(tar, "w") as t:
+        info = tarfile.TarInfo("./bin")
+        info.type, info.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(info)
+    env = {"MINIRUN_ROOT": str(tmp_path / "store")}
+    result = minirun_cli("import", "-c", 'CMD ["nginx", "-g", "daemon off;"]', "--change", "ENV A=b c",
+                         "-c", "EXPOSE 80", "-c", "WORKDIR /srv", "-c", "USER www-data", str(tar), "lab",
+                         env=env)
+    assert result.returncode == 0, result.stderr
+    config = json.loads(minirun_cli("image", "inspect", "lab", env=env).stdout)[0]["Config"]
+    assert config["Cmd"] == ["nginx", "-g", "daemon off;"] and config["Entrypoint"] in ([], None)
+    assert config["Env"][-1] == "A=b c" and config["Env"][0].startswith("PATH=")
+    assert config["ExposedPorts"] == {"80/tcp": {}} and config["WorkingDir"] == "/srv"
+    assert config["User"] == "www-data"
+    shell = minirun_cli("import", "-c", "ENTRYPOINT echo hi", str(tar), "lab2", env=env)
+    assert shell.returncode == 0, shell.stderr
+    config = json.loads(minirun_cli("image", "inspect", "lab2", env=env).stdout)[0]["Config"]
+    assert config["Entrypoint"] == ["/bin/sh", "-c", "echo hi"]
+    for bad in ("VOLUME /x", "CMD", 'CMD ["a", 1]', "CMD [oops"):
+        refused = minirun_cli("import", "-c", bad, str(tar), "lab3", env=env)
+        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1, refused.stderr
