@@ -45,6 +45,8 @@ if [ "$DEV" = 1 ]; then
     packages+=(crun bubblewrap)
     # libcap2-bin: setcap/getcap, for the file capability tests (tests/root/test_file_caps.py).
     packages+=(libcap2-bin)
+    # mmdebstrap: the labs' Debian image, built offline from the apt mirror (rootfs-images/debian).
+    packages+=(mmdebstrap)
 fi
 missing=()
 for p in "${packages[@]}"; do
