@@ -10,18 +10,24 @@ pipe: empty means it worked, anything else is the error, with the system call th
 """
 
 import os
+import select
+import signal
 import struct
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from minirun import kernel
 
-PROBE_TIMEOUT = 10.0  # seconds; no probe needs more than a few milliseconds
+PROBE_TIMEOUT = 60.0  # seconds; no probe needs more than a few milliseconds
 
 
-def in_child(probe: Callable[[], None]) -> str:
-    """Run `probe` in a forked child; "" if it returned, else its error (one line)."""
+def in_child(probe: Callable[[], None], timeout: float = PROBE_TIMEOUT) -> str:
+    """Run `probe` in a forked child; "" if it returned, else its error (one line).
+
+    Also what tarball.py uses to set file capabilities inside a user namespace of the user's own.
+    """
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: report, then _exit without running any of the parent's cleanup
@@ -36,14 +42,23 @@ def in_child(probe: Callable[[], None]) -> str:
         finally:
             os._exit(0)
     os.close(write_end)
+    answer = b""
     try:
-        with os.fdopen(read_end, "rb") as f:
-            answer = f.read().decode(errors="replace")
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0 and select.select([read_end], [], [], left)[0]:
+            chunk = os.read(read_end, 4096)
+            if not chunk:  # EOF: the child has exited (or is about to)
+                break
+            answer += chunk
+        else:
+            os.kill(pid, signal.SIGKILL)  # stuck (a mount that hangs, say): that is the answer
+            answer = f"no answer in {timeout:g} s".encode()
     finally:
+        os.close(read_end)
         _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
+    if os.WIFSIGNALED(status) and not answer:
         return f"the probe was killed by signal {os.WTERMSIG(status)}"
-    return answer.strip()
+    return answer.decode(errors="replace").strip()
 
 
 def enter_own_userns() -> None:

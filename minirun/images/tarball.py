@@ -192,6 +192,17 @@ def _set_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes], 
     """
     if not capabilities:
         return
+    error = _write_capabilities(root_fd, capabilities, as_root)
+    if error:
+        # The image still works, without them; a file system without xattrs (some NFS and FUSE
+        # homes) is the usual reason. One line, as for the device nodes above.
+        example = "/" + "/".join(next(iter(capabilities)))
+        print(f"minirun: warning: file capabilities not kept ({len(capabilities)} file(s), e.g. "
+              f"{example}): {error}", file=sys.stderr)
+
+
+def _write_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes], as_root: bool) -> str:
+    """Write them all (see _set_capabilities); "" if that worked, else the error."""
 
     def write_all() -> None:
         for parts, value in capabilities.items():
@@ -206,17 +217,18 @@ def _set_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes], 
                 os.close(fd)
 
     if as_root:
-        write_all()
-        return
+        try:
+            write_all()
+        except (OSError, MinirunError) as e:
+            return str(e)
+        return ""
     from minirun import probes  # rootless archives with capabilities only
 
     def in_own_namespace() -> None:
         probes.enter_own_userns()
         write_all()
 
-    error = probes.in_child(in_own_namespace)
-    if error:
-        raise MinirunError(f"cannot set file capabilities ({error})")
+    return probes.in_child(in_own_namespace)
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # RFC 8878, 3.1.1: every zstd frame starts with it
