@@ -6,9 +6,11 @@ Debian image carries /usr/bin/ping. busybox runs the applet named by its first a
 own name starts with "busybox", so `busyboxcap grep CapEff /proc/self/status` shows the
 capabilities of the exec'd program itself, and `busyboxcap ping` needs CAP_NET_RAW (a raw ICMP
 socket) as a non-root user. Both tiers: rootful (remapped root over idmapped layers) and rootless
-(the kernel stores the capability as revision 3, rootid = the user).
+(the kernel stores the capability as revision 3, rootid = the user). Pulled too: the capable
+file in a layer of its own, pushed to a local registry (tests/registry.py).
 """
 
+import gzip
 import io
 import shutil
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from helpers import Tier, one_line_error
+from registry import PATH, Layout, Registry, gzip_file
 
 CAP_NET_RAW = 1 << 13  # capabilities(7); <linux/capability.h>
 CAP_XATTR = "SCHILY.xattr.security.capability"
@@ -130,3 +133,33 @@ def test_malformed_capability_is_refused(minirun: Tier, caps_tar: Path, shared_d
     rewrite(caps_tar, tar, b"\x01\x00\x00\x09junk")
     result = minirun(["import", str(tar), f"{names()}:bad"], check=125)
     assert "malformed security.capability" in one_line_error(result)
+
+
+@pytest.fixture(scope="module")
+def pushed_caps(busybox_tar: Path, caps_tar: Path, test_netns: str) -> Iterator[str]:
+    """busybox, plus a layer holding only /bin/busyboxcap with its capability, in a registry."""
+    registry = Registry.start(test_netns)
+    work = Path(tempfile.mkdtemp(prefix="minirun-test-caps-oci-"))
+    try:
+        raw = io.BytesIO()
+        with tarfile.open(caps_tar) as src, \
+                tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as dst:
+            member = src.getmember("./bin/busyboxcap")
+            dst.addfile(member, src.extractfile(member))
+        layout = Layout(work)
+        layout.tag(layout.image([gzip_file(busybox_tar), gzip.compress(raw.getvalue(), mtime=0)],
+                                {"Env": [PATH], "Cmd": ["sh"]}), "caps")
+        yield registry.push(layout.directory, "caps", "mrtest/caps")
+    finally:
+        registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_pulled_layer_keeps_the_capability(minirun: Tier, pushed_caps: str) -> None:
+    minirun(["pull", "-q", pushed_caps], check=0, timeout=120)
+    try:
+        status = minirun(["run", "--rm", "--network", "none", "--user", "1000", pushed_caps,
+                          "busyboxcap", "cat", "/proc/self/status"], check=0).stdout
+        assert cap_eff(status) == CAP_NET_RAW, status
+    finally:
+        minirun(["rmi", "-f", pushed_caps], check=0)
