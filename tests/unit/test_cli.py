@@ -125,3 +125,37 @@ def test_import_change_sets_the_image_config(tmp_path: Path) -> None:
     for bad in ("VOLUME /x", "CMD", 'CMD ["a", 1]', "CMD [oops"):
         refused = minirun_cli("import", "-c", bad, str(tar), "lab3", env=env)
         assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1, refused.stderr
+
+
+MISSING = "import sys\nsys.modules[{name!r}] = None  # what Python does for a package that is not there\n"
+
+
+@pytest.mark.parametrize(("package", "code", "expected"), [
+    ("pyroute2", "from minirun import network\nfrom minirun.spec import ContainerSpec\n"
+                 "from pathlib import Path\n"
+                 "network.choose(ContainerSpec('busybox', network='bridge'), False, Path('/nonexistent'))\n",
+     "--network bridge needs the pyroute2 package"),
+    ("pyseccomp", "from minirun.security import seccomp\n"
+                  "seccomp.build({'defaultAction': 'SCMP_ACT_ERRNO', 'syscalls': []}, frozenset())\n",
+     "compiling the seccomp profile needs pyseccomp"),
+])
+def test_a_missing_dependency_is_one_line(package: str, code: str, expected: str) -> None:
+    # pip install --no-deps, or a package removed later: the path that needs it says what to do,
+    # as minirun's own error (the CLI prints it as one line and exits 125), not ModuleNotFoundError.
+    script = MISSING.format(name=package) + "from minirun.errors import MinirunError\ntry:\n" + \
+        "".join(f"    {line}\n" for line in code.splitlines()) + \
+        "except MinirunError as e:\n    print(e)\n    sys.exit(125)\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 125 and result.stderr == "", result.stderr
+    assert expected in result.stdout and len(result.stdout.splitlines()) == 1
+
+
+def test_doctor_names_a_missing_package_and_fails(tmp_path: Path) -> None:
+    script = MISSING.format(name="pyseccomp") + "from minirun.cli import main\nsys.exit(main(['doctor']))\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO), "MINIRUN_ROOT": str(tmp_path)})
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = next(line for line in result.stdout.splitlines() if "python packages" in line)
+    assert line.startswith("✗") and "pyseccomp no" in line and "pip install pyseccomp" in line
