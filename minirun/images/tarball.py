@@ -206,9 +206,16 @@ def _write_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes]
 
     def write_all() -> None:
         for parts, value in capabilities.items():
-            parent = _open_directory(root_fd, parts[:-1], "/".join(parts), create=False)
+            # The same no-follow walk as extraction: a later member may have replaced a directory
+            # on the way by a symlink (then the file is gone from the image, and so are its caps).
+            try:
+                parent = _open_directory(root_fd, parts[:-1], "/".join(parts), create=False)
+            except (FileNotFoundError, MinirunError):
+                continue
             try:
                 fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except FileNotFoundError:
+                continue
             finally:
                 os.close(parent)
             try:

@@ -12,6 +12,7 @@ file in a layer of its own, pushed to a local registry (tests/registry.py).
 
 import gzip
 import io
+import os
 import shutil
 import subprocess
 import tarfile
@@ -163,3 +164,34 @@ def test_pulled_layer_keeps_the_capability(minirun: Tier, pushed_caps: str) -> N
         assert cap_eff(status) == CAP_NET_RAW, status
     finally:
         minirun(["rmi", "-f", pushed_caps], check=0)
+
+
+def test_capability_of_a_replaced_file_goes_with_it(minirun: Tier, shared_dir: Path,
+                                                    names: Callable[[], str]) -> None:
+    # A capable file, then its directory replaced by a symlink to a host directory: the capability
+    # is set after extraction, by the same no-follow walk, so it never lands on the host's file.
+    victim = shared_dir / "victim"
+    victim.write_bytes(b"host file\n")
+    victim.chmod(0o666)
+    tar = shared_dir / "replaced.tar"
+    with tarfile.open(tar, "w", format=tarfile.PAX_FORMAT) as t:
+        directory = tarfile.TarInfo("./d")
+        directory.type, directory.mode = tarfile.DIRTYPE, 0o755
+        t.addfile(directory)
+        capable = tarfile.TarInfo("./d/victim")
+        capable.size, capable.mode = 4, 0o755
+        capable.pax_headers = {CAP_XATTR: v2_net_raw().decode("utf-8", "surrogateescape")}
+        t.addfile(capable, io.BytesIO(b"evil"))
+        link = tarfile.TarInfo("./d")
+        link.type, link.linkname = tarfile.SYMTYPE, str(shared_dir)
+        t.addfile(link)
+    tar.chmod(0o644)
+    image = f"{names()}:replaced"
+    result = minirun(["import", str(tar), image], check=0)
+    try:
+        assert result.stderr == "", result.stderr
+        assert victim.read_bytes() == b"host file\n"
+        with pytest.raises(OSError):
+            os.getxattr(victim, "security.capability")
+    finally:
+        minirun(["rmi", "-f", image], check=0)
