@@ -36,10 +36,10 @@ VERBS = {
     "doctor": "minirun.commands.doctor",
 }
 
-# `minirun --help` lists the verbs in docker's groups (`docker --help`); a verb not named here
-# is listed under "Commands".
-COMMON = ("run", "ps", "pull", "images", "doctor")
-MANAGEMENT = ("image", "container", "network", "volume", "system")
+# `minirun --help` lists the verbs in docker's groups and order (`docker --help`; `doctor` where
+# docker has `info`); a verb not named here is listed under "Commands", A-Z.
+COMMON = ("run", "exec", "ps", "pull", "images", "doctor")
+MANAGEMENT = ("container", "image", "network", "system", "volume")
 EXAMPLES = """\
 Examples:
   minirun run --rm busybox sh -c 'echo $$; hostname; id'   a throwaway container
