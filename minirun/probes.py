@@ -82,7 +82,9 @@ def overlay_in_userns(directory: Path) -> str:
     Linux 5.11, and with `userxattr` its own xattrs are user.overlay.* (which the upper file
     system must support: tmpfs only since 6.6).
     """
-    with tempfile.TemporaryDirectory(prefix=".doctor-", dir=directory) as tmp:
+    # Named like an import's staging directory (images/store.py): if doctor is killed before it
+    # removes it, the next import sees that its process is gone and removes it.
+    with tempfile.TemporaryDirectory(prefix=f"import-{os.getpid()}-doctor-", dir=directory) as tmp:
         def probe() -> None:
             enter_own_userns()
             kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)

@@ -69,7 +69,7 @@ def diagnose(rootless: bool) -> list[Check]:
     store = _existing(paths.store_dir())
     return [kernel_version(), user_namespaces(rootless), subordinate_ids(rootless),
             id_map_helpers(rootless), cgroup_delegation(rootless), store_filesystem(store),
-            overlay(store), idmapped_mounts(rootless, store), seccomp(), packages(rootless),
+            overlay(_scratch(store)), idmapped_mounts(rootless, store), seccomp(), packages(rootless),
             slirp4netns(rootless), nft(rootless), unprivileged_ports(rootless)]
 
 
@@ -330,6 +330,18 @@ def _existing(path: Path) -> Path:
     while not path.is_dir() and path != path.parent:
         path = path.parent
     return path
+
+
+def _scratch(store: Path) -> Path:
+    """Where the overlay probe makes its directories: the store's tmp/, beside imports' staging
+    directories (made now if need be, as the first import would), else the store's nearest
+    existing parent."""
+    tmp = paths.store_dir() / "tmp"
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return store
+    return tmp
 
 
 def _filesystem(path: Path) -> tuple[str, str]:

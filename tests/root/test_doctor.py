@@ -129,6 +129,9 @@ def test_every_line_matches_the_host(minirun: Tier) -> None:
 def test_human_output_is_one_line_per_check(minirun: Tier) -> None:
     checks, _ = doctor(minirun)
     result = minirun(["doctor"], check=0)
+    # The probes' scratch directories are gone (and named so that a killed doctor's would be
+    # removed by the next import, as a killed import's are).
+    assert not list((minirun.store_dir / "tmp").glob("import-*-doctor-*"))
     header, *lines = result.stdout.splitlines()
     assert header == f"minirun doctor, as {'mrtest (rootless)' if minirun.rootless else 'root'}:"
     assert len(lines) == len(checks)
