@@ -142,7 +142,9 @@ def remove_bundle(bundle: Path) -> None:
         return
     for root, dirs, _ in os.walk(bundle):
         for d in dirs:
-            with contextlib.suppress(OSError):
+            # `dirs` also lists symlinks to directories (a container's `ln -s /usr/lib x`): Linux
+            # cannot chmod a symlink itself, and Python says so with NotImplementedError.
+            with contextlib.suppress(OSError, NotImplementedError):
                 os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
     shutil.rmtree(bundle, ignore_errors=True)
 
