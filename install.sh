@@ -5,6 +5,8 @@
 #                         and the offline `busybox` image (built from Debian's busybox-static)
 #   ./install.sh --dev    the same, plus what the test suite and benchmarks use
 #
+# As root, or as a user with sudo (it asks for it). Debian 12 or Ubuntu 24.04 (Python 3.11+).
+#
 # Why a venv from Debian's /usr/bin/python3 and not whatever `python3` is first on PATH:
 # the rootless tests run minirun as an unprivileged user, who must be able to read the
 # interpreter (a pyenv under /root is not), and start-up time matters: a venv's python starts
@@ -19,8 +21,13 @@ case "${1:-}" in
     *) echo "usage: ./install.sh [--dev]" >&2; exit 2 ;;
 esac
 
+# It installs system packages, so it runs as root: in a root shell as it is (a fresh Debian has
+# no sudo), from a user account through sudo, which it asks for itself.
 if [ "$(id -u)" != 0 ]; then
-    echo "install.sh: run as root (it installs system packages)" >&2
+    if command -v sudo >/dev/null; then
+        exec sudo "$0" "$@"
+    fi
+    echo "install.sh: run it as root (su -c $0; there is no sudo here)" >&2
     exit 1
 fi
 
@@ -36,6 +43,10 @@ if [ "$DEV" = 1 ]; then
     packages+=(gcc libc6-dev)
     # crun + bubblewrap: the other rows of the start-up benchmark (bench/startup.py).
     packages+=(crun bubblewrap)
+    # libcap2-bin: setcap/getcap, for the file capability tests (tests/root/test_file_caps.py).
+    packages+=(libcap2-bin)
+    # mmdebstrap: the labs' Debian image, built offline from the apt mirror (rootfs-images/debian).
+    packages+=(mmdebstrap)
 fi
 missing=()
 for p in "${packages[@]}"; do
@@ -54,15 +65,15 @@ for f in /etc/subuid /etc/subgid; do
 done
 
 [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"
-extras="[security,net,zstd]"
-[ "$DEV" = 1 ] && extras="[dev,security,net,zstd]"
+extras="[zstd]"
+[ "$DEV" = 1 ] && extras="[dev,zstd]"
 if [ "$DEV" = 1 ]; then
     # Editable: the tests exercise this checkout, not a copy.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check -e ".$extras"
 else
     "$PREFIX/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps .
-    # The optional dependencies (pyproject.toml's extras): pyseccomp compiles seccomp profiles,
-    # pyroute2 speaks netlink for the bridge network, zstandard reads zstd-compressed layers.
+    # The dependencies (pyproject.toml): pyseccomp compiles seccomp profiles, pyroute2 speaks
+    # netlink for the bridge network; the extra zstandard reads zstd-compressed layers.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check ".$extras"
 fi
 chmod -R a+rX "$PREFIX"

@@ -11,10 +11,13 @@ import gc
 import importlib
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from minirun import trace
+from minirun import __version__, trace
 from minirun.errors import RUNTIME_ERROR, MinirunError
+
+# A closed pipe on stdout ends minirun as it ends a C or Go program: quietly, 128 + SIGPIPE.
+BROKEN_PIPE = 128 + 13
 
 # In `minirun --help` order. Modules are imported lazily, only the verb that runs is loaded.
 VERBS = {
@@ -30,7 +33,23 @@ VERBS = {
     "rmi": "minirun.commands.rmi",
     "image": "minirun.commands.image",
     "export": "minirun.commands.export",
+    "doctor": "minirun.commands.doctor",
 }
+
+# `minirun --help` lists the verbs in docker's groups and order (`docker --help`; `doctor` where
+# docker has `info`); a verb not named here is listed under "Commands", A-Z.
+COMMON = ("run", "exec", "ps", "pull", "images", "doctor")
+MANAGEMENT = ("container", "image", "network", "system", "volume")
+EXAMPLES = """\
+Examples:
+  minirun run --rm busybox sh -c 'echo $$; hostname; id'   a throwaway container
+  minirun run -it --name box busybox sh                      an interactive shell, named box
+  minirun run --rm -p 8080:80 busybox httpd -f -p 80         publish a port (curl localhost:8080)
+  minirun ps -a                                              every container, running or not
+  minirun export box | tar -t | head                         what the container's file system holds
+  minirun doctor                                             what this host allows, and the fixes
+
+Run 'minirun COMMAND --help' for more information on a command."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,14 +62,52 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentParser:
     """The parser for `verb` (every verb if None); `others`: also list the other verbs."""
-    parser = _Parser(prog="minirun", description="A small, readable container runtime.")
-    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser)
+    parser = _Parser(prog="minirun", usage="minirun [OPTIONS] COMMAND",
+                     description="A small, readable container runtime.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--version", action="version", version=f"minirun version {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser, help=argparse.SUPPRESS)
     for name, module in VERBS.items():
         if verb is None or name == verb:
             importlib.import_module(module).add_parser(sub)
         elif others:
             sub.add_parser(name, help=f"see `minirun {name} --help`")
+    parser.epilog = _grouped_verbs(sub) + "\n\n" + EXAMPLES
     return parser
+
+
+def _grouped_verbs(sub: "argparse._SubParsersAction[Any]") -> str:
+    """The verb list as `docker --help` groups it: Common, Management, then the rest (A-Z)."""
+    helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    width = max(map(len, helps), default=0) + 2
+    groups = [("Common Commands", [v for v in COMMON if v in helps]),
+              ("Management Commands", [v for v in MANAGEMENT if v in helps]),
+              ("Commands", sorted(v for v in helps if v not in COMMON + MANAGEMENT))]
+    return "\n\n".join(f"{title}:\n" + "\n".join(f"  {v.ljust(width)}{helps[v]}" for v in verbs)
+                        for title, verbs in groups if verbs)
+
+
+def unknown_verb(word: str) -> MinirunError:
+    """docker's `'x' is not a docker command`, with the closest verb when one is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, VERBS, n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return MinirunError(f"'{word}' is not a minirun command.{hint} See 'minirun --help'.")
+
+
+def _stdout_reader_gone() -> bool:
+    """Is stdout a pipe nobody reads any more (`minirun images | head`)? poll(2) reports
+    POLLERR on the write end of a pipe whose read end is closed (pipe(7))."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     verb = next((a for a in argv if not a.startswith("-")), None)
     try:
+        if verb is not None and verb not in VERBS:
+            raise unknown_verb(verb)
         # `minirun VERB ...` needs VERB's parser only: each parser costs about 0.5 ms to build,
         # and nothing but `minirun --help` shows the list of verbs.
         # Importing `run`'s modules creates some 20,000 objects that live as long as the process,
@@ -80,6 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         return e.code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as e:
+        # Only stdout's reader going away is quiet: a broken pipe to anything else (the
+        # container's sync socket, a registry) is an error like any other.
+        if _stdout_reader_gone():
+            return BROKEN_PIPE
+        print(f"minirun: {e}", file=sys.stderr)
+        return RUNTIME_ERROR
     except OSError as e:
         # A system call failed in a way minirun did not anticipate: still one line, still 125.
         print(f"minirun: {e}", file=sys.stderr)

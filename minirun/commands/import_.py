@@ -2,14 +2,18 @@
 
 Like `docker import`: the tarball (plain, gzip, bzip2, xz or zstd; "-" reads it from stdin) becomes
 the image's single layer, extracted safely (minirun/images/tarball.py), and the new image id is
-printed. The image gets the default config: PATH set, command /bin/sh.
+printed. The image gets the default config (PATH set, command /bin/sh), changed by each
+`-c/--change 'INSTRUCTION'` as docker's: CMD and ENTRYPOINT (JSON array or shell form), ENV,
+WORKDIR, USER, EXPOSE.
 """
 
 import argparse
+import dataclasses
+import json
 import sys
 
 from minirun.errors import MinirunError
-from minirun.images import import_tarball, normalize_ref
+from minirun.images import ImageConfig, import_tarball, normalize_ref
 from minirun.paths import state_dir, store_dir
 from minirun.state import image_ids_in_use
 
@@ -24,21 +28,67 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
         "tarball", metavar="TARBALL", help='a tar archive (may be compressed), or "-" for stdin'
     )
     parser.add_argument("reference", metavar="REFERENCE", help="the image's name, NAME[:TAG]")
+    parser.add_argument("-c", "--change", action="append", default=[], metavar="INSTRUCTION",
+                        help="a Dockerfile instruction for the image's config: CMD, ENTRYPOINT, ENV, "
+                             "WORKDIR, USER, EXPOSE (repeatable)")
+
+
+def apply_change(config: ImageConfig, change: str) -> ImageConfig:
+    """One `--change` (Dockerfile reference: the exec form is a JSON array, the shell form runs
+    under /bin/sh -c)."""
+    keyword, _, value = change.strip().partition(" ")
+    keyword, value = keyword.upper(), value.strip()
+    if not value:
+        raise MinirunError(f"import: --change {change!r}: expected INSTRUCTION VALUE")
+
+    def command() -> list[str]:
+        if value.startswith("["):
+            try:
+                argv = json.loads(value)
+            except ValueError as e:
+                raise MinirunError(f"import: --change {change!r}: not a JSON array ({e})") from None
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise MinirunError(f"import: --change {change!r}: a JSON array of strings is expected")
+            return argv
+        return ["/bin/sh", "-c", value]
+
+    if keyword == "CMD":
+        return dataclasses.replace(config, cmd=command())
+    if keyword == "ENTRYPOINT":
+        return dataclasses.replace(config, entrypoint=command())
+    if keyword == "ENV":
+        name, sep, val = value.partition("=") if "=" in value.split(" ")[0] else value.partition(" ")
+        if not name or not sep:
+            raise MinirunError(f"import: --change {change!r}: ENV NAME=VALUE expected")
+        env = [e for e in config.env if e.split("=", 1)[0] != name] + [f"{name}={val.strip()}"]
+        return dataclasses.replace(config, env=env)
+    if keyword == "WORKDIR":
+        return dataclasses.replace(config, working_dir=value)
+    if keyword == "USER":
+        return dataclasses.replace(config, user=value)
+    if keyword == "EXPOSE":
+        ports = [p if "/" in p else f"{p}/tcp" for p in value.split()]
+        return dataclasses.replace(config, exposed_ports=config.exposed_ports + ports)
+    raise MinirunError(f"import: --change {change!r}: {keyword} is not supported "
+                       "(CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE)")
 
 
 def run(args: argparse.Namespace) -> int:
     name = normalize_ref(args.reference)  # a bad name fails before anything is read
+    config = ImageConfig()
+    for change in args.change:  # bad changes fail before anything is read, too
+        config = apply_change(config, change)
     in_use = image_ids_in_use(state_dir())  # a container's image keeps its layers when the name moves
     if args.tarball == "-":
         if sys.stdin.isatty():
             raise MinirunError('import: "-" reads the tarball from stdin, but stdin is a terminal')
-        image = import_tarball(store_dir(), sys.stdin.buffer, name, in_use=in_use)
+        image = import_tarball(store_dir(), sys.stdin.buffer, name, config=config, in_use=in_use)
     else:
         try:
             source = open(args.tarball, "rb")  # noqa: SIM115 (closed by the with below)
         except OSError as e:
             raise MinirunError(f"import: cannot open {args.tarball}: {e.strerror}") from e
         with source:
-            image = import_tarball(store_dir(), source, name, in_use=in_use)
+            image = import_tarball(store_dir(), source, name, config=config, in_use=in_use)
     print(image.id)
     return 0

@@ -44,5 +44,9 @@ def get(store: Path, ref: str, policy: str = "missing", platform: str | None = N
     if policy == "missing":
         with contextlib.suppress(ImageNotFound):  # `docker.io/library/alpine` is kept as `alpine`
             return resolve(store, reference.parse(ref).local_name)
+        from minirun.images import offline
+
+        if (image := offline.build_busybox(store, ref)) is not None:  # a store without busybox
+            return image
     # Progress goes to stderr: the container's own output owns stdout.
     return pull.pull(store, ref, Progress.to(sys.stderr), wanted)

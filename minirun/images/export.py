@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from minirun.errors import MinirunError
 from minirun.fsutil import DIR_FLAGS, list_directory, walk
-from minirun.images.tarball import OPAQUE_XATTR
+from minirun.images.tarball import CAPABILITY_XATTR, OPAQUE_XATTR, PAX_CAPABILITY, capability_as_v2
 from minirun.userns import IdMap
 
 OVERFLOW_ID = 65534  # what a user namespace shows for an unmapped id (user_namespaces(7))
@@ -158,12 +158,38 @@ def _add(tar: tarfile.TarFile, arcname: str, dir_fd: int, name: str, links: Link
         if info.isreg():
             fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
             with open(fd, "rb") as f:
+                if (caps := _capability(fd, arcname, uids)) is not None:
+                    info.pax_headers = {**info.pax_headers,
+                                        PAX_CAPABILITY: caps.decode("utf-8", "surrogateescape")}
                 tar.addfile(info, f)
         else:
             tar.addfile(info)
     except PermissionError as e:
         raise MinirunError(f"export: cannot read {arcname.lstrip('.')}: {e.strerror} (a file only a "
                            "container user other than root may read; rootless export reads as you)") from e
+
+
+def _capability(fd: int, what: str, uids: list[IdMap]) -> bytes | None:
+    """The file's capabilities as the container sees them, as `tar --xattrs` would record them.
+
+    A revision 3 value (capabilities(7)) carries the host uid of the root it works for: the user,
+    for a rootless store, or the remapped root, for a file a rootful container setcap'ed itself.
+    If that is the container's root (or host root, whose revision 2 values the image layers hold)
+    they are written as revision 2, capabilities of the archive's root, as docker export shows
+    them; capabilities that do not work in this container are not what it sees, and are left out.
+    """
+    try:
+        raw = os.getxattr(fd, CAPABILITY_XATTR)  # the open file itself: no path, no link to follow
+    except OSError:
+        return None  # none (ENODATA), or a file system without xattrs
+    if len(raw) >= 24 and raw[3] == 3:
+        rootid = int.from_bytes(raw[20:24], "little")
+        if rootid != 0 and to_container(rootid, uids) != 0:
+            return None
+    try:
+        return capability_as_v2(raw, what)
+    except MinirunError:
+        return None
 
 
 def export(layers: list[Path], out: BinaryIO, uids: list[IdMap], gids: list[IdMap]) -> None:

@@ -72,6 +72,8 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool =
         # A directory's own mode is applied after everything in it exists: a read-only directory
         # (say 0555) must not stop its later members from being created. See _finish_directories.
         directories: dict[tuple[str, ...], tarfile.TarInfo] = {}
+        # File capabilities to set once every member is in place (see _set_capabilities).
+        capabilities: dict[tuple[str, ...], bytes] = {}
 
         root = _Root(root_fd)
         tar = _open_stream(source)
@@ -85,6 +87,7 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool =
                 ):
                     skipped_devices.add(parts)
                     continue
+                capabilities.pop(parts, None)  # a member that replaces a file replaces its caps
                 try:
                     if whiteouts and parts and parts[-1].startswith(WHITEOUT_PREFIX):
                         _whiteout(member, parts, root)
@@ -94,9 +97,12 @@ def safe_extract(source: BinaryIO, dest: Path, *, chown: bool, whiteouts: bool =
                             f"refusing archive: its files add up to more than {max_size} bytes "
                             f"uncompressed (at {member.name!r}); {MAX_SIZE_VARIABLE} raises the limit")
                     written += _extract_member(tar, member, parts, root, chown, directories)
+                    if member.isreg() and (caps := file_capability(member)) is not None:
+                        capabilities[parts] = caps
                 except (OSError, ValueError, OverflowError) as e:
                     reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
                     raise MinirunError(f"cannot extract {member.name!r}: {reason}") from e
+            _set_capabilities(root_fd, capabilities, as_root=os.geteuid() == 0)
             _finish_directories(root_fd, directories, chown)
 
         if skipped_devices:
@@ -140,6 +146,108 @@ def _whiteout(member: tarfile.TarInfo, parts: tuple[str, ...], root: "_Root") ->
         os.mknod(name, stat.S_IFCHR | 0o600, os.makedev(0, 0), dir_fd=parent_fd)
     finally:
         os.close(parent_fd)
+
+
+# --- file capabilities (capabilities(7), "File capabilities") --------------------------------------
+
+CAPABILITY_XATTR = "security.capability"
+# GNU tar --xattrs, bsdtar and docker write xattrs as PAX records named SCHILY.xattr.NAME
+# (the convention of Jörg Schilling's star), with the raw bytes as the value.
+PAX_CAPABILITY = "SCHILY.xattr." + CAPABILITY_XATTR
+# struct vfs_cap_data / vfs_ns_cap_data (include/uapi/linux/capability.h): a little-endian
+# magic_etc (revision in the top byte, bit 0 = "effective"), then permitted/inheritable pairs
+# for capabilities 0-31 and 32-63; revision 3 adds the rootid.
+_CAP_REVISION_MASK, _CAP_REVISION_2, _CAP_REVISION_3 = 0xFF000000, 0x02000000, 0x03000000
+_CAP_V2_SIZE, _CAP_V3_SIZE = 20, 24
+
+
+def file_capability(member: tarfile.TarInfo) -> bytes | None:
+    """The member's `security.capability` from its PAX header, as a revision 2 value.
+
+    Revision 3 ("namespaced", Linux 4.14) records the host uid of the root of the user namespace
+    the capabilities were set in (its rootid), and the kernel applies them only to processes in
+    a namespace whose root that uid is. A rootid in an archive is a uid of the machine that made
+    it (for example the user whose rootless container was exported), which means nothing here:
+    in an image, capabilities belong to the image's root, whoever that will be. So the rootid is
+    dropped, which makes a revision 2 value; the kernel turns that into whatever revision this
+    store needs when it is written (_set_capabilities). Anything else is not a capability set.
+    """
+    raw = member.pax_headers.get(PAX_CAPABILITY)
+    if raw is None:
+        return None
+    # tarfile decodes PAX values as UTF-8, falling back to surrogateescape: this undoes either.
+    value = raw.encode("utf-8", "surrogateescape")
+    return capability_as_v2(value, member.name)
+
+
+def capability_as_v2(value: bytes, what: str) -> bytes:
+    revision = int.from_bytes(value[:4], "little") & _CAP_REVISION_MASK if len(value) >= 4 else 0
+    if (revision, len(value)) not in ((_CAP_REVISION_2, _CAP_V2_SIZE), (_CAP_REVISION_3, _CAP_V3_SIZE)):
+        raise MinirunError(f"refusing archive: {what!r} has a malformed {CAPABILITY_XATTR} "
+                           f"({len(value)} bytes, revision {revision >> 24})")
+    magic = (int.from_bytes(value[:4], "little") & ~_CAP_REVISION_MASK) | _CAP_REVISION_2
+    return magic.to_bytes(4, "little") + value[4:_CAP_V2_SIZE]
+
+
+def _set_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes], as_root: bool) -> None:
+    """Set the file capabilities the archive asked for, after every member is in place (a later
+    member may still replace a file; writing data or chown(2) would clear them anyway).
+
+    Who may set them (cap_convert_nscap in security/commoncap.c): CAP_SETFCAP over the file.
+    Root, in the initial user namespace, writes the revision 2 value as it is: capabilities for
+    the image's root, which is host root with --userns=host and, through the idmapped layers,
+    the remapped root too (the kernel maps a v2 value's root uid 0 through the idmapped mount).
+    A user has no CAP_SETFCAP on the host, so a child process enters a user namespace of its
+    own where the user is root (as `unshare -r` does) and writes it there: the kernel stores
+    it as revision 3 with the user's uid as rootid, which is exactly the root of the user's
+    rootless containers, so there (and only there) the capabilities work, as in podman.
+    """
+    if not capabilities:
+        return
+    error = _write_capabilities(root_fd, capabilities, as_root)
+    if error:
+        # The image still works, without them; a file system without xattrs (some NFS and FUSE
+        # homes) is the usual reason. One line, as for the device nodes above.
+        example = "/" + "/".join(next(iter(capabilities)))
+        print(f"minirun: warning: file capabilities not kept ({len(capabilities)} file(s), e.g. "
+              f"{example}): {error}", file=sys.stderr)
+
+
+def _write_capabilities(root_fd: int, capabilities: dict[tuple[str, ...], bytes], as_root: bool) -> str:
+    """Write them all (see _set_capabilities); "" if that worked, else the error."""
+
+    def write_all() -> None:
+        for parts, value in capabilities.items():
+            # The same no-follow walk as extraction: a later member may have replaced a directory
+            # on the way by a symlink (then the file is gone from the image, and so are its caps).
+            try:
+                parent = _open_directory(root_fd, parts[:-1], "/".join(parts), create=False)
+            except (FileNotFoundError, MinirunError):
+                continue
+            try:
+                fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+            except FileNotFoundError:
+                continue
+            finally:
+                os.close(parent)
+            try:
+                os.setxattr(fd, CAPABILITY_XATTR, value)
+            finally:
+                os.close(fd)
+
+    if as_root:
+        try:
+            write_all()
+        except (OSError, MinirunError) as e:
+            return str(e)
+        return ""
+    from minirun import probes  # rootless archives with capabilities only
+
+    def in_own_namespace() -> None:
+        probes.enter_own_userns()
+        write_all()
+
+    return probes.in_child(in_own_namespace)
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # RFC 8878, 3.1.1: every zstd frame starts with it

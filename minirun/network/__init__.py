@@ -19,6 +19,7 @@ modes that need it: `--network none` costs nothing.
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,11 @@ def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
         if rootless:
             raise MinirunError("--network bridge needs root (it creates host interfaces); rootless "
                                "containers use --network slirp4netns")
+        import importlib.util
+
+        if importlib.util.find_spec("pyroute2") is None:  # a dependency, but pip may have been told --no-deps
+            raise MinirunError("--network bridge needs the pyroute2 package: "
+                               f"{sys.executable} -m pip install pyroute2 (or --network none)")
         from minirun.network import leases  # bridge only: --network none does not load it
 
         leases.configured_network()  # a bad MINIRUN_SUBNET fails now, before anything exists
