@@ -43,7 +43,7 @@ log() { echo "vm-build: $*" >&2; }
 # --- the inputs and their hash ---------------------------------------------------------------
 
 # The guest gets what install.sh installs (and --dev adds): its `packages=(...)` lines, as bash.
-eval "$(grep -E '^[[:space:]]*packages\+?=\(' install.sh)"
+eval "$(grep -E '^[[:space:]]*packages\+?=\(' install.sh | grep -v vm_packages)"
 packages+=(kmod e2fsprogs ca-certificates)
 kernel_pkg=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*\)$/\1/p' | head -1)
 kernel_version=$(apt-cache show "$kernel_pkg" | sed -n 's/^Version: //p' | head -1)

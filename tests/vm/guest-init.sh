@@ -83,5 +83,5 @@ selection=(tests/root tests/rootless)  # by path: some tests there carry no root
 [ -s /xfer/selection ] && mapfile -t selection </xfer/selection  # MINIRUN_VM_TESTS on the host
 env MINIRUN_TEST_DELEGATED_CGROUP="$delegated" MINIRUN_TEST_REQUIRE_V2=1 \
     timeout -s INT -k 30 "${VM_SUITE_TIMEOUT:-1500}" /opt/minirun/bin/python -m pytest -ra \
-    -p no:cacheprovider --durations=25 --junitxml=/xfer/out/junit.xml "${selection[@]}" 2>&1 | tee /xfer/out/pytest.log
+    -v -p no:cacheprovider --durations=25 --junitxml=/xfer/out/junit.xml "${selection[@]}" 2>&1 | tee /xfer/out/pytest.log
 echo "${PIPESTATUS[0]}" >/xfer/out/rc
