@@ -39,6 +39,8 @@ for m in tun loop; do
 done
 chmod 0666 /dev/net/tun  # what udev does (install.sh does it too)
 hostname minirun-vm
+# Swap, as most installed hosts have, so memory.swap.max has something to limit.
+fallocate -l 256M /swapfile && chmod 600 /swapfile && mkswap -q /swapfile && swapon /swapfile
 ip link set lo up
 
 mkdir -p /xfer/out
