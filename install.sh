@@ -47,6 +47,11 @@ if [ "$DEV" = 1 ]; then
     packages+=(libcap2-bin)
     # mmdebstrap: the labs' Debian image, built offline from the apt mirror (rootfs-images/debian).
     packages+=(mmdebstrap)
+    # The VM tier (tests/vm): qemu boots a pure cgroup v2 Debian guest that mmdebstrap builds;
+    # cpio packs its initramfs, kmod (depmod, modprobe) finds the kernel modules it needs,
+    # e2fsprogs makes its disk. A list of their own: tests/vm/build.sh gives the guest the others.
+    vm_packages=(qemu-system-x86 mmdebstrap cpio kmod e2fsprogs)
+    packages+=("${vm_packages[@]}")
 fi
 missing=()
 for p in "${packages[@]}"; do

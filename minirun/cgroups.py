@@ -331,7 +331,12 @@ def check_limits_possible(limits: Limits, rootless: bool) -> None:
 
 def _prepare_v1_cpuset(path: Path) -> None:
     """A new v1 cpuset cgroup starts with empty cpuset.cpus/mems, and the kernel refuses to add a
-    task to it (ENOSPC) until they are set: copy them from the parent (cpuset(7))."""
+    task to it (ENOSPC) until they are set: copy them from the parent (cpuset(7)).
+
+    Only v1: a v2 cgroup has a cpuset.cpus file too, empty, but empty there means "the parent's
+    CPUs" (cgroup-v2.rst, "cpuset.cpus.effective"), and the v2 root has no cpuset.cpus to copy."""
+    if (path / "cgroup.controllers").exists():  # a v2 directory (v1 ones have no such file)
+        return
     for name in ("cpuset.cpus", "cpuset.mems"):
         target = path / name
         if target.exists() and not target.read_text().strip():
@@ -383,6 +388,8 @@ def _mkdir_under_shared_parent(path: Path) -> None:
             path.mkdir()  # from here on PARENT is not empty, so nobody can remove it
             return
         except FileNotFoundError:
+            if path.parent.exists():
+                raise  # a file that is missing for another reason: a real error, say which
             continue  # PARENT was removed under us, at any of the steps above
     raise OSError(errno.EAGAIN, f"cannot create cgroup {path}")
 

@@ -223,6 +223,11 @@ def mount_sys(root_fd: int, own_netns: bool, cgroupns_host: bool = False) -> Non
         mount_in_root(root_fd, "/sys", "/sys", None, MS_BIND | MS_REC)
         # Read-only takes a second call, on a fresh fd: one opened before the bind sees underneath it.
         mount_in_root(root_fd, None, "/sys", None, MS_BIND | MS_REMOUNT | ro)
+        # The host's cgroup mounts came along (locked in a user namespace: they cannot be
+        # unmounted). Cover them with an empty tmpfs: on a pure v2 host the container's own
+        # cgroup2 mount would otherwise land on the same superblock at the same mountpoint,
+        # which mount(2) refuses (EBUSY).
+        mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", ro, "mode=755")
     if cgroupns_host:
         bind_host_cgroupfs(root_fd)
     else:

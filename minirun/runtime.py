@@ -169,7 +169,7 @@ def run(spec: ContainerSpec) -> int:
                     "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
-                         **limits_json(spec)},
+                         "LayersMode": userns.shown_layers(mapping), **limits_json(spec)},
         )
 
     record = state.create(state_dir, new_record, spec.name)
@@ -205,7 +205,8 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
                  cwd: str, user: str | None, hostname: str) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
-        layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
+        layers=[str(p) for p in userns.layer_dirs(image.layers, mapping, store)], upper=str(bundle / "upper"),
+        work=str(bundle / "work"),
         merged=str(bundle / "merged"), binds=spec.binds,
         etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
         own_netns=network.has_own_netns(spec.network),
@@ -253,7 +254,7 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
         if plan.rootfs.layer_mounts:  # rootful remapped: "go" carries the idmapped layers + volumes
-            mounts = userns.idmapped_layers(pid, plan.rootfs.layers)
+            mounts = userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
             try:
                 mounts += userns.detached_binds(plan.rootfs.binds)
                 sync.send_fds(parent_end, sync.GO, mounts)

@@ -7,7 +7,8 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
  - rootful (default): remapped. Container ids 0-65535 are host ids 1000000-1065535 (root's
    range in /etc/subuid): root in the container is an unprivileged nobody on the host, so a
    process that escapes owns nothing there (seed 001). Image files still look root-owned inside
-   through idmapped mounts (idmapped_layers below).
+   through idmapped mounts (idmapped_layers below), or, where the kernel cannot do that, because
+   the container uses a copy of each layer chowned into its range (layers_mode below).
  - rootful with --userns=host: an identity map, 0-4294967294 inside = the same ids outside, so
    root in the container is root on the host (still without most capabilities), classic docker.
  - rootless: container root is the invoking user (`0 UID 1`). An unprivileged process may
@@ -22,8 +23,9 @@ import pwd
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from minirun import kernel
+from minirun import kernel, paths
 from minirun.errors import MinirunError
 from minirun.spec import BindMount
 
@@ -47,7 +49,8 @@ class IdMapping:
     uids: list[IdMap]
     gids: list[IdMap]
     helpers: bool  # write through newuidmap/newgidmap (rootless with a subordinate range)
-    idmap_layers: bool = False  # rootful remapped: show image layers through idmapped mounts
+    idmap_layers: bool = False  # rootful remapped: the parent hands the layers over as mounts...
+    shifted_layers: bool = False  # ...of chowned copies (True), or idmapped ones (False)
 
     def maps_uid(self, uid: int) -> bool:
         return any(m.inside <= uid < m.inside + m.count for m in self.uids)
@@ -75,7 +78,8 @@ def plan(rootless: bool, userns: str = "remap") -> IdMapping:
         return IdMapping(identity, identity, helpers=False)
     if not rootless:
         uids, gids = root_range("/etc/subuid"), root_range("/etc/subgid")
-        return IdMapping([IdMap(0, *uids)], [IdMap(0, *gids)], helpers=False, idmap_layers=True)
+        return IdMapping([IdMap(0, *uids)], [IdMap(0, *gids)], helpers=False, idmap_layers=True,
+                         shifted_layers=layers_mode() == "shifted")
     uid, gid = os.getuid(), os.getgid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -97,7 +101,75 @@ def root_range(path: str) -> tuple[int, int]:
     return start, min(count, 65536)
 
 
-def idmapped_layers(pid: int, layers: list[str]) -> list[int]:
+# --- how a remapped root sees the image's files ---------------------------------------------------
+#
+# What each way needs from the kernel (README, "Kernel requirements"):
+#  - idmapped mounts (mount_setattr(2), MOUNT_ATTR_IDMAP): Linux 5.12, per file system: ext4,
+#    xfs, vfat 5.12; btrfs 5.15; tmpfs only 6.3. overlayfs accepts idmapped lower layers only
+#    since 5.19. Nothing is copied.
+#  - shifted copies: any kernel. Each layer is copied once per id range with its owners moved
+#    into the range (images/store.shifted_layer), as docker's userns-remap does; costs disk.
+LayersMode = Literal["idmapped", "shifted"]
+LAYERS_ENV = "MINIRUN_LAYERS"  # idmapped | shifted | auto (unset): force one way, for tests too
+
+
+def layers_mode() -> LayersMode:
+    """idmapped where this kernel can idmap the store's file system and stack overlay on it,
+    else shifted copies; MINIRUN_LAYERS forces either."""
+    forced = os.environ.get(LAYERS_ENV, "auto")
+    if forced in ("idmapped", "shifted"):
+        return forced  # type: ignore[return-value]
+    if forced != "auto":
+        raise MinirunError(f"invalid {LAYERS_ENV}={forced!r}: expected idmapped, shifted or auto")
+    kernel_version = _kernel_version()
+    if kernel_version < (5, 19):
+        return "shifted"
+    if kernel_version < (6, 3) and _fs_type(paths.store_dir()) == "tmpfs":
+        return "shifted"
+    return "idmapped"
+
+
+def _kernel_version() -> tuple[int, int]:
+    release = os.uname().release  # "6.1.0-57-amd64"
+    parts = release.split("-")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def _fs_type(path: Path) -> str:
+    """The file system type of the mount holding `path` (the longest mount point above it)."""
+    best, fstype = "", ""
+    target = str(path.resolve()) if path.exists() else str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            mountpoint = fields[4]
+            if (target == mountpoint or target.startswith(mountpoint.rstrip("/") + "/")) \
+                    and len(mountpoint) >= len(best):
+                best, fstype = mountpoint, fields[fields.index("-") + 1]
+    return fstype
+
+
+def layer_dirs(layers: list[Path], mapping: IdMapping, store: Path) -> list[Path]:
+    """The lower directories a container stacks: the image's own, or their shifted copies."""
+    if not mapping.shifted_layers:
+        return layers
+    from minirun.images import store as image_store
+
+    uid, gid, count = mapping.uids[0].outside, mapping.gids[0].outside, mapping.uids[0].count
+    return [image_store.shifted_layer(store, layer, uid, gid, count) for layer in layers]
+
+
+def shown_layers(mapping: IdMapping) -> str:
+    """For `inspect` (HostConfig.LayersMode): how the container's root sees the image's files."""
+    if not mapping.idmap_layers:
+        return "as is"  # --userns=host or rootless: the ids on disk are the container's
+    return "shifted copies" if mapping.shifted_layers else "idmapped"
+
+
+def idmapped_layers(pid: int, layers: list[str], idmap: bool = True) -> list[int]:
     """Detached copies of the image layers that show file owners through the container's map.
 
     The layers on disk are owned by host root (uid 0), which a remapped namespace does not map:
@@ -108,13 +180,15 @@ def idmapped_layers(pid: int, layers: list[str]) -> list[int]:
     serves any number of containers and ranges; overlay accepts idmapped lower layers since
     Linux 5.19. Only the parent may do this: it needs CAP_SYS_ADMIN in the initial namespace.
     The child attaches them with move_mount(2) inside its own mount namespace (rootfs.py).
+    idmap=False (shifted copies, whose owners are right on disk): plain detached clones.
     """
     userns_fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
     fds: list[int] = []
     try:
         for layer in layers:
             fds.append(kernel.open_tree(layer, kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE))
-            kernel.mount_setattr(fds[-1], kernel.MOUNT_ATTR_IDMAP, userns_fd)
+            if idmap:
+                kernel.mount_setattr(fds[-1], kernel.MOUNT_ATTR_IDMAP, userns_fd)
     except OSError as e:
         for fd in fds:
             os.close(fd)

@@ -22,6 +22,7 @@ namespaces, mounts, cgroups, records ... that belong to minirun): the session fa
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import pwd
@@ -211,6 +212,9 @@ def rootless_tier(session: Session, test_user: pwd.struct_passwd, busybox_tar: P
     session.finally_.append(lambda: shutil.rmtree(code, ignore_errors=True))
     code.chmod(0o755)
     shutil.copytree(REPO / "minirun", code / "minirun", ignore=shutil.ignore_patterns("__pycache__"))
+    # Byte-code once, here: the user may not write it, and compiling on every start costs (a lot
+    # in the VM tier's emulated guest).
+    compileall.compile_dir(code / "minirun", quiet=1)
     for root, dirs, files in os.walk(code):
         for d in dirs:
             os.chmod(os.path.join(root, d), 0o755)

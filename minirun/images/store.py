@@ -10,6 +10,8 @@ container's overlayfs mount. Everything lives under one directory, minirun.paths
     layers/                       0700: only the store's owner may reach the images' files
     layers/<hex>/layer.json       one layer: the digest of the blob it came from, and its size
     layers/<hex>/rootfs/          ...and its files: this directory is an overlayfs lower directory
+    layers/<hex>/rootfs-shifted-* a copy owned by a remapped root's range, on kernels that cannot
+                                  idmap it (shifted_layer, minirun/userns.py)
     tmp/                          staging areas of imports in progress, and layers being deleted
     pulls/<hex>.lock              flock(2) held by a pull of one reference (minirun/images/pull.py)
 
@@ -38,6 +40,8 @@ import io
 import json
 import os
 import re
+import stat
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,7 +50,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minirun.errors import ImageNotFound, MinirunError
-from minirun.fsutil import atomic_write_json, locked, read_json, remove_tree
+from minirun.fsutil import DIR_FLAGS, atomic_write_json, list_directory, locked, read_json, remove_tree, walk
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -441,6 +445,65 @@ def remove_image(
             _remove_image(store, image.id)
             done.append(f"Deleted: {image.id}")
         return done
+
+
+def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> Path:
+    """A copy of a layer's files with every owner moved up into a remapped root's range (container
+    id N is host id uid+N): what a rootful remapped container uses as a lower directory where the
+    kernel cannot show the layer through an idmapped mount (minirun/userns.py, layers_mode).
+
+    Made once per layer and range, next to the layer (layers/<hex>/rootfs-shifted-UID-GID-COUNT),
+    so containers share it and `rmi` removes it with the layer; made under the store's exclusive
+    lock in a staging area and renamed into place, so nobody ever sees half a copy. This is
+    docker's userns-remap approach; it costs the layer's size again for each range.
+    """
+    target = rootfs.with_name(f"rootfs-shifted-{uid}-{gid}-{count}")
+    if target.is_dir():
+        return target
+    with locked(store / "images.lock"):
+        if target.is_dir():
+            return target
+        with staging_area(store) as staging:
+            copy = staging / "rootfs"
+            # cp -a: device nodes (overlay whiteouts are 0/0 character devices), hard links,
+            # xattrs and times as they are; shutil.copytree would open the device nodes.
+            result = subprocess.run(["cp", "-a", "--", str(rootfs), str(copy)], capture_output=True,
+                                    text=True, check=False)
+            if result.returncode != 0:
+                raise MinirunError(f"cannot copy layer {rootfs.parent.name[:12]}: {result.stderr.strip()}")
+            _shift_owners(copy, uid, gid, count)
+            os.rename(copy, target)
+    return target
+
+
+def _shift_owners(root: Path, uid: int, gid: int, count: int) -> None:
+    """lchown every entry by (uid, gid); ids beyond the range become its "nobody" (65534).
+    Walked with fsutil.walk (no recursion, never through a symlink): a layer may be 5,000 deep."""
+    seen: set[tuple[int, int]] = set()  # hard links: shift each inode once
+
+    def shift(dir_fd: int, name: str) -> None:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if (st.st_dev, st.st_ino) in seen:
+            return
+        seen.add((st.st_dev, st.st_ino))
+        new_uid = uid + (st.st_uid if st.st_uid < count else 65534)
+        new_gid = gid + (st.st_gid if st.st_gid < count else 65534)
+        os.chown(name, new_uid, new_gid, dir_fd=dir_fd, follow_symlinks=False)  # lchown
+        if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            # chown(2) clears set-id bits: restore them (not a symlink: chmod cannot follow one)
+            os.chmod(name, stat.S_IMODE(st.st_mode), dir_fd=dir_fd)
+
+    def children(fds: dict[int, int]) -> list[tuple[str, tuple[int, ...]]]:
+        return [(e.name, (0,) if e.is_dir(follow_symlinks=False) else ()) for e in list_directory(fds[0])]
+
+    top = os.open(root, DIR_FLAGS)
+    try:
+        shift(top, ".")
+        for visit in walk({0: top}, children):
+            if visit.kind == "entry":
+                shift(visit.parent_fds[0], visit.name)
+    finally:
+        os.close(top)
 
 
 def _maybe_store_name(ref: str) -> str:

@@ -5,9 +5,11 @@ units and minimums, and how one limit becomes v1 and v2 file values.
 """
 
 import os
+from pathlib import Path
 
 import pytest
 
+from minirun import cgroups
 from minirun.cgroups import V1, V2, shares_to_weight
 from minirun.errors import MinirunError
 from minirun.spec import Limits, parse_limits, parse_size
@@ -140,3 +142,22 @@ def test_device_program_is_the_allowlist(kind: str, access: str, major: int, min
     from minirun.cgroups import DEVICE_ALLOWLIST, device_program
 
     assert run_device_program(device_program(DEVICE_ALLOWLIST), kind, access, major, minor) == allowed
+
+
+def test_cpuset_preparation_is_for_v1_directories_only(tmp_path: Path) -> None:
+    """A v2 cgroup has an empty cpuset.cpus too, which means "the parent's"; the v2 root has no
+    cpuset.cpus to copy. Treating it as v1 broke every rootful container after the first on
+    systemd hosts (issue 10). Plain files here: the kernel-side test is the VM tier's."""
+    v2 = tmp_path / "v2" / "minirun"
+    v2.mkdir(parents=True)
+    (v2 / "cgroup.controllers").write_text("cpuset cpu memory pids\n")
+    (v2 / "cpuset.cpus").write_text("\n")
+    cgroups._prepare_v1_cpuset(v2)  # the parent (the "root") has no cpuset.cpus: nothing to do
+    assert (v2 / "cpuset.cpus").read_text() == "\n"
+    v1 = tmp_path / "cpuset" / "minirun"
+    v1.mkdir(parents=True)
+    for name, value in (("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")):
+        (v1.parent / name).write_text(value)
+        (v1 / name).write_text("\n")
+    cgroups._prepare_v1_cpuset(v1)
+    assert ((v1 / "cpuset.cpus").read_text(), (v1 / "cpuset.mems").read_text()) == ("0-1\n", "0\n")

@@ -1,0 +1,136 @@
+"""What the limits tests share: where a container's cgroup is, cgroup delegation to the test
+user, and the rule for tests that need controllers in the unified (v2) hierarchy.
+
+Delegation is what systemd's `Delegate=yes` does for user@UID.service: root creates a cgroup,
+chowns it (and the files a delegatee must write: cgroup.procs, on v2 also cgroup.subtree_control
+and cgroup.threads) to the user, and the user's processes run in a leaf below it.
+ - On a systemd host (the VM tier's guest, tests/vm/guest-init.sh) that subtree exists already:
+   MINIRUN_TEST_DELEGATED_CGROUP names the user@UID.service directory, and the tests start
+   minirun in a leaf of it, as `systemd-run --user --scope` would.
+ - Elsewhere (this hybrid host) the tests build one by hand, in every hierarchy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from helpers import Tier
+
+from minirun import cgroups
+
+
+def container_cgroup_dirs(container_id: str) -> list[Path]:
+    """Every cgroup directory named after the container, in any hierarchy (v1: one per
+    controller, /sys/fs/cgroup/memory/minirun/ID; v2: /sys/fs/cgroup/minirun/ID)."""
+    found = []
+    for root, dirs, _ in os.walk(cgroups.CGROUP_ROOT):
+        found += [Path(root, d) for d in dirs if d == container_id]
+    return found
+
+
+def layout() -> str:
+    """This host's cgroup layout in words, for skip reasons and failures."""
+    parts = []
+    for h in cgroups.hierarchies():
+        if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT):
+            controllers = ",".join(h.controllers) or "no controllers"
+            parts.append(f"v{h.version} {h.mountpoint} ({controllers})")
+    return f"{cgroups.mode()}: " + "; ".join(parts)
+
+
+def v2_controllers() -> set[str]:
+    """The controllers the unified hierarchy has (empty on v1 and on most hybrid hosts)."""
+    if cgroups.mode() != "v2":
+        return set()
+    return set((cgroups.CGROUP_ROOT / "cgroup.controllers").read_text().split())
+
+
+def require_v2(*controllers: str) -> None:
+    """A test of the v2 files themselves: it skips where the controllers are bound to v1 (the
+    hybrid hosts these tests run on), naming the layout, and fails instead where the VM tier
+    demands it (MINIRUN_TEST_REQUIRE_V2=1: there, a skip would hide that nothing was tested)."""
+    missing = sorted(set(controllers) - v2_controllers())
+    if not missing:
+        return
+    reason = (f"needs the {', '.join(missing)} controller in a pure cgroup v2 hierarchy; this host is "
+              f"{layout()} (the VM tier runs it: pytest -m vm tests/vm)")
+    if os.environ.get("MINIRUN_TEST_REQUIRE_V2") == "1":
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def _chown_delegated(d: Path, uid: int, gid: int) -> None:
+    for path in (d, *(d / f for f in ("cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads")
+                      if (d / f).exists())):
+        os.chown(path, uid, gid)
+
+
+@contextlib.contextmanager
+def _made_by_hand(uid: int, gid: int) -> Iterator[list[Path]]:
+    """TOP/session in every writable hierarchy, TOP chowned to the user: the leaves to enter."""
+    tops = [h.mountpoint / f"minirun-delegated-{secrets.token_hex(3)}" for h in cgroups.hierarchies()
+            if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT) and "name=systemd" not in h.controllers]
+    made: list[Path] = []
+    try:
+        for top in tops:
+            top.mkdir()
+            made.append(top)
+            leaf = top / "session"
+            leaf.mkdir()
+            for d in (top, leaf):
+                for name in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: empty until set (cpuset(7))
+                    if (d / name).exists() and not (d / "cgroup.controllers").exists():
+                        (d / name).write_text((d.parent / name).read_text())
+                _chown_delegated(d, uid, gid)  # systemd chowns the whole subtree, leaves included
+        yield [top / "session" for top in tops]
+    finally:
+        for top in reversed(made):
+            for d in (top / "session", top / cgroups.PARENT, top):
+                with contextlib.suppress(FileNotFoundError):
+                    d.rmdir()
+
+
+@contextlib.contextmanager
+def _under_systemds(service: Path, uid: int, gid: int) -> Iterator[list[Path]]:
+    """A scope in app.slice of the user's delegated user@UID.service, made by the user (as its
+    systemd --user would), so the user owns it."""
+    slice_ = service / "app.slice"
+    scope = slice_ / f"run-minirun-test-{secrets.token_hex(3)}.scope"
+    made_slice = not slice_.exists()
+    for d in ([slice_] if made_slice else []) + [scope]:
+        d.mkdir()
+        _chown_delegated(d, uid, gid)
+    try:
+        yield [scope]
+    finally:
+        for d in (scope, *([slice_] if made_slice else []), service / cgroups.PARENT):
+            with contextlib.suppress(FileNotFoundError, OSError):
+                d.rmdir()
+
+
+@contextlib.contextmanager
+def delegated_tier(rootless: Tier) -> Iterator[Tier]:
+    """The rootless tier, started from a leaf of a cgroup delegated to the test user."""
+    given = os.environ.get("MINIRUN_TEST_DELEGATED_CGROUP")
+    with (_under_systemds(Path(given), rootless.uid, rootless.gid) if given
+          else _made_by_hand(rootless.uid, rootless.gid)) as leaves:
+        # Root moves the shell into the leaves, then it execs setpriv -> minirun as the user.
+        procs = " ".join(str(leaf / "cgroup.procs") for leaf in leaves)
+        enter = f'for f in {procs}; do echo $$ > $f; done; exec "$@"'
+        yield replace(rootless, prefix=["sh", "-c", enter, "sh", *rootless.prefix],
+                      processes=rootless.processes)
+
+
+def delegated_base() -> list[Path]:
+    """Where delegated containers' cgroups go: the PARENT directories under the delegated tops."""
+    given = os.environ.get("MINIRUN_TEST_DELEGATED_CGROUP")
+    if given:
+        return [Path(given) / cgroups.PARENT]
+    return [p / cgroups.PARENT for h in cgroups.hierarchies()
+            for p in h.mountpoint.glob("minirun-delegated-*")]

@@ -1,0 +1,150 @@
+"""The VM tier: the whole root and rootless suite in a pure cgroup v2 guest (issue 10).
+
+This host is a hybrid cgroup host; the hosts users have are pure v2 with systemd. So this test
+boots Debian 12 (Debian's own 6.1 kernel) under qemu with `cgroup_no_v1=all`, set up as systemd
+sets up a host (tests/vm/guest-init.sh), runs `pytest -m "root or rootless" tests` inside, with
+the session's leak check at the end, and reads the junit file the guest writes to the 9p share.
+It fails on any failed, erroring or skipped test in the guest (nothing there may skip: the v2
+enforcement tests exist to run there), and says which.
+
+    sudo /opt/minirun/bin/python -m pytest -m vm tests/vm          # what .ci/run runs
+    MINIRUN_VM_TESTS="tests/root/test_limits.py" ... -m vm tests/vm  # a subset, for developing
+
+The guest image is built once per set of inputs (tests/vm/build.sh, cached under
+/var/cache/minirun-vm). KVM is not usable on these machines, so qemu emulates (TCG), which
+makes python 4-5x slower than on the host; the budget for the whole tier is 15 minutes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import REPO
+
+pytestmark = pytest.mark.vm
+
+LEAKCHECK = REPO.parent / "shared" / "tools" / "leakcheck"
+BUDGET = int(os.environ.get("MINIRUN_VM_BUDGET", 15 * 60))  # seconds for the whole tier, build included
+BOOT_AND_REPORT = 90  # seconds the guest needs besides the suite: boot, setup, power off
+GUEST_CPUS = 2
+GUEST_MEMORY_MB = 3072
+CACHE_PATTERNS = shutil.ignore_patterns(".git", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache")
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is needed for the VM tier: ./install.sh --dev installs it"
+    return path
+
+
+@pytest.fixture
+def xfer() -> Iterator[Path]:
+    """The directory shared with the guest over 9p: the checkout and leakcheck in, results out."""
+    path = Path(tempfile.mkdtemp(prefix="vm-xfer-", dir="/var/tmp"))
+    try:
+        shutil.copytree(REPO, path / "checkout", ignore=CACHE_PATTERNS, symlinks=True)
+        shutil.copy2(LEAKCHECK, path / "leakcheck")
+        selection = os.environ.get("MINIRUN_VM_TESTS", "").split()
+        if selection:
+            (path / "selection").write_text("\n".join(selection) + "\n")
+        (path / "out").mkdir()
+        yield path
+    finally:
+        # The last run's results stay for a look: console.log, pytest.log, junit.xml.
+        last = Path(os.environ.get("MINIRUN_VM_CACHE", "/var/cache/minirun-vm")) / "last-run"
+        shutil.rmtree(last, ignore_errors=True)
+        if (path / "out").is_dir():
+            shutil.copytree(path / "out", last)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def build() -> Path:
+    result = subprocess.run([str(REPO / "tests" / "vm" / "build.sh")], capture_output=True, text=True,
+                            timeout=900, check=False)
+    assert result.returncode == 0, f"tests/vm/build.sh failed:\n{result.stderr[-4000:]}"
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def boot(image: Path, xfer: Path, timeout: float) -> subprocess.CompletedProcess[bytes]:
+    """Boot the guest; it runs the suite and powers off. The serial console goes to a file.
+    The kernel hands unknown `NAME=value` parameters to init as environment: VM_SUITE_TIMEOUT
+    interrupts the suite in time for its results to come back."""
+    argv = [tool("qemu-system-x86_64"), "-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max",
+            "-smp", str(GUEST_CPUS), "-m", str(GUEST_MEMORY_MB), "-no-reboot",
+            "-display", "none", "-monitor", "none", "-serial", f"file:{xfer / 'out' / 'console.log'}",
+            "-nic", "none",  # no network: the suite's traffic stays inside the guest
+            "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.cpio"),
+            # Emulation speed: without CPU-bug mitigations (page-table isolation flushes the
+            # emulated TLB on every system call) and with the TSC as the clock (the fallback
+            # clocksources are emulated I/O). Neither changes what the suite tests.
+            "-append", "console=ttyS0 root=/dev/vda rw cgroup_no_v1=all panic=-1 loglevel=4 "
+            "mitigations=off tsc=reliable clocksource=tsc "
+            f"VM_SUITE_TIMEOUT={max(60, int(timeout) - BOOT_AND_REPORT)}",
+            "-drive", f"file={image / 'rootfs.img'},if=virtio,format=raw,snapshot=on",
+            "-virtfs", f"local,path={xfer},mount_tag=xfer,security_model=none,id=xfer"]
+    try:
+        return subprocess.run(argv, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the guest did not finish in {timeout:.0f}s\n{tail(xfer / 'out' / 'console.log')}",
+                    pytrace=False)
+
+
+def tail(path: Path, lines: int = 60) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"({path.name}: none)"
+    return f"--- last lines of {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def outcomes(junit: Path) -> dict[str, list[str]]:
+    """testcase id -> outcome lists: passed, failed (failure or error), skipped."""
+    found: dict[str, list[str]] = {"passed": [], "failed": [], "skipped": []}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        ident = f"{case.get('classname', '')}::{case.get('name', '')}"
+        bad = case.find("failure")
+        if bad is None:
+            bad = case.find("error")
+        skipped = case.find("skipped")
+        if bad is not None:
+            first = (bad.get("message") or bad.text or "").strip().splitlines()[:3]
+            found["failed"].append(f"{ident}: {' | '.join(first)[:400]}")
+        elif skipped is not None:
+            found["skipped"].append(f"{ident}: {(skipped.get('message') or '')[:200]}")
+        else:
+            found["passed"].append(ident)
+    return found
+
+
+@pytest.mark.timeout(BUDGET + 120)  # pyproject's 600 s is for one container test, not a whole tier
+def test_whole_suite_in_a_pure_cgroup_v2_guest(xfer: Path) -> None:
+    start = time.monotonic()
+    tool("mmdebstrap")
+    tool("cpio")
+    image = build()
+    built = time.monotonic()
+    boot(image, xfer, timeout=BUDGET - (built - start))
+    done = time.monotonic()
+    out = xfer / "out"
+    rc_file, junit = out / "rc", out / "junit.xml"
+    timing = f"guest build {built - start:.0f}s, boot + suite {done - built:.0f}s"
+    assert rc_file.exists() and junit.exists(), (
+        f"the guest ended without results ({timing})\n{tail(out / 'console.log')}")
+    found = outcomes(junit)
+    summary = (f"guest: {len(found['passed'])} passed, {len(found['failed'])} failed, "
+               f"{len(found['skipped'])} skipped, pytest exit {rc_file.read_text().strip()} ({timing})")
+    print(summary)
+    problems = [f"FAILED {f}" for f in found["failed"]] + [
+        f"SKIPPED (nothing may skip in the guest) {s}" for s in found["skipped"]]
+    assert not problems, summary + "\n" + "\n".join(problems) + "\n" + tail(out / "pytest.log", 40)
+    assert found["passed"], summary + "\n" + tail(out / "pytest.log")
+    # Failures outside any test (the session's leak check, collection errors) show only here.
+    assert rc_file.read_text().strip() == "0", summary + "\n" + tail(out / "pytest.log", 40)
