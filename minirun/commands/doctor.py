@@ -102,8 +102,13 @@ def user_namespaces(rootless: bool) -> Check:
         elif rootless and sysctls["kernel.apparmor_restrict_unprivileged_userns"] == "1":
             fix = ("sysctl -w kernel.apparmor_restrict_unprivileged_userns=0, or an AppArmor profile "
                    "that allows `userns` for minirun's python (Ubuntu 23.10+)")
+        elif "Operation not permitted" in error:
+            # The sysctls allow it, so something else refuses unshare(2): the seccomp profile or
+            # missing capabilities of a container we run in (docker's default profile blocks it).
+            fix = ("inside a container, run minirun on the host, or give the container "
+                   "--security-opt seccomp=unconfined and --cap-add SYS_ADMIN; else an LSM refuses it")
         else:
-            fix = "a kernel with CONFIG_USER_NS=y; inside a container, run minirun on the host instead"
+            fix = "a kernel with CONFIG_USER_NS=y"
     return Check("userns", False, True, f"user namespaces: cannot create one: {error} ({shown})", fix, value)
 
 
