@@ -23,10 +23,10 @@ from typing import Any
 
 from minirun import cgroups, paths, probes, userns
 
-# The oldest kernel minirun supports (README, "Two commands"): idmapped layers under overlay
-# need 5.19 for rootful remapped root, but rootless and --userns=host work from 5.15 (overlay in
-# a user namespace 5.11, whiteouts as a user 5.8, close_range 5.9, idmapped mounts 5.12).
-MIN_KERNEL = (5, 15)
+# The oldest kernel minirun supports (README, "Kernel requirements"): 5.12, for idmapped mounts;
+# rootful remapped containers on kernels before 5.19 use shifted copies of the layers instead of
+# idmapped ones (userns.layers_mode), and rootless containers need overlay in a user namespace (5.11).
+MIN_KERNEL = (5, 12)
 
 # What systemd needs to hand a user's session cgroups to that user (systemd.resource-control(5)).
 DELEGATE_DROPIN = ("/etc/systemd/system/user@.service.d/delegate.conf with [Service] "
