@@ -130,7 +130,9 @@ def remove_bundle(bundle: Path) -> None:
         return
     for root, dirs, _ in os.walk(bundle):
         for d in dirs:
-            with contextlib.suppress(OSError):
+            # (a symlink to a directory is listed in dirs: chmod without following it is
+            # NotImplementedError on Linux, and it needs no chmod anyway)
+            with contextlib.suppress(OSError, NotImplementedError):
                 os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
     shutil.rmtree(bundle, ignore_errors=True)
 
