@@ -22,6 +22,14 @@ BROKEN_PIPE = 128 + 13
 # In `minirun --help` order. Modules are imported lazily, only the verb that runs is loaded.
 VERBS = {
     "run": "minirun.commands.run",
+    "create": "minirun.commands.create",
+    "start": "minirun.commands.start",
+    "stop": "minirun.commands.stop",
+    "restart": "minirun.commands.restart",
+    "kill": "minirun.commands.kill",
+    "wait": "minirun.commands.wait",
+    "logs": "minirun.commands.logs",
+    "attach": "minirun.commands.attach",
     "ps": "minirun.commands.ps",
     "rm": "minirun.commands.rm",
     "inspect": "minirun.commands.inspect",
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             gc.enable()
         trace.mark("imports")
         args = parser.parse_args(argv)
+        args.argv = argv  # run and create keep their arguments, for start and restart
         if args.verb is None:
             parser.print_help()
             return RUNTIME_ERROR if argv else 0

@@ -11,13 +11,23 @@ import os
 import signal
 import socket
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
-from minirun import init, kernel, rootfs, security, sync, trace, tty
-from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, RUNTIME_ERROR, MinirunError
+from minirun import kernel, pid1, rootfs, security, sync, trace, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import SecurityPlan
-from minirun.spec import env_dict
+
+
+class Stdio(NamedTuple):
+    """Without -t: the pipe ends the child puts on 0, 1, 2 (stdin -1: /dev/null), and the
+    monitor's ends, which the child closes (a --init PID 1 never execs, so close-on-exec alone
+    would leave it holding its own stdin's write end: `cat` would never see EOF)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    monitor_ends: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,7 @@ class ProcessPlan:
     interactive: bool
     init: bool
     security: SecurityPlan
+    stdio: Stdio | None = None  # None with -t: a pty from the container's devpts
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # run as the same unprivileged user when rootless, must open /proc/PID/ns/*, and the
         # /proc files of a non-dumpable process belong to root (proc(5)).
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        mount_fds = sync.wait_for_go(sock)  # rootful remapped: idmapped layers, -v clones
+        mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
         become_namespace_root()
         # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
@@ -81,8 +92,8 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         kernel.close_range_cloexec(3)
         trace.mark("signals, fds: exec", "child")
         if plan.init:
-            init.run(plan.argv, env, sock)
-        execute(plan.argv, env)
+            pid1.run_init(plan.argv, env, sock)
+        pid1.execute(plan.argv, env)
     except MinirunError as e:
         code = e.code
         _report(sock, code, str(e))
@@ -100,17 +111,20 @@ def _report(sock: socket.socket, code: int, message: str) -> None:
 
 def setup_stdio(plan: ProcessPlan, sock: socket.socket) -> None:
     """A new session, so the user's terminal signals reach minirun (which forwards them)
-    rather than the container directly; then -t's pty, or /dev/null as stdin without -i."""
+    rather than the container directly; then -t's pty, or the monitor's pipes (stdin
+    /dev/null without -i). Nothing of the caller's own stdio reaches the container."""
     os.setsid()
-    if plan.tty:
+    if plan.tty or plan.stdio is None:
         master, slave = tty.open_pty_in_container()
-        sync.send(sock, sync.PTY, master)
+        sync.send(sock, "pty", fds=[master])
         os.close(master)
         tty.make_controlling_terminal(slave)
-    elif not plan.interactive:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+        return
+    stdin = plan.stdio.stdin if plan.stdio.stdin >= 0 else os.open("/dev/null", os.O_RDONLY)
+    for fd, target in ((stdin, 0), (plan.stdio.stdout, 1), (plan.stdio.stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, plan.stdio.stdout, plan.stdio.stderr, *plan.stdio.monitor_ends} - {0, 1, 2}:
+        os.close(fd)
 
 
 def _read_db(path: str) -> list[list[str]]:
@@ -150,7 +164,7 @@ def guard_process() -> None:
        no orphan runs on with nobody to record its exit or clean up after it;
      - not dumpable: no process of the container may ptrace us or open /proc/<pid>/exe, the
        host's python, before execve replaces this program (CVE-2019-5736). A --init PID 1
-       never execs, and stays protected (minirun/init.py).
+       never execs, and stays protected (minirun/pid1.py).
     """
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
@@ -213,16 +227,3 @@ def reset_signals() -> None:
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def execute(argv: list[str], env: list[str]) -> NoReturn:
-    """execve the command, searching $PATH as the shell would; errors as docker reports them."""
-    try:
-        os.execvpe(argv[0], argv, env_dict(env))
-    except FileNotFoundError:
-        if "/" in argv[0]:
-            raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None
-        raise MinirunError(f'exec "{argv[0]}": executable file not found in $PATH', NOT_FOUND) from None
-    except OSError as e:
-        raise MinirunError(f'exec "{argv[0]}": {e.strerror.lower() if e.strerror else e}',
-                           CANNOT_EXECUTE) from None

@@ -1,24 +1,42 @@
-"""The story of one container, told from the parent's side: create, start, wait, clean up.
+"""The story of one container's start, told from the parent's side, top to bottom.
 
-`minirun run` is the container's monitor for its whole life (there is no daemon): it records
-the container, clones the child into new namespaces, finishes the set-up only the parent can
-do (id maps, cgroup), lets the child go, then waits, forwards signals, relays the terminal,
-and records the exit. The child's side of the same story is minirun/process.py; the protocol
-between them is the table in minirun/sync.py.
+prepare (flags, image, id maps: nothing created yet) -> create_record ("created") -> start:
+attached (`minirun run`) this process becomes the container's monitor; detached (`run -d`,
+`start`) it forks one that leaves the caller's session (become_monitor). Either way `launch`
+makes the bundle and the cgroup, clones the child into new namespaces, finishes the set-up
+only the parent can do (id maps, cgroup, network), lets the child go and waits until the
+command runs. What follows, until the container exits, is minirun/monitor.py. The child's side
+of the same story is minirun/process.py; the protocol between them is the table in
+minirun/sync.py; what a container is on disk and in its record, minirun/container.py.
 """
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
-from minirun import cgroups, fsutil, images, kernel, network, paths, process, state, sync, trace, tty, userns
+from minirun import (
+    cgroups,
+    container,
+    images,
+    kernel,
+    monitor,
+    network,
+    paths,
+    process,
+    state,
+    sync,
+    trace,
+    userns,
+)
 from minirun.cgroups import Cgroup
-from minirun.errors import MinirunError
-from minirun.init import exit_code
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import plan as security_plan
 from minirun.spec import ContainerSpec, env_dict
@@ -80,8 +98,9 @@ def limits_json(spec: ContainerSpec) -> dict[str, object]:
 # --- the container's directory ("bundle"): layer, scratch and /etc files ---------------------
 
 
-def etc_files(bundle: Path, hostname: str, network: str, add_hosts: list[tuple[str, str]] | None = None,
-              dns: list[str] | None = None, join_bundle: str = "") -> dict[str, str]:
+def etc_files(where: container.Layout, hostname: str, network: str,
+              add_hosts: list[tuple[str, str]] | None = None, dns: list[str] | None = None,
+              join_bundle: str = "") -> dict[str, str]:
     """Write the files docker provides in every container, and say where they go."""
     if network == "host":
         hosts = Path("/etc/hosts").read_text()
@@ -111,8 +130,8 @@ def etc_files(bundle: Path, hostname: str, network: str, add_hosts: list[tuple[s
             resolv = (Path(join_bundle) / "resolv.conf").read_text()
     files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts, "/etc/resolv.conf": resolv}
     for target, content in files.items():
-        (bundle / Path(target).name).write_text(content)
-    return {target: str(bundle / Path(target).name) for target in files}
+        where.etc_file(target).write_text(content)
+    return {target: str(where.etc_file(target)) for target in files}
 
 
 def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
@@ -122,28 +141,26 @@ def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
     path.write_text(path.read_text().replace(f"127.0.1.1\t{hostname}\n", f"{address}\t{hostname}\n"))
 
 
-def make_bundle(record: Record) -> Path:
-    """The container's directory, under a 0710 parent: host users must not reach setuid
-    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
-    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
-    bundle = Path(record.bundle)
-    bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
-    os.chmod(bundle.parent, 0o710)
-    for name in ("upper", "work", "merged"):
-        (bundle / name).mkdir(parents=True, exist_ok=True)
-    return bundle
+# --- the run: decide, record, start, watch --------------------------------------------------------
 
 
-def remove_bundle(bundle: Path) -> None:
-    """Remove the container's directory, however deep and whatever links the container made in
-    it (fsutil.remove_tree; it also opens overlay's mode-000 `work/work`)."""
-    fsutil.remove_tree(bundle, ignore_errors=True)
+class Prepared(NamedTuple):
+    """Everything decided before anything is created: a bad flag or image fails here (125)."""
+
+    spec: ContainerSpec
+    image: images.Image
+    mapping: userns.IdMapping
+    net: network.NetworkPlan
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+    rootless: bool
+    store: Path
+    state_dir: Path
 
 
-# --- the run ----------------------------------------------------------------------------------
-
-
-def run(spec: ContainerSpec) -> int:
+def prepare(spec: ContainerSpec) -> Prepared:
     rootless = paths.is_rootless()
     userns.check_kernel_allows(rootless)
     store, state_dir = paths.store_dir(), paths.state_dir()
@@ -154,76 +171,219 @@ def run(spec: ContainerSpec) -> int:
     mapping = userns.plan(rootless, spec.security.userns)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
-    argv = command_line(spec, image.config)
-    env = merge_env(image.config.env, spec.env)
-    cwd = spec.workdir or image.config.working_dir or "/"
-    user = spec.user or image.config.user or None
+    return Prepared(spec, image, mapping, net, command_line(spec, image.config),
+                    merge_env(image.config.env, spec.env), spec.workdir or image.config.working_dir or "/",
+                    spec.user or image.config.user or None, rootless, store, state_dir)
+
+
+def create_record(p: Prepared, options: container.Options) -> Record:
+    """The "created" record, its id and name allocated under the lock (state.create)."""
+    spec = p.spec
 
     def new_record(container_id: str, name: str) -> Record:
         hostname = spec.hostname or (os.uname().nodename if spec.network == "host" else container_id[:12])
         return Record(
-            id=container_id, name=name, image=spec.image, image_id=image.id, command=argv,
-            created=state.now(), rootless=rootless, bundle=str(store / "containers" / container_id),
+            id=container_id, name=name, image=spec.image, image_id=p.image.id, command=p.argv,
+            created=state.now(), rootless=p.rootless,
+            bundle=str(container.layout(p.store, container_id).bundle),
             monitor_pid=os.getpid(), monitor_start=state.process_start_time(os.getpid()) or 0,
-            config={"Hostname": hostname, "Env": env, "Cmd": argv, "Image": spec.image, "User": user or "",
-                    "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
+            create_args=list(options.args),
+            config={"Hostname": hostname, "Env": p.env, "Cmd": p.argv, "Image": spec.image,
+                    "User": p.user or "", "WorkingDir": p.cwd, "Tty": spec.tty, "OpenStdin": spec.interactive,
+                    "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
-                         "LayersMode": userns.shown_layers(mapping), **limits_json(spec)},
+                         "LogConfig": options.log_config(),
+                         "LayersMode": userns.shown_layers(p.mapping), **limits_json(spec)},
         )
 
-    record = state.create(state_dir, new_record, spec.name)
+    record = state.create(p.state_dir, new_record, spec.name)
     trace.mark("state record")
-    cgroup: Cgroup | None = None
+    return record
+
+
+def start(p: Prepared, record: Record, options: container.Options, attach: bool) -> int:
+    """Start a created (or exited) container. Attached, this process is its monitor until it
+    exits; detached, a monitor of its own is forked off, and we return once the command runs."""
+    if not attach:
+        return start_detached(p, record, options)
+    state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                 monitor_start=state.process_start_time(os.getpid()) or 0)
+    started = launch(p, record, attached=True)
+    watch = started.watch(p, record, options, attached=True)
     try:
-        bundle = make_bundle(record)
-        plan = plan_process(spec, image, mapping, net, bundle, store, argv=argv, env=env, cwd=cwd, user=user,
-                            hostname=record.config["Hostname"])
-        if mapping.idmap_layers:
+        return monitor.supervise(watch)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the monitor failed: the container must not outlive it
+            signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
+        raise
+
+
+def start_detached(p: Prepared, record: Record, options: container.Options) -> int:
+    """`run -d` / `start`: fork the monitor, let it start the container, and wait only for its
+    word that the command was exec'd (or why not: then we exit with that code, 125/126/127)."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        os._exit(become_monitor(p, record, options, report_w))  # only returns on failure
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        word = report.read().decode(errors="replace")
+    if word == "running":
+        return 0  # the monitor lives on; it was never ours to wait for
+    os.waitpid(child, 0)  # it has recorded why and torn down: now say it
+    code, _, message = word.partition(" ")
+    raise MinirunError(message or "the container's monitor died while starting it",
+                       int(code) if code.isdigit() else RUNTIME_ERROR)
+
+
+def become_monitor(p: Prepared, record: Record, options: container.Options, report: int) -> int:
+    """In the forked monitor: leave the caller's session and terminal, start, report, exec."""
+    os.setsid()  # no controlling terminal: the starting shell's exit or SIGHUP never reaches us
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                     monitor_start=state.process_start_time(os.getpid()) or 0)
+        started = launch(p, record, attached=False)
+    except MinirunError as e:
+        os.write(report, f"{e.code} {e}".encode())
+        return e.code
+    except BaseException as e:
+        os.write(report, f"{RUNTIME_ERROR} {e}".encode())
+        return RUNTIME_ERROR
+    os.write(report, b"running")
+    os.close(report)
+    monitor.exec_detached(started.watch(p, record, options, attached=False), [])
+    return RUNTIME_ERROR  # not reached: exec_detached replaces this process
+
+
+class Started(NamedTuple):
+    """A container whose command runs: what its monitor needs to watch it."""
+
+    pid: int
+    pidfd: int
+    stdout: int  # our ends of its pipes; with -t the pty master (and stderr -1)
+    stderr: int
+    stdin: int
+
+    def watch(self, p: Prepared, record: Record, options: container.Options, attached: bool) -> monitor.Watch:
+        return monitor.Watch(
+            state_dir=str(p.state_dir), container_id=record.id, pid=self.pid, pidfd=self.pidfd,
+            stdout=self.stdout, stderr=self.stderr, stdin=self.stdin, tty=p.spec.tty, log=options.log,
+            log_path=str(container.layout(p.store, record.id).log), remove=p.spec.remove, attached=attached,
+            interactive=p.spec.interactive)
+
+
+def launch(p: Prepared, record: Record, attached: bool) -> Started:
+    """Steps 3-11: bundle, cgroup, clone, the parent's set-up, "go", until the command runs.
+    On failure the record keeps why ("Created" with docker's code) and nothing is left running."""
+    spec, state_dir = p.spec, p.state_dir
+    try:
+        where = container.layout(p.store, record.id)
+        bundle = container.make_bundle(where)
+        stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
+        plan = plan_process(spec, p.image, p.mapping, p.net, where, p.store, argv=p.argv, env=p.env,
+                            cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
+        if p.mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
-                os.makedirs(target)
-            userns.give_bundle_to_root(bundle, mapping)
+                os.makedirs(target, exist_ok=True)
+            userns.give_bundle_to_root(bundle, p.mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
-        cgroup = cgroups.create(record.id, rootless)
+        cgroup = cgroups.create(record.id, p.rootless)
         if cgroup is not None:
-            state.update(state_dir, record, cgroup_paths=[str(p) for p in cgroup.paths])
+            state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
-        cgroups.apply_policy(cgroup, spec.limits, rootless)  # devices allowlist, default pids limit
+        cgroups.apply_policy(cgroup, spec.limits, p.rootless)  # devices allowlist, default pids limit
         trace.mark("cgroup")
-        return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
+        try:
+            pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, namespaces(spec),
+                                             p.net)
+        finally:
+            stdio.close_child_ends()
     except MinirunError as e:
-        # The container never ran: keep why, with docker's code, in its record ("Created").
-        state.update(state_dir, record, status="created", exit_code=e.code, error=str(e))
+        container.failed(state_dir, record, e)
+        container.teardown(state_dir, record, remove_all=spec.remove)
         raise
-    finally:
-        teardown(state_dir, record, cgroup, remove=spec.remove)
+    except BaseException:
+        container.teardown(state_dir, record, remove_all=spec.remove)
+        raise
+    if master is not None:
+        return Started(pid, pidfd, master, -1, -1)
+    return Started(pid, pidfd, stdio.stdout, stdio.stderr, stdio.stdin)
+
+
+class Stdio(NamedTuple):
+    """The container's stdin/stdout/stderr without -t: pipes, whose other ends the monitor
+    holds (never the caller's own fds: a terminal given to a container lets it read what the
+    user types and change the terminal's modes, issue 12)."""
+
+    child: process.Stdio | None  # what the child dup2s onto 0, 1, 2 (None with -t: the pty)
+    stdout: int  # our ends
+    stderr: int
+    stdin: int  # -1 without -i
+
+    @staticmethod
+    def make(tty: bool, interactive: bool, rootless: bool) -> "Stdio":
+        if tty:
+            return Stdio(None, -1, -1, -1)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if interactive else (-1, -1)
+        if not rootless:
+            # Bigger pipes, fewer wake-ups when a container writes a lot (fcntl(2), F_SETPIPE_SZ).
+            # Not rootless: beyond fs.pipe-user-pages-soft every new pipe of the user gets one page.
+            for fd in (out_w, in_w):
+                with contextlib.suppress(OSError):
+                    if fd >= 0:
+                        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+        ours = tuple(fd for fd in (out_r, err_r, in_w) if fd >= 0)
+        return Stdio(process.Stdio(in_r, out_w, err_w, ours), out_r, err_r, in_w)
+
+    def close_child_ends(self) -> None:
+        if self.child is not None:
+            for fd in (self.child.stdin, self.child.stdout, self.child.stderr):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+
+F_SETPIPE_SZ = 1031  # fcntl(2), Linux 2.6.35
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
-                 net: network.NetworkPlan, bundle: Path, store: Path, *, argv: list[str], env: list[str],
-                 cwd: str, user: str | None, hostname: str) -> process.ProcessPlan:
+                 net: network.NetworkPlan, where: container.Layout, store: Path, *, argv: list[str],
+                 env: list[str], cwd: str, user: str | None, hostname: str,
+                 stdio: process.Stdio | None) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
-        layers=[str(p) for p in userns.layer_dirs(image.layers, mapping, store)], upper=str(bundle / "upper"),
-        work=str(bundle / "work"),
-        merged=str(bundle / "merged"), binds=spec.binds,
-        etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
+        layers=[str(p) for p in userns.layer_dirs(image.layers, mapping, store)],
+        upper=str(where.upper), work=str(where.work),
+        merged=str(where.merged), binds=spec.binds,
+        etc_files=etc_files(where, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
         own_netns=network.has_own_netns(spec.network),
         tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
-        layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
+        layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [],
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
         mask_system_paths=spec.security.mask_system_paths)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
-        interactive=spec.interactive, init=spec.init,
+        interactive=spec.interactive, init=spec.init, stdio=stdio,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))
 
 
-def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
-                   cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> int:
+def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
+                cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> tuple[int, int, int | None]:
+    """Clone the child, do what only the parent can (sync step 2), let it go, and wait until its
+    command runs. Returns its pid, a pidfd for it and, with -t, the pty's master."""
     parent_end, child_end = sync.channel()
     own_netns = network.enter(net)  # container:NAME: the child is born in the other's namespace
     try:
@@ -240,8 +400,11 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
         process.run_child(plan, child_end)  # never returns
     network.leave(own_netns)
     child_end.close()
+    # A pidfd names this process for good (pidfd_open(2)): signals through it never reach a
+    # stranger that got the pid after the container's end.
+    pidfd = os.pidfd_open(pid)
     trace.mark("clone")
-    with parent_end, forwarding_signals(pid), _kill_on_error(pid):
+    with parent_end, forwarding_signals(pid), _kill_on_error(pid, pidfd):
         # sync step 2: what only the parent can do, then let the child go.
         userns.write_maps(pid, mapping)
         trace.mark("id maps")
@@ -257,47 +420,38 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
             mounts = userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
             try:
                 mounts += userns.detached_binds(plan.rootfs.binds)
-                sync.send_fds(parent_end, sync.GO, mounts)
+                sync.send(parent_end, "go", fds=mounts)
             finally:
                 for fd in mounts:
                     os.close(fd)
         else:
-            sync.send(parent_end, sync.GO)
+            sync.send(parent_end, "go")
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
         master = wait_until_started(parent_end, pid)
         trace.mark("exec (waited for the child's set-up)")
-        state.update(state_dir, record, status="running", pid=pid, started_at=state.now())
+        container.started(state_dir, record, pid)
         trace.mark("record running")
-        if master is not None:
-            try:
-                tty.relay(master, stdin_open=plan.interactive)
-            finally:
-                os.close(master)
-        _, status = os.waitpid(pid, 0)
-        trace.mark("wait (the command runs)")
-    code = exit_code(status)
-    # The OOM killer's SIGKILL looks like any other (137): the cgroup's counter tells them apart.
-    state.update(state_dir, record, status="exited", exit_code=code, finished_at=state.now(),
-                 oom_killed=cgroup is not None and cgroups.oom_killed(cgroup))
-    trace.mark("record exit")
-    return code
+    return pid, pidfd, master
 
 
 def wait_until_started(sock: socket.socket, pid: int) -> int | None:
     """sync steps 4-6: receive the pty (with -t), then EOF (exec done) or an error."""
     master = None
     while True:
-        message, fd = sync.receive(sock)
-        if message == sync.PTY and fd is not None:
-            master = fd
-        elif message.startswith(sync.ERROR):
-            error = sync.parse_error(message)
-            os.waitpid(pid, 0)
+        message = sync.receive(sock)
+        if message.name == "pty" and len(message.fds) == 1:
+            master = message.fds[0]
+        elif message.name in ("error", sync.EOF):
+            if message.name == sync.EOF:
+                return master
+            os.waitpid(pid, monitor.WALL)
             if master is not None:
                 os.close(master)
-            raise error
-        elif message == b"":
-            return master
+            raise sync.error_of(message)
+        else:
+            for fd in message.fds:
+                os.close(fd)
+            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
 
 
 @contextlib.contextmanager
@@ -316,66 +470,14 @@ def forwarding_signals(pid: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _kill_on_error(pid: int) -> Iterator[None]:
+def _kill_on_error(pid: int, pidfd: int) -> Iterator[None]:
     """If the parent fails half-way, the child must not outlive the failure."""
     try:
         yield
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            os.waitpid(pid, monitor.WALL)
+        os.close(pidfd)
         raise
-
-
-def teardown(state_dir: Path, record: Record, cgroup: Cgroup | None, remove: bool) -> None:
-    """After the container's PID 1 exits: the kernel has already killed the rest of its PID
-    namespace and unmounted its mount namespace; what is left is ours to remove."""
-    if cgroup is not None:
-        cgroups.remove(cgroup)
-        trace.mark("teardown: cgroup")
-    if record.network_settings:
-        network.disconnect(state_dir, record.id, record.network_settings)
-        state.update(state_dir, record, network_settings={})
-        trace.mark("teardown: network")
-    if remove:
-        remove_container(state_dir, record)
-        trace.mark("teardown: --rm")
-
-
-def remove_container(state_dir: Path, record: Record) -> None:
-    """Everything a container leaves on disk: cgroups (if its monitor died), layer, record."""
-    if record.network_settings:  # its monitor died before it could disconnect
-        network.disconnect(state_dir, record.id, record.network_settings)
-    if record.cgroup_paths:
-        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
-    remove_bundle(Path(record.bundle))
-    state.delete(state_dir, record)
-
-
-def kill(record: Record, sig: int = signal.SIGKILL) -> None:
-    """Signal a running container's PID 1 (SIGKILL ends the whole PID namespace)."""
-    if record.status == "running" and record.pid and record.monitor_alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-
-
-def record_json(record: Record) -> dict[str, object]:
-    """A record in the shape of `docker inspect`."""
-    raw = asdict(record)
-    return {
-        "Id": record.id, "Name": "/" + record.name, "Created": record.created,
-        "Path": record.command[0] if record.command else "", "Args": record.command[1:],
-        "Image": record.image_id, "ImageName": record.image,
-        "State": {"Status": record.status, "Running": record.status == "running",
-                  "Pid": record.pid if record.status == "running" else 0, "ExitCode": record.exit_code,
-                  "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
-                  "FinishedAt": record.finished_at, "Dead": record.dead},
-        "Config": raw["config"], "HostConfig": raw["host_config"],
-        "NetworkSettings": {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {},
-                            **raw["network_settings"]},
-        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": f"{record.bundle}/upper",
-                                                   "WorkDir": f"{record.bundle}/work"}},
-        "Rootless": record.rootless,
-    }
-
