@@ -19,6 +19,7 @@ from minirun.errors import RUNTIME_ERROR, MinirunError
 # In `minirun --help` order. Modules are imported lazily, only the verb that runs is loaded.
 VERBS = {
     "run": "minirun.commands.run",
+    "exec": "minirun.commands.exec",
     "ps": "minirun.commands.ps",
     "rm": "minirun.commands.rm",
     "inspect": "minirun.commands.inspect",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
+from minirun.enter import security_record
 from minirun.errors import MinirunError
 from minirun.init import exit_code
 from minirun.rootfs import RootfsPlan
@@ -186,6 +187,9 @@ def run(spec: ContainerSpec) -> int:
         bundle = make_bundle(record)
         plan = plan_process(spec, image, mapping, net, bundle, store, argv=argv, env=env, cwd=cwd, user=user,
                             hostname=record.config["Hostname"])
+        # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
+        state.update(state_dir, record, host_config={
+            **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
         if mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target)

@@ -1,0 +1,349 @@
+"""`minirun exec`: one more process inside a running container, in the order it happens.
+
+The container's PID 1 already lives in its namespaces and cgroup and runs under its security
+plan. `exec` starts a new process there and holds it to the same plan:
+
+  step  who             what
+  ----  --------------  ------------------------------------------------------------------------
+  1     minirun (CLI)   find the container; the security plan from its record (capabilities,
+                        seccomp BPF from the cache, checked against the record, no_new_privs);
+                        pidfd_open(PID 1), then check PID 1 is still the child of its monitor
+  2     helper (fork)   parent-death signal, not dumpable; join the container's cgroup (while the
+                        host's /sys/fs/cgroup is still in sight), so pids.max counts what follows
+  3     helper          setns(pidfd, USER|MNT|UTS|IPC|NET|PID|CGROUP): every namespace of PID 1
+                        that differs from ours, in one call, the user namespace first (see join)
+  4     helper          clone(CLONE_PARENT): the new process is in the PID namespace (setns only
+                        changed where the helper's *children* go) and is minirun's own child;
+                        the helper sends its pid and exits
+  5     process         setresuid(0) in the user namespace, not dumpable, parent-death signal;
+                        a new session; with -t a pty from the container's devpts, the master
+                        sent to minirun; the user from the container's /etc/passwd
+  6     process         the start's security steps (process.py, security/): bounding set,
+                        seccomp, user, capabilities, no_new_privs, seccomp; cwd; signals; fds >= 3
+                        close-on-exec; execve (EOF on the socket tells minirun it runs)
+  7     minirun (CLI)   forward signals, relay the pty, wait: the command's exit code, 126
+                        (cannot execute), 127 (not found); with -d, return once it runs
+
+Everything the process will need is imported and decided before step 3: after setns(MNT) the
+file system is the container's, and an import would read the container's files.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from minirun import cgroups, kernel, process, security, state, sync, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
+from minirun.security import SecurityPlan
+from minirun.spec import env_dict
+
+# The namespaces of PID 1 an exec'd process joins, as named in /proc/PID/ns.
+NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": kernel.CLONE_NEWUTS,
+              "ipc": kernel.CLONE_NEWIPC, "net": kernel.CLONE_NEWNET, "pid": kernel.CLONE_NEWPID,
+              "cgroup": kernel.CLONE_NEWCGROUP}
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+PID = b"pid"  # helper -> minirun: "pid N", the new process's pid as the host sees it
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    """Everything the new process will do, decided by minirun before it forks."""
+
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+    hostname: str
+    tty: bool
+    interactive: bool
+    detach: bool
+    security: SecurityPlan
+
+
+# --- what the record keeps for exec (written when the container starts) ------------------------
+
+
+def security_record(plan: SecurityPlan, profile: str | None) -> dict[str, Any]:
+    """HostConfig fields that let exec repeat the container's security plan exactly:
+    the capability set (docker's HostConfig.Capabilities), the seccomp profile, a checksum of
+    the very BPF program PID 1 loaded, and no_new_privs."""
+    return {"Capabilities": sorted(plan.capabilities), "SeccompProfile": profile or "unconfined",
+            "SeccompFilter": _checksum(plan.seccomp_filter), "NoNewPrivileges": plan.no_new_privileges}
+
+
+def _checksum(bpf: bytes | None) -> str:
+    return "" if bpf is None else f"crc32:{zlib.crc32(bpf):08x}:{len(bpf)}"
+
+
+def security_from_record(record: state.Record, store: Path) -> SecurityPlan:
+    """The container's own plan again: same capabilities, same filter (from the cache, compiled
+    again if it is gone), or a refusal if the profile file has changed since the start."""
+    config = record.host_config
+    if "Capabilities" not in config:
+        raise MinirunError(f"container {record.name} was started by a minirun without exec; start it again")
+    profile = config["SeccompProfile"]
+    plan = security.plan(frozenset(config["Capabilities"]), None if profile == "unconfined" else profile,
+                         bool(config["NoNewPrivileges"]), store)
+    if _checksum(plan.seccomp_filter) != config["SeccompFilter"]:
+        raise MinirunError(f"the seccomp profile {profile} has changed since container {record.name} "
+                           "started: exec will not run under another filter than the container's")
+    return plan
+
+
+def plan(record: state.Record, argv: list[str], *, env: list[str], user: str | None, workdir: str | None,
+         tty: bool, interactive: bool, detach: bool, store: Path) -> ExecPlan:
+    config = record.config
+    return ExecPlan(argv=argv, env=[f"{k}={v}" for k, v in env_dict([*config.get("Env", []), *env]).items()],
+                    cwd=workdir or config.get("WorkingDir") or "/", user=user or config.get("User") or None,
+                    hostname=config.get("Hostname", ""), tty=tty and not detach,
+                    interactive=interactive and not detach, detach=detach,
+                    security=security_from_record(record, store))
+
+
+# --- step 1: the container's PID 1, as a pidfd ----------------------------------------------
+
+
+def open_pid1(record: state.Record) -> int:
+    """A pidfd for the container's PID 1. A pid can be reused once its process is gone, so after
+    opening, check that it still is the child of the container's live monitor: from then on the
+    pidfd refers to that process and no other."""
+    if record.status != "running" or not record.pid:
+        raise MinirunError(f"container {record.name} is not running")
+    try:
+        pidfd = kernel.pidfd_open(record.pid)
+    except ProcessLookupError:
+        raise MinirunError(f"container {record.name} is not running") from None
+    if not record.monitor_alive() or _parent(record.pid) != record.monitor_pid:
+        os.close(pidfd)
+        raise MinirunError(f"container {record.name} is not running")
+    return pidfd
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def namespaces_to_join(pid: int) -> int:
+    """Every namespace of `pid` that is not already ours. setns(2) into the namespace one is in
+    fails (EINVAL for the user namespace), and joining the host's network namespace (--network
+    host) from the container's user namespace would need CAP_SYS_ADMIN over the host's."""
+    flags = 0
+    for name, flag in NAMESPACES.items():
+        if os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+            flags |= flag
+    return flags
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def run(record: state.Record, exec_plan: ExecPlan) -> int:
+    pidfd = open_pid1(record)
+    try:
+        flags = namespaces_to_join(record.pid)
+        cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
+        ours, theirs = sync.channel()
+        helper = os.fork()
+        if helper == 0:
+            ours.close()
+            helper_main(exec_plan, pidfd, flags, cgroup, theirs)  # never returns
+    finally:
+        os.close(pidfd)
+    theirs.close()
+    with ours:
+        pid = _receive_pid(ours, helper)
+        with forwarding_signals(pid), _kill_on_error(pid):
+            master = wait_until_running(ours, pid)
+            if exec_plan.detach:
+                return 0
+            if master is not None:
+                try:
+                    tty.relay(master, stdin_open=exec_plan.interactive)
+                finally:
+                    os.close(master)
+            _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def _receive_pid(sock: socket.socket, helper: int) -> int:
+    """Step 4 from minirun's side: the helper's "pid N", or its error; then reap the helper."""
+    try:
+        message, _ = sync.receive(sock)
+    finally:
+        os.waitpid(helper, 0)
+    if message.startswith(sync.ERROR):
+        raise sync.parse_error(message)
+    if not message.startswith(PID + b" "):
+        raise MinirunError("exec: the helper process ended without starting the command")
+    return int(message.split()[1])
+
+
+def wait_until_running(sock: socket.socket, pid: int) -> int | None:
+    """Steps 5-6 from minirun's side: the pty master (-t), then EOF (execve done) or an error."""
+    master = None
+    while True:
+        message, fd = sync.receive(sock)
+        if message == sync.PTY and fd is not None:
+            master = fd
+        elif message.startswith(sync.ERROR):
+            os.waitpid(pid, 0)
+            if master is not None:
+                os.close(master)
+            raise sync.parse_error(message)
+        elif message == b"":
+            return master
+
+
+@contextlib.contextmanager
+def forwarding_signals(pid: int) -> Iterator[None]:
+    """Signals sent to `minirun exec` go to the exec'd process, as docker's CLI proxies them."""
+    def forward(number: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, number)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _kill_on_error(pid: int) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise
+
+
+# --- steps 2-4: the helper ------------------------------------------------------------------------
+
+
+def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgroup | None,
+                sock: socket.socket) -> NoReturn:
+    code = RUNTIME_ERROR
+    try:
+        # If minirun dies, so does the helper; nothing in the container may ptrace it or open
+        # its /proc files (it holds a pidfd and is the host's python) - although it is never in
+        # the container's PID namespace, its children will be.
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        if cgroup is not None:
+            cgroups.add_process(cgroup, os.getpid())
+        join(pidfd, flags)
+        os.close(pidfd)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
+        # The process waits until the helper has exited (EOF on this pipe), so that minirun
+        # learns its pid before anything else it may say.
+        wait_r, wait_w = os.pipe()
+        pid = kernel.clone(kernel.CLONE_PARENT)
+        if pid == 0:
+            os.close(wait_w)
+            os.read(wait_r, 1)
+            os.close(wait_r)
+            process_main(exec_plan, sock)  # never returns
+        os.close(wait_r)
+        sync.send(sock, PID + f" {pid}".encode())
+        code = 0
+    except MinirunError as e:
+        code = e.code
+        _report(sock, code, str(e))
+    except BaseException as e:  # one line for the user, never a traceback
+        _report(sock, code, f"exec: {e}")
+    os._exit(code)
+
+
+def join(pidfd: int, flags: int) -> None:
+    """Join PID 1's namespaces, all of them in one setns(2) on its pidfd (Linux 5.8).
+
+    The order is the kernel's, and it is the one that works: the user namespace first. The
+    kernel switches the caller's credentials to the new user namespace (where it gains every
+    capability: it is the namespace's owner, or root above it) before it checks the others
+    (nsproxy.c, validate_nsset), so the mount, network, UTS, IPC and cgroup namespaces, owned by
+    the container's user namespace, are judged by capabilities *there*. Joined one by one as
+    an unprivileged user, the network namespace would come before the user namespace and be
+    refused (rootless). The PID namespace applies only to children (pid_namespaces(7)), hence
+    the clone after this. Either all of them are joined or none (the call is atomic).
+    """
+    try:
+        kernel.setns(pidfd, flags)
+    except ProcessLookupError:
+        raise MinirunError("the container's PID 1 exited while exec was joining it") from None
+
+
+# --- steps 5-6: the new process, inside ---------------------------------------------------------
+
+
+def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
+    """The start's own steps (process.py), from "root in the user namespace" to execve."""
+    code = RUNTIME_ERROR
+    try:
+        process.become_namespace_root()  # setresuid(0) inside; parent-death signal, not dumpable
+        os.setsid()
+        if exec_plan.tty:
+            master, slave = tty.open_pty_in_container()
+            sync.send(sock, sync.PTY, master)
+            os.close(master)
+            tty.make_controlling_terminal(slave)
+        elif exec_plan.detach:
+            _null_stdio(all_three=True)
+        elif not exec_plan.interactive:
+            _null_stdio(all_three=False)
+        user = process.find_user(exec_plan.user)
+        security.before_user_switch(exec_plan.security)  # the order matters: minirun/security/__init__.py
+        process.switch_user(user)
+        security.after_user_switch(exec_plan.security, user.uid)
+        if exec_plan.detach:
+            # exec -d outlives `minirun exec`; it still dies with the container (its PID namespace).
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
+        try:
+            os.chdir(exec_plan.cwd)
+        except OSError as e:
+            raise MinirunError(f"exec: chdir to {exec_plan.cwd}: {e.strerror}", 126) from None
+        env = _with_defaults(exec_plan, user)
+        process.reset_signals()
+        kernel.close_range_cloexec(3)  # only 0, 1, 2 reach the command (CVE-2024-21626)
+        process.execute(exec_plan.argv, env)
+    except MinirunError as e:
+        code = e.code
+        _report(sock, code, str(e))
+    except BaseException as e:
+        _report(sock, code, f"exec: {e}")
+    os._exit(code)
+
+
+def _null_stdio(all_three: bool) -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2) if all_three else (0,):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _with_defaults(exec_plan: ExecPlan, user: process.User) -> list[str]:
+    """docker's exec environment: the container's, -e over it, HOSTNAME, HOME and TERM (-t)."""
+    names = {e.split("=", 1)[0] for e in exec_plan.env}
+    defaults = [f"HOSTNAME={exec_plan.hostname}", f"HOME={user.home}",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    if exec_plan.tty:
+        defaults.append("TERM=xterm")
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + exec_plan.env
+
+
+def _report(sock: socket.socket, code: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        sync.send_error(sock, code, message)
