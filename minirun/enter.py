@@ -14,7 +14,7 @@ plan. `exec` starts a new process there and holds it to the same plan:
                         that differs from ours, in one call, the user namespace first (see join)
   4     helper          clone(CLONE_PARENT): the new process is in the PID namespace (setns only
                         changed where the helper's *children* go) and is minirun's own child;
-                        the helper sends its pid and exits
+                        the helper sends its pid and exits; minirun reaps it and says "go"
   5     process         setresuid(0) in the user namespace, not dumpable, parent-death signal;
                         a new session; with -t a pty from the container's devpts, the master
                         sent to minirun; the user from the container's /etc/passwd
@@ -176,7 +176,8 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
 
 
 def _receive_pid(sock: socket.socket, helper: int) -> int:
-    """Step 4 from minirun's side: the helper's "pid N", or its error; then reap the helper."""
+    """Step 4 from minirun's side: the helper's "pid N", or its error; reap the helper, then
+    let the new process go on."""
     try:
         message, _ = sync.receive(sock)
     finally:
@@ -185,7 +186,9 @@ def _receive_pid(sock: socket.socket, helper: int) -> int:
         raise sync.parse_error(message)
     if not message.startswith(PID + b" "):
         raise MinirunError("exec: the helper process ended without starting the command")
-    return int(message.split()[1])
+    pid = int(message.split()[1])
+    sync.send(sock, sync.GO)
+    return pid
 
 
 def wait_until_running(sock: socket.socket, pid: int) -> int | None:
@@ -248,16 +251,12 @@ def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgr
         join(pidfd, flags)
         os.close(pidfd)
         kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
-        # The process waits until the helper has exited (EOF on this pipe), so that minirun
-        # learns its pid before anything else it may say.
-        wait_r, wait_w = os.pipe()
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
-            os.close(wait_w)
-            os.read(wait_r, 1)
-            os.close(wait_r)
+            # Wait until minirun knows our pid and has reaped the helper (so that it no longer
+            # counts in pids.max): then "go".
+            sync.wait_for_go(sock)
             process_main(exec_plan, sock)  # never returns
-        os.close(wait_r)
         sync.send(sock, PID + f" {pid}".encode())
         code = 0
     except MinirunError as e:
