@@ -11,7 +11,7 @@ import gc
 import importlib
 import os
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from minirun import trace
 from minirun.errors import RUNTIME_ERROR, MinirunError
@@ -20,6 +20,8 @@ from minirun.errors import RUNTIME_ERROR, MinirunError
 VERBS = {
     "run": "minirun.commands.run",
     "exec": "minirun.commands.exec",
+    "top": "minirun.commands.top",
+    "port": "minirun.commands.port",
     "ps": "minirun.commands.ps",
     "rm": "minirun.commands.rm",
     "inspect": "minirun.commands.inspect",
@@ -34,12 +36,48 @@ VERBS = {
 }
 
 
+# Docker's management commands (`docker container ls`, `docker image rm`): the same verbs under
+# another name. `image inspect` is a verb of its own (commands/image.py).
+MANAGEMENT = {
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "rm": "rm", "remove": "rm", "run": "run",
+                  "exec": "exec", "export": "export", "inspect": "inspect", "prune": "prune",
+                  "stats": "stats",
+                  "top": "top", "port": "port", "create": "create", "start": "start", "stop": "stop",
+                  "kill": "kill", "restart": "restart", "wait": "wait", "logs": "logs", "attach": "attach"},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "pull": "pull",
+              "import": "import"},
+}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on a bad flag; docker says 125 for its own usage errors."""
+    """argparse exits with 2 on a bad flag; docker says 125 for its own usage errors.
+
+    No abbreviations: argparse would read `--pid=container:web` as `--pids-limit` (a unique
+    prefix of it), and `--pid=64` would even set pids.max. docker never guesses a flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         verb = self.prog.removeprefix("minirun").strip()
+        if message.startswith("unrecognized arguments: "):
+            flag = message.removeprefix("unrecognized arguments: ").split()[0].split("=", 1)[0]
+            message = f"unknown flag: {flag}"  # docker's words; argparse reports it at the top level
         raise MinirunError(f"{verb}: {message}" if verb else message)
+
+
+def management_command(argv: list[str]) -> list[str]:
+    """`container ls ...` -> `ps ...`, `image rm ...` -> `rmi ...`; any other argv unchanged."""
+    if len(argv) >= 2 and argv[0] in MANAGEMENT and argv[1] in MANAGEMENT[argv[0]]:
+        verb = MANAGEMENT[argv[0]][argv[1]]
+        if verb in VERBS:
+            return [verb, *argv[2:]]
+    if argv[:1] == ["container"]:
+        known = ", ".join(k for k, v in MANAGEMENT["container"].items() if v in VERBS)
+        what = f"unknown command: container {argv[1]}" if len(argv) > 1 else "container: a command is needed"
+        raise MinirunError(f"{what} (one of: {known})")
+    return argv
 
 
 def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentParser:
@@ -57,8 +95,9 @@ def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentPars
 def main(argv: list[str] | None = None) -> int:
     trace.mark("interpreter start")
     argv = sys.argv[1:] if argv is None else argv
-    verb = next((a for a in argv if not a.startswith("-")), None)
     try:
+        argv = management_command(argv)
+        verb = next((a for a in argv if not a.startswith("-")), None)
         # `minirun VERB ...` needs VERB's parser only: each parser costs about 0.5 ms to build,
         # and nothing but `minirun --help` shows the list of verbs.
         # Importing `run`'s modules creates some 20,000 objects that live as long as the process,
@@ -70,7 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gc.enable()
         trace.mark("imports")
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except MinirunError as e:
+            if verb in VERBS and not str(e).startswith(f"{verb}:"):
+                raise MinirunError(f"{verb}: {e}") from None
+            raise
         if args.verb is None:
             parser.print_help()
             return RUNTIME_ERROR if argv else 0
