@@ -34,6 +34,7 @@ class ProcessPlan:
     interactive: bool
     init: bool
     security: SecurityPlan
+    uts_host: bool = False  # --uts=host: the host's name, which the container may not change
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,8 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # there: unsharing at clone time would have rooted it at minirun's own cgroup.
         if not plan.rootfs.cgroupns_host:
             kernel.unshare(kernel.CLONE_NEWCGROUP)
-        kernel.sethostname(plan.hostname)
+        if not plan.uts_host:
+            kernel.sethostname(plan.hostname)
         if plan.rootfs.own_netns:
             kernel.set_link_up("lo")
         trace.mark("cgroupns, hostname, lo", "child")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from minirun import cgroups, images, kernel, network, paths, process, state, sync, trace, tty, userns
+from minirun import cgroups, images, network, paths, process, sharing, state, sync, trace, tty, userns
 from minirun.cgroups import Cgroup
 from minirun.enter import security_record
 from minirun.errors import MinirunError
@@ -28,15 +28,6 @@ from minirun.state import Record
 
 # Signals `minirun run` passes on to the container, as `docker run --sig-proxy` does.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def namespaces(spec: ContainerSpec) -> int:
-    """The namespaces clone(2) creates. The cgroup namespace comes later (process.py)."""
-    flags = (kernel.CLONE_NEWUSER | kernel.CLONE_NEWPID | kernel.CLONE_NEWNS | kernel.CLONE_NEWUTS
-             | kernel.CLONE_NEWIPC)
-    if network.has_own_netns(spec.network):
-        flags |= kernel.CLONE_NEWNET
-    return flags
 
 
 def command_line(spec: ContainerSpec, config: images.ImageConfig) -> list[str]:
@@ -157,9 +148,10 @@ def run(spec: ContainerSpec) -> int:
     store, state_dir = paths.store_dir(), paths.state_dir()
     net = network.choose(spec, rootless, state_dir)  # checked before anything is created
     spec = replace(spec, network=net.mode)  # "default" resolved to bridge, slirp4netns or none
+    share = sharing.plan(spec, state_dir)  # the namespaces clone creates, the host's, or joined
     image = images.get(store, spec.image, spec.pull, spec.platform)  # pulls only if not local (--pull)
     trace.mark("image lookup")
-    mapping = userns.plan(rootless, spec.security.userns)
+    mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
     argv = command_line(spec, image.config)
@@ -168,7 +160,8 @@ def run(spec: ContainerSpec) -> int:
     user = spec.user or image.config.user or None
 
     def new_record(container_id: str, name: str) -> Record:
-        hostname = spec.hostname or (os.uname().nodename if spec.network == "host" else container_id[:12])
+        on_host = spec.network == "host" or spec.uts == "host"
+        hostname = spec.hostname or (os.uname().nodename if on_host else container_id[:12])
         return Record(
             id=container_id, name=name, image=spec.image, image_id=image.id, command=argv,
             created=state.now(), rootless=rootless, bundle=str(store / "containers" / container_id),
@@ -177,7 +170,7 @@ def run(spec: ContainerSpec) -> int:
                     "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
-                         **limits_json(spec)},
+                         **limits_json(spec), **sharing.host_config(spec)},
         )
 
     record = state.create(state_dir, new_record, spec.name)
@@ -185,8 +178,8 @@ def run(spec: ContainerSpec) -> int:
     cgroup: Cgroup | None = None
     try:
         bundle = make_bundle(record)
-        plan = plan_process(spec, image, mapping, net, bundle, store, argv=argv, env=env, cwd=cwd, user=user,
-                            hostname=record.config["Hostname"])
+        plan = plan_process(spec, image, mapping, net, share, bundle, store, argv=argv, env=env, cwd=cwd,
+                            user=user, hostname=record.config["Hostname"])
         # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
         state.update(state_dir, record, host_config={
             **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
@@ -201,7 +194,7 @@ def run(spec: ContainerSpec) -> int:
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
         trace.mark("cgroup")
-        return start_and_wait(state_dir, record, plan, mapping, cgroup, namespaces(spec), net)
+        return start_and_wait(state_dir, record, plan, mapping, cgroup, share, net)
     except MinirunError as e:
         # The container never ran: keep why, with docker's code, in its record ("Created").
         state.update(state_dir, record, status="created", exit_code=e.code, error=str(e))
@@ -211,8 +204,9 @@ def run(spec: ContainerSpec) -> int:
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
-                 net: network.NetworkPlan, bundle: Path, store: Path, *, argv: list[str], env: list[str],
-                 cwd: str, user: str | None, hostname: str) -> process.ProcessPlan:
+                 net: network.NetworkPlan, share: sharing.SharePlan, bundle: Path, store: Path, *,
+                 argv: list[str], env: list[str], cwd: str, user: str | None,
+                 hostname: str) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
         layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
@@ -223,36 +217,27 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [],
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
-        mask_system_paths=spec.security.mask_system_paths)
+        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
-        interactive=spec.interactive, init=spec.init,
+        interactive=spec.interactive, init=spec.init, uts_host=share.uts_host,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))
 
 
 def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
-                   cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> int:
+                   cgroup: Cgroup | None, share: sharing.SharePlan, net: network.NetworkPlan) -> int:
     parent_end, child_end = sync.channel()
-    own_netns = network.enter(net)  # container:NAME: the child is born in the other's namespace
-    try:
-        pid = kernel.clone(flags)
-    except BaseException:
-        network.leave(own_netns)  # the monitor must not stay in the other container's namespace
-        raise
+    pid = sharing.clone(share)  # container:NAME: born in the other's namespaces (sharing.py)
     if pid == 0:
         parent_end.close()
-        if own_netns is not None:
-            # A door back to the host's network namespace: never into the container, not even
-            # into a --init PID 1, which never execs (so close-on-exec would not close it).
-            os.close(own_netns)
         process.run_child(plan, child_end)  # never returns
-    network.leave(own_netns)
     child_end.close()
     trace.mark("clone")
     with parent_end, forwarding_signals(pid), _kill_on_error(pid):
         # sync step 2: what only the parent can do, then let the child go.
-        userns.write_maps(pid, mapping)
+        if not share.joins:  # a joined user namespace has its maps already
+            userns.write_maps(pid, mapping)
         trace.mark("id maps")
         if cgroup is not None:
             cgroups.add_process(cgroup, pid)

@@ -19,6 +19,7 @@
 #include <sys/mount.h>
 #include <sys/personality.h>
 #include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/swap.h>
@@ -130,6 +131,7 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "personality-norandom")) return report(personality(ADDR_NO_RANDOMIZE));
     if (!strcmp(a, "open-rw")) return report(open(arg, O_RDWR));
     if (!strcmp(a, "open-ro")) return report(open(arg, O_RDONLY));
+    if (!strcmp(a, "shmget")) return report(shmget(atoi(arg), 4096, IPC_CREAT | 0600));  /* as ipcmk -M */
     if (!strcmp(a, "ptrace-attach")) {  /* seize PID (no stop), then let it go */
         long r = ptrace(PTRACE_SEIZE, atoi(arg), NULL, NULL);
         if (r == 0) ptrace(PTRACE_DETACH, atoi(arg), NULL, NULL);
