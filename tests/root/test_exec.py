@@ -8,28 +8,14 @@ process that merely *looked* contained would not pass.
 import contextlib
 import os
 import re
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from helpers import IMAGE, REPO, Tier, one_line_error, process_exists, read_until, wait_for, wait_running
+from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
 STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp", "NoNewPrivs", "Uid", "Gid")
 PROMPT = r"# (\x1b\[J)?$"
-
-
-@contextlib.contextmanager
-def container(minirun: Tier, name: str, *flags: str, cmd: tuple[str, ...] = ("sleep", "300"),
-              ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
-    """A container running in the background (`minirun run` as its monitor): (host pid of its
-    PID 1, the monitor); removed at the end."""
-    proc = minirun.popen(["run", "--name", name, *flags, IMAGE, *cmd])
-    try:
-        yield wait_running(minirun, name, proc)["State"]["Pid"], proc
-    finally:
-        minirun(["rm", "-f", name], timeout=60)
 
 
 def status_fields(text: str) -> dict[str, str]:
@@ -154,23 +140,6 @@ def test_exec_processes_die_with_the_container(minirun: Tier, names: Callable[[]
         monitor.wait(timeout=30)
 
 
-@pytest.fixture(scope="module")
-def probe_dir() -> Iterator[Path]:
-    import shutil
-    import tempfile
-
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build tests/escape_probe.c (install.sh --dev installs it)"
-    path = Path(tempfile.mkdtemp(prefix="minirun-exec-probe-"))
-    try:
-        path.chmod(0o755)
-        subprocess.run([gcc, "-static", "-O1", "-o", str(path / "escape_probe"),
-                        str(REPO / "tests" / "escape_probe.c")], check=True, capture_output=True, timeout=120)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 # PID 1 of the attacked container: /etc/passwd becomes a FIFO, so an exec'd process blocks while
 # it reads it, before its execve, still the host's python. The attacker (with CAP_SYS_PTRACE in the
 # container) finds it and tries to reach it; first, as a baseline, the same attempts on a plain
@@ -196,9 +165,9 @@ done
 
 
 def test_exec_cannot_be_reached_from_inside_before_its_execve(minirun: Tier, names: Callable[[], str],
-                                                             probe_dir: Path) -> None:
+                                                             escape_probe_dir: Path) -> None:
     name = names()
-    with container(minirun, name, "--cap-add", "SYS_PTRACE", "-v", f"{probe_dir}:/probe:ro",
+    with container(minirun, name, "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro",
                    cmd=("sh", "-c", ATTACKER)) as (_, monitor):
         assert monitor.stdout is not None
         seen = read_until(monitor.stdout, "ready\n")
