@@ -92,6 +92,11 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
             raise MinirunError(f"cannot join the IPC namespace of container {other.name}: it is private "
                                "(start it with --ipc=shareable, as in docker)")
         donors.append(Donor(other.name, other.pid, other.monitor_pid, flags))
+    if spec.pid.startswith("container:") and spec.network == "slirp4netns":
+        # slirp4netns, run as the user, opens the new container's /proc/PID/ns/net, which a
+        # process that is not dumpable (see clone) does not allow it.
+        raise MinirunError("--pid=container:NAME needs --network none, host or container:NAME when "
+                           "rootless (slirp4netns cannot reach a container in a joined PID namespace)")
     users = {_namespace(d.pid, "user") for d in donors}
     if len(users) > 1:
         raise MinirunError("the containers to join are in different user namespaces: " +
@@ -156,6 +161,11 @@ def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
         for donor, pidfd in zip(share.donors, pidfds, strict=True):
             kernel.setns(pidfd, donor.flags)  # the first one with CLONE_NEWUSER: see enter.join
+        # Born not dumpable: in a joined PID namespace the other container's processes see the
+        # new one at once, while it is still the host's python in a copy of the host's mounts
+        # (and rootless, the same user as they are): they must not ptrace it or open its /proc
+        # files before its execve (CVE-2019-5736). setns(USER) may have reset the flag.
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         pid = kernel.clone(share.new | kernel.CLONE_PARENT)
         if pid == 0:
             for fd in [report, *pidfds]:
