@@ -181,6 +181,14 @@ def test_exec_cannot_be_reached_from_inside_before_its_execve(minirun: Tier, nam
         assert result.returncode == 0 and result.stdout == "ran\n", result
 
 
+def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name):
+        out = minirun(["exec", "-i", name, "tr", "a-z", "A-Z"], input="piped in\n", check=0).stdout
+        assert out == "PIPED IN\n"
+        assert minirun(["exec", name, "cat"], input="ignored\n", check=0).stdout == ""
+
+
 def test_exec_needs_a_command_and_a_container(minirun: Tier) -> None:
     one_line_error(minirun(["exec", "no-such-container-xyz", "true"], check=125))
     one_line_error(minirun(["exec", "no-such-container-xyz"], check=125))
