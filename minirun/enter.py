@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minirun import cgroups, kernel, process, security, state, sync, tty
+from minirun import cgroups, container, kernel, pid1, process, security, state, sync, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.security import SecurityPlan
 from minirun.spec import env_dict
@@ -48,7 +48,6 @@ NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": ke
               "ipc": kernel.CLONE_NEWIPC, "net": kernel.CLONE_NEWNET, "pid": kernel.CLONE_NEWPID,
               "cgroup": kernel.CLONE_NEWCGROUP}
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-PID = b"pid"  # helper -> minirun: "pid N", the new process's pid as the host sees it
 
 
 @dataclass(frozen=True)
@@ -110,27 +109,12 @@ def plan(record: state.Record, argv: list[str], *, env: list[str], user: str | N
 
 
 def open_pid1(record: state.Record) -> int:
-    """A pidfd for the container's PID 1. A pid can be reused once its process is gone, so after
-    opening, check that it still is the child of the container's live monitor: from then on the
-    pidfd refers to that process and no other."""
-    if record.status != "running" or not record.pid:
-        raise MinirunError(f"container {record.name} is not running")
-    try:
-        pidfd = kernel.pidfd_open(record.pid)
-    except ProcessLookupError:
-        raise MinirunError(f"container {record.name} is not running") from None
-    if not record.monitor_alive() or _parent(record.pid) != record.monitor_pid:
-        os.close(pidfd)
+    """A pidfd for the container's PID 1 (container.open_pid1: checked against the pid's start
+    time after opening, so that a reused pid is never taken for it), or a one-line refusal."""
+    pidfd = container.open_pid1(record)
+    if pidfd is None:
         raise MinirunError(f"container {record.name} is not running")
     return pidfd
-
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def namespaces_to_join(pid: int) -> int:
@@ -153,15 +137,18 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
         flags = namespaces_to_join(record.pid)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
         ours, theirs = sync.channel()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid
         helper = os.fork()
         if helper == 0:
             ours.close()
-            helper_main(exec_plan, pidfd, flags, cgroup, theirs)  # never returns
+            os.close(report_r)
+            helper_main(exec_plan, pidfd, flags, cgroup, theirs, report_w)  # never returns
     finally:
         os.close(pidfd)
     theirs.close()
+    os.close(report_w)
     with ours:
-        pid = _receive_pid(ours, helper)
+        pid = _receive_pid(ours, report_r, helper)
         with forwarding_signals(pid), _kill_on_error(pid):
             master = wait_until_running(ours, pid)
             if exec_plan.detach:
@@ -175,19 +162,21 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-def _receive_pid(sock: socket.socket, helper: int) -> int:
-    """Step 4 from minirun's side: the helper's "pid N", or its error; reap the helper, then
-    let the new process go on."""
+def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
+    """Step 4 from minirun's side: the new process's pid (the helper's error comes on the sync
+    socket instead); reap the helper, then let the process go on."""
     try:
-        message, _ = sync.receive(sock)
+        answer = os.read(report, 64).decode(errors="replace")
     finally:
+        os.close(report)
         os.waitpid(helper, 0)
-    if message.startswith(sync.ERROR):
-        raise sync.parse_error(message)
-    if not message.startswith(PID + b" "):
+    if not answer.isdigit():
+        message = sync.receive(sock)
+        if message.name == "error":
+            raise sync.error_of(message)
         raise MinirunError("exec: the helper process ended without starting the command")
-    pid = int(message.split()[1])
-    sync.send(sock, sync.GO)
+    pid = int(answer)
+    sync.send(sock, "go")
     return pid
 
 
@@ -195,16 +184,20 @@ def wait_until_running(sock: socket.socket, pid: int) -> int | None:
     """Steps 5-6 from minirun's side: the pty master (-t), then EOF (execve done) or an error."""
     master = None
     while True:
-        message, fd = sync.receive(sock)
-        if message == sync.PTY and fd is not None:
-            master = fd
-        elif message.startswith(sync.ERROR):
+        message = sync.receive(sock)
+        if message.name == "pty" and len(message.fds) == 1:
+            master = message.fds[0]
+        elif message.name == sync.EOF:
+            return master
+        else:
+            for fd in message.fds:
+                os.close(fd)
             os.waitpid(pid, 0)
             if master is not None:
                 os.close(master)
-            raise sync.parse_error(message)
-        elif message == b"":
-            return master
+            if message.name == "error":
+                raise sync.error_of(message)
+            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
 
 
 @contextlib.contextmanager
@@ -238,7 +231,7 @@ def _kill_on_error(pid: int) -> Iterator[None]:
 
 
 def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgroup | None,
-                sock: socket.socket) -> NoReturn:
+                sock: socket.socket, report: int) -> NoReturn:
     code = RUNTIME_ERROR
     try:
         # If minirun dies, so does the helper; nothing in the container may ptrace it or open
@@ -253,11 +246,12 @@ def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgr
         kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
+            os.close(report)
             # Wait until minirun knows our pid and has reaped the helper (so that it no longer
             # counts in pids.max): then "go".
-            sync.wait_for_go(sock)
+            sync.expect(sock, "go")
             process_main(exec_plan, sock)  # never returns
-        sync.send(sock, PID + f" {pid}".encode())
+        os.write(report, str(pid).encode())
         code = 0
     except MinirunError as e:
         code = e.code
@@ -296,7 +290,7 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         os.setsid()
         if exec_plan.tty:
             master, slave = tty.open_pty_in_container()
-            sync.send(sock, sync.PTY, master)
+            sync.send(sock, "pty", fds=[master])
             os.close(master)
             tty.make_controlling_terminal(slave)
         elif exec_plan.detach:
@@ -317,7 +311,7 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         env = _with_defaults(exec_plan, user)
         process.reset_signals()
         kernel.close_range_cloexec(3)  # only 0, 1, 2 reach the command (CVE-2024-21626)
-        process.execute(exec_plan.argv, env)
+        pid1.execute(exec_plan.argv, env)
     except MinirunError as e:
         code = e.code
         _report(sock, code, str(e))

@@ -5,6 +5,8 @@ Docker's convention (docker run --help, "Exit Status"): 125 the runtime itself f
 code is the container's own, and 128+N means the container was killed by signal N.
 """
 
+import os
+
 RUNTIME_ERROR = 125
 CANNOT_EXECUTE = 126
 NOT_FOUND = 127
@@ -24,3 +26,8 @@ class ImageNotFound(MinirunError):
 
 class ContainerNotFound(MinirunError):
     pass
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it (wait(2)): the exit code, or 128 + the killing signal."""
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)

@@ -7,7 +7,7 @@ that names the system call, e.g. `OSError: [Errno 1] mount(proc on /x/proc): Ope
 permitted`, because "Operation not permitted" alone does not tell a learner which step failed.
 
 Man pages: clone(2), unshare(2), setns(2), mount(2), umount(2), pivot_root(2),
-sethostname(2), prctl(2), close_range(2), openat2(2), pidfd_open(2).
+sethostname(2), prctl(2), close_range(2), openat2(2).
 """
 
 import ctypes
@@ -64,10 +64,9 @@ RESOLVE_IN_ROOT = 0x10
 # System call numbers that glibc has no wrapper for (or had none until recently).
 _SYSCALLS = {
     "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437,
-               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317, "pidfd_open": 434},
+               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317},
     "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437,
-                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277,
-                "pidfd_open": 434},
+                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -127,15 +126,9 @@ def unshare(flags: int) -> None:
 
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to; or, when `fd` is a
-    pidfd (pidfd_open), every namespace of that process named in `nstype`, in one call (Linux 5.8)."""
+    pidfd (os.pidfd_open), every namespace of that process named in `nstype`, in one call (Linux 5.8)."""
     _check(_libc.syscall(_NR["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)),
            f"setns({describe_namespaces(nstype)})")
-
-
-def pidfd_open(pid: int) -> int:
-    """A file descriptor that refers to the process `pid` itself, not to a number that could be
-    reused once it exits (pidfd_open(2), Linux 5.3). Always close-on-exec."""
-    return _check(_libc.syscall(_NR["pidfd_open"], ctypes.c_int(pid), ctypes.c_uint(0)), f"pidfd_open({pid})")
 
 
 def prctl(option: int, arg2: int = 0) -> None:

@@ -13,11 +13,10 @@ import socket
 from dataclasses import dataclass
 from typing import NoReturn
 
-from minirun import init, kernel, rootfs, security, sync, trace, tty
-from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, RUNTIME_ERROR, MinirunError
+from minirun import kernel, pid1, rootfs, security, sync, trace, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import SecurityPlan
-from minirun.spec import env_dict
 
 
 @dataclass(frozen=True)
@@ -53,7 +52,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # run as the same unprivileged user when rootless, must open /proc/PID/ns/*, and the
         # /proc files of a non-dumpable process belong to root (proc(5)).
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        mount_fds = sync.wait_for_go(sock)  # rootful remapped: idmapped layers, -v clones
+        mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
         become_namespace_root()
         # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
@@ -83,8 +82,8 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         kernel.close_range_cloexec(3)
         trace.mark("signals, fds: exec", "child")
         if plan.init:
-            init.run(plan.argv, env, sock)
-        execute(plan.argv, env)
+            pid1.run_init(plan.argv, env, sock)
+        pid1.execute(plan.argv, env)
     except MinirunError as e:
         code = e.code
         _report(sock, code, str(e))
@@ -106,7 +105,7 @@ def setup_stdio(plan: ProcessPlan, sock: socket.socket) -> None:
     os.setsid()
     if plan.tty:
         master, slave = tty.open_pty_in_container()
-        sync.send(sock, sync.PTY, master)
+        sync.send(sock, "pty", fds=[master])
         os.close(master)
         tty.make_controlling_terminal(slave)
     elif not plan.interactive:
@@ -152,7 +151,7 @@ def guard_process() -> None:
        no orphan runs on with nobody to record its exit or clean up after it;
      - not dumpable: no process of the container may ptrace us or open /proc/<pid>/exe, the
        host's python, before execve replaces this program (CVE-2019-5736). A --init PID 1
-       never execs, and stays protected (minirun/init.py).
+       never execs, and stays protected (minirun/pid1.py).
     """
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
@@ -215,16 +214,3 @@ def reset_signals() -> None:
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def execute(argv: list[str], env: list[str]) -> NoReturn:
-    """execve the command, searching $PATH as the shell would; errors as docker reports them."""
-    try:
-        os.execvpe(argv[0], argv, env_dict(env))
-    except FileNotFoundError:
-        if "/" in argv[0]:
-            raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None
-        raise MinirunError(f'exec "{argv[0]}": executable file not found in $PATH', NOT_FOUND) from None
-    except OSError as e:
-        raise MinirunError(f'exec "{argv[0]}": {e.strerror.lower() if e.strerror else e}',
-                           CANNOT_EXECUTE) from None

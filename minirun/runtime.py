@@ -9,18 +9,29 @@ between them is the table in minirun/sync.py.
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
-from minirun import cgroups, images, network, paths, process, sharing, state, sync, trace, tty, userns
+from minirun import (
+    cgroups,
+    container,
+    images,
+    network,
+    paths,
+    process,
+    sharing,
+    state,
+    sync,
+    trace,
+    tty,
+    userns,
+)
 from minirun.cgroups import Cgroup
 from minirun.enter import security_record
-from minirun.errors import MinirunError
-from minirun.init import exit_code
+from minirun.errors import MinirunError, exit_code
 from minirun.rootfs import RootfsPlan
 from minirun.security import plan as security_plan
 from minirun.spec import ContainerSpec, env_dict
@@ -73,8 +84,9 @@ def limits_json(spec: ContainerSpec) -> dict[str, object]:
 # --- the container's directory ("bundle"): layer, scratch and /etc files ---------------------
 
 
-def etc_files(bundle: Path, hostname: str, network: str, add_hosts: list[tuple[str, str]] | None = None,
-              dns: list[str] | None = None, join_bundle: str = "") -> dict[str, str]:
+def etc_files(where: container.Layout, hostname: str, network: str,
+              add_hosts: list[tuple[str, str]] | None = None, dns: list[str] | None = None,
+              join_bundle: str = "") -> dict[str, str]:
     """Write the files docker provides in every container, and say where they go."""
     if network == "host":
         hosts = Path("/etc/hosts").read_text()
@@ -104,8 +116,8 @@ def etc_files(bundle: Path, hostname: str, network: str, add_hosts: list[tuple[s
             resolv = (Path(join_bundle) / "resolv.conf").read_text()
     files = {"/etc/hostname": f"{hostname}\n", "/etc/hosts": hosts, "/etc/resolv.conf": resolv}
     for target, content in files.items():
-        (bundle / Path(target).name).write_text(content)
-    return {target: str(bundle / Path(target).name) for target in files}
+        where.etc_file(target).write_text(content)
+    return {target: str(where.etc_file(target)) for target in files}
 
 
 def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
@@ -113,30 +125,6 @@ def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
     (before "go": the child bind-mounts the file only after it)."""
     path = Path(hosts_file)
     path.write_text(path.read_text().replace(f"127.0.1.1\t{hostname}\n", f"{address}\t{hostname}\n"))
-
-
-def make_bundle(record: Record) -> Path:
-    """The container's directory, under a 0710 parent: host users must not reach setuid
-    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
-    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
-    bundle = Path(record.bundle)
-    bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
-    os.chmod(bundle.parent, 0o710)
-    for name in ("upper", "work", "merged"):
-        (bundle / name).mkdir(parents=True, exist_ok=True)
-    return bundle
-
-
-def remove_bundle(bundle: Path) -> None:
-    """Remove the container's directory. overlay's work dir keeps a `work/work` directory with
-    mode 000 that even its owner must chmod before it can be removed."""
-    if not bundle.exists():
-        return
-    for root, dirs, _ in os.walk(bundle):
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
-    shutil.rmtree(bundle, ignore_errors=True)
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -164,7 +152,7 @@ def run(spec: ContainerSpec) -> int:
         hostname = spec.hostname or (os.uname().nodename if on_host else container_id[:12])
         return Record(
             id=container_id, name=name, image=spec.image, image_id=image.id, command=argv,
-            created=state.now(), rootless=rootless, bundle=str(store / "containers" / container_id),
+            created=state.now(), rootless=rootless, bundle=str(container.layout(store, container_id).bundle),
             monitor_pid=os.getpid(), monitor_start=state.process_start_time(os.getpid()) or 0,
             config={"Hostname": hostname, "Env": env, "Cmd": argv, "Image": spec.image, "User": user or "",
                     "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
@@ -177,15 +165,16 @@ def run(spec: ContainerSpec) -> int:
     trace.mark("state record")
     cgroup: Cgroup | None = None
     try:
-        bundle = make_bundle(record)
-        plan = plan_process(spec, image, mapping, net, share, bundle, store, argv=argv, env=env, cwd=cwd,
+        where = container.layout(store, record.id)
+        bundle = container.make_bundle(where)
+        plan = plan_process(spec, image, mapping, net, share, where, store, argv=argv, env=env, cwd=cwd,
                             user=user, hostname=record.config["Hostname"])
         # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
         state.update(state_dir, record, host_config={
             **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
         if mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
-                os.makedirs(target)
+                os.makedirs(target, exist_ok=True)
             userns.give_bundle_to_root(bundle, mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
         cgroup = cgroups.create(record.id, rootless)
@@ -196,25 +185,24 @@ def run(spec: ContainerSpec) -> int:
         trace.mark("cgroup")
         return start_and_wait(state_dir, record, plan, mapping, cgroup, share, net)
     except MinirunError as e:
-        # The container never ran: keep why, with docker's code, in its record ("Created").
-        state.update(state_dir, record, status="created", exit_code=e.code, error=str(e))
+        container.failed(state_dir, record, e)
         raise
     finally:
-        teardown(state_dir, record, cgroup, remove=spec.remove)
+        container.teardown(state_dir, record, remove_all=spec.remove)
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
-                 net: network.NetworkPlan, share: sharing.SharePlan, bundle: Path, store: Path, *,
-                 argv: list[str], env: list[str], cwd: str, user: str | None,
+                 net: network.NetworkPlan, share: sharing.SharePlan, where: container.Layout, store: Path,
+                 *, argv: list[str], env: list[str], cwd: str, user: str | None,
                  hostname: str) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
-        layers=[str(p) for p in image.layers], upper=str(bundle / "upper"), work=str(bundle / "work"),
-        merged=str(bundle / "merged"), binds=spec.binds,
-        etc_files=etc_files(bundle, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
+        layers=[str(p) for p in image.layers], upper=str(where.upper), work=str(where.work),
+        merged=str(where.merged), binds=spec.binds,
+        etc_files=etc_files(where, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
         own_netns=network.has_own_netns(spec.network),
         tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
-        layer_mounts=[str(bundle / "lower" / str(i)) for i in range(len(image.layers))]
+        layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [],
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
         mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
@@ -251,16 +239,16 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
             mounts = userns.idmapped_layers(pid, plan.rootfs.layers)
             try:
                 mounts += userns.detached_binds(plan.rootfs.binds)
-                sync.send_fds(parent_end, sync.GO, mounts)
+                sync.send(parent_end, "go", fds=mounts)
             finally:
                 for fd in mounts:
                     os.close(fd)
         else:
-            sync.send(parent_end, sync.GO)
+            sync.send(parent_end, "go")
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
         master = wait_until_started(parent_end, pid)
         trace.mark("exec (waited for the child's set-up)")
-        state.update(state_dir, record, status="running", pid=pid, started_at=state.now())
+        container.started(state_dir, record, pid)
         trace.mark("record running")
         if master is not None:
             try:
@@ -271,8 +259,7 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
         trace.mark("wait (the command runs)")
     code = exit_code(status)
     # The OOM killer's SIGKILL looks like any other (137): the cgroup's counter tells them apart.
-    state.update(state_dir, record, status="exited", exit_code=code, finished_at=state.now(),
-                 oom_killed=cgroup is not None and cgroups.oom_killed(cgroup))
+    container.exited(state_dir, record, code, oom_killed=cgroup is not None and cgroups.oom_killed(cgroup))
     trace.mark("record exit")
     return code
 
@@ -281,17 +268,20 @@ def wait_until_started(sock: socket.socket, pid: int) -> int | None:
     """sync steps 4-6: receive the pty (with -t), then EOF (exec done) or an error."""
     master = None
     while True:
-        message, fd = sync.receive(sock)
-        if message == sync.PTY and fd is not None:
-            master = fd
-        elif message.startswith(sync.ERROR):
-            error = sync.parse_error(message)
+        message = sync.receive(sock)
+        if message.name == "pty" and len(message.fds) == 1:
+            master = message.fds[0]
+        elif message.name in ("error", sync.EOF):
+            if message.name == sync.EOF:
+                return master
             os.waitpid(pid, 0)
             if master is not None:
                 os.close(master)
-            raise error
-        elif message == b"":
-            return master
+            raise sync.error_of(message)
+        else:
+            for fd in message.fds:
+                os.close(fd)
+            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
 
 
 @contextlib.contextmanager
@@ -320,56 +310,3 @@ def _kill_on_error(pid: int) -> Iterator[None]:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
         raise
-
-
-def teardown(state_dir: Path, record: Record, cgroup: Cgroup | None, remove: bool) -> None:
-    """After the container's PID 1 exits: the kernel has already killed the rest of its PID
-    namespace and unmounted its mount namespace; what is left is ours to remove."""
-    if cgroup is not None:
-        cgroups.remove(cgroup)
-        trace.mark("teardown: cgroup")
-    if record.network_settings:
-        network.disconnect(state_dir, record.id, record.network_settings)
-        state.update(state_dir, record, network_settings={})
-        trace.mark("teardown: network")
-    if remove:
-        remove_container(state_dir, record)
-        trace.mark("teardown: --rm")
-
-
-def remove_container(state_dir: Path, record: Record) -> None:
-    """Everything a container leaves on disk: cgroups (if its monitor died), layer, record."""
-    if record.network_settings:  # its monitor died before it could disconnect
-        network.disconnect(state_dir, record.id, record.network_settings)
-    if record.cgroup_paths:
-        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
-    remove_bundle(Path(record.bundle))
-    state.delete(state_dir, record)
-
-
-def kill(record: Record, sig: int = signal.SIGKILL) -> None:
-    """Signal a running container's PID 1 (SIGKILL ends the whole PID namespace)."""
-    if record.status == "running" and record.pid and record.monitor_alive():
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, sig)
-
-
-def record_json(record: Record) -> dict[str, object]:
-    """A record in the shape of `docker inspect`."""
-    raw = asdict(record)
-    return {
-        "Id": record.id, "Name": "/" + record.name, "Created": record.created,
-        "Path": record.command[0] if record.command else "", "Args": record.command[1:],
-        "Image": record.image_id, "ImageName": record.image,
-        "State": {"Status": record.status, "Running": record.status == "running",
-                  "Pid": record.pid if record.status == "running" else 0, "ExitCode": record.exit_code,
-                  "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
-                  "FinishedAt": record.finished_at, "Dead": record.dead},
-        "Config": raw["config"], "HostConfig": raw["host_config"],
-        "NetworkSettings": {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {},
-                            **raw["network_settings"]},
-        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": f"{record.bundle}/upper",
-                                                   "WorkDir": f"{record.bundle}/work"}},
-        "Rootless": record.rootless,
-    }
-

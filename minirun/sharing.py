@@ -38,12 +38,18 @@ KINDS = {"pid": kernel.CLONE_NEWPID, "ipc": kernel.CLONE_NEWIPC, "uts": kernel.C
 
 @dataclass(frozen=True)
 class Donor:
-    """A running container whose namespaces are joined: its name, its PID 1, which ones."""
+    """A running container whose namespaces are joined, and which ones."""
 
-    name: str
-    pid: int
-    monitor_pid: int
+    record: state.Record
     flags: int
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
         if flags & kernel.CLONE_NEWIPC and other.host_config.get("IpcMode") != "shareable":
             raise MinirunError(f"cannot join the IPC namespace of container {other.name}: it is private "
                                "(start it with --ipc=shareable, as in docker)")
-        donors.append(Donor(other.name, other.pid, other.monitor_pid, flags))
+        donors.append(Donor(other, flags))
     if spec.pid.startswith("container:") and spec.network == "slirp4netns":
         # slirp4netns, run as the user, opens the new container's /proc/PID/ns/net, which a
         # process that is not dumpable (see clone) does not allow it.
@@ -101,8 +107,7 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
     if len(users) > 1:
         raise MinirunError("the containers to join are in different user namespaces: " +
                            ", ".join(d.name for d in donors))
-    first = donors[0]
-    donors[0] = Donor(first.name, first.pid, first.monitor_pid, first.flags | kernel.CLONE_NEWUSER)
+    donors[0] = Donor(donors[0].record, donors[0].flags | kernel.CLONE_NEWUSER)
     return SharePlan(new, donors, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
                      uts_host=spec.uts == "host")
 
@@ -132,10 +137,14 @@ def clone(share: SharePlan) -> int:
         return kernel.clone(share.new)
     from minirun.enter import open_pid1  # the same checks as exec's: the pidfd is PID 1's own
 
-    pidfds = [open_pid1(state.Record(id="", name=d.name, image="", image_id="", command=[], created="",
-                                     rootless=False, status="running", pid=d.pid, monitor_pid=d.monitor_pid,
-                                     monitor_start=state.process_start_time(d.monitor_pid) or -1))
-              for d in share.donors]
+    pidfds = []
+    try:
+        for donor in share.donors:
+            pidfds.append(open_pid1(donor.record))
+    except BaseException:
+        for fd in pidfds:
+            os.close(fd)
+        raise
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     helper = os.fork()
     if helper == 0:

@@ -63,6 +63,7 @@ class Record:
     rootless: bool
     status: str = "created"  # created -> running -> exited
     pid: int = 0  # container PID 1 as the host sees it
+    pid_start: int = 0  # ... and its start time, so that a reused pid is never taken for it
     exit_code: int = 0
     oom_killed: bool = False
     started_at: str = ""

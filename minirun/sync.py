@@ -27,19 +27,30 @@ for free: when the child's execve(2) succeeds its end closes, and the parent rea
   6     EOF: the command runs -> record "running"   or: send "error CODE MESSAGE", exit CODE
         "error ...": print MESSAGE, exit CODE
 
+Messages are checked by name, as runc's readSync does: a child waiting for "go" that reads
+anything else fails with "expected go, got X" instead of starting on a misunderstanding.
+
 With --init, step 5 happens in init's child; init closes its end after that child's execve
-succeeded, so the parent sees the same EOF (minirun/init.py).
+succeeded, so the parent sees the same EOF (minirun/pid1.py).
 """
 
 import array
+import contextlib
+import os
 import socket
+from typing import Literal, NamedTuple
 
 from minirun.errors import MinirunError
 
-GO = b"go"
+Name = Literal["go", "pty", "error"]
+EOF = "EOF"  # what receive() calls the other end closing (after a successful execve, or a death)
 MAX_FDS = 250  # the kernel's SCM_MAX_FD: at most this many fds travel with one message
-PTY = b"pty"
-ERROR = b"error"
+
+
+class Message(NamedTuple):
+    name: str  # one of Name, or EOF
+    text: str  # what follows the name ("error": "CODE MESSAGE")
+    fds: list[int]  # the descriptors that came with it (SCM_RIGHTS)
 
 
 def channel() -> tuple[socket.socket, socket.socket]:
@@ -47,36 +58,37 @@ def channel() -> tuple[socket.socket, socket.socket]:
     return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
 
 
-def send(sock: socket.socket, message: bytes, fd: int | None = None) -> None:
-    if fd is None:
-        sock.sendall(message)
-    else:
-        sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
-
-
-def send_fds(sock: socket.socket, message: bytes, fds: list[int]) -> None:
-    """One message with several fds (SCM_RIGHTS): the receiver gets its own copies."""
-    sock.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else [])
+def send(sock: socket.socket, name: Name, text: str = "", fds: list[int] | None = None) -> None:
+    """One message; fds travel with it (SCM_RIGHTS): the receiver gets its own copies."""
+    data = (name + (f" {text}" if text else "")).encode(errors="replace")
+    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    sock.sendmsg([data], rights)
 
 
 def send_error(sock: socket.socket, code: int, message: str) -> None:
-    send(sock, ERROR + f" {code} {message}".encode(errors="replace"))
+    send(sock, "error", f"{code} {message}")
 
 
-def receive(sock: socket.socket) -> tuple[bytes, int | None]:
-    """One message and the fd that came with it, if any. b"" means the other end closed."""
-    message, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
-    return message, (fds[0] if fds else None)
+def receive(sock: socket.socket) -> Message:
+    data, fds, _flags, _addr = socket.recv_fds(sock, 4096, MAX_FDS)
+    if not data:
+        return Message(EOF, "", list(fds))
+    name, _, text = data.decode(errors="replace").partition(" ")
+    return Message(name, text, list(fds))
 
 
-def wait_for_go(sock: socket.socket) -> list[int]:
-    """Wait for "go"; return the fds that came with it (idmapped layers, or none)."""
-    message, fds, _flags, _addr = socket.recv_fds(sock, 4096, MAX_FDS)
-    if message != GO:
-        raise SystemExit(1)  # the parent is gone (EOF) or confused: nothing to start for
-    return list(fds)
+def expect(sock: socket.socket, name: Name) -> Message:
+    """The next message, which must be `name`."""
+    message = receive(sock)
+    if message.name != name:
+        for fd in message.fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        raise MinirunError(f"sync: expected {name}, got {message.name}")
+    return message
 
 
-def parse_error(message: bytes) -> MinirunError:
-    _, code, text = message.decode(errors="replace").split(" ", 2)
-    return MinirunError(text, int(code))
+def error_of(message: Message) -> MinirunError:
+    """An "error CODE MESSAGE" from the child, as the error to report (docker's code)."""
+    code, _, text = message.text.partition(" ")
+    return MinirunError(text, int(code) if code.isdigit() else 125)

@@ -149,7 +149,7 @@ def give_bundle_to_root(bundle: Path, mapping: IdMapping) -> None:
     overlay writes into upper/ as that user. The shared parent stays root's, mode 0710 with the
     group of the remapped root, as docker's userns-remap does: it may pass, nobody else."""
     uid, gid = mapping.uids[0].outside, mapping.gids[0].outside
-    os.chown(bundle.parent, 0, gid)  # mode 0710 was set by runtime.make_bundle
+    os.chown(bundle.parent, 0, gid)  # mode 0710 was set by container.make_bundle
     os.chown(bundle, uid, gid)
     for entry in bundle.iterdir():
         os.chown(entry, uid, gid, follow_symlinks=False)

@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any
 
-from minirun import paths, runtime, state
+from minirun import container, paths, state
 from minirun.errors import ContainerNotFound, MinirunError
 
 ACTION = re.compile(r"{{\s*(json\s+)?(\.[\w.]*)\s*}}")
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     found, code = [], 0
     for name in args.names:
         try:
-            found.append(runtime.record_json(state.find(paths.state_dir(), name)))
+            found.append(container.record_json(state.find(paths.state_dir(), name)))
         except ContainerNotFound as e:
             print(f"minirun: {e}", file=sys.stderr)
             code = 1

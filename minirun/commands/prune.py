@@ -2,7 +2,7 @@
 
 import argparse
 
-from minirun import paths, runtime, state
+from minirun import container, paths, state
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -17,6 +17,6 @@ def run(args: argparse.Namespace) -> int:
             # "created" with a live monitor is a container still starting: not ours to remove.
             # (A monitor that died is already reported as "exited" by state.all_records.)
             if record.status == "exited" or (record.status == "created" and not record.monitor_alive()):
-                runtime.remove_container(state_dir, record)
+                container.remove(state_dir, record)
                 print(record.id)
     return 0

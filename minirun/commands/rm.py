@@ -1,11 +1,12 @@
 """`minirun rm [-f] NAME...`: remove containers; -f kills a running one first."""
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
-from minirun import paths, runtime, state
+from minirun import container, paths, state
 from minirun.errors import ContainerNotFound, MinirunError
 
 
@@ -29,7 +30,7 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
     if record.status == "running":
         if not force:
             raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
-        runtime.kill(record)
+        container.send_signal(record, signal.SIGKILL)
         wait_for_monitor(record)
     with state.exclusive(state_dir):
         try:
@@ -38,7 +39,7 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
             record = state.find(state_dir, record.id)
         except ContainerNotFound:
             return
-        runtime.remove_container(state_dir, record)
+        container.remove(state_dir, record)
 
 
 def run(args: argparse.Namespace) -> int:

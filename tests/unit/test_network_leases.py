@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from minirun import runtime, spec
+from minirun import container, runtime, spec
 from minirun.errors import MinirunError
 from minirun.network import leases
 from minirun.spec import PortMapping
@@ -136,7 +136,7 @@ def test_concurrent_allocations_never_collide(tmp_path: Path) -> None:
 
 
 def test_etc_files_for_the_network(tmp_path: Path) -> None:
-    files = runtime.etc_files(tmp_path, "web", "bridge", [("db", "10.1.2.3")], ["9.9.9.9"])
+    files = runtime.etc_files(container.Layout(tmp_path), "web", "bridge", [("db", "10.1.2.3")], ["9.9.9.9"])
     hosts = Path(files["/etc/hosts"]).read_text()
     assert "10.1.2.3\tdb\n" in hosts and "127.0.1.1\tweb\n" in hosts
     runtime.add_own_address(files["/etc/hosts"], "web", "10.209.0.7")

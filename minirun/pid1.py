@@ -1,12 +1,16 @@
-"""`--init`: a tiny init as the container's PID 1, for commands that are not written to be one.
+"""What becomes the container's PID 1: the command itself (execve), or with `--init` a tiny init.
+
+`execute` is the last step of every start (minirun/process.py): execve the command, searching
+$PATH as a shell would, and turn a failure into docker's codes (127 not found, 126 cannot
+execute).
 
 PID 1 of a PID namespace is special (pid_namespaces(7)):
  - the kernel delivers it only the signals it has installed a handler for, so a program that
    never expected to be PID 1 ignores `minirun stop`'s SIGTERM and Ctrl-C;
  - orphaned processes are re-parented to it, and if it never calls wait(2) they stay zombies.
-This init forwards every catchable signal to the command and reaps every child, then exits
-with the command's status, like tini or docker's `--init`. It is this same Python process,
-already inside the container, so the image needs nothing extra.
+With `--init`, `run_init` forwards every catchable signal to the command and reaps every child,
+then exits with the command's status, like tini or docker's `--init`. It is this same Python
+process, already inside the container, so the image needs nothing extra.
 """
 
 import contextlib
@@ -16,20 +20,27 @@ import socket
 from typing import NoReturn
 
 from minirun import sync
-from minirun.errors import MinirunError
+from minirun.errors import CANNOT_EXECUTE, NOT_FOUND, MinirunError, exit_code
+from minirun.spec import env_dict
 
 FORWARDED = [s for s in signal.valid_signals()
              if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
 
 
-def exit_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128 + the killing signal."""
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+def execute(argv: list[str], env: list[str]) -> NoReturn:
+    """execve the command, searching $PATH as the shell would; errors as docker reports them."""
+    try:
+        os.execvpe(argv[0], argv, env_dict(env))
+    except FileNotFoundError:
+        if "/" in argv[0]:
+            raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None
+        raise MinirunError(f'exec "{argv[0]}": executable file not found in $PATH', NOT_FOUND) from None
+    except OSError as e:
+        raise MinirunError(f'exec "{argv[0]}": {e.strerror.lower() if e.strerror else e}',
+                           CANNOT_EXECUTE) from None
 
 
-def run(argv: list[str], env: list[str], sock: socket.socket) -> NoReturn:
-    from minirun.process import execute  # the same exec as without --init
-
+def run_init(argv: list[str], env: list[str], sock: socket.socket) -> NoReturn:
     # This process stays PID 1 and never execs: /proc/1/exe is the host's python. It is already
     # not dumpable (process.guard_process, after the last change of ids), so nobody inside may
     # ptrace it or open that file (the CVE-2019-5736 class); fork(2) keeps that for the child.

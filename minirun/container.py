@@ -1,0 +1,212 @@
+"""One container on disk and in its record: where its files are, and how its record changes.
+
+Every verb that touches a container goes through here: run and create make it, start marks it
+running, its monitor marks it exited and tears it down, stop/kill/rm signal it, rm and prune
+remove it, inspect shows it. The record itself is stored by minirun/state.py (ids and names
+under flock, atomic JSON); this module knows what the record's fields mean.
+
+On disk (the "bundle", one directory per container under the store, derived from the id):
+
+  STORE/containers/ID/           the container's directory (mode 0700-ish, its root's)
+                      upper/     overlay's upper layer: what the container wrote
+                      work/      overlay's scratch directory
+                      merged/    the overlay's mount point (inside the container's mount ns)
+                      lower/N    rootful remapped: mount points of the idmapped image layers
+                      hostname, hosts, resolv.conf      bound over the container's /etc files
+                      ID-json.log[.1, .2 ...]           its stdout/stderr (docker's json-file)
+
+The life of a record (docker's states):
+
+  created --start--> running --PID 1 exits--> exited --start--> running ...
+     |                                           |
+     +------------- rm / prune ------------------+---> (gone: bundle, cgroup, network, record)
+"""
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+from dataclasses import asdict
+from pathlib import Path
+from typing import NamedTuple
+
+from minirun import state
+from minirun.errors import MinirunError
+from minirun.state import Record
+
+ID_RULE = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- where its files are ------------------------------------------------------------------------
+
+
+class Layout(NamedTuple):
+    """Every path of one container, derived from the store and its id, never read from the
+    record: a record names a container, it does not get to name directories to delete."""
+
+    bundle: Path
+
+    @property
+    def upper(self) -> Path:
+        return self.bundle / "upper"
+
+    @property
+    def work(self) -> Path:
+        return self.bundle / "work"
+
+    @property
+    def merged(self) -> Path:
+        return self.bundle / "merged"
+
+    def lower(self, index: int) -> Path:
+        return self.bundle / "lower" / str(index)
+
+    def etc_file(self, target: str) -> Path:
+        """Where the host side of /etc/hostname, /etc/hosts, /etc/resolv.conf is kept."""
+        return self.bundle / Path(target).name
+
+    @property
+    def log(self) -> Path:
+        """docker's json-file log: containers/ID/ID-json.log, rotated to .1, .2 ..."""
+        return self.bundle / f"{self.bundle.name}-json.log"
+
+
+def layout(store: Path, container_id: str) -> Layout:
+    if not ID_RULE.match(container_id):
+        raise MinirunError(f"not a container id: {container_id!r}")
+    return Layout(store / "containers" / container_id)
+
+
+def make_bundle(where: Layout) -> Path:
+    """The container's directory, under a 0710 parent: host users must not reach setuid
+    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
+    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
+    bundle = where.bundle
+    bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
+    os.chmod(bundle.parent, 0o710)
+    for path in (where.upper, where.work, where.merged):
+        path.mkdir(parents=True, exist_ok=True)
+    return bundle
+
+
+def remove_bundle(bundle: Path) -> None:
+    """Remove the container's directory. overlay's work dir keeps a `work/work` directory with
+    mode 000 that even its owner must chmod before it can be removed."""
+    if not bundle.exists():
+        return
+    for root, dirs, _ in os.walk(bundle):
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(root, d), 0o700, follow_symlinks=False)
+    shutil.rmtree(bundle, ignore_errors=True)
+
+
+# --- how its record changes ---------------------------------------------------------------------
+
+
+def started(state_dir: Path, record: Record, pid: int) -> None:
+    """created -> running: the command has been exec'd (sync step 6)."""
+    state.update(state_dir, record, status="running", pid=pid, pid_start=state.process_start_time(pid) or 0,
+                 started_at=state.now(), exit_code=0, error="", oom_killed=False, finished_at="")
+
+
+def failed(state_dir: Path, record: Record, error: MinirunError) -> None:
+    """The container never ran: keep why, with docker's code, in its record ("Created")."""
+    state.update(state_dir, record, status="created", exit_code=error.code, error=str(error))
+
+
+def exited(state_dir: Path, record: Record, code: int, oom_killed: bool) -> None:
+    """running -> exited, with the code a shell would report (128+N for signal N)."""
+    state.update(state_dir, record, status="exited", pid=0, exit_code=code, finished_at=state.now(),
+                 oom_killed=oom_killed)
+
+
+def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
+    """After the container's PID 1 exits: the kernel has already killed the rest of its PID
+    namespace and unmounted its mount namespace; what is left is ours to remove."""
+    from minirun import cgroups, network, trace  # the teardown's modules, loaded when it happens
+
+    if record.cgroup_paths:
+        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
+        state.update(state_dir, record, cgroup_paths=[])
+        trace.mark("teardown: cgroup")
+    if record.network_settings:
+        network.disconnect(state_dir, record.id, record.network_settings)
+        state.update(state_dir, record, network_settings={})
+        trace.mark("teardown: network")
+    if remove_all:
+        remove(state_dir, record)
+        trace.mark("teardown: --rm")
+
+
+def remove(state_dir: Path, record: Record) -> None:
+    """Everything a container leaves: cgroups and network (if its monitor died), layer, logs, record."""
+    from minirun import cgroups, network, paths
+
+    if record.network_settings:  # its monitor died before it could disconnect
+        network.disconnect(state_dir, record.id, record.network_settings)
+    if record.cgroup_paths:
+        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
+    remove_bundle(layout(paths.store_dir(), record.id).bundle)
+    state.delete(state_dir, record)
+
+
+# --- signalling it --------------------------------------------------------------------------------
+
+
+def open_pid1(record: Record) -> int | None:
+    """A pidfd for the container's PID 1, or None if it does not run.
+
+    Never signal a bare pid from a record: the process may be gone and its pid reused. A pidfd
+    (pidfd_open(2), Linux 5.3) names one process for good; it is the container's if, *after*
+    it is open, that pid still has the start time the monitor recorded, and the monitor lives.
+    """
+    if record.status != "running" or record.pid <= 1 or not record.monitor_alive():
+        return None
+    try:
+        fd = os.pidfd_open(record.pid)
+    except ProcessLookupError:
+        return None
+    if state.process_start_time(record.pid) != record.pid_start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def send_signal(record: Record, sig: int) -> bool:
+    """Signal PID 1 through a pidfd (pidfd_send_signal(2)). False if it does not run."""
+    fd = open_pid1(record)
+    if fd is None:
+        return False
+    try:
+        signal.pidfd_send_signal(fd, sig)
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+# --- how inspect shows it ---------------------------------------------------------------------------
+
+
+def record_json(record: Record) -> dict[str, object]:
+    """A record in the shape of `docker inspect`."""
+    raw = asdict(record)
+    return {
+        "Id": record.id, "Name": "/" + record.name, "Created": record.created,
+        "Path": record.command[0] if record.command else "", "Args": record.command[1:],
+        "Image": record.image_id, "ImageName": record.image,
+        "State": {"Status": record.status, "Running": record.status == "running",
+                  "Pid": record.pid if record.status == "running" else 0, "ExitCode": record.exit_code,
+                  "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
+                  "FinishedAt": record.finished_at, "Dead": record.dead},
+        "Config": raw["config"], "HostConfig": raw["host_config"],
+        "NetworkSettings": {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {},
+                            **raw["network_settings"]},
+        "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": f"{record.bundle}/upper",
+                                                   "WorkDir": f"{record.bundle}/work"}},
+        "LogPath": str(Path(record.bundle) / f"{record.id}-json.log") if record.bundle else "",
+        "Rootless": record.rootless,
+    }
