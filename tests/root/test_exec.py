@@ -8,6 +8,8 @@ process that merely *looked* contained would not pass.
 import contextlib
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -151,34 +153,76 @@ attack() {
     cat /proc/$1/environ >/dev/null 2>&1 && echo "$2 environ ok" || echo "$2 environ denied"
     echo "$2 ptrace $(/probe/escape_probe ptrace-attach $1)"
 }
+trap 'go=1' USR1
 sleep 1000 & attack $! baseline
-rm /etc/passwd; mkfifo /etc/passwd; echo ready
+FIFO=${FIFO:-/etc/passwd}
+[ -p $FIFO ] || { rm $FIFO; mkfifo $FIFO; }
+echo ready
 while :; do
     for p in /proc/[0-9]*; do
         case "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" in
-        *m[i]nirun*exec*) attack ${p#/proc/} target
-                          echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd; echo released; wait; exit 0;;
+        *m[i]nirun*) echo found; while [ -z "$go" ]; do sleep 0.05; done; attack ${p#/proc/} target
+                     echo 'root:x:0:0:root:/root:/bin/sh' > $FIFO; echo released; wait; exit 0;;
         esac
     done
 done
 """
 
 
+def attacked(pid1: int, monitor: subprocess.Popen[str], start: Callable[[], None]) -> None:
+    """Wait for the attacker (PID 1 of `monitor`'s container) to be ready, start the victim;
+    once the victim is blocked on the FIFO (its wait channel, which the host can read), let the
+    attacker go; check its report: the baseline reached, the victim not."""
+    assert monitor.stdout is not None
+    seen = read_until(monitor.stdout, "ready\n")
+    start()
+    seen += read_until(monitor.stdout, "found\n")
+
+    def blocked() -> bool:
+        for p in exec_processes(pid1):
+            with contextlib.suppress(OSError), open(f"/proc/{p}/wchan") as f:
+                if f.read() == "wait_for_partner":
+                    return True
+        return False
+
+    wait_for(blocked, timeout=30, what="the victim to block on the FIFO")
+    os.kill(pid1, signal.SIGUSR1)
+    seen += read_until(monitor.stdout, "released\n")
+    report = dict(re.findall(r"^(\w+ \w+) (.+)$", seen, re.M))
+    for what in ("exe", "fd", "environ"):
+        assert report[f"baseline {what}"] == "ok", seen
+        assert report[f"target {what}"] == "denied", seen
+    assert report["baseline ptrace"] == "ok" and report["target ptrace"] == "errno EPERM", seen
+
+
 def test_exec_cannot_be_reached_from_inside_before_its_execve(minirun: Tier, names: Callable[[], str],
                                                              escape_probe_dir: Path) -> None:
     name = names()
+    victim: list[subprocess.Popen[str]] = []
     with container(minirun, name, "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro",
-                   cmd=("sh", "-c", ATTACKER)) as (_, monitor):
-        assert monitor.stdout is not None
-        seen = read_until(monitor.stdout, "ready\n")
-        result = minirun(["exec", name, "echo", "ran"], timeout=60)
-        seen += read_until(monitor.stdout, "released\n")
-        report = dict(re.findall(r"^(\w+ \w+) (.+)$", seen, re.M))
-        for what in ("exe", "fd", "environ"):
-            assert report[f"baseline {what}"] == "ok", seen
-            assert report[f"target {what}"] == "denied", seen
-        assert report["baseline ptrace"] == "ok" and report["target ptrace"] == "errno EPERM", seen
-        assert result.returncode == 0 and result.stdout == "ran\n", result
+                   cmd=("sh", "-c", ATTACKER)) as (pid1, monitor):
+        attacked(pid1, monitor, lambda: victim.append(minirun.popen(["exec", name, "echo", "ran"])))
+        out, err = victim[0].communicate(timeout=60)
+    assert victim[0].returncode == 0 and out == "ran\n", (out, err)
+
+
+def test_a_joining_container_cannot_be_reached_before_its_execve(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path, shared_dir: Path) -> None:
+    """--pid=container:NAME puts the new container in sight of NAME's processes while it is
+    still minirun's python; its /etc/passwd is a FIFO that NAME releases, to hold it there."""
+    fifo = shared_dir / "passwd"
+    os.mkfifo(fifo, 0o666)
+    os.chmod(fifo, 0o666)
+    name = names()
+    joiner: list[subprocess.Popen[str]] = []
+    with container(minirun, name, "--cap-add", "SYS_PTRACE", "--network", "none", "-e", "FIFO=/fifo",
+                   "-v", f"{escape_probe_dir}:/probe:ro", "-v", f"{fifo}:/fifo",
+                   cmd=("sh", "-c", ATTACKER)) as (pid1, monitor):
+        attacked(pid1, monitor, lambda: joiner.append(minirun.popen(
+            ["run", "--rm", "--network", "none", "--pid", f"container:{name}", "-v", f"{fifo}:/etc/passwd",
+             IMAGE, "echo", "ran"])))
+        out, err = joiner[0].communicate(timeout=60)
+    assert joiner[0].returncode == 0 and out == "ran\n", (out, err)
 
 
 def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: Callable[[], str]) -> None:
