@@ -7,7 +7,7 @@ plan. `exec` starts a new process there and holds it to the same plan:
   ----  --------------  ------------------------------------------------------------------------
   1     minirun (CLI)   find the container; the security plan from its record (capabilities,
                         seccomp BPF from the cache, checked against the record, no_new_privs);
-                        pidfd_open(PID 1), then check PID 1 is still the child of its monitor
+                        a pidfd of PID 1, checked against its recorded start time once open
   2     helper (fork)   parent-death signal, not dumpable; join the container's cgroup (while the
                         host's /sys/fs/cgroup is still in sight), so pids.max counts what follows
   3     helper          setns(pidfd, USER|MNT|UTS|IPC|NET|PID|CGROUP): every namespace of PID 1
@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from minirun import cgroups, container, kernel, pid1, process, security, state, sync, tty
-from minirun.errors import RUNTIME_ERROR, MinirunError
+from minirun.errors import RUNTIME_ERROR, MinirunError, exit_code
 from minirun.security import SecurityPlan
 from minirun.spec import env_dict
 
@@ -159,7 +159,7 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
                 finally:
                     os.close(master)
             _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+    return exit_code(status)
 
 
 def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
