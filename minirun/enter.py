@@ -11,7 +11,7 @@ plan. `exec` starts a new process there and holds it to the same plan:
   2     helper (fork)   parent-death signal, not dumpable; join the container's cgroup (while the
                         host's /sys/fs/cgroup is still in sight), so pids.max counts what follows
   3     helper          setns(pidfd, USER|MNT|UTS|IPC|NET|PID|CGROUP): every namespace of PID 1
-                        that differs from ours, in one call, the user namespace first (see join)
+                        that is not the host's, in one call, the user namespace first (see join)
   4     helper          clone(CLONE_PARENT): the new process is in the PID namespace (setns only
                         changed where the helper's *children* go) and is minirun's own child;
                         the helper sends its pid and exits; minirun reaps it and says "go"
@@ -117,24 +117,70 @@ def open_pid1(record: state.Record) -> int:
     return pidfd
 
 
-def namespaces_to_join(pid: int) -> int:
-    """Every namespace of `pid` that is not already ours. setns(2) into the namespace one is in
-    fails (EINVAL for the user namespace), and joining the host's network namespace (--network
-    host) from the container's user namespace would need CAP_SYS_ADMIN over the host's."""
-    flags = 0
-    for name, flag in NAMESPACES.items():
-        if os.stat(f"/proc/{pid}/ns/{name}").st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
-            flags |= flag
-    return flags
+def open_target(record: state.Record) -> int:
+    """A pidfd of the process whose namespaces exec joins: PID 1, except rootless with --init.
+
+    setns(2) on a pidfd asks for the access ptrace would need to read the process
+    (PTRACE_MODE_READ), as the /proc/PID/ns files do. With --init, PID 1 stays minirun's python
+    and is never dumpable, so only CAP_SYS_PTRACE in the host's user namespace (root) gets that
+    access. The command init runs (its child) lives in the very same namespaces and is dumpable
+    since its execve: an unprivileged user joins through it. Its pidfd names it for good once
+    its parent, checked after opening, is the container's PID 1."""
+    pidfd = open_pid1(record)
+    target = target_pid(record)
+    if target == record.pid:
+        return pidfd
+    try:
+        child_fd = os.pidfd_open(target)
+    except ProcessLookupError:
+        return pidfd  # setns will say why
+    if _parent(target) != record.pid:
+        os.close(child_fd)
+        return pidfd
+    os.close(pidfd)
+    return child_fd
+
+
+def target_pid(record: state.Record) -> int:
+    """PID 1, or rootless with --init, the command init runs (see open_target)."""
+    if not record.host_config.get("Init") or os.geteuid() == 0:
+        return record.pid
+    return next(iter(_children(record.pid)), record.pid)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent(int(entry)) == pid]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def namespaces_to_join(record: state.Record) -> int:
+    """Every namespace of PID 1 that is not the host's, as its record says (HostConfig's modes).
+    setns(2) into the host's network namespace (--network host) from the container's user
+    namespace would need CAP_SYS_ADMIN over the host's, which it has not. (Comparing
+    /proc/PID/ns/* with our own would not do: with --init, PID 1 stays minirun's python, not
+    dumpable, and an unprivileged user may not look at those files.) Its user and mount
+    namespaces are never the host's."""
+    config = record.host_config
+    on_host = {"net": config.get("NetworkMode") == "host", "pid": config.get("PidMode") == "host",
+               "ipc": config.get("IpcMode") == "host", "uts": config.get("UTSMode") == "host",
+               "cgroup": config.get("CgroupnsMode") == "host"}
+    return sum(flag for name, flag in NAMESPACES.items() if not on_host.get(name, False))
 
 
 # --- the run --------------------------------------------------------------------------------------
 
 
 def run(record: state.Record, exec_plan: ExecPlan) -> int:
-    pidfd = open_pid1(record)
+    pidfd = open_target(record)
     try:
-        flags = namespaces_to_join(record.pid)
+        flags = namespaces_to_join(record)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
         ours, theirs = sync.channel()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun import kernel, network, state, userns
+from minirun.enter import open_target, target_pid  # PID 1, or its command (--init, rootless)
 from minirun.errors import MinirunError
 from minirun.spec import ContainerSpec
 
@@ -103,7 +104,7 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
         # process that is not dumpable (see clone) does not allow it.
         raise MinirunError("--pid=container:NAME needs --network none, host or container:NAME when "
                            "rootless (slirp4netns cannot reach a container in a joined PID namespace)")
-    users = {_namespace(d.pid, "user") for d in donors}
+    users = {_namespace(target_pid(d.record), "user") for d in donors}
     if len(users) > 1:
         raise MinirunError("the containers to join are in different user namespaces: " +
                            ", ".join(d.name for d in donors))
@@ -121,7 +122,7 @@ def _namespace(pid: int, kind: str) -> str:
 
 def id_mapping(share: SharePlan, rootless: bool) -> userns.IdMapping | None:
     """The id map of the user namespace joined (the donor's), None when the container gets its own."""
-    return userns.of_process(share.donors[0].pid, rootless) if share.joins else None
+    return userns.of_process(target_pid(share.donors[0].record), rootless) if share.joins else None
 
 
 def host_config(spec: ContainerSpec) -> dict[str, str]:
@@ -135,12 +136,11 @@ def clone(share: SharePlan) -> int:
     its pid in the parent."""
     if not share.joins:
         return kernel.clone(share.new)
-    from minirun.enter import open_pid1  # the same checks as exec's: the pidfd is PID 1's own
 
     pidfds = []
     try:
         for donor in share.donors:
-            pidfds.append(open_pid1(donor.record))
+            pidfds.append(open_target(donor.record))
     except BaseException:
         for fd in pidfds:
             os.close(fd)

@@ -225,6 +225,16 @@ def test_a_joining_container_cannot_be_reached_before_its_execve(
     assert joiner[0].returncode == 0 and out == "ran\n", (out, err)
 
 
+def test_exec_into_an_init_container(minirun: Tier, names: Callable[[], str]) -> None:
+    """With --init, PID 1 stays minirun's python and never becomes dumpable: its /proc/PID/ns
+    files are closed to an unprivileged user, yet exec joins its namespaces (by its pidfd)."""
+    name = names()
+    with container(minirun, name, "--init", "--network", "none") as (pid, _):
+        script = "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt"
+        out = minirun(["exec", name, "sh", "-c", script], check=0).stdout
+        assert out.split() == [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("pid", "mnt")]
+
+
 def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
     with container(minirun, name):

@@ -49,6 +49,15 @@ def test_web_server_in_the_db_containers_network_binds_port_80(minirun: Tier,
             assert Path(f"/proc/{web_pid}/uid_map").read_text().split()[1] != "0"
 
 
+def test_joining_an_init_container(minirun: Tier, names: Callable[[], str]) -> None:
+    """--init's PID 1 is never dumpable; rootless, the join goes through its command (enter.py)."""
+    target = names()
+    with container(minirun, target, "--init", "--network", "none") as (pid, _):
+        out = minirun(["run", "--rm", "--network", "none", "--pid", f"container:{target}", IMAGE,
+                       "readlink", "/proc/self/ns/pid"], check=0).stdout
+        assert out.strip() == os.readlink(f"/proc/{pid}/ns/pid")
+
+
 def test_uts_host_gives_the_hosts_hostname(minirun: Tier) -> None:
     out = minirun(["run", "--rm", "--network", "none", "--uts", "host", IMAGE, "hostname"], check=0).stdout
     assert out.strip() == os.uname().nodename
