@@ -22,6 +22,14 @@ VERBS = {
     "exec": "minirun.commands.exec",
     "top": "minirun.commands.top",
     "port": "minirun.commands.port",
+    "create": "minirun.commands.create",
+    "start": "minirun.commands.start",
+    "stop": "minirun.commands.stop",
+    "restart": "minirun.commands.restart",
+    "kill": "minirun.commands.kill",
+    "wait": "minirun.commands.wait",
+    "logs": "minirun.commands.logs",
+    "attach": "minirun.commands.attach",
     "ps": "minirun.commands.ps",
     "rm": "minirun.commands.rm",
     "inspect": "minirun.commands.inspect",
@@ -115,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             if verb in VERBS and not str(e).startswith(f"{verb}:"):
                 raise MinirunError(f"{verb}: {e}") from None
             raise
+        args.argv = argv  # run and create keep their arguments, for start and restart
         if args.verb is None:
             parser.print_help()
             return RUNTIME_ERROR if argv else 0

@@ -25,17 +25,50 @@ The life of a record (docker's states):
 import contextlib
 import os
 import re
+import select
 import shutil
 import signal
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
 
-from minirun import state
+from minirun import logfile, state
 from minirun.errors import MinirunError
 from minirun.state import Record
 
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL, as docker's
+
+
+class Options(NamedTuple):
+    """How a container is run and stopped, beyond what it is (spec.ContainerSpec)."""
+
+    detach: bool = False  # -d
+    stop_signal: str = "SIGTERM"  # --stop-signal (docker's default)
+    stop_timeout: int = DEFAULT_STOP_TIMEOUT  # --stop-timeout
+    log: logfile.Options = logfile.Options()  # --log-driver, --log-opt
+    args: tuple[str, ...] = ()  # the `run`/`create` arguments, kept for `start` and `restart`
+
+    def log_config(self) -> dict[str, object]:
+        """docker inspect's HostConfig.LogConfig."""
+        config = {}
+        if self.log.max_size:
+            config = {"max-size": str(self.log.max_size), "max-file": str(self.log.max_files)}
+        return {"Type": self.log.driver, "Config": config}
+
+
+def parse_signal(value: str) -> int:
+    """A signal as docker takes it: KILL, SIGKILL or 9."""
+    name = value.upper()
+    if name.isdigit():
+        number = int(name)
+        if number in {s.value for s in signal.valid_signals() if isinstance(s, signal.Signals)}:
+            return number
+    else:
+        with contextlib.suppress(AttributeError):
+            sig = getattr(signal.Signals, name if name.startswith("SIG") else f"SIG{name}")
+            return int(sig)
+    raise MinirunError(f"invalid signal: {value}")
 
 
 # --- where its files are ------------------------------------------------------------------------
@@ -186,6 +219,56 @@ def send_signal(record: Record, sig: int) -> bool:
     finally:
         os.close(fd)
     return True
+
+
+def open_monitor(record: Record) -> int | None:
+    """A pidfd for the container's monitor, proven to be it as open_pid1 does; None if gone."""
+    if record.monitor_pid <= 1:
+        return None
+    try:
+        fd = os.pidfd_open(record.monitor_pid)
+    except ProcessLookupError:
+        return None
+    if state.process_start_time(record.monitor_pid) != record.monitor_start:
+        os.close(fd)
+        return None
+    return fd
+
+
+def wait_pidfd(fd: int, timeout: float | None) -> bool:
+    """Wait until the process behind a pidfd has exited (it polls readable then, pidfd_open(2))."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None or timeout < 0 else int(timeout * 1000)))
+
+
+def wait_monitor(state_dir: Path, record: Record, timeout: float | None = None) -> Record | None:
+    """Wait until the container's monitor has ended, which records the exit before it ends;
+    return the record as it left it (None if it was removed: --rm, or rm -f)."""
+    fd = open_monitor(record)
+    if fd is not None:
+        try:
+            wait_pidfd(fd, timeout)
+        finally:
+            os.close(fd)
+    return state.load(state_dir, record.id)
+
+
+def stop(state_dir: Path, record: Record, timeout: float, stop_signal: int) -> None:
+    """docker stop: the stop signal, then SIGKILL if PID 1 has not exited after `timeout`
+    seconds (-1: wait forever); then wait until its monitor has recorded the exit."""
+    fd = open_pid1(record)
+    if fd is None:
+        return
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(fd, stop_signal)
+        if not wait_pidfd(fd, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        os.close(fd)
+    wait_monitor(state_dir, record, 30)
 
 
 # --- how inspect shows it ---------------------------------------------------------------------------

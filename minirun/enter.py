@@ -21,7 +21,8 @@ plan. `exec` starts a new process there and holds it to the same plan:
   6     process         the start's security steps (process.py, security/): bounding set,
                         seccomp, user, capabilities, no_new_privs, seccomp; cwd; signals; fds >= 3
                         close-on-exec; execve (EOF on the socket tells minirun it runs)
-  7     minirun (CLI)   forward signals, relay the pty, wait: the command's exit code, 126
+  7     minirun (CLI)   forward signals, relay its pipes or pty (monitor.relay_until_exit), wait:
+                        the command's exit code, 126
                         (cannot execute), 127 (not found); with -d, return once it runs
 
 Everything the process will need is imported and decided before step 3: after setns(MNT) the
@@ -34,12 +35,12 @@ import signal
 import socket
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minirun import cgroups, container, kernel, pid1, process, security, state, sync, tty
-from minirun.errors import RUNTIME_ERROR, MinirunError, exit_code
+from minirun import cgroups, container, kernel, logfile, monitor, pid1, process, security, state, sync, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.security import SecurityPlan
 from minirun.spec import env_dict
 
@@ -47,7 +48,6 @@ from minirun.spec import env_dict
 NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": kernel.CLONE_NEWUTS,
               "ipc": kernel.CLONE_NEWIPC, "net": kernel.CLONE_NEWNET, "pid": kernel.CLONE_NEWPID,
               "cgroup": kernel.CLONE_NEWCGROUP}
-FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,7 @@ class ExecPlan:
     interactive: bool
     detach: bool
     security: SecurityPlan
+    stdio: process.Stdio | None = None  # without -t (and -d): pipes to minirun, which relays them
 
 
 # --- what the record keeps for exec (written when the container starts) ------------------------
@@ -179,6 +180,8 @@ def namespaces_to_join(record: state.Record) -> int:
 
 def run(record: state.Record, exec_plan: ExecPlan) -> int:
     pidfd = open_target(record)
+    stdio = _pipes(exec_plan)  # (the process's ends, ours): never our own 0/1/2 (issue 12)
+    exec_plan = replace(exec_plan, stdio=stdio[0] if stdio else None)
     try:
         flags = namespaces_to_join(record)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
@@ -191,21 +194,40 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
             helper_main(exec_plan, pidfd, flags, cgroup, theirs, report_w)  # never returns
     finally:
         os.close(pidfd)
+        if stdio:
+            for fd in (stdio[0].stdin, stdio[0].stdout, stdio[0].stderr):
+                if fd >= 0:
+                    os.close(fd)
     theirs.close()
     os.close(report_w)
     with ours:
         pid = _receive_pid(ours, report_r, helper)
-        with forwarding_signals(pid), _kill_on_error(pid):
+        with _kill_on_error(pid):
             master = wait_until_running(ours, pid)
-            if exec_plan.detach:
-                return 0
-            if master is not None:
-                try:
-                    tty.relay(master, stdin_open=exec_plan.interactive)
-                finally:
-                    os.close(master)
-            _, status = os.waitpid(pid, 0)
-    return exit_code(status)
+    if exec_plan.detach:
+        return 0
+    stdout, stderr, stdin = (master, -1, -1) if master is not None else (stdio[1] if stdio else (-1, -1, -1))
+    watch = monitor.Watch(state_dir="", container_id="", pid=pid, pidfd=os.pidfd_open(pid), stdout=stdout,
+                          stderr=stderr, stdin=stdin, tty=exec_plan.tty, log=logfile.Options("none"),
+                          log_path="", remove=False, attached=True, interactive=exec_plan.interactive)
+    try:
+        return monitor.relay_until_exit(watch)  # forwards signals too, as docker's CLI does
+    finally:
+        for fd in (watch.pidfd, stdout, stderr, stdin):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _pipes(exec_plan: ExecPlan) -> tuple[process.Stdio, tuple[int, int, int]] | None:
+    """Without -t: a pipe for stdout, one for stderr, one for stdin with -i; -d: none at all."""
+    if exec_plan.tty or exec_plan.detach:
+        return None
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if exec_plan.interactive else (-1, -1)
+    ours = (out_r, err_r, in_w)
+    return process.Stdio(in_r, out_w, err_w, tuple(fd for fd in ours if fd >= 0)), ours
 
 
 def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
@@ -244,21 +266,6 @@ def wait_until_running(sock: socket.socket, pid: int) -> int | None:
             if message.name == "error":
                 raise sync.error_of(message)
             raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
-
-
-@contextlib.contextmanager
-def forwarding_signals(pid: int) -> Iterator[None]:
-    """Signals sent to `minirun exec` go to the exec'd process, as docker's CLI proxies them."""
-    def forward(number: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, number)
-
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 @contextlib.contextmanager
@@ -339,10 +346,10 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
             sync.send(sock, "pty", fds=[master])
             os.close(master)
             tty.make_controlling_terminal(slave)
-        elif exec_plan.detach:
-            _null_stdio(all_three=True)
-        elif not exec_plan.interactive:
-            _null_stdio(all_three=False)
+        elif exec_plan.stdio is None:  # -d: docker discards what a detached exec says
+            _null_stdio()
+        else:
+            _pipe_stdio(exec_plan.stdio)
         user = process.find_user(exec_plan.user)
         security.before_user_switch(exec_plan.security)  # the order matters: minirun/security/__init__.py
         process.switch_user(user)
@@ -366,11 +373,20 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
     os._exit(code)
 
 
-def _null_stdio(all_three: bool) -> None:
+def _null_stdio() -> None:
     null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2) if all_three else (0,):
+    for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+
+
+def _pipe_stdio(stdio: process.Stdio) -> None:
+    """minirun's pipes on 0, 1, 2 (stdin /dev/null without -i), its own ends closed."""
+    stdin = stdio.stdin if stdio.stdin >= 0 else os.open("/dev/null", os.O_RDONLY)
+    for fd, target in ((stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, stdio.stdout, stdio.stderr, *stdio.monitor_ends} - {0, 1, 2}:
+        os.close(fd)
 
 
 def _with_defaults(exec_plan: ExecPlan, user: process.User) -> list[str]:

@@ -11,12 +11,23 @@ import os
 import signal
 import socket
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from minirun import kernel, pid1, rootfs, security, sync, trace, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import SecurityPlan
+
+
+class Stdio(NamedTuple):
+    """Without -t: the pipe ends the child puts on 0, 1, 2 (stdin -1: /dev/null), and the
+    monitor's ends, which the child closes (a --init PID 1 never execs, so close-on-exec alone
+    would leave it holding its own stdin's write end: `cat` would never see EOF)."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    monitor_ends: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,7 @@ class ProcessPlan:
     interactive: bool
     init: bool
     security: SecurityPlan
+    stdio: Stdio | None = None  # None with -t: a pty from the container's devpts
     uts_host: bool = False  # --uts=host: the host's name, which the container may not change
 
 
@@ -101,17 +113,20 @@ def _report(sock: socket.socket, code: int, message: str) -> None:
 
 def setup_stdio(plan: ProcessPlan, sock: socket.socket) -> None:
     """A new session, so the user's terminal signals reach minirun (which forwards them)
-    rather than the container directly; then -t's pty, or /dev/null as stdin without -i."""
+    rather than the container directly; then -t's pty, or the monitor's pipes (stdin
+    /dev/null without -i). Nothing of the caller's own stdio reaches the container."""
     os.setsid()
-    if plan.tty:
+    if plan.tty or plan.stdio is None:
         master, slave = tty.open_pty_in_container()
         sync.send(sock, "pty", fds=[master])
         os.close(master)
         tty.make_controlling_terminal(slave)
-    elif not plan.interactive:
-        null = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
+        return
+    stdin = plan.stdio.stdin if plan.stdio.stdin >= 0 else os.open("/dev/null", os.O_RDONLY)
+    for fd, target in ((stdin, 0), (plan.stdio.stdout, 1), (plan.stdio.stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, plan.stdio.stdout, plan.stdio.stderr, *plan.stdio.monitor_ends} - {0, 1, 2}:
+        os.close(fd)
 
 
 def _read_db(path: str) -> list[list[str]]:

@@ -1,24 +1,31 @@
-"""The story of one container, told from the parent's side: create, start, wait, clean up.
+"""The story of one container's start, told from the parent's side, top to bottom.
 
-`minirun run` is the container's monitor for its whole life (there is no daemon): it records
-the container, clones the child into new namespaces, finishes the set-up only the parent can
-do (id maps, cgroup), lets the child go, then waits, forwards signals, relays the terminal,
-and records the exit. The child's side of the same story is minirun/process.py; the protocol
-between them is the table in minirun/sync.py.
+prepare (flags, image, id maps: nothing created yet) -> create_record ("created") -> start:
+attached (`minirun run`) this process becomes the container's monitor; detached (`run -d`,
+`start`) it forks one that leaves the caller's session (become_monitor). Either way `launch`
+makes the bundle and the cgroup, clones the child into new namespaces, finishes the set-up
+only the parent can do (id maps, cgroup, network), lets the child go and waits until the
+command runs. What follows, until the container exits, is minirun/monitor.py. The child's side
+of the same story is minirun/process.py; the protocol between them is the table in
+minirun/sync.py; what a container is on disk and in its record, minirun/container.py.
 """
 
 import contextlib
+import fcntl
 import os
 import signal
 import socket
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 from minirun import (
     cgroups,
     container,
     images,
+    monitor,
     network,
     paths,
     process,
@@ -26,12 +33,11 @@ from minirun import (
     state,
     sync,
     trace,
-    tty,
     userns,
 )
 from minirun.cgroups import Cgroup
 from minirun.enter import security_record
-from minirun.errors import MinirunError, exit_code
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import plan as security_plan
 from minirun.spec import ContainerSpec, env_dict
@@ -127,10 +133,27 @@ def add_own_address(hosts_file: str, hostname: str, address: str) -> None:
     path.write_text(path.read_text().replace(f"127.0.1.1\t{hostname}\n", f"{address}\t{hostname}\n"))
 
 
-# --- the run ----------------------------------------------------------------------------------
+# --- the run: decide, record, start, watch --------------------------------------------------------
 
 
-def run(spec: ContainerSpec) -> int:
+class Prepared(NamedTuple):
+    """Everything decided before anything is created: a bad flag or image fails here (125)."""
+
+    spec: ContainerSpec
+    image: images.Image
+    mapping: userns.IdMapping
+    net: network.NetworkPlan
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+    rootless: bool
+    store: Path
+    state_dir: Path
+    share: sharing.SharePlan  # the namespaces clone creates, the host's, or joined (sharing.py)
+
+
+def prepare(spec: ContainerSpec) -> Prepared:
     rootless = paths.is_rootless()
     userns.check_kernel_allows(rootless)
     store, state_dir = paths.store_dir(), paths.state_dir()
@@ -142,59 +165,197 @@ def run(spec: ContainerSpec) -> int:
     mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
-    argv = command_line(spec, image.config)
-    env = merge_env(image.config.env, spec.env)
-    cwd = spec.workdir or image.config.working_dir or "/"
-    user = spec.user or image.config.user or None
+    return Prepared(spec, image, mapping, net, command_line(spec, image.config),
+                    merge_env(image.config.env, spec.env), spec.workdir or image.config.working_dir or "/",
+                    spec.user or image.config.user or None, rootless, store, state_dir, share)
+
+
+def create_record(p: Prepared, options: container.Options) -> Record:
+    """The "created" record, its id and name allocated under the lock (state.create)."""
+    spec = p.spec
 
     def new_record(container_id: str, name: str) -> Record:
         on_host = spec.network == "host" or spec.uts == "host"
         hostname = spec.hostname or (os.uname().nodename if on_host else container_id[:12])
         return Record(
-            id=container_id, name=name, image=spec.image, image_id=image.id, command=argv,
-            created=state.now(), rootless=rootless, bundle=str(container.layout(store, container_id).bundle),
+            id=container_id, name=name, image=spec.image, image_id=p.image.id, command=p.argv,
+            created=state.now(), rootless=p.rootless,
+            bundle=str(container.layout(p.store, container_id).bundle),
             monitor_pid=os.getpid(), monitor_start=state.process_start_time(os.getpid()) or 0,
-            config={"Hostname": hostname, "Env": env, "Cmd": argv, "Image": spec.image, "User": user or "",
-                    "WorkingDir": cwd, "Tty": spec.tty, "OpenStdin": spec.interactive},
+            create_args=list(options.args),
+            config={"Hostname": hostname, "Env": p.env, "Cmd": p.argv, "Image": spec.image,
+                    "User": p.user or "", "WorkingDir": p.cwd, "Tty": spec.tty, "OpenStdin": spec.interactive,
+                    "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
-                         **limits_json(spec), **sharing.host_config(spec)},
+                         "LogConfig": options.log_config(), **limits_json(spec), **sharing.host_config(spec)},
         )
 
-    record = state.create(state_dir, new_record, spec.name)
+    record = state.create(p.state_dir, new_record, spec.name)
     trace.mark("state record")
-    cgroup: Cgroup | None = None
+    return record
+
+
+def start(p: Prepared, record: Record, options: container.Options, attach: bool) -> int:
+    """Start a created (or exited) container. Attached, this process is its monitor until it
+    exits; detached, a monitor of its own is forked off, and we return once the command runs."""
+    if not attach:
+        return start_detached(p, record, options)
+    state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                 monitor_start=state.process_start_time(os.getpid()) or 0)
+    started = launch(p, record, attached=True)
+    watch = started.watch(p, record, options, attached=True)
     try:
-        where = container.layout(store, record.id)
+        return monitor.supervise(watch)
+    except BaseException:
+        with contextlib.suppress(OSError):  # the monitor failed: the container must not outlive it
+            signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
+        raise
+
+
+def start_detached(p: Prepared, record: Record, options: container.Options) -> int:
+    """`run -d` / `start`: fork the monitor, let it start the container, and wait only for its
+    word that the command was exec'd (or why not: then we exit with that code, 125/126/127)."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    child = os.fork()
+    if child == 0:
+        os.close(report_r)
+        os._exit(become_monitor(p, record, options, report_w))  # only returns on failure
+    os.close(report_w)
+    with os.fdopen(report_r, "rb") as report:
+        word = report.read().decode(errors="replace")
+    if word == "running":
+        return 0  # the monitor lives on; it was never ours to wait for
+    os.waitpid(child, 0)  # it has recorded why and torn down: now say it
+    code, _, message = word.partition(" ")
+    raise MinirunError(message or "the container's monitor died while starting it",
+                       int(code) if code.isdigit() else RUNTIME_ERROR)
+
+
+def become_monitor(p: Prepared, record: Record, options: container.Options, report: int) -> int:
+    """In the forked monitor: leave the caller's session and terminal, start, report, exec."""
+    os.setsid()  # no controlling terminal: the starting shell's exit or SIGHUP never reaches us
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    try:
+        state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                     monitor_start=state.process_start_time(os.getpid()) or 0)
+        started = launch(p, record, attached=False)
+    except MinirunError as e:
+        os.write(report, f"{e.code} {e}".encode())
+        return e.code
+    except BaseException as e:
+        os.write(report, f"{RUNTIME_ERROR} {e}".encode())
+        return RUNTIME_ERROR
+    os.write(report, b"running")
+    os.close(report)
+    monitor.exec_detached(started.watch(p, record, options, attached=False), [])
+    return RUNTIME_ERROR  # not reached: exec_detached replaces this process
+
+
+class Started(NamedTuple):
+    """A container whose command runs: what its monitor needs to watch it."""
+
+    pid: int
+    pidfd: int
+    stdout: int  # our ends of its pipes; with -t the pty master (and stderr -1)
+    stderr: int
+    stdin: int
+
+    def watch(self, p: Prepared, record: Record, options: container.Options, attached: bool) -> monitor.Watch:
+        return monitor.Watch(
+            state_dir=str(p.state_dir), container_id=record.id, pid=self.pid, pidfd=self.pidfd,
+            stdout=self.stdout, stderr=self.stderr, stdin=self.stdin, tty=p.spec.tty, log=options.log,
+            log_path=str(container.layout(p.store, record.id).log), remove=p.spec.remove, attached=attached,
+            interactive=p.spec.interactive)
+
+
+def launch(p: Prepared, record: Record, attached: bool) -> Started:
+    """Steps 3-11: bundle, cgroup, clone, the parent's set-up, "go", until the command runs.
+    On failure the record keeps why ("Created" with docker's code) and nothing is left running."""
+    spec, state_dir = p.spec, p.state_dir
+    try:
+        where = container.layout(p.store, record.id)
         bundle = container.make_bundle(where)
-        plan = plan_process(spec, image, mapping, net, share, where, store, argv=argv, env=env, cwd=cwd,
-                            user=user, hostname=record.config["Hostname"])
+        stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
+        plan = plan_process(spec, p.image, p.mapping, p.net, p.share, where, p.store, argv=p.argv, env=p.env,
+                            cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
         # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
         state.update(state_dir, record, host_config={
             **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
-        if mapping.idmap_layers:
+        if p.mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target, exist_ok=True)
-            userns.give_bundle_to_root(bundle, mapping)
+            userns.give_bundle_to_root(bundle, p.mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
-        cgroup = cgroups.create(record.id, rootless)
+        cgroup = cgroups.create(record.id, p.rootless)
         if cgroup is not None:
-            state.update(state_dir, record, cgroup_paths=[str(p) for p in cgroup.paths])
+            state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
         trace.mark("cgroup")
-        return start_and_wait(state_dir, record, plan, mapping, cgroup, share, net)
+        try:
+            pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, p.share, p.net)
+        finally:
+            stdio.close_child_ends()
     except MinirunError as e:
         container.failed(state_dir, record, e)
-        raise
-    finally:
         container.teardown(state_dir, record, remove_all=spec.remove)
+        raise
+    except BaseException:
+        container.teardown(state_dir, record, remove_all=spec.remove)
+        raise
+    if master is not None:
+        return Started(pid, pidfd, master, -1, -1)
+    return Started(pid, pidfd, stdio.stdout, stdio.stderr, stdio.stdin)
+
+
+class Stdio(NamedTuple):
+    """The container's stdin/stdout/stderr without -t: pipes, whose other ends the monitor
+    holds (never the caller's own fds: a terminal given to a container lets it read what the
+    user types and change the terminal's modes, issue 12)."""
+
+    child: process.Stdio | None  # what the child dup2s onto 0, 1, 2 (None with -t: the pty)
+    stdout: int  # our ends
+    stderr: int
+    stdin: int  # -1 without -i
+
+    @staticmethod
+    def make(tty: bool, interactive: bool, rootless: bool) -> "Stdio":
+        if tty:
+            return Stdio(None, -1, -1, -1)
+        out_r, out_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        in_r, in_w = os.pipe2(os.O_CLOEXEC) if interactive else (-1, -1)
+        if not rootless:
+            # Bigger pipes, fewer wake-ups when a container writes a lot (fcntl(2), F_SETPIPE_SZ).
+            # Not rootless: beyond fs.pipe-user-pages-soft every new pipe of the user gets one page.
+            for fd in (out_w, in_w):
+                with contextlib.suppress(OSError):
+                    if fd >= 0:
+                        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)
+        ours = tuple(fd for fd in (out_r, err_r, in_w) if fd >= 0)
+        return Stdio(process.Stdio(in_r, out_w, err_w, ours), out_r, err_r, in_w)
+
+    def close_child_ends(self) -> None:
+        if self.child is not None:
+            for fd in (self.child.stdin, self.child.stdout, self.child.stderr):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+
+
+F_SETPIPE_SZ = 1031  # fcntl(2), Linux 2.6.35
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
                  net: network.NetworkPlan, share: sharing.SharePlan, where: container.Layout, store: Path,
-                 *, argv: list[str], env: list[str], cwd: str, user: str | None,
-                 hostname: str) -> process.ProcessPlan:
+                 *, argv: list[str], env: list[str], cwd: str, user: str | None, hostname: str,
+                 stdio: process.Stdio | None) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
         layers=[str(p) for p in image.layers], upper=str(where.upper), work=str(where.work),
@@ -208,21 +369,27 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
-        interactive=spec.interactive, init=spec.init, uts_host=share.uts_host,
+        interactive=spec.interactive, init=spec.init, stdio=stdio, uts_host=share.uts_host,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))
 
 
-def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
-                   cgroup: Cgroup | None, share: sharing.SharePlan, net: network.NetworkPlan) -> int:
+def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
+                cgroup: Cgroup | None, share: sharing.SharePlan,
+                net: network.NetworkPlan) -> tuple[int, int, int | None]:
+    """Clone the child, do what only the parent can (sync step 2), let it go, and wait until its
+    command runs. Returns its pid, a pidfd for it and, with -t, the pty's master."""
     parent_end, child_end = sync.channel()
     pid = sharing.clone(share)  # container:NAME: born in the other's namespaces (sharing.py)
     if pid == 0:
         parent_end.close()
         process.run_child(plan, child_end)  # never returns
     child_end.close()
+    # A pidfd names this process for good (pidfd_open(2)): signals through it never reach a
+    # stranger that got the pid after the container's end.
+    pidfd = os.pidfd_open(pid)
     trace.mark("clone")
-    with parent_end, forwarding_signals(pid), _kill_on_error(pid):
+    with parent_end, forwarding_signals(pid), _kill_on_error(pid, pidfd):
         # sync step 2: what only the parent can do, then let the child go.
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
@@ -250,18 +417,7 @@ def start_and_wait(state_dir: Path, record: Record, plan: process.ProcessPlan, m
         trace.mark("exec (waited for the child's set-up)")
         container.started(state_dir, record, pid)
         trace.mark("record running")
-        if master is not None:
-            try:
-                tty.relay(master, stdin_open=plan.interactive)
-            finally:
-                os.close(master)
-        _, status = os.waitpid(pid, 0)
-        trace.mark("wait (the command runs)")
-    code = exit_code(status)
-    # The OOM killer's SIGKILL looks like any other (137): the cgroup's counter tells them apart.
-    container.exited(state_dir, record, code, oom_killed=cgroup is not None and cgroups.oom_killed(cgroup))
-    trace.mark("record exit")
-    return code
+    return pid, pidfd, master
 
 
 def wait_until_started(sock: socket.socket, pid: int) -> int | None:
@@ -274,7 +430,7 @@ def wait_until_started(sock: socket.socket, pid: int) -> int | None:
         elif message.name in ("error", sync.EOF):
             if message.name == sync.EOF:
                 return master
-            os.waitpid(pid, 0)
+            os.waitpid(pid, monitor.WALL)
             if master is not None:
                 os.close(master)
             raise sync.error_of(message)
@@ -300,13 +456,14 @@ def forwarding_signals(pid: int) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _kill_on_error(pid: int) -> Iterator[None]:
+def _kill_on_error(pid: int, pidfd: int) -> Iterator[None]:
     """If the parent fails half-way, the child must not outlive the failure."""
     try:
         yield
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
+            os.waitpid(pid, monitor.WALL)
+        os.close(pidfd)
         raise

@@ -65,6 +65,7 @@ class Record:
     pid: int = 0  # container PID 1 as the host sees it
     pid_start: int = 0  # ... and its start time, so that a reused pid is never taken for it
     exit_code: int = 0
+    create_args: list[str] = field(default_factory=list)  # `run`/`create` arguments, for start and restart
     oom_killed: bool = False
     started_at: str = ""
     finished_at: str = ""
@@ -89,9 +90,12 @@ class Record:
         """True if the record says the container runs (or starts) but its monitor is gone.
 
         A "created" record with an error is not dead: its start failed, and it stays "Created"
-        with that error and exit code, as in docker."""
+        with that error and exit code, as in docker. Nor is one that `create` made, which has
+        no monitor until `start`."""
         failed_start = self.status == "created" and bool(self.error)
-        return self.status in ("created", "running") and not failed_start and not self.monitor_alive()
+        never_started = self.status == "created" and self.monitor_pid == 0  # `minirun create`
+        return (self.status in ("created", "running") and not failed_start and not never_started
+                and not self.monitor_alive())
 
 
 def _path(state: Path, container_id: str) -> Path:
@@ -195,3 +199,8 @@ def exclusive(state: Path) -> Iterator[None]:
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(_lock(state)):
         yield
+
+
+def load(state: Path, container_id: str) -> Record | None:
+    """One record by full id; None if it is gone (removed concurrently)."""
+    return _load_file(_path(state, container_id))

@@ -1,26 +1,26 @@
-"""`-t`: a pseudo-terminal for the container, and the relay between it and the user's terminal.
+"""`-t`: a pseudo-terminal for the container, and the user's terminal in raw mode to reach it.
 
 The pty is created *inside* the container, from the devpts instance of its own /dev/pts, as
 runc does: then `tty` prints /dev/pts/0 and the terminal belongs to the container's world.
 The child sends the master side to minirun over the sync socket (SCM_RIGHTS, unix(7)).
 
-minirun then copies bytes both ways. The user's terminal is put in raw mode so that every
-key, Ctrl-C included, goes to the container's terminal unchanged: the container's line
-discipline turns Ctrl-C into SIGINT for *its* foreground process (termios(3), "ISIG").
+The monitor (minirun/monitor.py) then copies bytes both ways: attached, between the pty and
+the user's terminal, which is put in raw mode so that every key, Ctrl-C included, goes to the
+container's terminal unchanged: the container's line discipline turns Ctrl-C into SIGINT for
+*its* foreground process (termios(3), "ISIG"); detached, `minirun attach` (below) does the
+same through the monitor's unix socket.
 Man pages: pty(7), pts(4), ioctl_tty(2).
 """
 
 import contextlib
-import errno
 import fcntl
 import os
 import selectors
-import signal
+import socket
 import struct
 import termios
 import tty
 from collections.abc import Iterator
-from types import FrameType
 
 TIOCGPTN = 0x80045430  # get the pty number of a master
 TIOCSPTLCK = 0x40045431  # (un)lock the slave side
@@ -68,44 +68,45 @@ def raw_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-def relay(master: int, stdin_open: bool) -> None:
-    """Copy the user's stdin to the pty and the pty to stdout until the container closes it.
+DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, docker's default detach keys
 
-    Reading the master returns EIO once no process holds the slave open any more, which
-    happens when the container's PID 1 exits (the kernel kills the rest of its PID namespace).
-    """
-    def on_resize(_sig: int, _frame: FrameType | None) -> None:
-        copy_window_size(0, master)
 
-    copy_window_size(0, master)
-    previous = signal.signal(signal.SIGWINCH, on_resize)
+def attach(conn: socket.socket, stdin_open: bool, tty: bool) -> bool:
+    """`minirun attach`: the user's terminal <-> the monitor's attach socket (monitor.py), in
+    raw mode with -t, until the container ends (False) or the user types ctrl-p ctrl-q (True).
+
+    The keys are the user's way out, so they are looked for in what the user types and never
+    sent on; a ctrl-p followed by anything else is sent as typed."""
     selector = selectors.DefaultSelector()
-    selector.register(master, selectors.EVENT_READ)
+    selector.register(conn, selectors.EVENT_READ)
     if stdin_open:
         selector.register(0, selectors.EVENT_READ)
+    held = b""
     try:
-        with raw_mode(0):
+        with raw_mode(0) if tty else contextlib.nullcontext():
             while True:
                 for key, _ in selector.select():
-                    if key.fd == master:
-                        try:
-                            data = os.read(master, 65536)
-                        except OSError as e:
-                            if e.errno == errno.EIO:
-                                return
-                            raise
+                    if key.fileobj is conn:
+                        data = conn.recv(65536)
                         if not data:
-                            return
+                            return False
                         _write_all(1, data)
-                    else:
-                        data = os.read(0, 65536)
-                        if not data:  # the user's stdin ended: stop reading it, keep the output
-                            selector.unregister(0)
-                            continue
-                        _write_all(master, data)
+                        continue
+                    data = os.read(0, 65536)
+                    if not data:
+                        selector.unregister(0)
+                        conn.shutdown(socket.SHUT_WR)
+                        continue
+                    data = held + data
+                    held = b""
+                    if DETACH_KEYS in data:
+                        conn.sendall(data[:data.index(DETACH_KEYS)])
+                        return True
+                    if data.endswith(DETACH_KEYS[:1]):
+                        data, held = data[:-1], DETACH_KEYS[:1]
+                    conn.sendall(data)
     finally:
         selector.close()
-        signal.signal(signal.SIGWINCH, previous)
 
 
 def _write_all(fd: int, data: bytes) -> None:

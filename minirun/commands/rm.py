@@ -3,7 +3,6 @@
 import argparse
 import signal
 import sys
-import time
 from pathlib import Path
 
 from minirun import container, paths, state
@@ -16,13 +15,6 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("names", nargs="+", metavar="CONTAINER")
 
 
-def wait_for_monitor(record: state.Record, timeout: float = 10.0) -> None:
-    """After SIGKILL of PID 1, its monitor (`minirun run`) records the exit and cleans up."""
-    deadline = time.monotonic() + timeout
-    while record.monitor_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
 def remove(state_dir: Path, name: str, force: bool) -> None:
     record = state.find(state_dir, name)
     if record.status == "created" and record.monitor_alive():
@@ -30,8 +22,10 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
     if record.status == "running":
         if not force:
             raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
+        # Through a pidfd proven to be its PID 1, never the bare pid of the record; then its
+        # monitor records the exit and cleans up (with --rm, everything).
         container.send_signal(record, signal.SIGKILL)
-        wait_for_monitor(record)
+        container.wait_monitor(state_dir, record, 10)
     with state.exclusive(state_dir):
         try:
             # Read it again: its monitor has recorded the exit and cleaned up what it could

@@ -1,15 +1,24 @@
-"""`minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]`: create and run a container in the foreground."""
+"""`minirun run [OPTIONS] IMAGE [COMMAND] [ARG...]`: create and start a container, attached (its
+monitor is this process, until it exits) or with -d detached (a monitor of its own; the full id
+is printed once the command runs). `minirun create` takes the same flags (commands/create.py)."""
 
 import argparse
 import os
+import signal
 import sys
 
-from minirun import runtime, spec
+from minirun import container, logfile, runtime, spec
 from minirun.errors import MinirunError
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("run", help="run a command in a new container", add_help=False)
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    add_container_flags(p)
+
+
+def add_container_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of `run` and `create`: what the container is and how it is run."""
     p.add_argument("--help", action="help", help="show this help and exit")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="name the container")
@@ -50,12 +59,18 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("--pid", help="host or container:NAME: share that PID namespace")
     p.add_argument("--ipc", help="private (default), shareable, host or container:NAME")
     p.add_argument("--uts", help="host: share the host's host name")
+    p.add_argument("--stop-signal", default="SIGTERM", help="signal `stop` sends first (default SIGTERM)")
+    p.add_argument("--stop-timeout", type=int, default=container.DEFAULT_STOP_TIMEOUT, metavar="SECONDS",
+                   help="seconds `stop` waits before SIGKILL (default 10)")
+    p.add_argument("--log-driver", default="json-file", help="json-file (default: `minirun logs`) or none")
+    p.add_argument("--log-opt", action="append", default=[], metavar="OPT",
+                   help="max-size=10m, max-file=3 (json-file rotation)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
 
-def to_spec(args: argparse.Namespace) -> spec.ContainerSpec:
-    if args.tty and not os.isatty(0):
+def to_spec(args: argparse.Namespace, check_tty: bool = True) -> spec.ContainerSpec:
+    if check_tty and args.tty and not os.isatty(0):
         raise MinirunError("the input device is not a TTY; drop -t, or run from a terminal")
     return spec.ContainerSpec(
         image=args.image, command=list(args.command),
@@ -77,7 +92,25 @@ def to_spec(args: argparse.Namespace) -> spec.ContainerSpec:
     )
 
 
+def to_options(args: argparse.Namespace, verb: str, detach: bool) -> container.Options:
+    """The lifecycle options, and the verb's own arguments, kept for `start` and `restart`."""
+    if args.stop_timeout < -1:
+        raise MinirunError(f"invalid --stop-timeout {args.stop_timeout}: seconds, or -1 to wait forever")
+    argv: list[str] = getattr(args, "argv", [])
+    kept = argv[argv.index(verb) + 1:] if verb in argv else []
+    stop_signal = signal.Signals(container.parse_signal(args.stop_signal)).name
+    return container.Options(detach=detach, stop_signal=stop_signal, stop_timeout=args.stop_timeout,
+                             log=logfile.parse_options(args.log_driver, args.log_opt), args=tuple(kept))
+
+
 def run(args: argparse.Namespace) -> int:
-    container = to_spec(args)
+    # -d: the terminal is the monitor's to hold, not ours (-t checks only an attached run).
+    spec_ = to_spec(args, check_tty=not args.detach)
+    options = to_options(args, "run", args.detach)
     sys.stdout.flush()
-    return runtime.run(container)
+    prepared = runtime.prepare(spec_)
+    record = runtime.create_record(prepared, options)
+    code = runtime.start(prepared, record, options, attach=not args.detach)
+    if args.detach:
+        print(record.id)  # docker prints the full id once the command runs
+    return code

@@ -57,6 +57,7 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
         api.unlink()
     ready_r, ready_w = os.pipe()
     exit_r, exit_w = os.pipe()  # exit_w stays open in the monitor, deliberately, until it exits
+    os.set_inheritable(exit_w, True)  # ... also through a detached monitor's execve (monitor.py)
     try:
         proc = subprocess.Popen(
             [binary, "--configure", "--mtu=65520", "--disable-host-loopback", f"--api-socket={api}",

@@ -1,0 +1,29 @@
+"""`minirun restart [-t SECONDS] CONTAINER...`: stop (as `minirun stop`), then start detached."""
+
+import argparse
+import sys
+
+from minirun import paths
+from minirun.commands import start as start_verb
+from minirun.commands import stop as stop_verb
+from minirun.errors import MinirunError
+
+
+def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("restart", help="restart containers")
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, default=None, metavar="SECONDS",
+                   help="seconds before SIGKILL (default: the container's --stop-timeout, 10)")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+
+
+def run(args: argparse.Namespace) -> int:
+    code = 0
+    for name in args.names:
+        try:
+            stop_verb.stop_one(name, args.time, None)
+            start_verb.start(paths.state_dir(), name, attach=False, interactive=False)
+            print(name)
+        except MinirunError as e:
+            print(f"minirun: {e}", file=sys.stderr)
+            code = 1
+    return code

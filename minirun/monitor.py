@@ -1,0 +1,391 @@
+"""The monitor: one small process per container, its parent from start to exit (like podman's conmon).
+
+minirun has no daemon. Whoever started the container stays its parent and its memory:
+
+  - `minirun run` (foreground) *is* the monitor, attached: the container's output goes to the
+    caller's stdout/stderr and to the log, the caller's stdin (with -i) to the container;
+  - `minirun run -d` forks a monitor that leaves the caller's session (setsid(2): no terminal,
+    so the shell's exit or SIGHUP does not reach it), starts the container, tells the caller
+    it runs, then execs a fresh, lean Python that runs only this module (`main`): the start
+    stack's modules would cost every detached container megabytes (bench/density.py).
+
+What it does, in order, until the container's PID 1 is reaped:
+
+  1. waits on PID 1 through a pidfd (pidfd_open(2)) and SIGCHLD, and reaps *every* child with
+     __WALL (wait(2)): a container thread that did PTRACE_TRACEME made us its tracer, and once
+     the process exit_group()s that thread stays a zombie only a __WALL wait reaps; until it is
+     reaped, PID 1 itself cannot be (a thread group leader waits for its threads);
+  2. relays the container's stdout and stderr, which are pipes (never the caller's terminal:
+     a container given the user's tty could read what they type and change its modes), to the
+     log (minirun/logfile.py) and, attached, to its own stdout/stderr; with -t the pty master;
+  3. forwards the signals it gets (SIGINT, SIGTERM, ...) to PID 1 through the pidfd;
+  4. detached with -i or -t: serves `minirun attach` on a unix socket (STATE/ID.attach);
+  5. records the exit code (128+N for signal N) and whether the OOM killer struck, tears down
+     (cgroup, network, leases, slirp4netns) and, with --rm, removes the container.
+"""
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import signal
+import sys
+from typing import TYPE_CHECKING, NamedTuple
+
+from minirun import logfile, trace
+from minirun.errors import exit_code
+
+if TYPE_CHECKING:
+    import socket
+
+# Every module imported here stays in every detached monitor's memory for the container's
+# whole life (~5 MiB with these; the start stack would be ~15): the record (state.py,
+# container.py: dataclasses, datetime, pathlib) is loaded only when the container has exited,
+# socket only by a monitor that serves `attach`.
+
+WALL = 0x40000000  # wait(2): children of any kind, clone children and ptrace'd threads too
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+CHUNK = 128 * 1024
+
+
+class Watch(NamedTuple):
+    """What the monitor watches: decided by runtime.py once the container's command runs."""
+
+    state_dir: str
+    container_id: str
+    pid: int  # PID 1 as the host sees it
+    pidfd: int
+    stdout: int  # read ends of the container's stdout/stderr pipes, or its pty master (-t)
+    stderr: int  # -1 with -t
+    stdin: int  # write end of its stdin pipe (-i without -t), else -1
+    tty: bool
+    log: logfile.Options
+    log_path: str
+    remove: bool  # --rm
+    attached: bool  # foreground: relay to our own 0/1/2
+    interactive: bool  # -i: our stdin (attached) or attach clients' input goes in
+
+
+# --- detached: the exec'd lean monitor ---------------------------------------------------------------
+
+
+def exec_detached(watch: Watch, keep_fds: list[int]) -> None:
+    """Replace this (forked, heavy) process with a fresh interpreter that runs `main`. The
+    container stays our child: execve(2) keeps the pid, the children and the marked fds.
+    -I -S: no site, no environment, only the standard library and minirun's own package."""
+    for fd in [watch.pidfd, watch.stdout, watch.stderr, watch.stdin, *keep_fds]:
+        if fd >= 0:
+            os.set_inheritable(fd, True)
+    package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+    boot = f"import sys; sys.path.insert(0, {package!r}); from minirun.monitor import main; main()"
+    argv = [sys.executable, "-I", "-S", "-c", boot, json.dumps(watch._asdict())]
+    os.execv(sys.executable, argv)
+
+
+def main() -> None:
+    raw = json.loads(sys.argv[1])
+    raw["log"] = logfile.Options(*raw["log"])
+    watch = Watch(**raw)
+    for fd in (watch.pidfd, watch.stdout, watch.stderr, watch.stdin):
+        if fd >= 0:
+            os.set_inheritable(fd, False)
+    code = supervise(watch)
+    os._exit(code)
+
+
+# --- the watch ----------------------------------------------------------------------------------------
+
+
+def supervise(watch: Watch) -> int:
+    """Relay, forward and reap until PID 1 has exited and its output is drained; then record
+    the exit and tear down. Returns the container's exit code."""
+    code = relay_until_exit(watch)
+    finish(watch, code)
+    return code
+
+
+def relay_until_exit(watch: Watch) -> int:
+    """The watch without its record: relay, forward signals and reap until the watched process
+    has exited and its output is drained (also what `minirun exec` does for its process)."""
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    # Signals only mark the wake-up pipe (signal.set_wakeup_fd): the loop below acts on them.
+    resize = (signal.SIGWINCH,) if watch.attached and watch.tty else ()
+    previous = {sig: signal.signal(sig, _noop) for sig in (signal.SIGCHLD, *FORWARDED, *resize)}
+    old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    relay = Relay(watch)
+    code: int | None = None
+    try:
+        relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
+        while True:
+            code = reap(watch.pid) if code is None else code
+            if code is not None and not relay.outputs():
+                break  # exited, and every write end of its pipes is closed: all output is in
+            for key, _ in relay.selector.select(None if code is None else 5.0):
+                if key.data == "wake":
+                    for number in os.read(wake_r, 1024):
+                        if number in FORWARDED:
+                            _forward(watch.pidfd, number)
+                        elif number == signal.SIGWINCH:  # the user's terminal was resized
+                            from minirun import tty
+
+                            tty.copy_window_size(0, watch.stdout)
+                elif key.data == "pidfd":
+                    relay.selector.unregister(watch.pidfd)  # exited: reap() says how
+                else:
+                    relay.ready(key)
+            else:
+                if code is not None:  # 5 s without output after the exit: a holder outside
+                    break
+    finally:
+        signal.set_wakeup_fd(old_wakeup)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        relay.close()
+        os.close(wake_r)
+        os.close(wake_w)
+    assert code is not None
+    trace.mark("wait (the command runs)")
+    return code
+
+
+def reap(pid: int) -> int | None:
+    """Reap every child that has exited (waitpid(-1, WNOHANG | __WALL)); PID 1's exit code once
+    it has. Other children: slirp4netns, and ptrace'd container threads (see the docstring)."""
+    code = None
+    while True:
+        try:
+            child, status = os.waitpid(-1, os.WNOHANG | WALL)
+        except ChildProcessError:
+            return code
+        if child == 0:
+            return code
+        if child == pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
+            code = exit_code(status)
+
+
+def finish(watch: Watch, code: int) -> None:
+    """Record the exit, then tear down; nothing here may lose the exit code."""
+    from pathlib import Path
+
+    from minirun import container, state
+
+    state_dir = Path(watch.state_dir)
+    record = state.load(state_dir, watch.container_id)
+    if record is None:
+        return  # removed under us (rm -f raced the exit): nothing left to record
+    oom = False
+    if record.cgroup_paths:
+        from minirun import cgroups
+
+        with contextlib.suppress(OSError):
+            oom = cgroups.oom_killed(cgroups.from_paths(record.cgroup_paths))
+    container.exited(state_dir, record, code, oom)
+    trace.mark("record exit")
+    container.teardown(state_dir, record, remove_all=watch.remove)
+
+
+def _noop(_number: int, _frame: object) -> None:
+    pass
+
+
+def _forward(pidfd: int, number: int) -> None:
+    with contextlib.suppress(ProcessLookupError, OSError):
+        signal.pidfd_send_signal(pidfd, number)
+
+
+# --- the relay ------------------------------------------------------------------------------------
+
+
+class Relay:
+    """Bytes between the container's pipes (or pty) and the log, the caller, attach clients."""
+
+    def __init__(self, watch: Watch) -> None:
+        self.watch = watch
+        # poll(2), not epoll: epoll refuses regular files, and `run -i ... < file` is one.
+        self.selector = selectors.PollSelector()
+        self.log = logfile.Writer(watch.log_path, watch.log) if watch.log.driver == "json-file" else None
+        self.sinks = {"stdout": 1, "stderr": 2} if watch.attached else {}
+        self.stdin = watch.stdin if not watch.tty else watch.stdout  # where input goes (pty: the master)
+        self.stdin_ended = False
+        self.pending = b""  # input the container has not read yet (its stdin pipe is full)
+        self.open_fds = {fd for fd in (watch.stdout, watch.stderr, watch.stdin) if fd >= 0}
+        if watch.stdin >= 0:
+            os.set_blocking(watch.stdin, False)
+        self.clients: list[socket.socket] = []  # attach clients (detached -i/-t)
+        self.listener: socket.socket | None = None
+        for fd, stream in ((watch.stdout, "stdout"), (watch.stderr, "stderr")):
+            if fd >= 0:
+                self.selector.register(fd, selectors.EVENT_READ, stream)
+        if watch.attached and watch.interactive:
+            self.selector.register(0, selectors.EVENT_READ, "in")
+        self.raw = contextlib.ExitStack()
+        if watch.attached and watch.tty:
+            from minirun import tty
+
+            tty.copy_window_size(0, watch.stdout)
+            self.raw.enter_context(tty.raw_mode(0))
+        if not watch.attached and (watch.tty or watch.interactive):
+            from socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
+            from socket import socket as unix_socket
+
+            self.listener = unix_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
+            path = attach_socket(watch.state_dir, watch.container_id)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            old = os.umask(0o177)  # the socket file: ours alone (unix(7): connect needs write)
+            try:
+                self.listener.bind(path)
+            finally:
+                os.umask(old)
+            self.listener.listen(4)
+            self.selector.register(self.listener, selectors.EVENT_READ, "listen")
+
+    def outputs(self) -> bool:
+        """Is a container output still open?"""
+        return any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
+
+    def ready(self, key: selectors.SelectorKey) -> None:
+        if key.data in ("stdout", "stderr"):
+            self.output(key.fd, key.data)
+        elif key.data == "in":
+            self.input(0)
+        elif key.data == "in-writable":
+            self.flush_input()
+        elif key.data == "listen":
+            assert self.listener is not None
+            client, _ = self.listener.accept()
+            self.clients.append(client)
+            self.selector.register(client, selectors.EVENT_READ, "client")
+        elif key.data == "client":
+            self.client_input(key.fileobj)  # type: ignore[arg-type]
+
+    def output(self, fd: int, stream: logfile.Stream) -> None:
+        try:
+            data = os.read(fd, CHUNK)
+        except OSError as e:
+            if e.errno != errno.EIO:  # a pty master reads EIO once the container's side is closed
+                raise
+            data = b""
+        if not data:
+            self.selector.unregister(fd)
+            return
+        if self.log is not None:
+            self.log.write(stream, data)
+        sink = self.sinks.get(stream)
+        if sink is not None:
+            try:
+                _write_all(sink, data)
+            except BrokenPipeError:
+                # Our reader is gone (`... | head`): as in a shell pipeline, the container's
+                # writer gets EPIPE/SIGPIPE next, since nobody reads its pipe any more.
+                del self.sinks[stream]
+                if not self.watch.tty:
+                    self.selector.unregister(fd)
+                    self.close_fd(fd)
+        for client in list(self.clients):
+            try:
+                client.sendall(data)
+            except OSError:
+                self.drop(client)
+
+    def input(self, fd: int) -> None:
+        """The caller's stdin (attached -i) to the container's. Our end of its pipe does not
+        block: while the container does not read, we stop reading (and keep relaying its
+        output, or both sides would wait for each other)."""
+        data = os.read(fd, CHUNK)
+        if not data:  # the caller's stdin ended: so does the container's (not a pty's)
+            self.selector.unregister(fd)
+            self.stdin_ended = True
+            if not self.pending:
+                self.end_input()
+            return
+        self.pending += data
+        self.flush_input()
+
+    def flush_input(self) -> None:
+        if self.stdin < 0:
+            self.pending = b""
+            return
+        try:
+            if self.watch.tty:
+                _write_all(self.stdin, self.pending)  # typed by a person: small, and the pty's own
+                self.pending = b""
+            else:
+                self.pending = self.pending[os.write(self.stdin, self.pending):]
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:  # the container closed its stdin: drop what it will never read
+            self.pending = b""
+            self.end_input()
+        waiting = "in-writable" in (k.data for k in self.selector.get_map().values())
+        reading = "in" in (k.data for k in self.selector.get_map().values())
+        if self.pending and not waiting:
+            self.selector.register(self.stdin, selectors.EVENT_WRITE, "in-writable")
+            if reading:
+                self.selector.unregister(0)
+        elif not self.pending and waiting:
+            self.selector.unregister(self.stdin)
+            if self.stdin_ended:
+                self.end_input()
+            elif self.watch.attached:
+                self.selector.register(0, selectors.EVENT_READ, "in")
+
+    def end_input(self) -> None:
+        if not self.watch.tty and self.stdin >= 0:
+            with contextlib.suppress(KeyError):
+                self.selector.unregister(self.stdin)
+            self.close_fd(self.stdin)
+            self.stdin = -1
+
+    def close_fd(self, fd: int) -> None:
+        """Close one of the container's fds once (its number may be reused afterwards)."""
+        if fd in self.open_fds:
+            self.open_fds.discard(fd)
+            os.close(fd)
+
+    def client_input(self, client: "socket.socket") -> None:
+        try:
+            data = client.recv(CHUNK)
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(client)
+            return
+        if self.stdin >= 0 and self.watch.interactive:
+            self.pending += data
+            self.flush_input()
+
+    def drop(self, client: "socket.socket") -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(client)
+        with contextlib.suppress(ValueError):
+            self.clients.remove(client)
+        client.close()
+
+    def close(self) -> None:
+        self.raw.close()  # the caller's terminal back to how it was
+        if self.log is not None:
+            self.log.close()
+        for client in list(self.clients):
+            self.drop(client)
+        if self.listener is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(attach_socket(self.watch.state_dir, self.watch.container_id))
+            self.listener.close()
+        self.selector.close()
+        for fd in list(self.open_fds):
+            self.close_fd(fd)
+
+
+def attach_socket(state_dir: str, container_id: str) -> str:
+    """Where a detached monitor with -i or -t serves `minirun attach` (a unix socket's path is
+    limited to 107 bytes, unix(7): the short id keeps it well under)."""
+    return os.path.join(state_dir, f"{container_id[:12]}.attach")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
