@@ -7,6 +7,7 @@ line for a flag minirun does not have, docker's management spellings, ps/port/to
 
 import os
 import re
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,3 +135,25 @@ def test_management_spellings_and_listing(minirun: Tier, names: Callable[[], str
     minirun(["container", "rm", exited], check=0)
     assert "image ls" not in one_line_error(minirun(["container", "nope"], check=125))
     assert "busybox" in minirun(["image", "ls"], check=0).stdout
+
+
+def test_seed_004_debug_container_workflow(minirun: Tier, names: Callable[[], str], shared_dir: Path) -> None:
+    """Seed 004, as a user types it: a detached web server, exec into it, look at it from the
+    host, a debug container in its PID and network namespaces, then `container export`."""
+    web = names()
+    run = minirun(["run", "-d", "--name", web, IMAGE, "sh", "-c",
+                   "mkdir /www && echo seed-004 > /www/index.html && exec httpd -f -p 80 -h /www"], check=0)
+    try:
+        assert re.fullmatch(r"[0-9a-f]{64}\n", run.stdout), run.stdout
+        pid = int(minirun(["inspect", "-f", "{{.State.Pid}}", web], check=0).stdout)
+        minirun(["exec", web, "touch", "new_test_file"], check=0)
+        assert "new_test_file" in os.listdir(f"/proc/{pid}/root")
+        debug = minirun(["run", "--rm", "--pid", f"container:{web}", "--network", f"container:{web}", IMAGE,
+                         "sh", "-c", "ps -o pid,args; wget -q -O - http://127.0.0.1/"], check=0).stdout
+        assert re.search(r"^\s*1 httpd -f -p 80", debug, re.M) and "seed-004" in debug, debug
+        shared_dir.chmod(0o777)
+        minirun(["container", "export", "-o", str(shared_dir / "web.tar"), web], check=0)
+        with tarfile.open(shared_dir / "web.tar") as tar:
+            assert "new_test_file" in {name.lstrip("./") for name in tar.getnames()}
+    finally:
+        minirun(["rm", "-f", web], check=0)
