@@ -119,14 +119,33 @@ class Writer:
     def _append(self, parts: list[bytes]) -> None:
         """Pieces go out with one writev(2): joining megabytes first would copy them again."""
         size = sum(len(p) for p in parts)
-        if self.options.max_size and self.size and self.size + size > self.options.max_size:
-            self._rotate()
+        limit = self.options.max_size
+        if limit and self.size + size > limit:
+            self._append_rotating(b"".join(parts), limit)
+            return
         written = os.writev(self.fd, parts)
         if written < size:  # a short write (a full disk, a signal): the rest, the slow way
             view = memoryview(b"".join(parts))[written:]
             while view:
                 view = view[os.write(self.fd, view):]
         self.size += size
+
+    def _append_rotating(self, out: bytes, limit: int) -> None:
+        """Fill the file up to max-size with whole entries, rotate, go on (an entry longer than
+        max-size alone goes into a file of its own)."""
+        while out:
+            room = limit - self.size
+            cut = out.rfind(b"\n", 0, max(room, 0)) + 1 if room > 0 else 0
+            if cut == 0 and self.size == 0:
+                cut = out.find(b"\n") + 1 or len(out)
+            if cut == 0:
+                self._rotate()
+                continue
+            view = memoryview(out)[:cut]
+            while view:
+                view = view[os.write(self.fd, view):]
+            self.size += cut
+            out = out[cut:]
 
     def _rotate(self) -> None:
         os.close(self.fd)

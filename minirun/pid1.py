@@ -44,6 +44,10 @@ def run_init(argv: list[str], env: list[str], sock: socket.socket) -> NoReturn:
     # This process stays PID 1 and never execs: /proc/1/exe is the host's python. It is already
     # not dumpable (process.guard_process, after the last change of ids), so nobody inside may
     # ptrace it or open that file (the CVE-2019-5736 class); fork(2) keeps that for the child.
+    # Nor does close-on-exec ever close what it inherited from the monitor (the write end of
+    # `run -d`'s report pipe, say): all of it goes now, but for the sync socket.
+    os.closerange(3, sock.fileno())
+    os.closerange(sock.fileno() + 1, os.sysconf("SC_OPEN_MAX"))
     errors_r, errors_w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
