@@ -132,7 +132,15 @@ def test_exec_processes_die_with_the_container(minirun: Tier, names: Callable[[]
         # -d returns once the command runs; it outlives `minirun exec`.
         minirun(["exec", "-d", name, "sleep", "1001"], check=0)
         foreground = minirun.popen(["exec", name, "sleep", "1002"])
-        wait_for(lambda: len(exec_processes(pid)) == 2, what="both exec'd sleeps")
+
+        def sleeping() -> bool:  # both exec'd: their command lines are the sleeps' own
+            lines = set()
+            for p in exec_processes(pid):
+                with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as f:
+                    lines.add(f.read())
+            return lines == {b"sleep\x001001\x00", b"sleep\x001002\x00"}
+
+        wait_for(sleeping, what="both exec'd sleeps")
         inside = exec_processes(pid)
         assert all(process_exists(p) for p in inside)
         minirun(["rm", "-f", name], check=0)
