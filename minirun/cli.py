@@ -22,6 +22,9 @@ BROKEN_PIPE = 128 + 13
 # In `minirun --help` order. Modules are imported lazily, only the verb that runs is loaded.
 VERBS = {
     "run": "minirun.commands.run",
+    "exec": "minirun.commands.exec",
+    "top": "minirun.commands.top",
+    "port": "minirun.commands.port",
     "create": "minirun.commands.create",
     "start": "minirun.commands.start",
     "stop": "minirun.commands.stop",
@@ -47,7 +50,7 @@ VERBS = {
 # `minirun --help` lists the verbs in docker's groups and order (`docker --help`; `doctor` where
 # docker has `info`); a verb not named here is listed under "Commands", A-Z.
 COMMON = ("run", "exec", "ps", "pull", "images", "doctor")
-MANAGEMENT = ("container", "image", "network", "system", "volume")
+MANAGEMENT_GROUP = ("container", "image", "network", "system", "volume")
 EXAMPLES = """\
 Examples:
   minirun run --rm busybox sh -c 'echo $$; hostname; id'   a throwaway container
@@ -60,12 +63,48 @@ Examples:
 Run 'minirun COMMAND --help' for more information on a command."""
 
 
+# Docker's management commands (`docker container ls`, `docker image rm`): the same verbs under
+# another name. `image inspect` is a verb of its own (commands/image.py).
+MANAGEMENT = {
+    "container": {"ls": "ps", "list": "ps", "ps": "ps", "rm": "rm", "remove": "rm", "run": "run",
+                  "exec": "exec", "export": "export", "inspect": "inspect", "prune": "prune",
+                  "stats": "stats",
+                  "top": "top", "port": "port", "create": "create", "start": "start", "stop": "stop",
+                  "kill": "kill", "restart": "restart", "wait": "wait", "logs": "logs", "attach": "attach"},
+    "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "pull": "pull",
+              "import": "import"},
+}
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on a bad flag; docker says 125 for its own usage errors."""
+    """argparse exits with 2 on a bad flag; docker says 125 for its own usage errors.
+
+    No abbreviations: argparse would read `--pid=container:web` as `--pids-limit` (a unique
+    prefix of it), and `--pid=64` would even set pids.max. docker never guesses a flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         verb = self.prog.removeprefix("minirun").strip()
+        if message.startswith("unrecognized arguments: "):
+            flag = message.removeprefix("unrecognized arguments: ").split()[0].split("=", 1)[0]
+            message = f"unknown flag: {flag}"  # docker's words; argparse reports it at the top level
         raise MinirunError(f"{verb}: {message}" if verb else message)
+
+
+def management_command(argv: list[str]) -> list[str]:
+    """`container ls ...` -> `ps ...`, `image rm ...` -> `rmi ...`; any other argv unchanged."""
+    if len(argv) >= 2 and argv[0] in MANAGEMENT and argv[1] in MANAGEMENT[argv[0]]:
+        verb = MANAGEMENT[argv[0]][argv[1]]
+        if verb in VERBS:
+            return [verb, *argv[2:]]
+    if argv[:1] == ["container"]:
+        known = ", ".join(k for k, v in MANAGEMENT["container"].items() if v in VERBS)
+        what = f"unknown command: container {argv[1]}" if len(argv) > 1 else "container: a command is needed"
+        raise MinirunError(f"{what} (one of: {known})")
+    return argv
 
 
 def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentParser:
@@ -88,10 +127,11 @@ def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentPars
 def _grouped_verbs(sub: "argparse._SubParsersAction[Any]") -> str:
     """The verb list as `docker --help` groups it: Common, Management, then the rest (A-Z)."""
     helps = {action.dest: action.help or "" for action in sub._choices_actions}
+    helps.setdefault("container", "Manage containers (container ls|run|exec|logs|stop|rm|...)")
     width = max(map(len, helps), default=0) + 2
     groups = [("Common Commands", [v for v in COMMON if v in helps]),
-              ("Management Commands", [v for v in MANAGEMENT if v in helps]),
-              ("Commands", sorted(v for v in helps if v not in COMMON + MANAGEMENT))]
+              ("Management Commands", [v for v in MANAGEMENT_GROUP if v in helps]),
+              ("Commands", sorted(v for v in helps if v not in COMMON + MANAGEMENT_GROUP))]
     return "\n\n".join(f"{title}:\n" + "\n".join(f"  {v.ljust(width)}{helps[v]}" for v in verbs)
                         for title, verbs in groups if verbs)
 
@@ -121,8 +161,9 @@ def _stdout_reader_gone() -> bool:
 def main(argv: list[str] | None = None) -> int:
     trace.mark("interpreter start")
     argv = sys.argv[1:] if argv is None else argv
-    verb = next((a for a in argv if not a.startswith("-")), None)
     try:
+        argv = management_command(argv)
+        verb = next((a for a in argv if not a.startswith("-")), None)
         if verb is not None and verb not in VERBS:
             raise unknown_verb(verb)
         # `minirun VERB ...` needs VERB's parser only: each parser costs about 0.5 ms to build,
@@ -136,7 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             gc.enable()
         trace.mark("imports")
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except MinirunError as e:
+            if verb in VERBS and not str(e).startswith(f"{verb}:"):
+                raise MinirunError(f"{verb}: {e}") from None
+            raise
         args.argv = argv  # run and create keep their arguments, for start and restart
         if args.verb is None:
             parser.print_help()

@@ -18,6 +18,7 @@ import struct
 
 # --- flags, from <linux/sched.h> and <sys/mount.h> ------------------------------------------
 
+CLONE_PARENT = 0x00008000  # the child's parent is the caller's parent (exec: the CLI waits for it)
 CLONE_NEWNS = 0x00020000  # mount namespace (the first namespace Linux had, hence the vague name)
 CLONE_NEWCGROUP = 0x02000000
 CLONE_NEWUTS = 0x04000000  # hostname and NIS domain name
@@ -127,8 +128,10 @@ def unshare(flags: int) -> None:
 
 
 def setns(fd: int, nstype: int = 0) -> None:
-    """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to."""
-    _check(_libc.syscall(_NR["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
+    """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to; or, when `fd` is a
+    pidfd (os.pidfd_open), every namespace of that process named in `nstype`, in one call (Linux 5.8)."""
+    _check(_libc.syscall(_NR["setns"], ctypes.c_int(fd), ctypes.c_int(nstype)),
+           f"setns({describe_namespaces(nstype)})")
 
 
 def prctl(option: int, arg2: int = 0) -> None:

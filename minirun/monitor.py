@@ -100,6 +100,14 @@ def main() -> None:
 def supervise(watch: Watch) -> int:
     """Relay, forward and reap until PID 1 has exited and its output is drained; then record
     the exit and tear down. Returns the container's exit code."""
+    code = relay_until_exit(watch)
+    finish(watch, code)
+    return code
+
+
+def relay_until_exit(watch: Watch) -> int:
+    """The watch without its record: relay, forward signals and reap until the watched process
+    has exited and its output is drained (also what `minirun exec` does for its process)."""
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     # Signals only mark the wake-up pipe (signal.set_wakeup_fd): the loop below acts on them.
     resize = (signal.SIGWINCH,) if watch.attached and watch.tty else ()
@@ -139,7 +147,6 @@ def supervise(watch: Watch) -> int:
         os.close(wake_w)
     assert code is not None
     trace.mark("wait (the command runs)")
-    finish(watch, code)
     return code
 
 

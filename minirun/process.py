@@ -45,6 +45,7 @@ class ProcessPlan:
     init: bool
     security: SecurityPlan
     stdio: Stdio | None = None  # None with -t: a pty from the container's devpts
+    uts_host: bool = False  # --uts=host: the host's name, which the container may not change
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # there: unsharing at clone time would have rooted it at minirun's own cgroup.
         if not plan.rootfs.cgroupns_host:
             kernel.unshare(kernel.CLONE_NEWCGROUP)
-        kernel.sethostname(plan.hostname)
+        if not plan.uts_host:
+            kernel.sethostname(plan.hostname)
         if plan.rootfs.own_netns:
             kernel.set_link_up("lo")
         trace.mark("cgroupns, hostname, lo", "child")

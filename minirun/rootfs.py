@@ -57,6 +57,8 @@ class RootfsPlan:
     read_only: bool = False  # --read-only: the container's "/" cannot be written
     tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs: container path -> options
     mask_system_paths: bool = True  # docker's masked and read-only /proc and /sys paths
+    pid_host: bool = False  # --pid=host: the host's /proc, bound (minirun/sharing.py)
+    ipc_host: bool = False  # --ipc=host: the host's /dev/shm and /dev/mqueue, bound
 
 
 def open_in_root(root_fd: int, path: str, create: str | None = None) -> int:
@@ -174,17 +176,22 @@ def bind_volumes(root_fd: int, binds: list[BindMount], fds: list[int] | None = N
                 os.close(target)
 
 
-def mount_proc(root_fd: int) -> None:
+def mount_proc(root_fd: int, pid_host: bool = False) -> None:
     """A proc for the new PID namespace, so `ps` sees only the container's processes.
 
     It must be mounted before pivot_root: in a user namespace the kernel allows a new proc only
     while a fully visible proc is already mounted in this mount namespace (the host's, still
     here until the old root is detached). See "mnt_already_visible" in fs/namespace.c.
+    --pid=host: a proc of the host's PID namespace needs CAP_SYS_ADMIN over its owner, the
+    host's user namespace: bind the host's /proc instead (as rootless podman does).
     """
+    if pid_host:
+        mount_in_root(root_fd, "/proc", "/proc", None, MS_BIND | MS_REC)
+        return
     mount_in_root(root_fd, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root_fd: int, tty_gid: int | None) -> None:
+def mount_dev(root_fd: int, tty_gid: int | None, ipc_host: bool = False) -> None:
     """A small /dev of our own instead of the host's: a tmpfs with only the safe devices."""
     mount_in_root(root_fd, "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
     fd = open_in_root(root_fd, "/dev")
@@ -202,6 +209,11 @@ def mount_dev(root_fd: int, tty_gid: int | None) -> None:
         if tty_gid is not None:
             pts_options += f",gid={tty_gid}"
         kernel.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC, pts_options)
+        if ipc_host:  # the host's IPC namespace: its shared memory and queues, where mounted
+            for name in ("shm", "mqueue"):
+                if os.path.ismount(f"/dev/{name}"):
+                    kernel.mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND | MS_REC)
+            return
         kernel.mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
         # POSIX message queues of the container's own IPC namespace (mq_overview(7)).
         kernel.mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -371,8 +383,8 @@ def build(plan: RootfsPlan, fds: list[int] | None = None) -> None:
     trace.mark("overlay", "child")
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        mount_proc(root_fd)
-        mount_dev(root_fd, plan.tty_gid)
+        mount_proc(root_fd, plan.pid_host)
+        mount_dev(root_fd, plan.tty_gid, plan.ipc_host)
         mount_sys(root_fd, plan.own_netns, plan.cgroupns_host)
         bind_etc_files(root_fd, plan.etc_files)
         # The user's -v mounts come last so that they may cover any of the above, as in docker.

@@ -25,17 +25,18 @@ from minirun import (
     cgroups,
     container,
     images,
-    kernel,
     monitor,
     network,
     paths,
     process,
+    sharing,
     state,
     sync,
     trace,
     userns,
 )
 from minirun.cgroups import Cgroup
+from minirun.enter import security_record
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import plan as security_plan
@@ -44,15 +45,6 @@ from minirun.state import Record
 
 # Signals `minirun run` passes on to the container, as `docker run --sig-proxy` does.
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def namespaces(spec: ContainerSpec) -> int:
-    """The namespaces clone(2) creates. The cgroup namespace comes later (process.py)."""
-    flags = (kernel.CLONE_NEWUSER | kernel.CLONE_NEWPID | kernel.CLONE_NEWNS | kernel.CLONE_NEWUTS
-             | kernel.CLONE_NEWIPC)
-    if network.has_own_netns(spec.network):
-        flags |= kernel.CLONE_NEWNET
-    return flags
 
 
 def command_line(spec: ContainerSpec, config: images.ImageConfig) -> list[str]:
@@ -158,6 +150,7 @@ class Prepared(NamedTuple):
     rootless: bool
     store: Path
     state_dir: Path
+    share: sharing.SharePlan  # the namespaces clone creates, the host's, or joined (sharing.py)
 
 
 def prepare(spec: ContainerSpec) -> Prepared:
@@ -166,14 +159,15 @@ def prepare(spec: ContainerSpec) -> Prepared:
     store, state_dir = paths.store_dir(), paths.state_dir()
     net = network.choose(spec, rootless, state_dir)  # checked before anything is created
     spec = replace(spec, network=net.mode)  # "default" resolved to bridge, slirp4netns or none
+    share = sharing.plan(spec, state_dir)  # the namespaces clone creates, the host's, or joined
     image = images.get(store, spec.image, spec.pull, spec.platform)  # pulls only if not local (--pull)
     trace.mark("image lookup")
-    mapping = userns.plan(rootless, spec.security.userns)
+    mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
     return Prepared(spec, image, mapping, net, command_line(spec, image.config),
                     merge_env(image.config.env, spec.env), spec.workdir or image.config.working_dir or "/",
-                    spec.user or image.config.user or None, rootless, store, state_dir)
+                    spec.user or image.config.user or None, rootless, store, state_dir, share)
 
 
 def create_record(p: Prepared, options: container.Options) -> Record:
@@ -181,7 +175,8 @@ def create_record(p: Prepared, options: container.Options) -> Record:
     spec = p.spec
 
     def new_record(container_id: str, name: str) -> Record:
-        hostname = spec.hostname or (os.uname().nodename if spec.network == "host" else container_id[:12])
+        on_host = spec.network == "host" or spec.uts == "host"
+        hostname = spec.hostname or (os.uname().nodename if on_host else container_id[:12])
         return Record(
             id=container_id, name=name, image=spec.image, image_id=p.image.id, command=p.argv,
             created=state.now(), rootless=p.rootless,
@@ -193,8 +188,8 @@ def create_record(p: Prepared, options: container.Options) -> Record:
                     "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
-                         "LogConfig": options.log_config(),
-                         "LayersMode": userns.shown_layers(p.mapping), **limits_json(spec)},
+                         "LogConfig": options.log_config(), "LayersMode": userns.shown_layers(p.mapping),
+                         **limits_json(spec), **sharing.host_config(spec)},
         )
 
     record = state.create(p.state_dir, new_record, spec.name)
@@ -288,8 +283,11 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         where = container.layout(p.store, record.id)
         bundle = container.make_bundle(where)
         stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
-        plan = plan_process(spec, p.image, p.mapping, p.net, where, p.store, argv=p.argv, env=p.env,
+        plan = plan_process(spec, p.image, p.mapping, p.net, p.share, where, p.store, argv=p.argv, env=p.env,
                             cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
+        # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
+        state.update(state_dir, record, host_config={
+            **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
         if p.mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target, exist_ok=True)
@@ -303,8 +301,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         cgroups.apply_policy(cgroup, spec.limits, p.rootless)  # devices allowlist, default pids limit
         trace.mark("cgroup")
         try:
-            pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, namespaces(spec),
-                                             p.net)
+            pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, p.share, p.net)
         finally:
             stdio.close_child_ends()
     except MinirunError as e:
@@ -358,8 +355,8 @@ F_SETPIPE_SZ = 1031  # fcntl(2), Linux 2.6.35
 
 
 def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMapping,
-                 net: network.NetworkPlan, where: container.Layout, store: Path, *, argv: list[str],
-                 env: list[str], cwd: str, user: str | None, hostname: str,
+                 net: network.NetworkPlan, share: sharing.SharePlan, where: container.Layout, store: Path,
+                 *, argv: list[str], env: list[str], cwd: str, user: str | None, hostname: str,
                  stdio: process.Stdio | None) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
@@ -372,33 +369,24 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [],
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
-        mask_system_paths=spec.security.mask_system_paths)
+        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
-        interactive=spec.interactive, init=spec.init, stdio=stdio,
+        interactive=spec.interactive, init=spec.init, stdio=stdio, uts_host=share.uts_host,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))
 
 
 def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapping: userns.IdMapping,
-                cgroup: Cgroup | None, flags: int, net: network.NetworkPlan) -> tuple[int, int, int | None]:
+                cgroup: Cgroup | None, share: sharing.SharePlan,
+                net: network.NetworkPlan) -> tuple[int, int, int | None]:
     """Clone the child, do what only the parent can (sync step 2), let it go, and wait until its
     command runs. Returns its pid, a pidfd for it and, with -t, the pty's master."""
     parent_end, child_end = sync.channel()
-    own_netns = network.enter(net)  # container:NAME: the child is born in the other's namespace
-    try:
-        pid = kernel.clone(flags)
-    except BaseException:
-        network.leave(own_netns)  # the monitor must not stay in the other container's namespace
-        raise
+    pid = sharing.clone(share)  # container:NAME: born in the other's namespaces (sharing.py)
     if pid == 0:
         parent_end.close()
-        if own_netns is not None:
-            # A door back to the host's network namespace: never into the container, not even
-            # into a --init PID 1, which never execs (so close-on-exec would not close it).
-            os.close(own_netns)
         process.run_child(plan, child_end)  # never returns
-    network.leave(own_netns)
     child_end.close()
     # A pidfd names this process for good (pidfd_open(2)): signals through it never reach a
     # stranger that got the pid after the container's end.
@@ -406,7 +394,8 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
     trace.mark("clone")
     with parent_end, forwarding_signals(pid), _kill_on_error(pid, pidfd):
         # sync step 2: what only the parent can do, then let the child go.
-        userns.write_maps(pid, mapping)
+        if not share.joins:  # a joined user namespace has its maps already
+            userns.write_maps(pid, mapping)
         trace.mark("id maps")
         if cgroup is not None:
             cgroups.add_process(cgroup, pid)

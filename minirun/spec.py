@@ -102,6 +102,11 @@ class ContainerSpec:
     pull: str = "missing"  # docker's --pull: "missing" (pull if not local), "always", "never"
     platform: str | None = None  # --platform OS/ARCH[/VARIANT] for a pull; None: this host's
     security: "Security" = field(default_factory=lambda: Security())
+    # Namespaces shared instead of new ones (minirun/sharing.py): "private", "host",
+    # "container:NAME"; --ipc also "shareable" (private, and other containers may join it).
+    pid: str = "private"
+    ipc: str = "private"
+    uts: str = "private"
 
 
 @dataclass(frozen=True)
@@ -426,4 +431,22 @@ def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus
 def check_cgroupns(value: str) -> str:
     if value not in ("private", "host"):
         raise MinirunError(f"invalid --cgroupns {value!r}: expected private or host")
+    return value
+
+
+# --- shared namespaces: --pid, --ipc, --uts (and --network container:NAME) --------------------
+
+SHARE_MODES = {"pid": ("private", "host"), "ipc": ("private", "shareable", "host"),
+               "uts": ("private", "host")}
+
+
+def check_share(kind: str, value: str | None) -> str:
+    """--pid/--ipc: private, host or container:NAME (--ipc also shareable); --uts: private or host."""
+    if value is None or value == "":
+        return "private"
+    if kind != "uts" and value.startswith("container:") and len(value) > len("container:"):
+        return value
+    if value not in SHARE_MODES[kind]:
+        others = "" if kind == "uts" else " or container:NAME"
+        raise MinirunError(f"invalid --{kind} {value!r}: expected {', '.join(SHARE_MODES[kind])}{others}")
     return value

@@ -291,3 +291,18 @@ def write_maps(pid: int, mapping: IdMapping) -> None:
             f.write("deny")
     with open(f"/proc/{pid}/gid_map", "w") as f:
         f.write("\n".join(m.line() for m in mapping.gids))
+
+
+def of_process(pid: int, rootless: bool) -> IdMapping:
+    """The id map of `pid`'s user namespace, for a container that joins it (minirun/sharing.py):
+    the maps are already written, so nothing is to be done with them but to know them."""
+    def read(kind: str) -> list[IdMap]:
+        try:
+            with open(f"/proc/{pid}/{kind}_map") as f:
+                return [IdMap(*map(int, line.split())) for line in f if line.strip()]
+        except (OSError, ValueError, TypeError):
+            raise MinirunError("the container to join has exited") from None
+
+    uids, gids = read("uid"), read("gid")
+    identity = uids == [IdMap(0, 0, 4294967295)]
+    return IdMapping(uids, gids, helpers=False, idmap_layers=not rootless and not identity)

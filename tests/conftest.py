@@ -314,6 +314,20 @@ def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.Comp
     return podman_run
 
 
+@pytest.fixture(scope="session")
+def escape_probe_dir() -> Iterator[Path]:
+    """tests/escape_probe.c built statically, in a directory the test user can read (for -v)."""
+    gcc = shutil.which("gcc")
+    assert gcc, "gcc is needed to build tests/escape_probe.c (install.sh --dev installs it)"
+    path = Path(tempfile.mkdtemp(prefix="minirun-probe-"))
+    try:
+        path.chmod(0o755)
+        run([gcc, "-static", "-O1", "-o", str(path / "escape_probe"), str(REPO / "tests" / "escape_probe.c")])
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A host directory any user may enter (0755), for -v tests; removed afterwards, whoever

@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
+#include <sys/ptrace.h>
+#include <sys/shm.h>
 #include <sys/socket.h>
 #include <arpa/inet.h>
 #include <sys/stat.h>
@@ -172,6 +174,12 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "open-rw")) return report(open(arg, O_RDWR));
     if (!strcmp(a, "open-ro")) return report(open(arg, O_RDONLY));
+    if (!strcmp(a, "shmget")) return report(shmget(atoi(arg), 4096, IPC_CREAT | 0600));  /* as ipcmk -M */
+    if (!strcmp(a, "ptrace-attach")) {  /* seize PID (no stop), then let it go */
+        long r = ptrace(PTRACE_SEIZE, atoi(arg), NULL, NULL);
+        if (r == 0) ptrace(PTRACE_DETACH, atoi(arg), NULL, NULL);
+        return report(r);
+    }
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }

@@ -21,7 +21,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,6 +325,18 @@ def wait_running(tier: Tier, name: str, proc: subprocess.Popen[str] | None = Non
 
     item: dict[str, Any] = wait_for(running, timeout=timeout, interval=0.1, what=f"{name} to run")
     return item
+
+
+@contextlib.contextmanager
+def container(tier: Tier, name: str, *flags: str, cmd: Sequence[str] = ("sleep", "300"),
+              ) -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    """A container running in the background, `minirun run` as its monitor: yields (the host
+    pid of its PID 1, the monitor); `rm -f` at the end."""
+    proc = tier.popen(["run", "--name", name, *flags, IMAGE, *cmd])
+    try:
+        yield wait_running(tier, name, proc)["State"]["Pid"], proc
+    finally:
+        tier(["rm", "-f", name], timeout=60)
 
 
 def subid_range(path: str, user: str) -> tuple[int, int] | None:

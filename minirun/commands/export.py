@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
         export(layers, sys.stdout.buffer, uids, gids)
         sys.stdout.buffer.flush()
         return 0
+    if os.path.exists(args.output) and not os.path.isfile(args.output):
+        # A device or a pipe (-o /dev/null, -o /dev/stdout) is written to, never replaced.
+        with open(args.output, "wb") as f:
+            export(layers, f, uids, gids)
+        return 0
     tmp = f"{args.output}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:

@@ -56,6 +56,9 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
     p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTIONS]", help="mount a tmpfs")
     p.add_argument("--userns", help="host: root in the container is root on the host (default: remapped)")
+    p.add_argument("--pid", help="host or container:NAME: share that PID namespace")
+    p.add_argument("--ipc", help="private (default), shareable, host or container:NAME")
+    p.add_argument("--uts", help="host: share the host's host name")
     p.add_argument("--stop-signal", default="SIGTERM", help="signal `stop` sends first (default SIGTERM)")
     p.add_argument("--stop-timeout", type=int, default=container.DEFAULT_STOP_TIMEOUT, metavar="SECONDS",
                    help="seconds `stop` waits before SIGKILL (default 10)")
@@ -85,6 +88,8 @@ def to_spec(args: argparse.Namespace, check_tty: bool = True) -> spec.ContainerS
         pull=spec.check_pull(args.pull), platform=spec.check_platform(args.platform),
         security=spec.parse_security(args.cap_add, args.cap_drop, args.security_opt, args.read_only,
                                      args.tmpfs, args.userns),
+        pid=spec.check_share("pid", args.pid), ipc=spec.check_share("ipc", args.ipc),
+        uts=spec.check_share("uts", args.uts),
     )
 
 

@@ -9,7 +9,8 @@ What else the container gets is its network mode:
                                                                         (network/slirp.py)
   none            only lo (and the rootless default when slirp4netns is not installed)
   host            no network namespace of its own: the host's interfaces
-  container:NAME  the network namespace of another running container (its lo, its eth0)
+  container:NAME  the network namespace of another running container (its lo, its eth0),
+                  joined with that container's user namespace (minirun/sharing.py)
 
 The parent wires the network in sync step 2 (minirun/sync.py), after the id maps and before
 "go": the child's namespace exists, its pid is known, and the command has not started yet.
@@ -17,14 +18,13 @@ Everything heavy (pyroute2 for netlink, the nft and slirp4netns programs) is loa
 modes that need it: `--network none` costs nothing.
 """
 
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, state
+from minirun import state
 from minirun.errors import MinirunError
 from minirun.spec import ContainerSpec, PortMapping
 
@@ -33,8 +33,7 @@ from minirun.spec import ContainerSpec, PortMapping
 class NetworkPlan:
     mode: str  # bridge | slirp4netns | none | host | container:NAME
     ports: list[PortMapping] = field(default_factory=list)
-    join_pid: int = 0  # container:NAME: the other container's PID 1
-    join_bundle: str = ""  # ... and its directory, for its /etc/hosts and /etc/resolv.conf
+    join_bundle: str = ""  # container:NAME: its directory, for its /etc/hosts and /etc/resolv.conf
 
 
 def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
@@ -69,50 +68,18 @@ def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
 
 
 def join_plan(mode: str, rootless: bool, state_dir: Path) -> NetworkPlan:
-    """container:NAME. A network namespace belongs to the user namespace that created it, and
-    setns(2) into it needs CAP_SYS_ADMIN there *and* in the caller's own user namespace. Root
-    (the monitor, in the initial user namespace) has both, so it enters the other container's
-    network namespace just around clone(2) and the child is born in it. An unprivileged monitor
-    has no CAP_SYS_ADMIN in the initial user namespace, so the kernel refuses it."""
-    if rootless:
-        raise MinirunError("--network container:NAME needs root: joining another container's network "
-                           "namespace needs CAP_SYS_ADMIN in the initial user namespace (setns(2))")
+    """container:NAME: the container is born in the other's network namespace, and in its user
+    namespace, which owns that network namespace (minirun/sharing.py): so it may bind port 80
+    there, and an unprivileged user may join a container of its own."""
     other = state.find(state_dir, mode.split(":", 1)[1])
     if other.status != "running" or not other.pid:
         raise MinirunError(f"cannot join the network of container {other.name}: it is not running")
-    return NetworkPlan(mode, join_pid=other.pid, join_bundle=other.bundle)
+    return NetworkPlan(mode, join_bundle=other.bundle)
 
 
 def has_own_netns(mode: str) -> bool:
     """Does clone(2) create a network namespace (which the container then owns)?"""
     return mode != "host" and not mode.startswith("container:")
-
-
-def enter(plan: NetworkPlan) -> int | None:
-    """container:NAME: step into the other container's network namespace for the clone.
-    Returns our own namespace's fd, for leave(); None for other modes."""
-    if not plan.join_pid:
-        return None
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        other = os.open(f"/proc/{plan.join_pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        os.close(own)
-        raise MinirunError("the container whose network was to be joined has exited") from None
-    try:
-        kernel.setns(other, kernel.CLONE_NEWNET)
-    finally:
-        os.close(other)
-    return own
-
-
-def leave(own: int | None) -> None:
-    """Back to the monitor's own network namespace (the child stays where it was born)."""
-    if own is not None:
-        try:
-            kernel.setns(own, kernel.CLONE_NEWNET)
-        finally:
-            os.close(own)
 
 
 def connect(plan: NetworkPlan, container_id: str, pid: int, state_dir: Path) -> dict[str, Any]:

@@ -1,0 +1,404 @@
+"""`minirun exec`: one more process inside a running container, in the order it happens.
+
+The container's PID 1 already lives in its namespaces and cgroup and runs under its security
+plan. `exec` starts a new process there and holds it to the same plan:
+
+  step  who             what
+  ----  --------------  ------------------------------------------------------------------------
+  1     minirun (CLI)   find the container; the security plan from its record (capabilities,
+                        seccomp BPF from the cache, checked against the record, no_new_privs);
+                        a pidfd of PID 1, checked against its recorded start time once open
+  2     helper (fork)   parent-death signal, not dumpable; join the container's cgroup (while the
+                        host's /sys/fs/cgroup is still in sight), so pids.max counts what follows
+  3     helper          setns(pidfd, USER|MNT|UTS|IPC|NET|PID|CGROUP): every namespace of PID 1
+                        that is not the host's, in one call, the user namespace first (see join)
+  4     helper          clone(CLONE_PARENT): the new process is in the PID namespace (setns only
+                        changed where the helper's *children* go) and is minirun's own child;
+                        the helper sends its pid and exits; minirun reaps it and says "go"
+  5     process         setresuid(0) in the user namespace, not dumpable, parent-death signal;
+                        a new session; with -t a pty from the container's devpts, the master
+                        sent to minirun; the user from the container's /etc/passwd
+  6     process         the start's security steps (process.py, security/): bounding set,
+                        seccomp, user, capabilities, no_new_privs, seccomp; cwd; signals; fds >= 3
+                        close-on-exec; execve (EOF on the socket tells minirun it runs)
+  7     minirun (CLI)   forward signals, relay its pipes or pty (monitor.relay_until_exit), wait:
+                        the command's exit code, 126
+                        (cannot execute), 127 (not found); with -d, return once it runs
+
+Everything the process will need is imported and decided before step 3: after setns(MNT) the
+file system is the container's, and an import would read the container's files.
+"""
+
+import contextlib
+import os
+import signal
+import socket
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+from minirun import cgroups, container, kernel, logfile, monitor, pid1, process, security, state, sync, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
+from minirun.security import SecurityPlan
+from minirun.spec import env_dict
+
+# The namespaces of PID 1 an exec'd process joins, as named in /proc/PID/ns.
+NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": kernel.CLONE_NEWUTS,
+              "ipc": kernel.CLONE_NEWIPC, "net": kernel.CLONE_NEWNET, "pid": kernel.CLONE_NEWPID,
+              "cgroup": kernel.CLONE_NEWCGROUP}
+
+
+@dataclass(frozen=True)
+class ExecPlan:
+    """Everything the new process will do, decided by minirun before it forks."""
+
+    argv: list[str]
+    env: list[str]
+    cwd: str
+    user: str | None
+    hostname: str
+    tty: bool
+    interactive: bool
+    detach: bool
+    security: SecurityPlan
+    stdio: process.Stdio | None = None  # without -t (and -d): pipes to minirun, which relays them
+
+
+# --- what the record keeps for exec (written when the container starts) ------------------------
+
+
+def security_record(plan: SecurityPlan, profile: str | None) -> dict[str, Any]:
+    """HostConfig fields that let exec repeat the container's security plan exactly:
+    the capability set (docker's HostConfig.Capabilities), the seccomp profile, a checksum of
+    the very BPF program PID 1 loaded, and no_new_privs."""
+    return {"Capabilities": sorted(plan.capabilities), "SeccompProfile": profile or "unconfined",
+            "SeccompFilter": _checksum(plan.seccomp_filter), "NoNewPrivileges": plan.no_new_privileges}
+
+
+def _checksum(bpf: bytes | None) -> str:
+    return "" if bpf is None else f"crc32:{zlib.crc32(bpf):08x}:{len(bpf)}"
+
+
+def security_from_record(record: state.Record, store: Path) -> SecurityPlan:
+    """The container's own plan again: same capabilities, same filter (from the cache, compiled
+    again if it is gone), or a refusal if the profile file has changed since the start."""
+    config = record.host_config
+    if "Capabilities" not in config:
+        raise MinirunError(f"container {record.name} was started by a minirun without exec; start it again")
+    profile = config["SeccompProfile"]
+    plan = security.plan(frozenset(config["Capabilities"]), None if profile == "unconfined" else profile,
+                         bool(config["NoNewPrivileges"]), store)
+    if _checksum(plan.seccomp_filter) != config["SeccompFilter"]:
+        raise MinirunError(f"the seccomp profile {profile} has changed since container {record.name} "
+                           "started: exec will not run under another filter than the container's")
+    return plan
+
+
+def plan(record: state.Record, argv: list[str], *, env: list[str], user: str | None, workdir: str | None,
+         tty: bool, interactive: bool, detach: bool, store: Path) -> ExecPlan:
+    config = record.config
+    return ExecPlan(argv=argv, env=[f"{k}={v}" for k, v in env_dict([*config.get("Env", []), *env]).items()],
+                    cwd=workdir or config.get("WorkingDir") or "/", user=user or config.get("User") or None,
+                    hostname=config.get("Hostname", ""), tty=tty and not detach,
+                    interactive=interactive and not detach, detach=detach,
+                    security=security_from_record(record, store))
+
+
+# --- step 1: the container's PID 1, as a pidfd ----------------------------------------------
+
+
+def open_pid1(record: state.Record) -> int:
+    """A pidfd for the container's PID 1 (container.open_pid1: checked against the pid's start
+    time after opening, so that a reused pid is never taken for it), or a one-line refusal."""
+    pidfd = container.open_pid1(record)
+    if pidfd is None:
+        raise MinirunError(f"container {record.name} is not running")
+    return pidfd
+
+
+def open_target(record: state.Record) -> int:
+    """A pidfd of the process whose namespaces exec joins: PID 1, except rootless with --init.
+
+    setns(2) on a pidfd asks for the access ptrace would need to read the process
+    (PTRACE_MODE_READ), as the /proc/PID/ns files do. With --init, PID 1 stays minirun's python
+    and is never dumpable, so only CAP_SYS_PTRACE in the host's user namespace (root) gets that
+    access. The command init runs (its child) lives in the very same namespaces and is dumpable
+    since its execve: an unprivileged user joins through it. Its pidfd names it for good once
+    its parent, checked after opening, is the container's PID 1."""
+    pidfd = open_pid1(record)
+    target = target_pid(record)
+    if target == record.pid:
+        return pidfd
+    try:
+        child_fd = os.pidfd_open(target)
+    except ProcessLookupError:
+        return pidfd  # setns will say why
+    if _parent(target) != record.pid:
+        os.close(child_fd)
+        return pidfd
+    os.close(pidfd)
+    return child_fd
+
+
+def target_pid(record: state.Record) -> int:
+    """PID 1, or rootless with --init, the command init runs (see open_target)."""
+    if not record.host_config.get("Init") or os.geteuid() == 0:
+        return record.pid
+    return next(iter(_children(record.pid)), record.pid)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent(int(entry)) == pid]
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def namespaces_to_join(record: state.Record) -> int:
+    """Every namespace of PID 1 that is not the host's, as its record says (HostConfig's modes).
+    setns(2) into the host's network namespace (--network host) from the container's user
+    namespace would need CAP_SYS_ADMIN over the host's, which it has not. (Comparing
+    /proc/PID/ns/* with our own would not do: with --init, PID 1 stays minirun's python, not
+    dumpable, and an unprivileged user may not look at those files.) Its user and mount
+    namespaces are never the host's."""
+    config = record.host_config
+    on_host = {"net": config.get("NetworkMode") == "host", "pid": config.get("PidMode") == "host",
+               "ipc": config.get("IpcMode") == "host", "uts": config.get("UTSMode") == "host",
+               "cgroup": config.get("CgroupnsMode") == "host"}
+    return sum(flag for name, flag in NAMESPACES.items() if not on_host.get(name, False))
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+
+def run(record: state.Record, exec_plan: ExecPlan) -> int:
+    pidfd = open_target(record)
+    stdio = _pipes(exec_plan)  # (the process's ends, ours): never our own 0/1/2 (issue 12)
+    exec_plan = replace(exec_plan, stdio=stdio[0] if stdio else None)
+    try:
+        flags = namespaces_to_join(record)
+        cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
+        ours, theirs = sync.channel()
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid
+        helper = os.fork()
+        if helper == 0:
+            ours.close()
+            os.close(report_r)
+            helper_main(exec_plan, pidfd, flags, cgroup, theirs, report_w)  # never returns
+    finally:
+        os.close(pidfd)
+        if stdio:
+            for fd in (stdio[0].stdin, stdio[0].stdout, stdio[0].stderr):
+                if fd >= 0:
+                    os.close(fd)
+    theirs.close()
+    os.close(report_w)
+    with ours:
+        pid = _receive_pid(ours, report_r, helper)
+        with _kill_on_error(pid):
+            master = wait_until_running(ours, pid)
+    if exec_plan.detach:
+        return 0
+    stdout, stderr, stdin = (master, -1, -1) if master is not None else (stdio[1] if stdio else (-1, -1, -1))
+    watch = monitor.Watch(state_dir="", container_id="", pid=pid, pidfd=os.pidfd_open(pid), stdout=stdout,
+                          stderr=stderr, stdin=stdin, tty=exec_plan.tty, log=logfile.Options("none"),
+                          log_path="", remove=False, attached=True, interactive=exec_plan.interactive)
+    try:
+        return monitor.relay_until_exit(watch)  # forwards signals too, as docker's CLI does
+    finally:
+        for fd in (watch.pidfd, stdout, stderr, stdin):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _pipes(exec_plan: ExecPlan) -> tuple[process.Stdio, tuple[int, int, int]] | None:
+    """Without -t: a pipe for stdout, one for stderr, one for stdin with -i; -d: none at all."""
+    if exec_plan.tty or exec_plan.detach:
+        return None
+    out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if exec_plan.interactive else (-1, -1)
+    ours = (out_r, err_r, in_w)
+    return process.Stdio(in_r, out_w, err_w, tuple(fd for fd in ours if fd >= 0)), ours
+
+
+def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
+    """Step 4 from minirun's side: the new process's pid (the helper's error comes on the sync
+    socket instead); reap the helper, then let the process go on."""
+    try:
+        answer = os.read(report, 64).decode(errors="replace")
+    finally:
+        os.close(report)
+        os.waitpid(helper, 0)
+    if not answer.isdigit():
+        message = sync.receive(sock)
+        if message.name == "error":
+            raise sync.error_of(message)
+        raise MinirunError("exec: the helper process ended without starting the command")
+    pid = int(answer)
+    sync.send(sock, "go")
+    return pid
+
+
+def wait_until_running(sock: socket.socket, pid: int) -> int | None:
+    """Steps 5-6 from minirun's side: the pty master (-t), then EOF (execve done) or an error."""
+    master = None
+    while True:
+        message = sync.receive(sock)
+        if message.name == "pty" and len(message.fds) == 1:
+            master = message.fds[0]
+        elif message.name == sync.EOF:
+            return master
+        else:
+            for fd in message.fds:
+                os.close(fd)
+            os.waitpid(pid, 0)
+            if master is not None:
+                os.close(master)
+            if message.name == "error":
+                raise sync.error_of(message)
+            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
+
+
+@contextlib.contextmanager
+def _kill_on_error(pid: int) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        raise
+
+
+# --- steps 2-4: the helper ------------------------------------------------------------------------
+
+
+def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgroup | None,
+                sock: socket.socket, report: int) -> NoReturn:
+    code = RUNTIME_ERROR
+    try:
+        # If minirun dies, so does the helper; nothing in the container may ptrace it or open
+        # its /proc files (it holds a pidfd and is the host's python) - although it is never in
+        # the container's PID namespace, its children will be.
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        if cgroup is not None:
+            cgroups.add_process(cgroup, os.getpid())
+        join(pidfd, flags)
+        os.close(pidfd)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
+        pid = kernel.clone(kernel.CLONE_PARENT)
+        if pid == 0:
+            os.close(report)
+            # Wait until minirun knows our pid and has reaped the helper (so that it no longer
+            # counts in pids.max): then "go".
+            sync.expect(sock, "go")
+            process_main(exec_plan, sock)  # never returns
+        os.write(report, str(pid).encode())
+        code = 0
+    except MinirunError as e:
+        code = e.code
+        _report(sock, code, str(e))
+    except BaseException as e:  # one line for the user, never a traceback
+        _report(sock, code, f"exec: {e}")
+    os._exit(code)
+
+
+def join(pidfd: int, flags: int) -> None:
+    """Join PID 1's namespaces, all of them in one setns(2) on its pidfd (Linux 5.8).
+
+    The order is the kernel's, and it is the one that works: the user namespace first. The
+    kernel switches the caller's credentials to the new user namespace (where it gains every
+    capability: it is the namespace's owner, or root above it) before it checks the others
+    (nsproxy.c, validate_nsset), so the mount, network, UTS, IPC and cgroup namespaces, owned by
+    the container's user namespace, are judged by capabilities *there*. Joined one by one as
+    an unprivileged user, the network namespace would come before the user namespace and be
+    refused (rootless). The PID namespace applies only to children (pid_namespaces(7)), hence
+    the clone after this. Either all of them are joined or none (the call is atomic).
+    """
+    try:
+        kernel.setns(pidfd, flags)
+    except ProcessLookupError:
+        raise MinirunError("the container's PID 1 exited while exec was joining it") from None
+
+
+# --- steps 5-6: the new process, inside ---------------------------------------------------------
+
+
+def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
+    """The start's own steps (process.py), from "root in the user namespace" to execve."""
+    code = RUNTIME_ERROR
+    try:
+        process.become_namespace_root()  # setresuid(0) inside; parent-death signal, not dumpable
+        os.setsid()
+        if exec_plan.tty:
+            master, slave = tty.open_pty_in_container()
+            sync.send(sock, "pty", fds=[master])
+            os.close(master)
+            tty.make_controlling_terminal(slave)
+        elif exec_plan.stdio is None:  # -d: docker discards what a detached exec says
+            _null_stdio()
+        else:
+            _pipe_stdio(exec_plan.stdio)
+        user = process.find_user(exec_plan.user)
+        security.before_user_switch(exec_plan.security)  # the order matters: minirun/security/__init__.py
+        process.switch_user(user)
+        security.after_user_switch(exec_plan.security, user.uid)
+        if exec_plan.detach:
+            # exec -d outlives `minirun exec`; it still dies with the container (its PID namespace).
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
+        try:
+            os.chdir(exec_plan.cwd)
+        except OSError as e:
+            raise MinirunError(f"exec: chdir to {exec_plan.cwd}: {e.strerror}", 126) from None
+        env = _with_defaults(exec_plan, user)
+        process.reset_signals()
+        kernel.close_range_cloexec(3)  # only 0, 1, 2 reach the command (CVE-2024-21626)
+        pid1.execute(exec_plan.argv, env)
+    except MinirunError as e:
+        code = e.code
+        _report(sock, code, str(e))
+    except BaseException as e:
+        _report(sock, code, f"exec: {e}")
+    os._exit(code)
+
+
+def _null_stdio() -> None:
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
+def _pipe_stdio(stdio: process.Stdio) -> None:
+    """minirun's pipes on 0, 1, 2 (stdin /dev/null without -i), its own ends closed."""
+    stdin = stdio.stdin if stdio.stdin >= 0 else os.open("/dev/null", os.O_RDONLY)
+    for fd, target in ((stdin, 0), (stdio.stdout, 1), (stdio.stderr, 2)):
+        os.dup2(fd, target)
+    for fd in {stdin, stdio.stdout, stdio.stderr, *stdio.monitor_ends} - {0, 1, 2}:
+        os.close(fd)
+
+
+def _with_defaults(exec_plan: ExecPlan, user: process.User) -> list[str]:
+    """docker's exec environment: the container's, -e over it, HOSTNAME, HOME and TERM (-t)."""
+    names = {e.split("=", 1)[0] for e in exec_plan.env}
+    defaults = [f"HOSTNAME={exec_plan.hostname}", f"HOME={user.home}",
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    if exec_plan.tty:
+        defaults.append("TERM=xterm")
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + exec_plan.env
+
+
+def _report(sock: socket.socket, code: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        sync.send_error(sock, code, message)

@@ -1,0 +1,188 @@
+"""Namespaces a container shares instead of getting its own: the host's, or another container's.
+
+    --pid=host|container:NAME     --ipc=host|container:NAME|shareable|private
+    --uts=host                    --network=host|container:NAME
+
+`host` leaves a namespace out of clone(2): the container stays in minirun's own. The kernel
+then lets it do only what that namespace's owner (the host's user namespace) allows, so what
+the container would normally create there is borrowed from the host instead (rootfs.py):
+the host's /proc (--pid=host), /dev/shm and /dev/mqueue (--ipc=host), and no sethostname
+(--uts=host).
+
+`container:NAME` joins the namespaces of another running container, *and its user namespace*,
+as podman does for the containers of a pod. Every namespace belongs to the user namespace that
+created it, and the kernel judges what a process may do in it by its capabilities *there*: in
+a user namespace of its own, a container that joined the other's network namespace would not
+even bind port 80 in it (seed 002: "bind() to 0.0.0.0:80 failed (13: Permission denied)").
+In the other's user namespace, its root is that container's root, with the same id map.
+
+How (clone below): a helper process joins the other container's namespaces with one
+setns(2) on a pidfd of its PID 1, user namespace first (see enter.join), then clones the
+container's process with the namespaces still to create and CLONE_PARENT, so that the process
+is minirun's own child, exactly as without sharing; the helper reports its pid and exits.
+A monitor cannot do this itself: nobody can setns back out of a user namespace.
+"""
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minirun import kernel, network, state, userns
+from minirun.enter import open_target, target_pid  # PID 1, or its command (--init, rootless)
+from minirun.errors import MinirunError
+from minirun.spec import ContainerSpec
+
+KINDS = {"pid": kernel.CLONE_NEWPID, "ipc": kernel.CLONE_NEWIPC, "uts": kernel.CLONE_NEWUTS,
+         "net": kernel.CLONE_NEWNET}
+
+
+@dataclass(frozen=True)
+class Donor:
+    """A running container whose namespaces are joined, and which ones."""
+
+    record: state.Record
+    flags: int
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def pid(self) -> int:
+        return self.record.pid
+
+
+@dataclass(frozen=True)
+class SharePlan:
+    new: int  # the CLONE_NEW* flags clone(2) creates (the cgroup namespace comes later, process.py)
+    donors: list[Donor] = field(default_factory=list)  # joined, in this order; the first with its userns
+    pid_host: bool = False
+    ipc_host: bool = False
+    uts_host: bool = False
+
+    @property
+    def joins(self) -> bool:
+        return bool(self.donors)
+
+
+def modes(spec: ContainerSpec) -> dict[str, str]:
+    return {"pid": spec.pid, "ipc": spec.ipc, "uts": spec.uts, "net": spec.network}
+
+
+def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
+    """Decide, before anything is created, which namespaces are new, the host's or joined."""
+    new = kernel.CLONE_NEWNS
+    joined: dict[str, int] = {}  # donor name -> flags
+    for kind, mode in modes(spec).items():
+        if mode.startswith("container:"):
+            name = mode.split(":", 1)[1]
+            joined[name] = joined.get(name, 0) | KINDS[kind]
+        elif mode == "host" or (kind == "net" and not network.has_own_netns(mode)):
+            continue
+        else:
+            new |= KINDS[kind]
+    if spec.hostname and spec.uts == "host":
+        raise MinirunError("--hostname cannot be used with --uts=host (the host's name is shared)")
+    if not joined:
+        return SharePlan(new | kernel.CLONE_NEWUSER, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
+                         uts_host=spec.uts == "host")
+    if spec.security.userns == "host":
+        raise MinirunError("--userns=host cannot be used with container:NAME: the container joins that "
+                           "container's user namespace")
+    donors = []
+    for name, flags in joined.items():
+        other = state.find(state_dir, name)
+        if other.status != "running" or not other.pid:
+            raise MinirunError(f"cannot join the namespaces of container {other.name}: it is not running")
+        if flags & kernel.CLONE_NEWIPC and other.host_config.get("IpcMode") != "shareable":
+            raise MinirunError(f"cannot join the IPC namespace of container {other.name}: it is private "
+                               "(start it with --ipc=shareable, as in docker)")
+        donors.append(Donor(other, flags))
+    if spec.pid.startswith("container:") and spec.network == "slirp4netns":
+        # slirp4netns, run as the user, opens the new container's /proc/PID/ns/net, which a
+        # process that is not dumpable (see clone) does not allow it.
+        raise MinirunError("--pid=container:NAME needs --network none, host or container:NAME when "
+                           "rootless (slirp4netns cannot reach a container in a joined PID namespace)")
+    users = {_namespace(target_pid(d.record), "user") for d in donors}
+    if len(users) > 1:
+        raise MinirunError("the containers to join are in different user namespaces: " +
+                           ", ".join(d.name for d in donors))
+    donors[0] = Donor(donors[0].record, donors[0].flags | kernel.CLONE_NEWUSER)
+    return SharePlan(new, donors, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
+                     uts_host=spec.uts == "host")
+
+
+def _namespace(pid: int, kind: str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/{kind}")
+    except OSError:
+        raise MinirunError("a container to join has exited") from None
+
+
+def id_mapping(share: SharePlan, rootless: bool) -> userns.IdMapping | None:
+    """The id map of the user namespace joined (the donor's), None when the container gets its own."""
+    return userns.of_process(target_pid(share.donors[0].record), rootless) if share.joins else None
+
+
+def host_config(spec: ContainerSpec) -> dict[str, str]:
+    """docker inspect's HostConfig fields for the modes."""
+    return {"PidMode": "" if spec.pid == "private" else spec.pid, "IpcMode": spec.ipc,
+            "UTSMode": "" if spec.uts == "private" else spec.uts}
+
+
+def clone(share: SharePlan) -> int:
+    """kernel.clone(share.new), in the donors' namespaces when there are any: 0 in the child,
+    its pid in the parent."""
+    if not share.joins:
+        return kernel.clone(share.new)
+
+    pidfds = []
+    try:
+        for donor in share.donors:
+            pidfds.append(open_target(donor.record))
+    except BaseException:
+        for fd in pidfds:
+            os.close(fd)
+        raise
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        os.close(report_r)
+        _helper(share, pidfds, report_w)  # returns only in the new child
+        return 0
+    for fd in [report_w, *pidfds]:
+        os.close(fd)
+    try:
+        answer = os.read(report_r, 4096).decode(errors="replace")
+    finally:
+        os.close(report_r)
+        os.waitpid(helper, 0)
+    if not answer.isdigit():
+        raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
+                           f"{answer or 'the helper died'}")
+    return int(answer)
+
+
+def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
+    """Join, clone, report the pid, exit. Returns only in the cloned child."""
+    try:
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        for donor, pidfd in zip(share.donors, pidfds, strict=True):
+            kernel.setns(pidfd, donor.flags)  # the first one with CLONE_NEWUSER: see enter.join
+        # Born not dumpable: in a joined PID namespace the other container's processes see the
+        # new one at once, while it is still the host's python in a copy of the host's mounts
+        # (and rootless, the same user as they are): they must not ptrace it or open its /proc
+        # files before its execve (CVE-2019-5736). setns(USER) may have reset the flag.
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        pid = kernel.clone(share.new | kernel.CLONE_PARENT)
+        if pid == 0:
+            for fd in [report, *pidfds]:
+                os.close(fd)
+            return
+        os.write(report, str(pid).encode())
+        code = 0
+    except BaseException as e:  # one line for the user, through the monitor
+        os.write(report, str(e).encode(errors="replace")[:4000])
+        code = 125
+    os._exit(code)

@@ -1,0 +1,256 @@
+"""`minirun exec`: one more process in a running container, held to the container's own plan
+(minirun/enter.py). Both tiers (fixture `minirun`), pids.max as root (limits need root here).
+
+What is compared is read by the host from PID 1 itself (/proc/PID/ns, /proc/PID/status), so a
+process that merely *looked* contained would not pass.
+"""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
+
+NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
+STATUS_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "Seccomp", "NoNewPrivs", "Uid", "Gid")
+PROMPT = r"# (\x1b\[J)?$"
+
+
+def status_fields(text: str) -> dict[str, str]:
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {k: " ".join(fields[k].split()) for k in STATUS_FIELDS}
+
+
+def test_exec_is_in_every_namespace_and_under_the_same_security(minirun: Tier,
+                                                               names: Callable[[], str]) -> None:
+    name = names()
+    # Not the defaults, so that the plan really comes from the container's record.
+    flags = ("--cap-drop", "CHOWN", "--cap-add", "SYS_PTRACE", "--security-opt", "no-new-privileges",
+             "--network", "none")
+    with container(minirun, name, *flags) as (pid, _):
+        script = ("for n in " + " ".join(NAMESPACES) + "; do readlink /proc/self/ns/$n; done; "
+                  "cat /proc/self/status; echo ---; cat /proc/1/status")
+        out = minirun(["exec", name, "sh", "-c", script], check=0).stdout
+        lines = out.splitlines()
+        expected = [os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES]
+        assert lines[:len(NAMESPACES)] == expected
+        # /proc/self/status of the shell (exec'd as the container's root) against PID 1's: as
+        # the container sees both (ids), and as the host sees PID 1 (the rest).
+        own, pid1 = "\n".join(lines[len(NAMESPACES):]).split("---")
+        ours = status_fields(own)
+        assert ours == status_fields(pid1)
+        theirs = status_fields(Path(f"/proc/{pid}/status").read_text())
+        assert {k: v for k, v in ours.items() if k[1:3] != "id"} == \
+            {k: v for k, v in theirs.items() if k[1:3] != "id"}
+        assert theirs["NoNewPrivs"] == "1" and theirs["Seccomp"] == "2"
+        # The environment, host name and working directory are the container's, -e over them.
+        out = minirun(["exec", "-e", "EXTRA=1", "-w", "/tmp", name, "sh", "-c",
+                       'echo "$HOSTNAME $PATH $EXTRA $(pwd) $(hostname)"'], check=0).stdout.split()
+        assert out[0] == out[4] == minirun.inspect(name)["Config"]["Hostname"]
+        assert out[1].startswith("/usr/local/sbin") and out[2:4] == ["1", "/tmp"]
+        # -u: a user from the container's /etc/passwd, without capabilities.
+        out = minirun(["exec", "-u", "nobody", name, "sh", "-c", "id -u; grep CapEff /proc/self/status"],
+                      check=0).stdout.split()
+        assert out[0] == "65534" and out[-1] == "0000000000000000"
+
+
+def test_seed_004_exec_touch_shows_in_proc_root(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name) as (pid, _):
+        minirun(["exec", name, "touch", "/new_test_file"], check=0)
+        assert "new_test_file" in os.listdir(f"/proc/{pid}/root")
+
+
+def test_exit_codes(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name) as _:
+        assert minirun(["exec", name, "true"]).returncode == 0
+        assert minirun(["exec", name, "sh", "-c", "exit 3"]).returncode == 3
+        result = minirun(["exec", name, "/etc/passwd"], check=126)
+        assert "permission denied" in one_line_error(result)
+        result = minirun(["exec", name, "no-such-command"], check=127)
+        assert "not found" in one_line_error(result)
+        assert minirun(["exec", name, "sh", "-c", "kill -9 $$"]).returncode == 137
+        one_line_error(minirun(["exec", "-w", "/no/such/dir", name, "true"], check=126))
+        one_line_error(minirun(["exec", "-u", "nosuchuser", name, "true"], check=125))
+    one_line_error(minirun(["exec", name, "true"], check=125))  # gone
+    stopped = names()
+    minirun(["run", "--name", stopped, IMAGE, "true"], check=0)
+    assert "not running" in one_line_error(minirun(["exec", stopped, "true"], check=125))
+    minirun(["rm", stopped], check=0)
+
+
+def test_exec_is_counted_in_pids_max(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    pids = 'P=/sys/fs/cgroup/pids; [ -e $P/pids.current ] || P=/sys/fs/cgroup; '
+    with container(root_minirun, name, "--pids-limit", "3") as _:
+        # PID 1 + this shell + cat: the helper that joined for it is gone already.
+        out = root_minirun(["exec", name, "sh", "-c", pids + "cat $P/pids.current; true"], check=0).stdout
+        assert out.split() == ["3"]
+        # PID 1 + sh + one child fill the 3: the shell's second fork fails.
+        result = root_minirun(["exec", name, "sh", "-c", "sleep 5 & sleep 5 & echo forked"])
+        assert "forked" not in result.stdout and "fork" in result.stderr, result
+
+
+def test_exec_it_is_a_shell_on_the_containers_pty(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name) as _:
+        term = minirun.spawn_pty(["exec", "-it", name, "sh"], rows=25, cols=90)
+        term.expect(PROMPT)
+        term.type("tty; stty size; echo $TERM-$((2+3))\n")
+        term.expect(r"/dev/pts/\d+\r\n25 90\r\nxterm-5\r\n")
+        term.expect(PROMPT)
+        # The pty comes from the container's devpts: PID 1 (sleep, no terminal) sees it there.
+        term.type("ls /dev/pts | grep -c '^[0-9]'; echo listed\n")
+        term.expect(r"1\r\nlisted\r\n")
+        term.type("sleep 100\n")
+        term.type("\x03")  # Ctrl-C reaches the foreground sleep, not minirun
+        term.expect(PROMPT)
+        term.type("exit 4\n")
+        assert term.wait(timeout=30) == 4
+
+
+def exec_processes(pid1: int) -> list[int]:
+    """Host pids of the processes in PID 1's PID namespace, PID 1 excepted."""
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid1:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                    found.append(int(entry))
+    return found
+
+
+def test_exec_processes_die_with_the_container(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name) as (pid, monitor):
+        # -d returns once the command runs; it outlives `minirun exec`.
+        minirun(["exec", "-d", name, "sleep", "1001"], check=0)
+        foreground = minirun.popen(["exec", name, "sleep", "1002"])
+
+        def sleeping() -> bool:  # both exec'd: their command lines are the sleeps' own
+            lines = set()
+            for p in exec_processes(pid):
+                with contextlib.suppress(OSError), open(f"/proc/{p}/cmdline", "rb") as f:
+                    lines.add(f.read())
+            return lines == {b"sleep\x001001\x00", b"sleep\x001002\x00"}
+
+        wait_for(sleeping, what="both exec'd sleeps")
+        inside = exec_processes(pid)
+        assert all(process_exists(p) for p in inside)
+        minirun(["rm", "-f", name], check=0)
+        for p in inside:
+            wait_for(lambda p=p: not process_exists(p), timeout=10, what=f"exec'd process {p} to die")
+        assert foreground.wait(timeout=30) == 137
+        monitor.wait(timeout=30)
+
+
+# PID 1 of the attacked container: /etc/passwd becomes a FIFO, so an exec'd process blocks while
+# it reads it, before its execve, still the host's python. The attacker (with CAP_SYS_PTRACE in the
+# container) finds it and tries to reach it; first, as a baseline, the same attempts on a plain
+# process of the container (`sleep`) must work.
+ATTACKER = r"""
+attack() {
+    readlink /proc/$1/exe >/dev/null 2>&1 && echo "$2 exe ok" || echo "$2 exe denied"
+    ls /proc/$1/fd >/dev/null 2>&1 && echo "$2 fd ok" || echo "$2 fd denied"
+    cat /proc/$1/environ >/dev/null 2>&1 && echo "$2 environ ok" || echo "$2 environ denied"
+    echo "$2 ptrace $(/probe/escape_probe ptrace-attach $1)"
+}
+trap 'go=1' USR1
+sleep 1000 & attack $! baseline
+FIFO=${FIFO:-/etc/passwd}
+[ -p $FIFO ] || { rm $FIFO; mkfifo $FIFO; }
+echo ready
+while :; do
+    for p in /proc/[0-9]*; do
+        case "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" in
+        *m[i]nirun*) echo found; while [ -z "$go" ]; do sleep 0.05; done; attack ${p#/proc/} target
+                     echo 'root:x:0:0:root:/root:/bin/sh' > $FIFO; echo released; wait; exit 0;;
+        esac
+    done
+done
+"""
+
+
+def attacked(pid1: int, monitor: subprocess.Popen[str], start: Callable[[], None]) -> None:
+    """Wait for the attacker (PID 1 of `monitor`'s container) to be ready, start the victim;
+    once the victim is blocked on the FIFO (its wait channel, which the host can read), let the
+    attacker go; check its report: the baseline reached, the victim not."""
+    assert monitor.stdout is not None
+    seen = read_until(monitor.stdout, "ready\n")
+    start()
+    seen += read_until(monitor.stdout, "found\n")
+
+    def blocked() -> bool:
+        for p in exec_processes(pid1):
+            with contextlib.suppress(OSError), open(f"/proc/{p}/wchan") as f:
+                if f.read() == "wait_for_partner":
+                    return True
+        return False
+
+    wait_for(blocked, timeout=30, what="the victim to block on the FIFO")
+    os.kill(pid1, signal.SIGUSR1)
+    seen += read_until(monitor.stdout, "released\n")
+    report = dict(re.findall(r"^(\w+ \w+) (.+)$", seen, re.M))
+    for what in ("exe", "fd", "environ"):
+        assert report[f"baseline {what}"] == "ok", seen
+        assert report[f"target {what}"] == "denied", seen
+    assert report["baseline ptrace"] == "ok" and report["target ptrace"] == "errno EPERM", seen
+
+
+def test_exec_cannot_be_reached_from_inside_before_its_execve(minirun: Tier, names: Callable[[], str],
+                                                             escape_probe_dir: Path) -> None:
+    name = names()
+    victim: list[subprocess.Popen[str]] = []
+    with container(minirun, name, "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro",
+                   cmd=("sh", "-c", ATTACKER)) as (pid1, monitor):
+        attacked(pid1, monitor, lambda: victim.append(minirun.popen(["exec", name, "echo", "ran"])))
+        out, err = victim[0].communicate(timeout=60)
+    assert victim[0].returncode == 0 and out == "ran\n", (out, err)
+
+
+def test_a_joining_container_cannot_be_reached_before_its_execve(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path, shared_dir: Path) -> None:
+    """--pid=container:NAME puts the new container in sight of NAME's processes while it is
+    still minirun's python; its /etc/passwd is a FIFO that NAME releases, to hold it there."""
+    fifo = shared_dir / "passwd"
+    os.mkfifo(fifo, 0o666)
+    os.chmod(fifo, 0o666)
+    name = names()
+    joiner: list[subprocess.Popen[str]] = []
+    with container(minirun, name, "--cap-add", "SYS_PTRACE", "--network", "none", "-e", "FIFO=/fifo",
+                   "-v", f"{escape_probe_dir}:/probe:ro", "-v", f"{fifo}:/fifo",
+                   cmd=("sh", "-c", ATTACKER)) as (pid1, monitor):
+        attacked(pid1, monitor, lambda: joiner.append(minirun.popen(
+            ["run", "--rm", "--network", "none", "--pid", f"container:{name}", "-v", f"{fifo}:/etc/passwd",
+             IMAGE, "echo", "ran"])))
+        out, err = joiner[0].communicate(timeout=60)
+    assert joiner[0].returncode == 0 and out == "ran\n", (out, err)
+
+
+def test_exec_into_an_init_container(minirun: Tier, names: Callable[[], str]) -> None:
+    """With --init, PID 1 stays minirun's python and never becomes dumpable: its /proc/PID/ns
+    files are closed to an unprivileged user, yet exec joins its namespaces (by its pidfd)."""
+    name = names()
+    with container(minirun, name, "--init", "--network", "none") as (pid, _):
+        script = "readlink /proc/self/ns/pid; readlink /proc/self/ns/mnt"
+        out = minirun(["exec", name, "sh", "-c", script], check=0).stdout
+        assert out.split() == [os.readlink(f"/proc/{pid}/ns/{n}") for n in ("pid", "mnt")]
+
+
+def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    with container(minirun, name):
+        out = minirun(["exec", "-i", name, "tr", "a-z", "A-Z"], input="piped in\n", check=0).stdout
+        assert out == "PIPED IN\n"
+        assert minirun(["exec", name, "cat"], input="ignored\n", check=0).stdout == ""
+
+
+def test_exec_needs_a_command_and_a_container(minirun: Tier) -> None:
+    one_line_error(minirun(["exec", "no-such-container-xyz", "true"], check=125))
+    one_line_error(minirun(["exec", "no-such-container-xyz"], check=125))

@@ -1,0 +1,159 @@
+"""Shared namespaces (minirun/sharing.py): --pid, --ipc, --uts and --network with `host` or
+`container:NAME`, which also joins that container's user namespace. Both tiers.
+
+Also the command line around them: no abbreviated flags (`--pid` is not `--pids-limit`), one
+line for a flag minirun does not have, docker's management spellings, ps/port/top.
+"""
+
+import os
+import re
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from helpers import IMAGE, Tier, container, one_line_error, read_until, wait_for
+
+# A PID 1 that honours SIGTERM (PID 1 gets only the signals it has a handler for).
+TRAPPING = ("sh", "-c", 'trap "echo got-term; exit 7" TERM; echo up; while :; do sleep 0.1; done')
+
+
+def test_pid_container_sees_and_signals_the_others_pid_1(minirun: Tier, names: Callable[[], str]) -> None:
+    target = names()
+    with container(minirun, target, "--network", "none", cmd=TRAPPING) as (pid, monitor):
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        debug = minirun(["run", "--rm", "--network", "none", "--pid", f"container:{target}", IMAGE,
+                         "sh", "-c", "ps -o pid,args; readlink /proc/1/ns/pid; kill -TERM 1"], check=0).stdout
+        assert re.search(r"^\s*1 sh -c trap", debug, re.M), debug
+        assert namespace in debug
+        assert monitor.wait(timeout=30) == 7
+        assert monitor.stdout is not None and "got-term" in monitor.stdout.read()
+
+
+def test_web_server_in_the_db_containers_network_binds_port_80(minirun: Tier,
+                                                               names: Callable[[], str]) -> None:
+    """Seed 002: `docker run -d --name=web --net=container:db nginx`. Rootful (remapped root) and
+    rootless: in db's user namespace, web's root may bind a port below 1024 in db's network."""
+    db, web = names(), names()
+    serve = "mkdir -p /www && echo hello-from-web > /www/index.html && exec httpd -f -p 80 -h /www"
+    with container(minirun, db) as (db_pid, _), \
+            container(minirun, web, "--net", f"container:{db}", cmd=("sh", "-c", serve)) as (web_pid, _):
+        for kind in ("net", "user"):
+            assert os.readlink(f"/proc/{web_pid}/ns/{kind}") == os.readlink(f"/proc/{db_pid}/ns/{kind}")
+        assert os.readlink(f"/proc/{web_pid}/ns/mnt") != os.readlink(f"/proc/{db_pid}/ns/mnt")
+
+        def fetched() -> str:
+            return minirun(["exec", db, "wget", "-q", "-O", "-", "http://127.0.0.1:80/"]).stdout
+
+        assert wait_for(lambda: "hello-from-web" in fetched(), timeout=20, what="web's page from db")
+        if not minirun.rootless:  # the remapped root: web's root is host uid 1000000, as db's
+            assert Path(f"/proc/{web_pid}/uid_map").read_text() == Path(f"/proc/{db_pid}/uid_map").read_text()
+            assert Path(f"/proc/{web_pid}/uid_map").read_text().split()[1] != "0"
+
+
+def test_joining_an_init_container(minirun: Tier, names: Callable[[], str]) -> None:
+    """--init's PID 1 is never dumpable; rootless, the join goes through its command (enter.py)."""
+    target = names()
+    with container(minirun, target, "--init", "--network", "none") as (pid, _):
+        out = minirun(["run", "--rm", "--network", "none", "--pid", f"container:{target}", IMAGE,
+                       "readlink", "/proc/self/ns/pid"], check=0).stdout
+        assert out.strip() == os.readlink(f"/proc/{pid}/ns/pid")
+
+
+def test_uts_host_gives_the_hosts_hostname(minirun: Tier) -> None:
+    out = minirun(["run", "--rm", "--network", "none", "--uts", "host", IMAGE, "hostname"], check=0).stdout
+    assert out.strip() == os.uname().nodename
+    one_line_error(minirun(["run", "--rm", "--uts", "host", "-h", "other", IMAGE, "true"], check=125))
+
+
+def test_ipc_container_sees_the_others_segment(minirun: Tier, names: Callable[[], str],
+                                               escape_probe_dir: Path) -> None:
+    donor, private = names(), names()
+    make_segment = ("sh", "-c", "/probe/escape_probe shmget 4242; sleep 300")
+    with container(minirun, donor, "--network", "none", "--ipc", "shareable", "-v",
+                   f"{escape_probe_dir}:/probe:ro", cmd=make_segment) as (_, monitor):
+        assert monitor.stdout is not None
+        read_until(monitor.stdout, "ok\n")
+        seen = minirun(["run", "--rm", "--network", "none", "--ipc", f"container:{donor}", IMAGE,
+                        "cat", "/proc/sysvipc/shm"], check=0).stdout
+        assert re.search(r"^\s*4242\s", seen, re.M), seen
+        alone = minirun(["run", "--rm", "--network", "none", IMAGE, "cat", "/proc/sysvipc/shm"],
+                        check=0).stdout
+        assert not re.search(r"^\s*4242\s", alone, re.M), "a private IPC namespace does not see it"
+    with container(minirun, private, "--network", "none"):
+        # docker's rule: only a shareable IPC namespace may be joined.
+        result = minirun(["run", "--rm", "--ipc", f"container:{private}", IMAGE, "true"], check=125)
+        assert "shareable" in one_line_error(result)
+
+
+def test_pid_host_sees_the_hosts_processes(minirun: Tier) -> None:
+    out = minirun(["run", "--rm", "--network", "none", "--pid", "host", IMAGE, "sh", "-c",
+                   "readlink /proc/self/ns/pid; echo $$"], check=0).stdout.split()
+    assert out[0] == os.readlink("/proc/self/ns/pid")
+    assert int(out[1]) > 1, "the shell has a host pid"
+
+
+def test_pids_limit_cannot_be_spelled_pid(minirun: Tier, names: Callable[[], str]) -> None:
+    """argparse would take a unique prefix: `--pid=64` set pids.max to 64."""
+    assert "--pid" in one_line_error(minirun(["run", "--rm", "--pid=64", IMAGE, "true"], check=125))
+    assert "unknown flag: --pids" in one_line_error(minirun(["run", "--rm", "--pids", "5", IMAGE, "true"],
+                                                            check=125))
+    assert "no such container" in one_line_error(minirun(["run", "--rm", "--pid=container:nope-xyz", IMAGE,
+                                                          "true"], check=125))
+    # Flags docker has and minirun does not: one line naming the flag.
+    line = one_line_error(minirun(["run", "--restart", "always", IMAGE, "true"], check=125))
+    assert "--restart" in line
+    assert "--bogus" in one_line_error(minirun(["ps", "--bogus"], check=125))
+
+
+def test_management_spellings_and_listing(minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    publish = ["-p", "18080:80"]
+    with container(minirun, name, *publish) as (pid, _):
+        ids = minirun(["container", "ls", "-q"], check=0).stdout.split()
+        assert minirun.inspect(name)["Id"][:12] in ids
+        table = minirun(["ps", "-f", f"name={name}"], check=0).stdout.splitlines()
+        assert table[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
+                                    "NAMES"]
+        assert len(table) == 2 and re.search(r"Up \S+( seconds?)?", table[1]), table
+        assert "0.0.0.0:18080->80/tcp" in table[1]
+        out = minirun(["ps", "--format", "{{.Names}}\\t{{.Status}}", "-f", f"name={name}"], check=0).stdout
+        assert re.fullmatch(rf"{name}\tUp .+\n", out), out
+        assert minirun(["ps", "-a", "-q", "-f", "status=exited", "-f", f"name={name}"], check=0).stdout == ""
+        assert minirun(["port", name], check=0).stdout == "80/tcp -> 0.0.0.0:18080\n"
+        assert minirun(["port", name, "80"], check=0).stdout == "0.0.0.0:18080\n"
+        minirun(["exec", "-d", name, "sleep", "301"], check=0)
+        top = minirun(["top", name], check=0).stdout.splitlines()
+        assert top[0].split()[:3] == ["UID", "PID", "PPID"]
+        assert {str(pid)} <= {line.split()[1] for line in top[1:]} and any("sleep 301" in t for t in top)
+        minirun(["container", "inspect", name], check=0)
+        assert minirun(["container", "export", "-o", "/dev/null", name]).returncode == 0
+        assert Path("/dev/null").is_char_device(), "a device is written to, never replaced"
+    exited = names()
+    minirun(["run", "--name", exited, "--network", "none", IMAGE, "sh", "-c", "exit 3"], check=3)
+    row = minirun(["ps", "-a", "-f", f"name={exited}", "--format", "{{.Status}}"], check=0).stdout
+    assert re.fullmatch(r"Exited \(3\) (Less than a second|\d+ seconds?) ago\n", row), row
+    minirun(["container", "rm", exited], check=0)
+    assert "image ls" not in one_line_error(minirun(["container", "nope"], check=125))
+    assert "busybox" in minirun(["image", "ls"], check=0).stdout
+
+
+def test_seed_004_debug_container_workflow(minirun: Tier, names: Callable[[], str], shared_dir: Path) -> None:
+    """Seed 004, as a user types it: a detached web server, exec into it, look at it from the
+    host, a debug container in its PID and network namespaces, then `container export`."""
+    web = names()
+    run = minirun(["run", "-d", "--name", web, IMAGE, "sh", "-c",
+                   "mkdir /www && echo seed-004 > /www/index.html && exec httpd -f -p 80 -h /www"], check=0)
+    try:
+        assert re.fullmatch(r"[0-9a-f]{64}\n", run.stdout), run.stdout
+        pid = int(minirun(["inspect", "-f", "{{.State.Pid}}", web], check=0).stdout)
+        minirun(["exec", web, "touch", "new_test_file"], check=0)
+        assert "new_test_file" in os.listdir(f"/proc/{pid}/root")
+        debug = minirun(["run", "--rm", "--pid", f"container:{web}", "--network", f"container:{web}", IMAGE,
+                         "sh", "-c", "ps -o pid,args; wget -q -O - http://127.0.0.1/"], check=0).stdout
+        assert re.search(r"^\s*1 httpd -f -p 80", debug, re.M) and "seed-004" in debug, debug
+        shared_dir.chmod(0o777)
+        minirun(["container", "export", "-o", str(shared_dir / "web.tar"), web], check=0)
+        with tarfile.open(shared_dir / "web.tar") as tar:
+            assert "new_test_file" in {name.lstrip("./") for name in tar.getnames()}
+    finally:
+        minirun(["rm", "-f", web], check=0)
