@@ -149,5 +149,8 @@ def test_whole_suite_in_a_pure_cgroup_v2_guest(xfer: Path) -> None:
         f"SKIPPED (nothing may skip in the guest) {s}" for s in found["skipped"]]
     assert not problems, summary + "\n" + "\n".join(problems) + "\n" + tail(out / "pytest.log", 40)
     assert found["passed"], summary + "\n" + tail(out / "pytest.log")
-    # Failures outside any test (the session's leak check, collection errors) show only here.
-    assert rc_file.read_text().strip() == "0", summary + "\n" + tail(out / "pytest.log", 40)
+    # Failures outside any test (the session's leak check, collection errors) show only here;
+    # exit 2 is the interruption at VM_SUITE_TIMEOUT: the budget ran out before the suite did.
+    rc = rc_file.read_text().strip()
+    why = " (interrupted: MINIRUN_VM_BUDGET too short)" if rc == "2" else ""
+    assert rc == "0", summary + why + "\n" + tail(out / "pytest.log", 40)
