@@ -379,6 +379,7 @@ def create(container_id: str, rootless: bool) -> Cgroup | None:
 def _mkdir_under_shared_parent(path: Path) -> None:
     """mkdir PARENT/ID, where PARENT (shared by all containers) is removed by the last one to
     go: if another minirun removes PARENT between our two mkdirs, simply try again."""
+    last: OSError | None = None
     for _ in range(100):
         try:
             path.parent.mkdir(exist_ok=True)
@@ -387,11 +388,10 @@ def _mkdir_under_shared_parent(path: Path) -> None:
                 _enable_v2_controllers(path.parent)
             path.mkdir()  # from here on PARENT is not empty, so nobody can remove it
             return
-        except FileNotFoundError:
-            if path.parent.exists():
-                raise  # a file that is missing for another reason: a real error, say which
-            continue  # PARENT was removed under us, at any of the steps above
-    raise OSError(errno.EAGAIN, f"cannot create cgroup {path}")
+        except FileNotFoundError as e:
+            last = e  # PARENT was removed under us, at any of the steps above: again
+    # Not a race any more: something is missing for good; say what.
+    raise OSError(errno.EAGAIN, f"cannot create cgroup {path}: {last}")
 
 
 def _enable_v2_controllers(parent: Path) -> None:

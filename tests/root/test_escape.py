@@ -76,13 +76,14 @@ BLOCKED = [
     # itself must be refused (Docker's profile since 25.0).
     ("io_uring-socket-vsock", "", "errno EPERM"),
     ("personality-norandom", "", "errno EPERM"),
-    ("kexec_load", "", "errno EPERM"),
-    ("init_module", "", "errno EPERM"),
 ]
 
 # Refused by the kernel to every user namespace (the capability must be held in the initial
-# one), so even UNPROTECTED gets EPERM: the baseline is root on the host.
-NEEDS_INITIAL_NAMESPACE = [("bpf", ""), ("swapon", ""), ("mknod-block", "/tmp/minirun-probe-blk")]
+# one), so even UNPROTECTED gets EPERM: the baseline is root on the host. kexec_load and
+# init_module (CAP_SYS_BOOT, CAP_SYS_MODULE) are here too: a distribution kernel (the VM tier's
+# Debian 6.1) has both; a kernel built without them says ENOSYS, to root on the host as well.
+NEEDS_INITIAL_NAMESPACE = [("bpf", ""), ("swapon", ""), ("mknod-block", "/tmp/minirun-probe-blk"),
+                           ("kexec_load", ""), ("init_module", "")]
 
 
 @pytest.mark.parametrize(("action", "arg", "expected"), BLOCKED, ids=[b[0] for b in BLOCKED])
@@ -99,12 +100,15 @@ def test_blocked_by_default(minirun: Tier, probe_dir: Path, action: str, arg: st
                          ids=[name for name, _ in NEEDS_INITIAL_NAMESPACE])
 def test_blocked_for_every_container(minirun: Tier, probe_dir: Path, action: str, arg: str) -> None:
     try:
-        assert on_host(probe_dir, action, arg) != "errno EPERM", "host root can do it"
+        on_the_host = on_host(probe_dir, action, arg)
+        assert on_the_host != "errno EPERM", "host root can do it"
     finally:
         if arg:
             Path(arg).unlink(missing_ok=True)
-    assert probe(minirun, probe_dir, action, *UNPROTECTED, arg=arg) == "errno EPERM"
-    assert probe(minirun, probe_dir, action, arg=arg) == "errno EPERM"
+    missing = on_the_host == "errno ENOSYS"  # not in this kernel at all
+    assert probe(minirun, probe_dir, action, *UNPROTECTED, arg=arg) == ("errno ENOSYS" if missing
+                                                                          else "errno EPERM")
+    assert probe(minirun, probe_dir, action, arg=arg) == "errno EPERM"  # the filter answers first
 
 
 def test_ordinary_calls_still_work(minirun: Tier, probe_dir: Path) -> None:
@@ -207,11 +211,13 @@ def test_masked_paths(minirun: Tier) -> None:
 def test_host_process_cannot_be_seen_or_signalled(minirun: Tier) -> None:
     host = subprocess.Popen(["sleep", "600"])
     try:
-        script = f"ls -d /proc/{host.pid} 2>&1; kill -0 {host.pid} 2>&1; ps -o pid | wc -l"
+        # ps to a file, then count: in a pipeline, wc may not be forked yet when ps reads /proc
+        # (it was not, in the VM tier's slower guest).
+        script = f"ls -d /proc/{host.pid} 2>&1; kill -0 {host.pid} 2>&1; ps -o pid > /tmp/ps; wc -l < /tmp/ps"
         result = sh(minirun, script)
         assert "No such file" in result.stdout
         assert "No such process" in result.stdout or "can't kill" in result.stdout
-        assert result.stdout.strip().endswith("\n4"), "ps: its header, sh, ps and wc"
+        assert result.stdout.strip().endswith("\n3"), "ps: its header, sh and ps"
         assert host.poll() is None, "the host process lives on"
     finally:
         host.kill()

@@ -7,6 +7,7 @@ MINIRUN_LAYERS=shifted forces that fallback, so it is tested here on any kernel.
 """
 
 import os
+import secrets
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -74,11 +75,11 @@ def test_rmi_removes_the_shifted_copies(root_minirun: Tier, shared_dir: Path) ->
     assert busybox, "busybox-static is needed (install.sh installs it)"
     (source / "bin" / "busybox").write_bytes(Path(busybox).read_bytes())
     (source / "bin" / "busybox").chmod(0o755)
-    (source / "marker").write_text(shared_dir.name)  # a layer digest of its own
+    (source / "marker").write_text(secrets.token_hex(16))  # a layer digest of its own
     tar = shared_dir / "image.tar"
     with tarfile.open(tar, "w") as t:
         t.add(source, arcname=".")
-    ref = f"mrt-shifted-{shared_dir.name.lower().replace('_', '-')}"
+    ref = f"mrt-shifted-{secrets.token_hex(4)}"
     root_minirun(["import", str(tar), ref], check=0)
     before = set(shifted_copies(root_minirun.store_dir))
     forced(root_minirun, "shifted")(["run", "--rm", ref, "/bin/busybox", "true"], check=0)
