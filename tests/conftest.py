@@ -338,3 +338,35 @@ def shared_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# --- tests of the pure cgroup v2 files: where they run -------------------------------------------
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `cgroup2("memory", ...)` reads and writes the v2 files of those controllers.
+    On a host where they are bound to v1 (the hybrid hosts the suite is developed on) there is
+    nothing for it to test: it is deselected, and the session header says so, not skipped. The
+    VM tier's pure v2 guest runs them (tests/vm); there MINIRUN_TEST_REQUIRE_V2=1 keeps every one
+    selected, so a missing controller fails (cgroup_helpers.require_v2) instead of vanishing."""
+    if os.environ.get("MINIRUN_TEST_REQUIRE_V2") == "1":
+        return
+    from cgroup_helpers import layout, v2_controllers
+
+    have = v2_controllers()
+    left_out = [item for item in items
+                if (mark := item.get_closest_marker("cgroup2")) and not set(mark.args) <= have]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
+        config.stash[_CGROUP2_LEFT_OUT] = (len(left_out), layout())
+
+
+_CGROUP2_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if (left := config.stash.get(_CGROUP2_LEFT_OUT, None)) is not None:
+        terminalreporter.write_line(
+            f"cgroup v2: {left[0]} tests of v2 controller files deselected; this host is {left[1]}; "
+            "the VM tier runs them (pytest -m vm tests/vm)")

@@ -141,6 +141,7 @@ def values(out: str) -> dict[str, str]:
     return {p[0]: p[1] for p in (line.split(None, 1) for line in out.splitlines()) if len(p) == 2}
 
 
+@pytest.mark.cgroup2("memory")
 def test_memory_max_oom_kill_is_counted_and_reported(limited: Tier, names: Callable[[], str]) -> None:
     require_v2("memory")
     # A child beyond memory.max is killed; PID 1 survives and reads the count in memory.events.
@@ -165,6 +166,7 @@ def has_swap() -> bool:
 
 @pytest.mark.parametrize(("swap_flag", "expected"), [
     ([], str(32 * MiB)), (["--memory-swap", "48m"], str(16 * MiB)), (["--memory-swap", "-1"], "max")])
+@pytest.mark.cgroup2("memory")
 def test_memory_swap_max_is_the_swap_part(limited: Tier, swap_flag: list[str], expected: str) -> None:
     """docker's --memory-swap is memory + swap (unset: twice --memory); v2 limits swap alone."""
     require_v2("memory")
@@ -172,6 +174,7 @@ def test_memory_swap_max_is_the_swap_part(limited: Tier, swap_flag: list[str], e
     assert out.stdout.strip() == expected
 
 
+@pytest.mark.cgroup2("memory")
 def test_memory_swap_max_is_enforced(limited: Tier) -> None:
     """With swap, 48 MiB fit in -m 32m when swap may take the rest, and not when it may not."""
     require_v2("memory")
@@ -187,6 +190,7 @@ def test_memory_swap_max_is_enforced(limited: Tier) -> None:
     limited(["run", "--rm", "-m", "32m", "--memory-swap", "32m", IMAGE, "sh", "-c", grow], check=137)
 
 
+@pytest.mark.cgroup2("pids")
 def test_pids_max_refuses_forks_and_counts_them(limited: Tier) -> None:
     require_v2("pids")
     # Builtins only after the loop: at the limit, one more fork could fail.
@@ -207,6 +211,7 @@ CPU_BURN = (
 )
 
 
+@pytest.mark.cgroup2("cpu")
 def test_cpu_max_holds_usage_near_the_limit(limited: Tier) -> None:
     require_v2("cpu")
     out = limited(["run", "--rm", "--cpus", "0.5", IMAGE, "sh", "-c", CPU_BURN], check=0).stdout
@@ -243,6 +248,7 @@ def test_cpu_weight_divides_a_shared_cpu(limited: Tier, shared_dir: Path) -> Non
     assert int(heavy["cpu_us"]) > 2 * int(light["cpu_us"]), outs
 
 
+@pytest.mark.cgroup2("cpuset")
 def test_cpuset_cpus_and_mems(limited: Tier) -> None:
     require_v2("cpuset")
     out = limited(["run", "--rm", "--cpuset-cpus", "0", IMAGE, "sh", "-c",
