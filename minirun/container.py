@@ -44,7 +44,7 @@ class Options(NamedTuple):
     """How a container is run and stopped, beyond what it is (spec.ContainerSpec)."""
 
     detach: bool = False  # -d
-    stop_signal: str = "SIGTERM"  # --stop-signal (docker's default)
+    stop_signal: str = ""  # --stop-signal; "": the image's StopSignal, else SIGTERM (docker's rule)
     stop_timeout: int = DEFAULT_STOP_TIMEOUT  # --stop-timeout
     log: logfile.Options = logfile.Options()  # --log-driver, --log-opt
     args: tuple[str, ...] = ()  # the `run`/`create` arguments, kept for `start` and `restart`
@@ -55,6 +55,15 @@ class Options(NamedTuple):
         if self.log.max_size:
             config = {"max-size": str(self.log.max_size), "max-file": str(self.log.max_files)}
         return {"Type": self.log.driver, "Config": config}
+
+
+def image_stop_signal(value: str) -> str:
+    """The image config's StopSignal ("SIGQUIT", "QUIT" or "3") by name; SIGTERM if it has none
+    or one that names no signal (an image is somebody else's data: it must not break `run`)."""
+    try:
+        return signal.Signals(parse_signal(value)).name if value else "SIGTERM"
+    except MinirunError:
+        return "SIGTERM"
 
 
 def parse_signal(value: str) -> int:

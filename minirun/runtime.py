@@ -185,7 +185,9 @@ def create_record(p: Prepared, options: container.Options) -> Record:
             create_args=list(options.args),
             config={"Hostname": hostname, "Env": p.env, "Cmd": p.argv, "Image": spec.image,
                     "User": p.user or "", "WorkingDir": p.cwd, "Tty": spec.tty, "OpenStdin": spec.interactive,
-                    "StopSignal": options.stop_signal, "StopTimeout": options.stop_timeout},
+                    "StopSignal": options.stop_signal
+                    or container.image_stop_signal(p.image.config.stop_signal),
+                    "StopTimeout": options.stop_timeout},
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
                          "LogConfig": options.log_config(), "LayersMode": userns.shown_layers(p.mapping),

@@ -10,6 +10,7 @@ WORKDIR, USER, EXPOSE.
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 
 from minirun.errors import MinirunError
@@ -69,8 +70,12 @@ def apply_change(config: ImageConfig, change: str) -> ImageConfig:
     if keyword == "EXPOSE":
         ports = [p if "/" in p else f"{p}/tcp" for p in value.split()]
         return dataclasses.replace(config, exposed_ports=config.exposed_ports + ports)
+    if keyword == "STOPSIGNAL":  # what `stop` sends first (container.image_stop_signal)
+        from minirun import container
+
+        return dataclasses.replace(config, stop_signal=signal.Signals(container.parse_signal(value)).name)
     raise MinirunError(f"import: --change {change!r}: {keyword} is not supported "
-                       "(CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE)")
+                       "(CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, STOPSIGNAL)")
 
 
 def run(args: argparse.Namespace) -> int:

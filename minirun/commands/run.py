@@ -59,7 +59,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pid", help="host or container:NAME: share that PID namespace")
     p.add_argument("--ipc", help="private (default), shareable, host or container:NAME")
     p.add_argument("--uts", help="host: share the host's host name")
-    p.add_argument("--stop-signal", default="SIGTERM", help="signal `stop` sends first (default SIGTERM)")
+    p.add_argument("--stop-signal",
+                   help="signal `stop` sends first (default: the image's StopSignal, else SIGTERM)")
     p.add_argument("--stop-timeout", type=int, default=container.DEFAULT_STOP_TIMEOUT, metavar="SECONDS",
                    help="seconds `stop` waits before SIGKILL (default 10)")
     p.add_argument("--log-driver", default="json-file", help="json-file (default: `minirun logs`) or none")
@@ -99,7 +100,7 @@ def to_options(args: argparse.Namespace, verb: str, detach: bool) -> container.O
         raise MinirunError(f"invalid --stop-timeout {args.stop_timeout}: seconds, or -1 to wait forever")
     argv: list[str] = getattr(args, "argv", [])
     kept = argv[argv.index(verb) + 1:] if verb in argv else []
-    stop_signal = signal.Signals(container.parse_signal(args.stop_signal)).name
+    stop_signal = signal.Signals(container.parse_signal(args.stop_signal)).name if args.stop_signal else ""
     return container.Options(detach=detach, stop_signal=stop_signal, stop_timeout=args.stop_timeout,
                              log=logfile.parse_options(args.log_driver, args.log_opt), args=tuple(kept))
 

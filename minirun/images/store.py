@@ -66,6 +66,7 @@ class ImageConfig:
     working_dir: str = ""
     user: str = ""
     exposed_ports: list[str] = field(default_factory=list)  # "80/tcp": recorded, not published
+    stop_signal: str = ""  # what `stop` sends first ("SIGQUIT" for nginx's images); "": SIGTERM
 
 
 @dataclass(frozen=True)
@@ -223,6 +224,7 @@ def _config_to_json(config: ImageConfig) -> dict[str, Any]:
         "WorkingDir": config.working_dir,
         "User": config.user,
         **({"ExposedPorts": {port: {} for port in config.exposed_ports}} if config.exposed_ports else {}),
+        **({"StopSignal": config.stop_signal} if config.stop_signal else {}),
     }
 
 
@@ -236,6 +238,7 @@ def config_from_json(value: dict[str, Any]) -> ImageConfig:
         working_dir=value.get("WorkingDir") or "",
         user=value.get("User") or "",
         exposed_ports=sorted(value.get("ExposedPorts") or {}),
+        stop_signal=stop if isinstance(stop := value.get("StopSignal"), str) else "",
     )
 
 

@@ -233,6 +233,26 @@ def test_stop_signal_restart_and_wait(minirun: Tier, names: Callable[[], str]) -
     minirun(["kill", "-s", "NOSUCHSIG", name], check=125)
 
 
+def test_stop_sends_the_images_stop_signal(minirun: Tier, names: Callable[[], str],
+                                           busybox_tar: Path) -> None:
+    """docker's rule: --stop-signal, else the image's StopSignal (nginx's images say SIGQUIT), else
+    SIGTERM. An image that asks for USR1 is stopped by USR1, which this shell turns into exit 42."""
+    name = names()
+    image = f"{name}-image"
+    minirun(["import", "-c", "STOPSIGNAL SIGUSR1", str(busybox_tar), image], check=0)
+    try:
+        script = 'trap "exit 42" USR1; while :; do sleep 0.1; done'
+        item = run_d(minirun, name, image, "sh", "-c", script)
+        assert item["Config"]["StopSignal"] == "SIGUSR1"
+        time.sleep(0.5)  # the shell's trap is set
+        minirun(["stop", "-t", "30", name], check=0)
+        assert minirun(["wait", name], check=0).stdout == "42\n", "USR1 first, not TERM (143) or KILL (137)"
+        minirun(["rm", name], check=0)
+    finally:
+        minirun(["rm", "-f", name])
+        minirun(["rmi", image], check=0)
+
+
 def test_create_then_start(minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
     container_id = minirun(["create", "--name", name, "--network", "none", IMAGE, "sh", "-c",
