@@ -173,7 +173,7 @@ def finish(watch: Watch, code: int) -> None:
         from minirun import cgroups
 
         with contextlib.suppress(OSError):
-            oom = cgroups.oom_killed(cgroups.from_paths(record.cgroup_paths))
+            oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths))
     container.exited(state_dir, record, code, oom)
     trace.mark("record exit")
     container.teardown(state_dir, record, remove_all=watch.remove)

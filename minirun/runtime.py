@@ -196,7 +196,7 @@ def create_record(p: Prepared, options: container.Options) -> Record:
                          "LogConfig": options.log_config(), **limits_json(spec)},
         )
 
-    record = state.create(p.state_dir, new_record, spec.name)
+    record = state.create(p.state_dir, new_record, spec.name, lambda cid: container.in_use(p.store, cid))
     trace.mark("state record")
     return record
 
