@@ -28,6 +28,7 @@ import re
 import select
 import shutil
 import signal
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import NamedTuple
@@ -255,21 +256,26 @@ def wait_monitor(state_dir: Path, record: Record, timeout: float | None = None) 
     return state.load(state_dir, record.id)
 
 
-def stop(state_dir: Path, record: Record, timeout: float, stop_signal: int) -> None:
-    """docker stop: the stop signal, then SIGKILL if PID 1 has not exited after `timeout`
-    seconds (-1: wait forever); then wait until its monitor has recorded the exit."""
-    fd = open_pid1(record)
-    if fd is None:
-        return
-    try:
-        with contextlib.suppress(ProcessLookupError):
-            signal.pidfd_send_signal(fd, stop_signal)
-        if not wait_pidfd(fd, timeout):
+def stop(state_dir: Path, stops: list[tuple[Record, float, int]]) -> None:
+    """docker stop, for several containers at once: each one's stop signal now, then SIGKILL
+    to each PID 1 that has not exited after its timeout (seconds; -1: wait forever); then
+    wait until their monitors have recorded the exits."""
+    pending = []
+    for record, timeout, stop_signal in stops:
+        fd = open_pid1(record)
+        if fd is not None:
             with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(fd, signal.SIGKILL)
-    finally:
-        os.close(fd)
-    wait_monitor(state_dir, record, 30)
+                signal.pidfd_send_signal(fd, stop_signal)
+            pending.append((record, fd, None if timeout < 0 else time.monotonic() + timeout))
+    for _, fd, deadline in pending:
+        try:
+            if not wait_pidfd(fd, None if deadline is None else max(0.0, deadline - time.monotonic())):
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(fd, signal.SIGKILL)
+        finally:
+            os.close(fd)
+    for record, _, _ in pending:
+        wait_monitor(state_dir, record, 30)
 
 
 def in_container(record: Record, pid: int) -> bool:

@@ -1,4 +1,5 @@
-"""`minirun restart [-t SECONDS] CONTAINER...`: stop (as `minirun stop`), then start detached."""
+"""`minirun restart [-t SECONDS] CONTAINER...`: stop them (as `minirun stop`), then start each
+detached, on the same container directory."""
 
 import argparse
 import sys
@@ -17,10 +18,9 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 
 def run(args: argparse.Namespace) -> int:
-    code = 0
-    for name in args.names:
+    code, stopped = stop_verb.stop(args.names, args.time, None)  # all together, as `stop` does
+    for name in stopped:
         try:
-            stop_verb.stop_one(name, args.time, None)
             start_verb.start(paths.state_dir(), name, attach=False, interactive=False)
             print(name)
         except MinirunError as e:

@@ -3,7 +3,8 @@
 The stop signal (`--stop-signal` of run/create, docker's default SIGTERM; `-s` here) goes to
 PID 1; if it has not exited after the timeout (`--stop-timeout`, default 10 s; `-t` here),
 SIGKILL follows. A container that honoured SIGTERM exits 143 (128 + 15), a killed one 137.
-Signals go through a pidfd proven to be the container's PID 1 (container.open_pid1).
+All the named containers are stopped together, as docker's CLI does. Signals go through a
+pidfd proven to be the container's PID 1 (container.open_pid1).
 """
 
 import argparse
@@ -21,24 +22,31 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("names", nargs="+", metavar="CONTAINER")
 
 
-def stop_one(name: str, timeout: int | None, sig: str | None) -> None:
-    state_dir = paths.state_dir()
-    record = state.find(state_dir, name)
+def how(record: state.Record, timeout: int | None, sig: str | None) -> tuple[state.Record, float, int]:
+    """(record, seconds before SIGKILL, stop signal) from the flags, else the container's own."""
     default = int(record.config.get("StopTimeout", container.DEFAULT_STOP_TIMEOUT))
     seconds = timeout if timeout is not None else default
-    number = container.parse_signal(sig or str(record.config.get("StopSignal") or "SIGTERM"))
-    container.stop(state_dir, record, seconds, number)
+    return record, seconds, container.parse_signal(sig or str(record.config.get("StopSignal") or "SIGTERM"))
+
+
+def stop(names: list[str], timeout: int | None, sig: str | None) -> tuple[int, list[str]]:
+    """Stop every container found: 1 if any was not found, and the names of those stopped."""
+    state_dir = paths.state_dir()
+    code, found = 0, []
+    for name in names:
+        try:
+            found.append((name, how(state.find(state_dir, name), timeout, sig)))
+        except MinirunError as e:
+            print(f"minirun: {e}", file=sys.stderr)
+            code = 1
+    container.stop(state_dir, [plan for _, plan in found])
+    return code, [name for name, _ in found]
 
 
 def run(args: argparse.Namespace) -> int:
     if args.signal is not None:
         container.parse_signal(args.signal)  # a bad signal is a usage error: 125 before anything
-    code = 0
-    for name in args.names:
-        try:
-            stop_one(name, args.time, args.signal)
-            print(name)
-        except MinirunError as e:
-            print(f"minirun: {e}", file=sys.stderr)
-            code = 1
+    code, stopped = stop(args.names, args.time, args.signal)
+    for name in stopped:
+        print(name)
     return code
