@@ -537,6 +537,12 @@ def of_container(container_id: str, claimed: list[str] | None = None) -> Cgroup:
     return Cgroup(tuple(p for p in found if p.is_dir() and not p.is_symlink()))
 
 
+def planned(container_id: str, rootless: bool) -> list[Path]:
+    """Where `create` will make the container's cgroup: written into the record first, so that
+    a SIGKILL between the two never leaves a cgroup no record names."""
+    return [place / container_id for place in _places(rootless)]
+
+
 def has_processes(cgroup: Cgroup) -> bool:
     return any(_pids(path) for path in cgroup.paths)
 

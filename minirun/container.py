@@ -112,13 +112,19 @@ def layout(store: Path, container_id: str) -> Layout:
     return Layout(store / "containers" / container_id)
 
 
-def make_bundle(where: Layout) -> Path:
+def make_bundle(where: Layout, state_dir: Path | None = None) -> Path:
     """The container's directory, under a 0710 parent: host users must not reach setuid
     programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
-    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
+    root and the group of remapped container roots may pass (userns.give_bundle_to_root).
+    Its first entry says whose records it belongs to (`owner`): the store is shared by every
+    state directory, and `prune` sweeps only its own leftovers."""
     bundle = where.bundle
     bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
     os.chmod(bundle.parent, 0o710)
+    if state_dir is not None:
+        bundle.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(os.path.abspath(state_dir), bundle / OWNER)
     for path in (where.upper, where.work, where.merged):
         path.mkdir(parents=True, exist_ok=True)
     return bundle
@@ -361,6 +367,45 @@ def find_detached_monitor(container_id: str) -> int | None:
             return fd
         os.close(fd)
     return None
+
+
+OWNER = "state"  # in the bundle: a symbolic link to the state directory that holds its record
+
+
+def owner(store: Path, container_id: str) -> str | None:
+    with contextlib.suppress(OSError):
+        return os.readlink(layout(store, container_id).bundle / OWNER)
+    return None
+
+
+def sweep(state_dir: Path, store: Path) -> list[str]:
+    """prune's second half: remove what minirun owns here that no valid record names, left by
+    a SIGKILL at the wrong moment or by a broken record: cgroups and bundles (with their logs),
+    record files no one can read, temporary files of dead writers, monitor and slirp4netns
+    sockets. A container that still runs is left alone (`rm -f` removes it). Returns the ids."""
+    from minirun import cgroups, fsutil
+
+    valid = {r.id for r in state.all_records(state_dir, warn=False)}
+    mine = os.path.abspath(state_dir)
+    bundles = bundle_ids(store)
+    candidates = (state.record_ids(state_dir)
+                  | {i for i in bundles if owner(store, i) == mine}
+                  # a cgroup is made after its bundle and removed before it: one without a
+                  # bundle is the rest of a removal that was killed
+                  | {i for i in cgroups.container_ids() if i not in bundles}) - valid
+    removed = []
+    for container_id in sorted(candidates):
+        with contextlib.suppress(MinirunError):
+            remove_orphan(state_dir, store, container_id, force=False)
+            removed.append(container_id)
+    fsutil.remove_abandoned_tmp(state_dir)
+    short = {i[:12] for i in valid}
+    for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5))):
+        for path in state_dir.glob(pattern):
+            if path.name[cut] not in short:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+    return removed
 
 
 def bundle_ids(store: Path) -> set[str]:

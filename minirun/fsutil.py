@@ -10,6 +10,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,9 @@ from typing import Any
 def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
     """Write `value` as JSON to `path` so that readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name: a SIGKILLed writer's file is found and removed by
+    # remove_abandoned_tmp (what `prune` does), never one that a live writer is still writing.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f, indent=2, sort_keys=True)
@@ -31,6 +34,22 @@ def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+ABANDONED_TMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$")
+
+
+def remove_abandoned_tmp(directory: Path) -> list[Path]:
+    """Remove atomic_write_json's temporary files whose writer has died; return them."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            match = ABANDONED_TMP.match(entry.name)
+            if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def read_json(path: Path) -> Any:

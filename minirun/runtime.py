@@ -285,7 +285,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
     spec, state_dir = p.spec, p.state_dir
     try:
         where = container.layout(p.store, record.id)
-        bundle = container.make_bundle(where)
+        bundle = container.make_bundle(where, state_dir)
         stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
         plan = plan_process(spec, p.image, p.mapping, p.net, where, p.store, argv=p.argv, env=p.env,
                             cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
@@ -294,6 +294,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
                 os.makedirs(target, exist_ok=True)
             userns.give_bundle_to_root(bundle, p.mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
+        state.update(state_dir, record, cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
         cgroup = cgroups.create(record.id, p.rootless)
         if cgroup is not None:
             state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])

@@ -86,9 +86,10 @@ def test_a_record_of_wrong_types_breaks_nothing_else(private: Tier, names: Calla
         (warning,) = result.stderr.splitlines()  # one line, naming the file
         assert str(path) in warning and "monitor_pid" in warning, warning
     no_traceback(private(["rm", "-f", up], check=0))
-    no_traceback(private(["prune"], check=0))
-    # The bad one itself: `rm ID` removes it through what the store and the kernel know.
+    # The bad one itself: `rm ID` removes it through what the store and the kernel know
+    # (and `prune` would have: see test_prune_sweeps_what_no_record_names).
     no_traceback(private(["rm", broken_id], check=0))
+    no_traceback(private(["prune"], check=0))
     assert not path.exists()
     assert not (private.store_dir / "containers" / broken_id).exists()
     assert private(["ps", "-a", "-q"], check=0).stdout.split() == []
@@ -229,3 +230,43 @@ def test_rm_does_not_delete_links_or_files_the_network_settings_name(
         assert victim.read_text() == "precious", "rm deleted a file the record named"
     finally:
         subprocess.run(["ip", "-n", netns, "link", "del", link], capture_output=True, check=False)
+
+
+# --- item 11: prune sweeps what a SIGKILL at the wrong moment left ---------------------------------
+
+
+def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -> None:
+    state_dir, store = root_private.state_dir, root_private.store_dir
+    ids = [secrets.token_hex(32) for _ in range(6)]
+    cgroup = Path("/sys/fs/cgroup/pids/minirun") / ids[0]  # killed in a removal, after the bundle went
+    cgroup.mkdir(parents=True)
+    mine, foreign = store / "containers" / ids[1], store / "containers" / ids[2]
+    for bundle, owner in ((mine, state_dir), (foreign, tmp_path)):
+        (bundle / "upper").mkdir(parents=True)
+        (bundle / f"{bundle.name}-json.log").write_text("{}\n")
+        os.symlink(str(owner), bundle / "state")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = state_dir / f".{ids[3]}.json.{dead.pid}.k2j4h1.tmp"
+    live = state_dir / f".{ids[3]}.json.{os.getpid()}.z9y8x7.tmp"  # a live writer's: kept
+    sockets = [state_dir / f"{ids[4][:12]}.attach", state_dir / f"slirp4netns-{ids[5][:12]}.sock"]
+    for path in (abandoned, live, *sockets):
+        path.write_text("")
+    garbage = state_dir / f"{ids[4]}.json"
+    garbage.write_text("{")
+    try:
+        result = root_private(["prune"], check=0)
+        no_traceback(result)
+        assert not cgroup.exists(), "prune left a cgroup no record names"
+        assert not mine.exists(), "prune left a container directory of this state dir"
+        assert foreign.exists(), "prune removed a container directory of another state dir"
+        assert not abandoned.exists() and live.exists()
+        assert not [p for p in sockets if p.exists()], "prune left monitor/slirp4netns sockets"
+        assert not garbage.exists(), "prune left an unreadable record of a stopped container"
+        assert {ids[0], ids[1], ids[4]} <= set(result.stdout.split())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            cgroup.rmdir()
+        shutil.rmtree(mine, ignore_errors=True)
+        shutil.rmtree(foreign, ignore_errors=True)
+        live.unlink()
