@@ -114,7 +114,10 @@ def supervise(watch: Watch) -> int:
             code = reap(watch.pid) if code is None else code
             if code is not None and not relay.outputs():
                 break  # exited, and every write end of its pipes is closed: all output is in
-            for key, _ in relay.selector.select(None if code is None else 5.0):
+            events = relay.selector.select(None if code is None else 5.0)
+            if code is not None and not events:
+                break  # 5 s without output after the exit: a holder outside the container
+            for key, _ in events:
                 if key.data == "wake":
                     for number in os.read(wake_r, 1024):
                         if number in FORWARDED:
@@ -127,9 +130,6 @@ def supervise(watch: Watch) -> int:
                     relay.selector.unregister(watch.pidfd)  # exited: reap() says how
                 else:
                     relay.ready(key)
-            else:
-                if code is not None:  # 5 s without output after the exit: a holder outside
-                    break
     finally:
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
