@@ -381,8 +381,9 @@ def owner(store: Path, container_id: str) -> str | None:
 def sweep(state_dir: Path, store: Path) -> list[str]:
     """prune's second half: remove what minirun owns here that no valid record names, left by
     a SIGKILL at the wrong moment or by a broken record: cgroups and bundles (with their logs),
-    record files no one can read, temporary files of dead writers, monitor and slirp4netns
-    sockets. A container that still runs is left alone (`rm -f` removes it). Returns the ids."""
+    record files no one can read, temporary files of dead writers, exit code files, monitor
+    and slirp4netns sockets. A container that still runs is left alone (`rm -f` removes it).
+    Returns the ids."""
     from minirun import cgroups, fsutil
 
     valid = {r.id for r in state.all_records(state_dir, warn=False)}
@@ -400,7 +401,8 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
             removed.append(container_id)
     fsutil.remove_abandoned_tmp(state_dir)
     short = {i[:12] for i in valid}
-    for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5))):
+    for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5)),
+                         ("*.exit", slice(0, 12))):
         for path in state_dir.glob(pattern):
             if path.name[cut] not in short:
                 with contextlib.suppress(FileNotFoundError):

@@ -30,9 +30,11 @@ def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # say which file (ENOSPC, EIO ...)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

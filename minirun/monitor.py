@@ -174,9 +174,18 @@ def finish(watch: Watch, code: int) -> None:
 
         with contextlib.suppress(OSError):
             oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths))
-    container.exited(state_dir, record, code, oom)
-    trace.mark("record exit")
-    container.teardown(state_dir, record, remove_all=watch.remove)
+    try:
+        # First into its reserved space (cannot fail for want of room), then the record.
+        state.write_exit_file(state_dir, record.id, code)
+        container.exited(state_dir, record, code, oom)
+        trace.mark("record exit")
+        container.teardown(state_dir, record, remove_all=watch.remove)
+    except OSError as e:  # a full or broken state dir: say so; the code is kept (and returned)
+        print(f"minirun: cannot record the exit of {record.id[:12]} ({code}): {e}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            from minirun import cgroups
+
+            cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
 
 
 def _noop(_number: int, _frame: object) -> None:

@@ -295,6 +295,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
             userns.give_bundle_to_root(bundle, p.mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
         state.update(state_dir, record, cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
+        state.reserve_exit_file(state_dir, record.id)  # space for the exit code, taken now
         cgroup = cgroups.create(record.id, p.rootless)
         if cgroup is not None:
             state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])

@@ -105,6 +105,44 @@ def _path(state: Path, container_id: str) -> Path:
     return state / f"{container_id}.json"
 
 
+def exit_path(state: Path, container_id: str) -> Path:
+    """STATE/ID.exit: the exit code, written in place into space reserved before the start.
+
+    A full state directory must not lose an exit code. The record is rewritten as a whole new
+    file (atomic rename), which needs free space at exit time; this file's blocks are reserved
+    (posix_fallocate(3)) before the container runs, so writing the code into them cannot fail
+    with ENOSPC. A record whose monitor died takes its code from here."""
+    return state / f"{container_id}.exit"
+
+
+EXIT_FILE_SIZE = 16
+
+
+def reserve_exit_file(state: Path, container_id: str) -> None:
+    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, EXIT_FILE_SIZE)
+    finally:
+        os.close(fd)
+
+
+def write_exit_file(state: Path, container_id: str, code: int) -> None:
+    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, f"{code}\n".encode().ljust(EXIT_FILE_SIZE, b" "), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_exit_file(state: Path, container_id: str) -> int | None:
+    try:
+        text = exit_path(state, container_id).read_bytes().strip(b"\0 \n")
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
 def _lock(state: Path) -> Path:
     return state / "containers.lock"
 
@@ -125,10 +163,16 @@ def _load_file(path: Path, warn: bool = True) -> Record | None:
         if warn:
             print(f"minirun: warning: ignoring the invalid record {path}: {e}", file=sys.stderr)
         return None
-    if record.dead:
+    if record.dead and record.status == "created":
+        # Its start was interrupted (minirun killed, or the disk full): it never ran.
+        record.error = "minirun died while starting it"
+        record.exit_code = 125
+    elif record.dead:
+        recorded = read_exit_file(path.parent, record.id)  # the monitor wrote it, not the record
         record.status = "exited"
-        record.exit_code = record.exit_code or EXIT_KILLED_WITH_MONITOR
-        record.error = record.error or "minirun monitor died; container was killed with it"
+        record.exit_code = recorded if recorded is not None else record.exit_code or EXIT_KILLED_WITH_MONITOR
+        if recorded is None:
+            record.error = record.error or "minirun monitor died; container was killed with it"
     return record
 
 
@@ -291,14 +335,17 @@ def update(state: Path, record: Record, **changes: Any) -> Record:
 def delete(state: Path, record: Record) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_path(state, record.id))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(exit_path(state, record.id))
     release_name(state, record.id)
 
 
 def delete_id(state: Path, container_id: str) -> None:
     """Remove whatever record file (valid or not) and name claims a container id has."""
     if ID_RULE.match(container_id):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(_path(state, container_id))
+        for path in (_path(state, container_id), exit_path(state, container_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         release_name(state, container_id)
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import IMAGE, Tier, process_exists, wait_for
+from helpers import IMAGE, Tier, process_exists, wait_for, wait_running
 
 from minirun import state
 
@@ -270,3 +271,48 @@ def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -
         shutil.rmtree(mine, ignore_errors=True)
         shutil.rmtree(foreign, ignore_errors=True)
         live.unlink()
+
+
+# --- item 12: a full state directory loses no exit code -----------------------------------------
+
+
+@pytest.fixture
+def tiny_state(minirun: Tier) -> Iterator[Tier]:
+    """The tier with MINIRUN_STATE on a 256 KiB tmpfs of its own."""
+    with private_state(minirun) as tier:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=256k,mode=0700,uid={tier.uid},gid={tier.gid}",
+                        "mrt-tiny-state", str(tier.state_dir)], check=True)
+        try:
+            yield tier
+        finally:
+            tier.kill_processes()
+            for path in tier.state_dir.glob("fill*"):
+                path.unlink()
+            for container_id in {p.name.removesuffix(".json") for p in tier.state_dir.glob("*.json")}:
+                tier(["rm", "-f", container_id], timeout=60)
+            subprocess.run(["umount", str(tier.state_dir)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Fill the file system up to the last byte."""
+    with contextlib.suppress(OSError), open(directory / "fill", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 4096)
+    with contextlib.suppress(OSError), open(directory / "fill-tail", "wb", buffering=0) as f:
+        for _ in range(4096):
+            f.write(b"\0")
+
+
+def test_a_full_state_dir_keeps_the_exit_code(tiny_state: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc = tiny_state.popen(["run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                             "trap 'exit 7' TERM; while :; do sleep 0.1; done"])
+    pid = wait_running(tiny_state, name, proc)["State"]["Pid"]
+    fill(tiny_state.state_dir)
+    os.kill(pid, signal.SIGTERM)  # PID 1's trap: exit 7, with no room left for the record
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, f"minirun run: {proc.returncode}\n{err}"
+    assert "Traceback" not in err, err
+    assert str(tiny_state.state_dir) in err, f"the error names no path: {err}"
+    state_ = tiny_state.inspect(name)["State"]
+    assert (state_["Status"], state_["ExitCode"]) == ("exited", 7), state_

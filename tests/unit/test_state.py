@@ -247,3 +247,29 @@ def test_a_broken_record_keeps_its_name_while_the_container_exists(tmp_path: Pat
     assert state.name_claims(tmp_path) == {"web": again.id}
     state.delete(tmp_path, again)
     assert state.name_claims(tmp_path) == {}
+
+
+# --- issue 12, item 12: an interrupted start, and an exit code kept in reserved space -----------
+
+
+def test_an_interrupted_start_stays_created(tmp_path: Path) -> None:
+    """minirun died (SIGKILL, full disk) while starting: the container never ran, so it is
+    "Created" with why, never "Exited (137) ... monitor died"."""
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "interrupted")
+    state.update(tmp_path, record, monitor_pid=pid, monitor_start=start)
+    seen = state.find(tmp_path, "interrupted")
+    assert seen.status == "created" and seen.exit_code != 137 and "starting" in seen.error
+
+
+def test_a_dead_monitor_s_exit_file_gives_the_code(tmp_path: Path) -> None:
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "full")
+    state.reserve_exit_file(tmp_path, record.id)
+    assert state.exit_path(tmp_path, record.id).stat().st_blocks > 0, "space reserved up front"
+    state.update(tmp_path, record, status="running", pid=12345, monitor_pid=pid, monitor_start=start)
+    state.write_exit_file(tmp_path, record.id, 7)
+    seen = state.find(tmp_path, "full")
+    assert (seen.status, seen.exit_code) == ("exited", 7)
+    state.delete(tmp_path, record)
+    assert not state.exit_path(tmp_path, record.id).exists()
