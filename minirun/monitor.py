@@ -105,6 +105,8 @@ def supervise(watch: Watch) -> int:
     resize = (signal.SIGWINCH,) if watch.attached and watch.tty else ()
     previous = {sig: signal.signal(sig, _noop) for sig in (signal.SIGCHLD, *FORWARDED, *resize)}
     old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    # Signals held during the start (runtime.hold_signals) arrive now, and go to PID 1.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     relay = Relay(watch)
     code: int | None = None
     try:
@@ -131,6 +133,8 @@ def supervise(watch: Watch) -> int:
                 else:
                     relay.ready(key)
     finally:
+        # PID 1 has exited: a signal now must not interrupt the recording of its exit.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)

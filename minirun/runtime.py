@@ -206,9 +206,18 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
     exits; detached, a monitor of its own is forked off, and we return once the command runs."""
     if not attach:
         return start_detached(p, record, options)
-    state.update(p.state_dir, record, monitor_pid=os.getpid(),
-                 monitor_start=state.process_start_time(os.getpid()) or 0)
-    started = launch(p, record, attached=True)
+    hold_signals()
+    try:
+        state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                     monitor_start=state.process_start_time(os.getpid()) or 0)
+        started = launch(p, record, attached=True)
+    except BaseException as e:
+        # It never ran, and everything is torn down: a signal that came meanwhile decides the code.
+        pending = sorted(signal.sigpending() & set(FORWARDED))
+        if pending:
+            raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
+                               "started", 128 + pending[0]) from e
+        raise
     watch = started.watch(p, record, options, attached=True)
     try:
         return monitor.supervise(watch)
@@ -216,6 +225,15 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
         with contextlib.suppress(OSError):  # the monitor failed: the container must not outlive it
             signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
         raise
+
+
+def hold_signals() -> None:
+    """From the record until the command runs, the forwarded signals wait (pthread_sigmask(3)):
+    one that arrived in between would be lost, or would interrupt the set-up half-way (a
+    KeyboardInterrupt in the clone child: 125 "container setup failed:"). The clone child
+    inherits the mask and clears it just before execve (process.reset_signals); the monitor
+    clears it once it forwards (monitor.supervise), and then the pending signal reaches PID 1."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
 
 
 def start_detached(p: Prepared, record: Record, options: container.Options) -> int:
