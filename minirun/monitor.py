@@ -65,6 +65,7 @@ class Watch(NamedTuple):
     remove: bool  # --rm
     attached: bool  # foreground: relay to our own 0/1/2
     interactive: bool  # -i: our stdin (attached) or attach clients' input goes in
+    listener: int = -1  # detached -i/-t: the listening `attach` socket (listen(), before "running")
 
 
 # --- detached: the exec'd lean monitor ---------------------------------------------------------------
@@ -74,7 +75,7 @@ def exec_detached(watch: Watch, keep_fds: list[int]) -> None:
     """Replace this (forked, heavy) process with a fresh interpreter that runs `main`. The
     container stays our child: execve(2) keeps the pid, the children and the marked fds.
     -I -S: no site, no environment, only the standard library and minirun's own package."""
-    for fd in [watch.pidfd, watch.stdout, watch.stderr, watch.stdin, *keep_fds]:
+    for fd in [watch.pidfd, watch.stdout, watch.stderr, watch.stdin, watch.listener, *keep_fds]:
         if fd >= 0:
             os.set_inheritable(fd, True)
     package = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
@@ -87,7 +88,7 @@ def main() -> None:
     raw = json.loads(sys.argv[1])
     raw["log"] = logfile.Options(*raw["log"])
     watch = Watch(**raw)
-    for fd in (watch.pidfd, watch.stdout, watch.stderr, watch.stdin):
+    for fd in (watch.pidfd, watch.stdout, watch.stderr, watch.stdin, watch.listener):
         if fd >= 0:
             os.set_inheritable(fd, False)
     code = supervise(watch)
@@ -232,20 +233,10 @@ class Relay:
 
             tty.copy_window_size(0, watch.stdout)
             self.raw.enter_context(tty.raw_mode(0))
-        if not watch.attached and (watch.tty or watch.interactive):
-            from socket import AF_UNIX, SOCK_CLOEXEC, SOCK_STREAM
+        if watch.listener >= 0:
             from socket import socket as unix_socket
 
-            self.listener = unix_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC)
-            path = attach_socket(watch.state_dir, watch.container_id)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            old = os.umask(0o177)  # the socket file: ours alone (unix(7): connect needs write)
-            try:
-                self.listener.bind(path)
-            finally:
-                os.umask(old)
-            self.listener.listen(4)
+            self.listener = unix_socket(fileno=watch.listener)
             self.selector.register(self.listener, selectors.EVENT_READ, "listen")
 
     def outputs(self) -> bool:
@@ -383,6 +374,24 @@ class Relay:
         self.selector.close()
         for fd in list(self.open_fds):
             self.close_fd(fd)
+
+
+def listen(state_dir: str, container_id: str) -> int:
+    """The `attach` socket, listening before `run -d` returns: an attach right after it finds it."""
+    from socket import AF_UNIX, SOCK_STREAM
+    from socket import socket as unix_socket
+
+    listener = unix_socket(AF_UNIX, SOCK_STREAM)
+    path = attach_socket(state_dir, container_id)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    old = os.umask(0o177)  # the socket file: ours alone (unix(7): connect needs write)
+    try:
+        listener.bind(path)
+    finally:
+        os.umask(old)
+    listener.listen(4)
+    return listener.detach()
 
 
 def attach_socket(state_dir: str, container_id: str) -> str:

@@ -268,6 +268,9 @@ def become_monitor(p: Prepared, record: Record, options: container.Options, repo
         state.update(p.state_dir, record, monitor_pid=os.getpid(),
                      monitor_start=state.process_start_time(os.getpid()) or 0)
         started = launch(p, record, attached=False)
+        watch = started.watch(p, record, options, attached=False)
+        if p.spec.tty or p.spec.interactive:  # attach must find it as soon as we say "running"
+            watch = watch._replace(listener=monitor.listen(str(p.state_dir), record.id))
     except MinirunError as e:
         os.write(report, f"{e.code} {e}".encode())
         return e.code
@@ -276,8 +279,9 @@ def become_monitor(p: Prepared, record: Record, options: container.Options, repo
         return RUNTIME_ERROR
     os.write(report, b"running")
     os.close(report)
-    monitor.exec_detached(started.watch(p, record, options, attached=False), [])
-    return RUNTIME_ERROR  # not reached: exec_detached replaces this process
+    with contextlib.suppress(OSError):  # on failure we exit: PID 1 dies with us (PDEATHSIG)
+        monitor.exec_detached(watch, [])  # replaces this process
+    return RUNTIME_ERROR
 
 
 class Started(NamedTuple):
