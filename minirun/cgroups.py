@@ -615,3 +615,46 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
 
 def from_paths(paths: list[str]) -> Cgroup:
     return Cgroup(tuple(Path(p) for p in paths))
+
+
+# --- a container's cgroup, from its id ------------------------------------------------------------
+
+
+def of_container(container_id: str, claimed: list[str] | None = None) -> Cgroup:
+    """The container's cgroup directories that exist: PARENT/ID in each hierarchy minirun uses
+    (derived from the id, never taken from a record: a record naming /sys/fs/cgroup/system.slice
+    must not make `rm` kill and remove that), plus those a record claims *if* they have exactly
+    that shape (.../PARENT/ID under /sys/fs/cgroup: a rootless user's delegated subtree depends
+    on the session minirun ran in, so `rm` from another shell may not derive the same place)."""
+    from minirun.paths import is_rootless
+
+    found = [place / container_id for place in _places(is_rootless())]
+    for text in claimed or []:
+        path = Path(text)
+        if (path.is_absolute() and os.path.normpath(text) == text and ".." not in path.parts
+                and path.is_relative_to(CGROUP_ROOT) and path.name == container_id
+                and path.parent.name == PARENT and path not in found):
+            found.append(path)
+    return Cgroup(tuple(p for p in found if p.is_dir() and not p.is_symlink()))
+
+
+def planned(container_id: str, rootless: bool) -> list[Path]:
+    """Where `create` will make the container's cgroup: written into the record first, so that
+    a SIGKILL between the two never leaves a cgroup no record names."""
+    return [place / container_id for place in _places(rootless)]
+
+
+def has_processes(cgroup: Cgroup) -> bool:
+    return any(_pids(path) for path in cgroup.paths)
+
+
+def container_ids() -> set[str]:
+    """The ids of every container cgroup under PARENT in the hierarchies minirun uses."""
+    from minirun.paths import is_rootless
+
+    ids = set()
+    for place in _places(is_rootless()):
+        for path in _listdir(place):
+            if len(path.name) == 64 and all(c in "0123456789abcdef" for c in path.name):
+                ids.add(path.name)
+    return ids

@@ -120,13 +120,19 @@ def layout(store: Path, container_id: str) -> Layout:
     return Layout(store / "containers" / container_id)
 
 
-def make_bundle(where: Layout) -> Path:
+def make_bundle(where: Layout, state_dir: Path | None = None) -> Path:
     """The container's directory, under a 0710 parent: host users must not reach setuid
     programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
-    root and the group of remapped container roots may pass (userns.give_bundle_to_root)."""
+    root and the group of remapped container roots may pass (userns.give_bundle_to_root).
+    Its first entry says whose records it belongs to (`owner`): the store is shared by every
+    state directory, and `prune` sweeps only its own leftovers."""
     bundle = where.bundle
     bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
     os.chmod(bundle.parent, 0o710)
+    if state_dir is not None:
+        bundle.mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.symlink(os.path.abspath(state_dir), bundle / OWNER)
     for path in (where.upper, where.work, where.merged):
         path.mkdir(parents=True, exist_ok=True)
     return bundle
@@ -164,7 +170,7 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
     from minirun import cgroups, network, trace  # the teardown's modules, loaded when it happens
 
     if record.cgroup_paths:
-        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
+        cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
         state.update(state_dir, record, cgroup_paths=[])
         trace.mark("teardown: cgroup")
     if record.network_settings:
@@ -182,8 +188,7 @@ def remove(state_dir: Path, record: Record) -> None:
 
     if record.network_settings:  # its monitor died before it could disconnect
         network.disconnect(state_dir, record.id, record.network_settings)
-    if record.cgroup_paths:
-        cgroups.remove(cgroups.from_paths(record.cgroup_paths))
+    cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))  # from the id (issue 12)
     remove_bundle(layout(paths.store_dir(), record.id).bundle)
     state.delete(state_dir, record)
 
@@ -204,7 +209,7 @@ def open_pid1(record: Record) -> int | None:
         fd = os.pidfd_open(record.pid)
     except ProcessLookupError:
         return None
-    if state.process_start_time(record.pid) != record.pid_start:
+    if state.process_start_time(record.pid) != record.pid_start or not in_container(record, record.pid):
         os.close(fd)
         return None
     return fd
@@ -277,6 +282,165 @@ def stop(state_dir: Path, stops: list[tuple[Record, float, int]]) -> None:
             os.close(fd)
     for record, _, _ in pending:
         wait_monitor(state_dir, record, 30)
+
+
+def in_container(record: Record, pid: int) -> bool:
+    """Is `pid` (already pinned by a pidfd) the container's? The record's word is not enough:
+    a hostile record can name any process with its start time. With a cgroup (derived from the
+    id) the kernel says it: /proc/PID/cgroup names it (cgroups(7)). Without one (rootless and
+    no delegated subtree) it must be PID 1 of a PID namespace, child of the live monitor."""
+    from minirun import cgroups
+
+    cgroup = cgroups.of_container(record.id, record.cgroup_paths)
+    if cgroup.paths:
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                return any(line.rstrip("\n").split(":", 2)[2].endswith(f"/{record.id}") for line in f)
+        except OSError:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        with open(f"/proc/{pid}/status") as f:
+            nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
+    except OSError:
+        return False
+    # PID 1 of a PID namespace of its own (proc(5), NSpid: its pid in each namespace it is in).
+    return len(nspid) > 1 and nspid[-1] == "1" and parent == record.monitor_pid and record.monitor_alive()
+
+
+# --- a container without a (valid) record: what the kernel and the store still know ----------
+
+
+def in_use(store: Path, container_id: str) -> bool:
+    """Does anything of this container still exist: its directory or its cgroup?"""
+    from minirun import cgroups
+
+    return layout(store, container_id).bundle.is_dir() or bool(cgroups.of_container(container_id).paths)
+
+
+def orphan_id(state_dir: Path, store: Path, ref: str) -> str | None:
+    """The id of a container that has no valid record but still exists (its record file is
+    garbage, empty or deleted), by its name's claim, full id or unique id prefix; else None."""
+    from minirun import cgroups
+
+    claims = state.name_claims(state_dir)
+    if ref.lstrip("/") in claims and (in_use(store, claims[ref.lstrip("/")])
+                                      or claims[ref.lstrip("/")] in state.record_ids(state_dir)):
+        return claims[ref.lstrip("/")]
+    known = state.record_ids(state_dir) | bundle_ids(store) | cgroups.container_ids()
+    matches = [i for i in known if i.startswith(ref)] if ref else []
+    return matches[0] if len(matches) == 1 else None
+
+
+def find_detached_monitor(container_id: str) -> int | None:
+    """A pidfd for the detached monitor of `container_id`, found by what the kernel shows of it
+    (/proc/PID/cmdline: the lean monitor's argument is its Watch, in JSON, monitor.py), only
+    among our own processes; None if there is none."""
+    import json
+
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if entry.stat().st_uid != os.geteuid():
+                continue
+            start = state.process_start_time(pid)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) < 6 or b"from minirun.monitor import main" not in argv[4]:
+            continue
+        try:
+            watch = json.loads(argv[5])
+        except ValueError:
+            continue
+        if not isinstance(watch, dict) or watch.get("container_id") != container_id:
+            continue
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        if start is not None and state.process_start_time(pid) == start:
+            return fd
+        os.close(fd)
+    return None
+
+
+OWNER = "state"  # in the bundle: a symbolic link to the state directory that holds its record
+
+
+def owner(store: Path, container_id: str) -> str | None:
+    with contextlib.suppress(OSError):
+        return os.readlink(layout(store, container_id).bundle / OWNER)
+    return None
+
+
+def sweep(state_dir: Path, store: Path) -> list[str]:
+    """prune's second half: remove what minirun owns here that no valid record names, left by
+    a SIGKILL at the wrong moment or by a broken record: cgroups and bundles (with their logs),
+    record files no one can read, temporary files of dead writers, exit code files, monitor
+    and slirp4netns sockets. A container that still runs is left alone (`rm -f` removes it).
+    Returns the ids."""
+    from minirun import cgroups, fsutil
+
+    valid = {r.id for r in state.all_records(state_dir, warn=False)}
+    mine = os.path.abspath(state_dir)
+    bundles = bundle_ids(store)
+    candidates = (state.record_ids(state_dir)
+                  | {i for i in bundles if owner(store, i) == mine}
+                  # a cgroup is made after its bundle and removed before it: one without a
+                  # bundle is the rest of a removal that was killed
+                  | {i for i in cgroups.container_ids() if i not in bundles}) - valid
+    removed = []
+    for container_id in sorted(candidates):
+        with contextlib.suppress(MinirunError):
+            remove_orphan(state_dir, store, container_id, force=False)
+            removed.append(container_id)
+    fsutil.remove_abandoned_tmp(state_dir)
+    short = {i[:12] for i in valid}
+    for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5)),
+                         ("*.exit", slice(0, 12))):
+        for path in state_dir.glob(pattern):
+            if path.name[cut] not in short:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+    return removed
+
+
+def bundle_ids(store: Path) -> set[str]:
+    """The ids of every container directory in the store."""
+    try:
+        return {p.name for p in (store / "containers").iterdir() if ID_RULE.match(p.name)}
+    except OSError:
+        return set()
+
+
+def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) -> None:
+    """rm an orphan: kill what runs in its cgroup (cgroup.kill: the kernel knows what is the
+    container's), remove its cgroup, directory, record file and name claim. Its monitor, if
+    alive, sees PID 1 die and finds no record to write: it exits."""
+    from minirun import cgroups
+
+    cgroup = cgroups.of_container(container_id)
+    monitor = find_detached_monitor(container_id)
+    if not force and (cgroups.has_processes(cgroup) or monitor is not None):
+        raise MinirunError(f"container {container_id[:12]} is running: stop it first, or use rm -f")
+    if monitor is not None:
+        # No cgroup to kill (rootless without a delegated subtree): the monitor's death kills
+        # PID 1 (PR_SET_PDEATHSIG), and with it the container's whole PID namespace.
+        try:
+            signal.pidfd_send_signal(monitor, signal.SIGKILL)
+            wait_pidfd(monitor, 10)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(monitor)
+    cgroups.remove(cgroup)
+    remove_bundle(layout(store, container_id).bundle)
+    state.delete_id(state_dir, container_id)
 
 
 # --- how inspect shows it ---------------------------------------------------------------------------

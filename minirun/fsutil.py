@@ -11,6 +11,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -22,7 +23,9 @@ from typing import Any, Literal
 def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
     """Write `value` as JSON to `path` so that readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The writer's pid in the name: a SIGKILLed writer's file is found and removed by
+    # remove_abandoned_tmp (what `prune` does), never one that a live writer is still writing.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(value, f, indent=2, sort_keys=True)
@@ -30,10 +33,28 @@ def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
             f.flush()
             os.fchmod(f.fileno(), mode)
         os.rename(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not e.filename:  # say which file (ENOSPC, EIO ...)
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
+
+
+ABANDONED_TMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$")
+
+
+def remove_abandoned_tmp(directory: Path) -> list[Path]:
+    """Remove atomic_write_json's temporary files whose writer has died; return them."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            match = ABANDONED_TMP.match(entry.name)
+            if match and not os.path.exists(f"/proc/{match.group(1)}"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
 
 
 def read_json(path: Path) -> Any:

@@ -114,6 +114,8 @@ def relay_until_exit(watch: Watch) -> int:
     resize = (signal.SIGWINCH,) if watch.attached and watch.tty else ()
     previous = {sig: signal.signal(sig, _noop) for sig in (signal.SIGCHLD, *FORWARDED, *resize)}
     old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    # Signals held during the start (runtime.hold_signals) arrive now, and go to PID 1.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     relay = Relay(watch)
     code: int | None = None
     try:
@@ -140,6 +142,8 @@ def relay_until_exit(watch: Watch) -> int:
                 else:
                     relay.ready(key)
     finally:
+        # PID 1 has exited: a signal now must not interrupt the recording of its exit.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         signal.set_wakeup_fd(old_wakeup)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -181,10 +185,19 @@ def finish(watch: Watch, code: int) -> None:
         from minirun import cgroups
 
         with contextlib.suppress(OSError):
-            oom = cgroups.oom_killed(cgroups.from_paths(record.cgroup_paths))
-    container.exited(state_dir, record, code, oom)
-    trace.mark("record exit")
-    container.teardown(state_dir, record, remove_all=watch.remove)
+            oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths))
+    try:
+        # First into its reserved space (cannot fail for want of room), then the record.
+        state.write_exit_file(state_dir, record.id, code)
+        container.exited(state_dir, record, code, oom)
+        trace.mark("record exit")
+        container.teardown(state_dir, record, remove_all=watch.remove)
+    except OSError as e:  # a full or broken state dir: say so; the code is kept (and returned)
+        print(f"minirun: cannot record the exit of {record.id[:12]} ({code}): {e}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            from minirun import cgroups
+
+            cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
 
 
 def _noop(_number: int, _frame: object) -> None:

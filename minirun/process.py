@@ -8,6 +8,7 @@ process shares a copy of, must not run any cleanup here).
 
 import contextlib
 import os
+import select
 import signal
 import socket
 from dataclasses import dataclass
@@ -56,6 +57,12 @@ class User:
     home: str
 
 
+def _peer_gone(sock: socket.socket) -> bool:
+    poller = select.poll()
+    poller.register(sock, select.POLLRDHUP)
+    return any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
+
+
 def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
     code = RUNTIME_ERROR
     try:
@@ -64,6 +71,10 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # run as the same unprivileged user when rootless, must open /proc/PID/ns/*, and the
         # /proc files of a non-dumpable process belong to root (proc(5)).
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # A parent that died before that prctl sends no death signal; it may even have sent
+        # "go" first. Its end of the socket is closed then (POLLHUP, unix(7)): never run alone.
+        if _peer_gone(sock):
+            os._exit(RUNTIME_ERROR)
         mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
         become_namespace_root()

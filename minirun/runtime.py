@@ -194,7 +194,7 @@ def create_record(p: Prepared, options: container.Options) -> Record:
                          **limits_json(spec), **sharing.host_config(spec)},
         )
 
-    record = state.create(p.state_dir, new_record, spec.name)
+    record = state.create(p.state_dir, new_record, spec.name, lambda cid: container.in_use(p.store, cid))
     trace.mark("state record")
     return record
 
@@ -204,9 +204,18 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
     exits; detached, a monitor of its own is forked off, and we return once the command runs."""
     if not attach:
         return start_detached(p, record, options)
-    state.update(p.state_dir, record, monitor_pid=os.getpid(),
-                 monitor_start=state.process_start_time(os.getpid()) or 0)
-    started = launch(p, record, attached=True)
+    hold_signals()
+    try:
+        state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                     monitor_start=state.process_start_time(os.getpid()) or 0)
+        started = launch(p, record, attached=True)
+    except BaseException as e:
+        # It never ran, and everything is torn down: a signal that came meanwhile decides the code.
+        pending = sorted(signal.sigpending() & set(FORWARDED))
+        if pending:
+            raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
+                               "started", 128 + pending[0]) from e
+        raise
     watch = started.watch(p, record, options, attached=True)
     try:
         return monitor.supervise(watch)
@@ -214,6 +223,15 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
         with contextlib.suppress(OSError):  # the monitor failed: the container must not outlive it
             signal.pidfd_send_signal(started.pidfd, signal.SIGKILL)
         raise
+
+
+def hold_signals() -> None:
+    """From the record until the command runs, the forwarded signals wait (pthread_sigmask(3)):
+    one that arrived in between would be lost, or would interrupt the set-up half-way (a
+    KeyboardInterrupt in the clone child: 125 "container setup failed:"). The clone child
+    inherits the mask and clears it just before execve (process.reset_signals); the monitor
+    clears it once it forwards (monitor.supervise), and then the pending signal reaches PID 1."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
 
 
 def start_detached(p: Prepared, record: Record, options: container.Options) -> int:
@@ -287,7 +305,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
     spec, state_dir = p.spec, p.state_dir
     try:
         where = container.layout(p.store, record.id)
-        bundle = container.make_bundle(where)
+        bundle = container.make_bundle(where, state_dir)
         stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
         plan = plan_process(spec, p.image, p.mapping, p.net, p.share, where, p.store, argv=p.argv, env=p.env,
                             cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
@@ -299,6 +317,8 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
                 os.makedirs(target, exist_ok=True)
             userns.give_bundle_to_root(bundle, p.mapping)
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
+        state.update(state_dir, record, cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
+        state.reserve_exit_file(state_dir, record.id)  # space for the exit code, taken now
         cgroup = cgroups.create(record.id, p.rootless)
         if cgroup is not None:
             state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])

@@ -15,8 +15,10 @@ cleanup of what it left (cgroup, container layer) is done by the next `rm` or `p
 import contextlib
 import os
 import re
+import sys
+import typing
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from minirun.fsutil import atomic_write_json, locked, read_json
 
 # Docker's rule for container names (daemon/names.go): start alphanumeric, then [a-zA-Z0-9_.-].
 NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ID_RULE = re.compile(r"^[0-9a-f]{64}$")  # 256 random bits in hex, as docker's ids
 
 EXIT_KILLED_WITH_MONITOR = 137  # the monitor's death SIGKILLs the container (PR_SET_PDEATHSIG)
 
@@ -102,6 +105,44 @@ def _path(state: Path, container_id: str) -> Path:
     return state / f"{container_id}.json"
 
 
+def exit_path(state: Path, container_id: str) -> Path:
+    """STATE/ID.exit: the exit code, written in place into space reserved before the start.
+
+    A full state directory must not lose an exit code. The record is rewritten as a whole new
+    file (atomic rename), which needs free space at exit time; this file's blocks are reserved
+    (posix_fallocate(3)) before the container runs, so writing the code into them cannot fail
+    with ENOSPC. A record whose monitor died takes its code from here."""
+    return state / f"{container_id}.exit"
+
+
+EXIT_FILE_SIZE = 16
+
+
+def reserve_exit_file(state: Path, container_id: str) -> None:
+    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, EXIT_FILE_SIZE)
+    finally:
+        os.close(fd)
+
+
+def write_exit_file(state: Path, container_id: str, code: int) -> None:
+    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.pwrite(fd, f"{code}\n".encode().ljust(EXIT_FILE_SIZE, b" "), 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_exit_file(state: Path, container_id: str) -> int | None:
+    try:
+        text = exit_path(state, container_id).read_bytes().strip(b"\0 \n")
+        return int(text) if text.isdigit() else None
+    except OSError:
+        return None
+
+
 def _lock(state: Path) -> Path:
     return state / "containers.lock"
 
@@ -110,28 +151,83 @@ def save(state: Path, record: Record) -> None:
     atomic_write_json(_path(state, record.id), asdict(record), mode=0o600)
 
 
-def _load_file(path: Path) -> Record | None:
+def _load_file(path: Path, warn: bool = True) -> Record | None:
+    """The record in `path`, or None if it vanished (removed concurrently) or is not a valid
+    record: then one line on stderr names the file, and every other container still works.
+    `rm -f ID` still removes such a container through what the kernel knows (rm.py)."""
     try:
-        record = Record(**read_json(path))
-    except (OSError, ValueError, TypeError):
-        return None  # vanished under us (removed concurrently) or not one of ours
-    if record.dead:
+        record = checked(read_json(path), path.name.removesuffix(".json"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        if warn:
+            print(f"minirun: warning: ignoring the invalid record {path}: {e}", file=sys.stderr)
+        return None
+    if record.dead and record.status == "created":
+        # Its start was interrupted (minirun killed, or the disk full): it never ran.
+        record.error = "minirun died while starting it"
+        record.exit_code = 125
+    elif record.dead:
+        recorded = read_exit_file(path.parent, record.id)  # the monitor wrote it, not the record
         record.status = "exited"
-        record.exit_code = record.exit_code or EXIT_KILLED_WITH_MONITOR
-        record.error = record.error or "minirun monitor died; container was killed with it"
+        record.exit_code = recorded if recorded is not None else record.exit_code or EXIT_KILLED_WITH_MONITOR
+        if recorded is None:
+            record.error = record.error or "minirun monitor died; container was killed with it"
     return record
 
 
-def all_records(state: Path) -> list[Record]:
+def checked(raw: Any, container_id: str) -> Record:
+    """A Record from JSON, every field of the type it is declared with (ValueError if not):
+    `rm`, `ps` and the monitor act on these values, so a bad one stops here, not in them."""
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    hints = typing.get_type_hints(Record)
+    known = {f.name for f in fields(Record)}
+    if unknown := sorted(set(raw) - known):
+        raise ValueError(f"unknown field {unknown[0]!r}")
+    for f in fields(Record):
+        if f.name not in raw:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise ValueError(f"no {f.name!r}")
+        elif not _has_type(raw[f.name], hints[f.name]):
+            expected = getattr(hints[f.name], "__name__", hints[f.name])
+            raise ValueError(f"{f.name!r} is {raw[f.name]!r}, not {expected}")
+    record = Record(**raw)
+    if record.id != container_id or not ID_RULE.match(record.id):
+        raise ValueError(f"its id {record.id!r} is not its file name")
+    if not NAME_RULE.match(record.name) or record.name.startswith("/"):
+        raise ValueError(f"invalid name {record.name!r}")
+    if record.status not in ("created", "running", "exited"):
+        raise ValueError(f"unknown status {record.status!r}")
+    for number in ("pid", "pid_start", "monitor_pid", "monitor_start", "exit_code"):
+        if getattr(record, number) < 0:
+            raise ValueError(f"{number!r} is negative")
+    return record
+
+
+def _has_type(value: Any, hint: Any) -> bool:
+    """Is a JSON value of a Record field's declared type? (bool is not an int here)"""
+    origin = typing.get_origin(hint)
+    if origin is list:
+        return isinstance(value, list) and all(_has_type(v, typing.get_args(hint)[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def all_records(state: Path, warn: bool = True) -> list[Record]:
     if not state.is_dir():
         return []
-    records = [_load_file(p) for p in state.glob("*.json")]
+    records = [_load_file(p, warn) for p in state.glob("*.json")]
     return sorted((r for r in records if r is not None), key=lambda r: r.created)
 
 
-def find(state: Path, ref: str) -> Record:
-    """Find a container by name, full id or unique id prefix, as docker does."""
-    records = all_records(state)
+def find(state: Path, ref: str, warn: bool = True) -> Record:
+    """Find a container by name, full id or unique id prefix, as docker does. (warn: say which
+    records are invalid; a command that reads the records again says it once.)"""
+    records = all_records(state, warn)
     for r in records:
         if r.name == ref.lstrip("/") or r.id == ref:
             return r
@@ -159,25 +255,73 @@ def generate_name() -> str:
     return f"{adjectives[a % 16]}_{nouns[n % 16]}_{os.urandom(2).hex()}"
 
 
-def create(state: Path, make_record: Callable[[str, str], Record], name: str | None) -> Record:
+def create(state: Path, make_record: Callable[[str, str], Record], name: str | None,
+           in_use: Callable[[str], bool] = lambda _id: False) -> Record:
     """Allocate an id and a unique name under the lock, and write the "created" record.
 
     The lock makes "is this name free?" and "take it" one step: two `minirun run --name web`
-    started together cannot both succeed.
+    started together cannot both succeed. A name is also taken while a container that had it
+    still exists, even if its record is garbage or gone: see `reserved_names`.
     """
     if name is not None and not NAME_RULE.match(name):
         raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(_lock(state)):
-        taken = {r.name for r in all_records(state)}
+        taken = {r.name for r in all_records(state, warn=False)} | reserved_names(state, in_use)
         if name is not None and name.lstrip("/") in taken:
             raise MinirunError(f"the container name {name!r} is already in use; remove it or pick another")
         chosen = name.lstrip("/") if name else generate_name()
         while chosen in taken:
             chosen = generate_name()
         record = make_record(os.urandom(32).hex(), chosen)  # 256 random bits, as docker's ids
+        _reserve_name(state, chosen, record.id)  # the name first: a record never lacks its claim
         save(state, record)
         return record
+
+
+# A name's claim: STATE/names/NAME, a symbolic link whose target is the container's id, made
+# before the record and removed after it (symlink(2) is atomic). Records can be corrupted or
+# deleted; while the claim and something of its container (record file, directory, cgroup:
+# `in_use`, which container.py knows) remain, the name stays taken and `rm -f NAME` finds it.
+# Without this, a running container whose record broke lost its name to the next `run --name`.
+
+
+def _names(state: Path) -> Path:
+    return state / "names"
+
+
+def name_claims(state: Path) -> dict[str, str]:
+    """name -> container id, from the claims."""
+    claims = {}
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(_names(state)):
+            with contextlib.suppress(OSError):
+                target = os.readlink(entry.path)
+                if ID_RULE.match(target):
+                    claims[entry.name] = target
+    return claims
+
+
+def reserved_names(state: Path, in_use: Callable[[str], bool]) -> set[str]:
+    """Names whose container still exists in some form (a record file, or `in_use`)."""
+    return {name for name, container_id in name_claims(state).items()
+            if _path(state, container_id).exists() or in_use(container_id)}
+
+
+def _reserve_name(state: Path, name: str, container_id: str) -> None:
+    claim = _names(state) / name
+    _names(state).mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(claim)  # a stale claim: its container is gone (reserved_names said so)
+    os.symlink(container_id, claim)
+
+
+def release_name(state: Path, container_id: str, name: str | None = None) -> None:
+    """Remove the claims on names for `container_id` (all of them if name is None)."""
+    for claimed, owner in name_claims(state).items():
+        if owner == container_id and name in (None, claimed):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(_names(state) / claimed)
 
 
 def update(state: Path, record: Record, **changes: Any) -> Record:
@@ -191,6 +335,25 @@ def update(state: Path, record: Record, **changes: Any) -> Record:
 def delete(state: Path, record: Record) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_path(state, record.id))
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(exit_path(state, record.id))
+    release_name(state, record.id)
+
+
+def delete_id(state: Path, container_id: str) -> None:
+    """Remove whatever record file (valid or not) and name claims a container id has."""
+    if ID_RULE.match(container_id):
+        for path in (_path(state, container_id), exit_path(state, container_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        release_name(state, container_id)
+
+
+def record_ids(state: Path) -> set[str]:
+    """The ids of every record file, valid or not."""
+    if not state.is_dir():
+        return set()
+    return {p.name.removesuffix(".json") for p in state.glob("*.json") if ID_RULE.match(p.name[:-5])}
 
 
 @contextlib.contextmanager

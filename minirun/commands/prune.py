@@ -19,4 +19,7 @@ def run(args: argparse.Namespace) -> int:
             if record.status == "exited" or (record.status == "created" and not record.monitor_alive()):
                 container.remove(state_dir, record)
                 print(record.id)
+        # What no record names: left by a SIGKILL at the wrong moment, or a broken record.
+        for container_id in container.sweep(state_dir, paths.store_dir()):
+            print(container_id)
     return 0

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     options = to_options(args, "run", args.detach)
     sys.stdout.flush()
     prepared = runtime.prepare(spec_)
+    if not args.detach:
+        runtime.hold_signals()  # before the record: nothing between it and the start is lost
     record = runtime.create_record(prepared, options)
     code = runtime.start(prepared, record, options, attach=not args.detach)
     if args.detach:

@@ -34,7 +34,7 @@ class Reading:
 def read(record: state.Record) -> Reading:
     usage = None
     if record.status == "running" and record.cgroup_paths:
-        usage = cgroups.usage(cgroups.from_paths(record.cgroup_paths))
+        usage = cgroups.usage(cgroups.of_container(record.id, record.cgroup_paths))
     return Reading(record, usage, time.monotonic())
 
 
@@ -101,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
     before = [read(r) for r in chosen]
     while True:
         time.sleep(INTERVAL)
-        after = [read(state.find(paths.state_dir(), r.record.id)) if args.names else read(r.record)
-                 for r in before]
+        after = [read(state.find(paths.state_dir(), r.record.id, warn=False)) if args.names
+                 else read(r.record) for r in before]
         if not args.no_stream:
             print("\033[2J\033[H", end="")  # clear the screen, cursor home, as docker does
         print_table([row(b, a) for b, a in zip(before, after, strict=True)])
@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         before = after
         if not args.names:  # follow containers that start and stop meanwhile
-            running = {r.id: r for r in state.all_records(paths.state_dir()) if r.status == "running"}
+            running = {r.id: r for r in state.all_records(paths.state_dir(), warn=False)
+                       if r.status == "running"}
             known = {b.record.id for b in before}
             before = [b for b in before if b.record.id in running]
             before += [read(r) for i, r in running.items() if i not in known]

@@ -103,7 +103,7 @@ def disconnect(state_dir: Path, container_id: str, settings: dict[str, Any]) -> 
         bridge.disconnect(container_id, state_dir, settings)
     elif settings.get("Mode") == "slirp4netns":
         from minirun.network import slirp
-        slirp.disconnect(settings)
+        slirp.disconnect(settings, slirp.socket_path(state_dir, container_id))
 
 
 def ports_json(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:

@@ -18,7 +18,6 @@ is imported only when a bridge network is set up or torn down.
 """
 
 import contextlib
-import ipaddress
 import os
 import socket
 from pathlib import Path
@@ -108,9 +107,10 @@ def forget(book: leases.LeaseBook, container_id: str) -> None:
 
 def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> None:
     """Undo connect; safe to repeat, and after the container (or its monitor) died."""
-    host_end = settings.get("HostVeth") or veth_names(container_id)[0]
-    network = Network(settings["Bridge"], ipaddress.IPv4Network(
-        f"{settings['IPAddress']}/{settings['IPPrefixLen']}", strict=False))
+    # Names from the id and the configuration, never from the record's settings: a record
+    # saying HostVeth=eth0 or Bridge=eth0 must not make `rm` delete the host's link (issue 12).
+    host_end = veth_names(container_id)[0]
+    network = leases.configured_network()
     with IPRoute() as ipr:
         # Usually gone already: the container's namespace died and took the pair with it.
         if link_exists(host_end):

@@ -76,7 +76,7 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
             add_hostfwd(api, port)
     except BaseException:
         os.close(exit_w)
-        disconnect(settings)
+        disconnect(settings, api)
         raise
     finally:
         os.close(ready_r)
@@ -109,13 +109,23 @@ def add_hostfwd(api: Path, port: PortMapping) -> None:
         raise MinirunError(f"cannot publish {port.host_ip or '0.0.0.0'}:{port.host_port}: {reason}")
 
 
-def disconnect(settings: dict[str, Any]) -> None:
-    """Stop slirp4netns (if it is still the process we started) and remove its socket."""
+def disconnect(settings: dict[str, Any], api: Path) -> None:
+    """Stop slirp4netns (if it is still the process we started: our child) and remove its
+    socket (`api`, derived from the id: never a path the record names)."""
     pid, start = settings.get("Slirp4netnsPid", 0), settings.get("Slirp4netnsStart", 0)
-    if pid and state.process_start_time(pid) == start:
+    ours = isinstance(pid, int) and pid > 1 and _parent(pid) == os.getpid()
+    if ours and state.process_start_time(pid) == start:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         with contextlib.suppress(ChildProcessError):  # only the monitor, its parent, can reap it
             os.waitpid(pid, 0)
     with contextlib.suppress(FileNotFoundError):
-        Path(settings.get("Slirp4netnsSocket", "")).unlink()
+        api.unlink()
+
+
+def _parent(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0

@@ -192,3 +192,84 @@ def test_a_planted_tmp_state_dir_is_refused(tmp_path: Path) -> None:
     mine = private_tmp_dir(tmp_path / "mine")
     assert mine.is_dir() and (mine.stat().st_mode & 0o777) == 0o700
     assert private_tmp_dir(mine) == mine  # a second call accepts our own directory
+
+
+# --- issue 12, item 9: a corrupt record is skipped with a warning, never a crash ----------------
+
+
+@pytest.mark.parametrize("field,value", [("monitor_pid", "x"), ("pid", -1), ("exit_code", True),
+                                         ("command", "sh"), ("config", []), ("status", "zombie"),
+                                         ("id", "0" * 64), ("name", "a/b"), ("cgroup_paths", [1])])
+def test_a_record_with_a_wrong_field_is_skipped_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str, value: object) -> None:
+    good = state.create(tmp_path, maker(), "good")
+    bad = state.create(tmp_path, maker(), "bad")
+    path = tmp_path / f"{bad.id}.json"
+    raw = json.loads(path.read_text())
+    raw[field] = value
+    path.write_text(json.dumps(raw))
+    capsys.readouterr()
+    assert [r.id for r in state.all_records(tmp_path)] == [good.id]
+    assert state.find(tmp_path, "good").id == good.id
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2 and all(str(path) in w and field in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("content", ["", "{garbage", "[]", '{"unrelated": 1}'])
+def test_garbage_and_empty_records_are_skipped_with_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str) -> None:
+    bad = state.create(tmp_path, maker(), "bad")
+    (tmp_path / f"{bad.id}.json").write_text(content)
+    assert state.all_records(tmp_path) == []
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{bad.id}.json" in line and line.startswith("minirun: warning:")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "deleted"])
+def test_a_broken_record_keeps_its_name_while_the_container_exists(tmp_path: Path, damage: str) -> None:
+    """The name's claim (STATE/names/NAME) outlives the record while something of the
+    container exists (`in_use`: its directory or cgroup, which container.py checks)."""
+    web = state.create(tmp_path, maker(), "web")
+    path = tmp_path / f"{web.id}.json"
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_text("" if damage == "empty" else "{garbage")
+    with pytest.raises(MinirunError, match="already in use"):
+        state.create(tmp_path, maker(), "web", in_use=lambda cid: cid == web.id)
+    assert state.name_claims(tmp_path) == {"web": web.id}
+    if damage != "deleted":
+        with pytest.raises(MinirunError, match="already in use"):  # the record file alone holds it
+            state.create(tmp_path, maker(), "web")
+        state.delete_id(tmp_path, web.id)
+    # Once nothing of it is left, the name is free again (the stale claim is replaced).
+    again = state.create(tmp_path, maker(), "web")
+    assert state.name_claims(tmp_path) == {"web": again.id}
+    state.delete(tmp_path, again)
+    assert state.name_claims(tmp_path) == {}
+
+
+# --- issue 12, item 12: an interrupted start, and an exit code kept in reserved space -----------
+
+
+def test_an_interrupted_start_stays_created(tmp_path: Path) -> None:
+    """minirun died (SIGKILL, full disk) while starting: the container never ran, so it is
+    "Created" with why, never "Exited (137) ... monitor died"."""
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "interrupted")
+    state.update(tmp_path, record, monitor_pid=pid, monitor_start=start)
+    seen = state.find(tmp_path, "interrupted")
+    assert seen.status == "created" and seen.exit_code != 137 and "starting" in seen.error
+
+
+def test_a_dead_monitor_s_exit_file_gives_the_code(tmp_path: Path) -> None:
+    pid, start = dead_monitor()
+    record = state.create(tmp_path, maker(), "full")
+    state.reserve_exit_file(tmp_path, record.id)
+    assert state.exit_path(tmp_path, record.id).stat().st_blocks > 0, "space reserved up front"
+    state.update(tmp_path, record, status="running", pid=12345, monitor_pid=pid, monitor_start=start)
+    state.write_exit_file(tmp_path, record.id, 7)
+    seen = state.find(tmp_path, "full")
+    assert (seen.status, seen.exit_code) == ("exited", 7)
+    state.delete(tmp_path, record)
+    assert not state.exit_path(tmp_path, record.id).exists()

@@ -1,0 +1,318 @@
+"""Issue 12, items 8 and 9: corrupt and hostile records. `rm` must not be a weapon (paths and
+processes come from the container's id and the kernel, never from the record), and one bad
+record must not break the CLI for every other container nor hide a running one.
+
+Each test runs with a state directory of its own (MINIRUN_STATE): corrupt records in the
+shared one would disturb everyone else's `ps` on this machine.
+"""
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import IMAGE, Tier, process_exists, wait_for, wait_running
+
+from minirun import state
+
+
+@contextlib.contextmanager
+def private_state(tier: Tier) -> Iterator[Tier]:
+    """The tier, with a state directory of its own; every container in it removed afterwards."""
+    directory = Path(tempfile.mkdtemp(prefix="mrt-state-"))
+    os.chown(directory, tier.uid, tier.gid)
+    if tier.rootless:  # setpriv ... env -i VAR=... python: the variable goes into env's list
+        at = tier.prefix.index("-i") + 1
+        prefix, env = [*tier.prefix[:at], f"MINIRUN_STATE={directory}", *tier.prefix[at:]], tier.env
+    else:
+        prefix, env = tier.prefix, {**tier.env, "MINIRUN_STATE": str(directory)}
+    private = dataclasses.replace(tier, prefix=prefix, env=env, state_dir=directory, processes=[])
+    try:
+        yield private
+    finally:
+        private.kill_processes()
+        for container_id in {p.name.removesuffix(".json") for p in directory.glob("*.json")}:
+            private(["rm", "-f", container_id], timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def private(minirun: Tier) -> Iterator[Tier]:
+    with private_state(minirun) as tier:
+        yield tier
+
+
+@pytest.fixture
+def root_private(root_minirun: Tier) -> Iterator[Tier]:
+    with private_state(root_minirun) as tier:
+        yield tier
+
+
+def cgroup_dirs(container_id: str) -> list[str]:
+    return [os.path.join(root, d) for top in Path("/sys/fs/cgroup").iterdir()
+            for root, dirs, _ in os.walk(top) for d in dirs if d == container_id]
+
+
+def no_traceback(result: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in result.stderr, result.stderr
+
+
+# --- item 9: one corrupt record breaks nothing else --------------------------------------------
+
+
+def test_a_record_of_wrong_types_breaks_nothing_else(private: Tier, names: Callable[[], str]) -> None:
+    up, broken = names(), names()
+    private(["run", "-d", "--name", up, "--network", "none", IMAGE, "sleep", "600"], check=0)
+    private(["run", "--name", broken, "--network", "none", IMAGE, "true"], check=0)
+    broken_id = private.inspect(broken)["Id"]
+    path = private.state_dir / f"{broken_id}.json"
+    raw = json.loads(path.read_text())
+    raw["monitor_pid"] = "x"
+    path.write_text(json.dumps(raw))
+
+    for args in (["ps", "-a"], ["inspect", up], ["stats", "--no-stream", up]):
+        result = private(args, check=0)
+        no_traceback(result)
+        assert up in result.stdout and broken not in result.stdout, result.stdout
+        assert len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        (warning,) = result.stderr.splitlines()  # one line, naming the file
+        assert str(path) in warning and "monitor_pid" in warning, warning
+    no_traceback(private(["rm", "-f", up], check=0))
+    # The bad one itself: `rm ID` removes it through what the store and the kernel know
+    # (and `prune` would have: see test_prune_sweeps_what_no_record_names).
+    no_traceback(private(["rm", broken_id], check=0))
+    no_traceback(private(["prune"], check=0))
+    assert not path.exists()
+    assert not (private.store_dir / "containers" / broken_id).exists()
+    assert private(["ps", "-a", "-q"], check=0).stdout.split() == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "deleted"])
+def test_a_broken_record_does_not_hide_a_running_container(private: Tier, names: Callable[[], str],
+                                                           damage: str) -> None:
+    name = names()
+    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
+                           check=0).stdout.strip()
+    pid = private.inspect(name)["State"]["Pid"]
+    path = private.state_dir / f"{container_id}.json"
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_text("" if damage == "empty" else '{"id": ')
+
+    again = private(["run", "--name", name, "--network", "none", IMAGE, "true"], check=125)
+    assert "already in use" in again.stderr, again.stderr  # no second container with that name
+    no_traceback(private(["rm", "-f", name], check=0))
+    wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
+    assert not path.exists()
+    assert not (private.store_dir / "containers" / container_id).exists()
+    assert not cgroup_dirs(container_id)
+    private(["run", "--rm", "--name", name, "--network", "none", IMAGE, "true"], check=0)  # free again
+    assert private(["ps", "-a", "-q"], check=0).stdout.split() == []
+
+
+# --- item 8: rm never trusts paths or pids in the record ------------------------------------------
+
+
+def plant(tier: Tier, name: str, **fields: Any) -> str:
+    """Write a hostile record into the tier's state directory; its id."""
+    container_id = secrets.token_hex(32)
+    record = {"id": container_id, "name": name, "image": IMAGE, "image_id": "sha256:0", "command": ["sh"],
+              "created": state.now(), "rootless": tier.rootless, **fields}
+    path = tier.state_dir / f"{container_id}.json"
+    path.write_text(json.dumps(record))
+    os.chown(path, tier.uid, tier.gid)
+    return container_id
+
+
+def test_rm_does_not_remove_the_bundle_a_record_names(root_private: Tier, names: Callable[[], str],
+                                                      tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    (victim / "upper").mkdir(parents=True)
+    (victim / "upper" / "keep").write_text("precious")
+    container_id = plant(root_private, names(), status="exited", bundle=str(victim))
+    root_private(["rm", container_id], check=0)
+    assert (victim / "upper" / "keep").read_text() == "precious"
+    assert not (root_private.state_dir / f"{container_id}.json").exists()
+
+
+@pytest.fixture
+def victim_cgroup() -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
+    """A cgroup that is not minirun's (v1 pids hierarchy: PARENT/child), with a process in it."""
+    parent = Path("/sys/fs/cgroup/pids") / f"mrtvictim-{secrets.token_hex(3)}"
+    child = parent / "child"
+    child.mkdir(parents=True)
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        (child / "cgroup.procs").write_text(str(proc.pid))
+        yield child, proc
+    finally:
+        proc.kill()
+        proc.wait()
+        for path in (child, parent):
+            for _ in range(100):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    wait_for(lambda: True, timeout=1)
+
+
+Victim = tuple[Path, "subprocess.Popen[bytes]"]
+
+
+def test_rm_does_not_touch_the_cgroup_a_record_names(root_private: Tier, names: Callable[[], str],
+                                                     victim_cgroup: Victim) -> None:
+    cgroup, proc = victim_cgroup
+    container_id = plant(root_private, names(), status="exited", cgroup_paths=[str(cgroup)])
+    root_private(["rm", container_id], check=0)
+    assert cgroup.is_dir() and cgroup.parent.is_dir(), "rm removed a cgroup that is not its container's"
+    assert proc.poll() is None, "rm killed a process in a cgroup that is not its container's"
+
+
+@pytest.mark.parametrize("verb", [["rm", "-f"], ["kill"], ["stop", "-t", "1"]])
+def test_no_verb_signals_an_unrelated_process_a_record_names(root_private: Tier, names: Callable[[], str],
+                                                             verb: list[str]) -> None:
+    """pid and start time right, "monitor" alive (this test, the process's real parent): still
+    not the container's, since it is in no container cgroup and is not PID 1 of a namespace."""
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        container_id = plant(root_private, names(), status="running", pid=proc.pid,
+                             pid_start=state.process_start_time(proc.pid), monitor_pid=os.getpid(),
+                             monitor_start=state.process_start_time(os.getpid()))
+        no_traceback(root_private([*verb, container_id], timeout=30))
+        assert proc.poll() is None, f"`minirun {' '.join(verb)}` killed a process that is not the container's"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 1])
+def test_rm_f_of_a_record_naming_pid_minus_1_or_1_kills_nothing(root_private: Tier, names: Callable[[], str],
+                                                                pid: int) -> None:
+    proc = subprocess.Popen(["sleep", "600"])
+    try:
+        container_id = plant(root_private, names(), status="running", pid=pid, pid_start=0,
+                             monitor_pid=os.getpid(), monitor_start=state.process_start_time(os.getpid()))
+        no_traceback(root_private(["rm", "-f", container_id], check=0))
+        assert proc.poll() is None, "rm -f signalled every process (kill(-1))"
+        assert not (root_private.state_dir / f"{container_id}.json").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_rm_does_not_delete_links_or_files_the_network_settings_name(
+        root_private: Tier, names: Callable[[], str], tmp_path: Path) -> None:
+    netns = root_private.netns
+    link = f"mrtv{secrets.token_hex(3)}"
+    subprocess.run(["ip", "-n", netns, "link", "add", link, "type", "bridge"], check=True)
+    victim = tmp_path / "victim.sock"
+    victim.write_text("precious")
+    try:
+        bridge = plant(root_private, names(), status="exited", network_settings={
+            "Mode": "bridge", "Bridge": link, "HostVeth": link, "IPAddress": "10.209.0.9", "IPPrefixLen": 16})
+        slirp = plant(root_private, names(), status="exited", network_settings={
+            "Mode": "slirp4netns", "Slirp4netnsSocket": str(victim), "Slirp4netnsPid": 0})
+        root_private(["rm", bridge, slirp], check=0)
+        shown = subprocess.run(["ip", "-n", netns, "link", "show", link], capture_output=True, check=False)
+        assert shown.returncode == 0, "rm deleted a link the record named"
+        assert victim.read_text() == "precious", "rm deleted a file the record named"
+    finally:
+        subprocess.run(["ip", "-n", netns, "link", "del", link], capture_output=True, check=False)
+
+
+# --- item 11: prune sweeps what a SIGKILL at the wrong moment left ---------------------------------
+
+
+def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -> None:
+    state_dir, store = root_private.state_dir, root_private.store_dir
+    ids = [secrets.token_hex(32) for _ in range(6)]
+    cgroup = Path("/sys/fs/cgroup/pids/minirun") / ids[0]  # killed in a removal, after the bundle went
+    cgroup.mkdir(parents=True)
+    mine, foreign = store / "containers" / ids[1], store / "containers" / ids[2]
+    for bundle, owner in ((mine, state_dir), (foreign, tmp_path)):
+        (bundle / "upper").mkdir(parents=True)
+        (bundle / f"{bundle.name}-json.log").write_text("{}\n")
+        os.symlink(str(owner), bundle / "state")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    abandoned = state_dir / f".{ids[3]}.json.{dead.pid}.k2j4h1.tmp"
+    live = state_dir / f".{ids[3]}.json.{os.getpid()}.z9y8x7.tmp"  # a live writer's: kept
+    sockets = [state_dir / f"{ids[4][:12]}.attach", state_dir / f"slirp4netns-{ids[5][:12]}.sock"]
+    for path in (abandoned, live, *sockets):
+        path.write_text("")
+    garbage = state_dir / f"{ids[4]}.json"
+    garbage.write_text("{")
+    try:
+        result = root_private(["prune"], check=0)
+        no_traceback(result)
+        assert not cgroup.exists(), "prune left a cgroup no record names"
+        assert not mine.exists(), "prune left a container directory of this state dir"
+        assert foreign.exists(), "prune removed a container directory of another state dir"
+        assert not abandoned.exists() and live.exists()
+        assert not [p for p in sockets if p.exists()], "prune left monitor/slirp4netns sockets"
+        assert not garbage.exists(), "prune left an unreadable record of a stopped container"
+        assert {ids[0], ids[1], ids[4]} <= set(result.stdout.split())
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            cgroup.rmdir()
+        shutil.rmtree(mine, ignore_errors=True)
+        shutil.rmtree(foreign, ignore_errors=True)
+        live.unlink()
+
+
+# --- item 12: a full state directory loses no exit code -----------------------------------------
+
+
+@pytest.fixture
+def tiny_state(minirun: Tier) -> Iterator[Tier]:
+    """The tier with MINIRUN_STATE on a 256 KiB tmpfs of its own."""
+    with private_state(minirun) as tier:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=256k,mode=0700,uid={tier.uid},gid={tier.gid}",
+                        "mrt-tiny-state", str(tier.state_dir)], check=True)
+        try:
+            yield tier
+        finally:
+            tier.kill_processes()
+            for path in tier.state_dir.glob("fill*"):
+                path.unlink()
+            for container_id in {p.name.removesuffix(".json") for p in tier.state_dir.glob("*.json")}:
+                tier(["rm", "-f", container_id], timeout=60)
+            subprocess.run(["umount", str(tier.state_dir)], check=True)
+
+
+def fill(directory: Path) -> None:
+    """Fill the file system up to the last byte."""
+    with contextlib.suppress(OSError), open(directory / "fill", "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 4096)
+    with contextlib.suppress(OSError), open(directory / "fill-tail", "wb", buffering=0) as f:
+        for _ in range(4096):
+            f.write(b"\0")
+
+
+def test_a_full_state_dir_keeps_the_exit_code(tiny_state: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    proc = tiny_state.popen(["run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                             "trap 'exit 7' TERM; while :; do sleep 0.1; done"])
+    pid = wait_running(tiny_state, name, proc)["State"]["Pid"]
+    fill(tiny_state.state_dir)
+    os.kill(pid, signal.SIGTERM)  # PID 1's trap: exit 7, with no room left for the record
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7, f"minirun run: {proc.returncode}\n{err}"
+    assert "Traceback" not in err, err
+    assert str(tiny_state.state_dir) in err, f"the error names no path: {err}"
+    state_ = tiny_state.inspect(name)["State"]
+    assert (state_["Status"], state_["ExitCode"]) == ("exited", 7), state_
