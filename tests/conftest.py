@@ -340,33 +340,42 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-# --- tests of the pure cgroup v2 files: where they run -------------------------------------------
+# --- tests of one cgroup version's files: where they run -----------------------------------------
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked `cgroup2("memory", ...)` reads and writes the v2 files of those controllers.
-    On a host where they are bound to v1 (the hybrid hosts the suite is developed on) there is
-    nothing for it to test: it is deselected, and the session header says so, not skipped. The
-    VM tier's pure v2 guest runs them (tests/vm); there MINIRUN_TEST_REQUIRE_V2=1 keeps every one
-    selected, so a missing controller fails (cgroup_helpers.require_v2) instead of vanishing."""
-    if os.environ.get("MINIRUN_TEST_REQUIRE_V2") == "1":
-        return
+    """A test marked `cgroup2("memory", ...)` reads and writes the v2 files of those controllers;
+    one marked `cgroup1("devices")` those of a v1 hierarchy. Where the host has no such files
+    (v2 tests on the hybrid hosts the suite is developed on, v1 tests on a pure v2 host) there is
+    nothing for the test to test: it is deselected, and the session's summary says so, rather
+    than skipped. The VM tier's pure v2 guest runs the v2 tests (tests/vm): there
+    MINIRUN_TEST_REQUIRE_V2=1 keeps every v2 test selected, so a missing controller fails
+    (cgroup_helpers.require_v2) instead of vanishing."""
     from cgroup_helpers import layout, v2_controllers
 
-    have = v2_controllers()
-    left_out = [item for item in items
-                if (mark := item.get_closest_marker("cgroup2")) and not set(mark.args) <= have]
-    if left_out:
-        config.hook.pytest_deselected(items=left_out)
-        items[:] = [item for item in items if item not in left_out]
-        config.stash[_CGROUP2_LEFT_OUT] = (len(left_out), layout())
+    from minirun import cgroups
+
+    v2 = set() if os.environ.get("MINIRUN_TEST_REQUIRE_V2") == "1" else None
+    have_v2 = v2_controllers()
+    have_v1 = {c for h in cgroups.hierarchies() if h.version == 1 for c in h.controllers}
+
+    def left_out(item: pytest.Item) -> bool:
+        if (mark := item.get_closest_marker("cgroup2")) and v2 is None and not set(mark.args) <= have_v2:
+            return True
+        return bool((mark := item.get_closest_marker("cgroup1")) and not set(mark.args) <= have_v1)
+
+    out = [item for item in items if left_out(item)]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = [item for item in items if item not in out]
+        config.stash[_CGROUP_LEFT_OUT] = (len(out), layout())
 
 
-_CGROUP2_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
+_CGROUP_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    if (left := config.stash.get(_CGROUP2_LEFT_OUT, None)) is not None:
+    if (left := config.stash.get(_CGROUP_LEFT_OUT, None)) is not None:
         terminalreporter.write_line(
-            f"cgroup v2: {left[0]} tests of v2 controller files deselected; this host is {left[1]}; "
-            "the VM tier runs them (pytest -m vm tests/vm)")
+            f"cgroups: {left[0]} tests of files this host's cgroups do not have deselected; this host is "
+            f"{left[1]}; the VM tier runs the v2 ones (pytest -m vm tests/vm)")

@@ -63,7 +63,11 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
             [binary, "--configure", "--mtu=65520", "--disable-host-loopback", f"--api-socket={api}",
              f"--ready-fd={ready_w}", f"--exit-fd={exit_r}", str(pid), "tap0"],
             pass_fds=(ready_w, exit_r), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True)  # no terminal signals (Ctrl-C) for it
+            stderr=subprocess.DEVNULL, start_new_session=True,  # no terminal signals (Ctrl-C) for it
+            # The monitor holds the forwarded signals blocked while the container starts
+            # (runtime.py), and a blocked mask survives fork and execve (signal(7)): without
+            # this, slirp4netns would never see the SIGTERM that disconnect() sends it.
+            preexec_fn=_unblock_signals)
     finally:
         os.close(ready_w)
         os.close(exit_r)
@@ -121,6 +125,10 @@ def disconnect(settings: dict[str, Any], api: Path) -> None:
             os.waitpid(pid, 0)
     with contextlib.suppress(FileNotFoundError):
         api.unlink()
+
+
+def _unblock_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def _parent(pid: int) -> int:

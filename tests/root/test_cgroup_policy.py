@@ -45,9 +45,8 @@ def test_devices_outside_the_allowlist_cannot_be_opened(root_minirun: Tier) -> N
     assert "Operation not permitted" in result.stderr
 
 
+@pytest.mark.cgroup1("devices")  # on pure v2 the device program below is the policy
 def test_v1_devices_list_is_the_allowlist(root_minirun: Tier) -> None:
-    if not Path("/sys/fs/cgroup/devices").is_dir():
-        pytest.skip("this host has no cgroup v1 devices controller (the device program is tested below)")
     out = root_minirun(["run", "--rm", "--network", "none", IMAGE, "cat",
                         "/sys/fs/cgroup/devices/devices.list"], check=0).stdout.splitlines()
     assert "a *:* rwm" not in out
@@ -84,9 +83,8 @@ def test_default_pids_limit_is_podmans(root_minirun: Tier) -> None:
         assert out.stdout == f"{expected}\n", flags
 
 
+@pytest.mark.cgroup1("name=systemd")
 def test_systemd_hierarchy_shows_the_container_not_the_host(root_minirun: Tier) -> None:
-    if not any("name=systemd" in h.controllers for h in cgroups.hierarchies()):
-        pytest.skip("this host has no name=systemd v1 hierarchy")
     # The host's root of it has release_agent (what CVE-2022-0492 wrote to); a child cgroup has none.
     assert Path("/sys/fs/cgroup/systemd/release_agent").exists()
     result = root_minirun(["run", "--rm", "--network", "none", IMAGE, "ls", "/sys/fs/cgroup/systemd"],
