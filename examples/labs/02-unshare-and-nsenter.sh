@@ -1,41 +1,49 @@
 #!/bin/sh
-# Lab 02 — "Isolation & namespaces" and "nsenter" (seeds 000 and 002), redone with minirun.
-# A container runs in the background; from the host we find its PID with `minirun inspect -f`
-# and walk into its namespaces with the real nsenter(1). Run as root.
-set -eu
-MINIRUN=${MINIRUN:-minirun}
-NAME=lab02-$$
-step() { printf '\n== %s\n' "$*"; }
-cleanup() { $MINIRUN rm -f "$NAME" >/dev/null 2>&1 || true; }
-trap cleanup EXIT
+# Lab 02 — "Namespaces; unshare; nsenter; sharing a namespace" (seed 002), redone with minirun.
+# A "db" container runs in the background; nsenter walks into it; a "web" container joins its
+# network namespace (--net=container:db) and /proc/PID/ns shows they share one.
+# Run as root: sh examples/labs/02-unshare-and-nsenter.sh [--step]
+. "$(dirname "$0")/lib.sh"
+need_debian
 
-# minirun has no -d yet: the monitor (`minirun run`) simply runs in the background.
-$MINIRUN run --name "$NAME" --hostname webserver busybox sleep 300 &
-for _ in $(seq 100); do
-    [ "$($MINIRUN inspect -f '{{.State.Status}}' "$NAME" 2>/dev/null)" = running ] && break
-    sleep 0.05
-done
+step "unshare --help" "unshare(1): run a program with some namespaces unshared from the parent"
+say "One flag per namespace type; it calls unshare(2) with the matching CLONE_NEW* flags, then execs."
+show "unshare --help | sed -n '1,16p'"
 
-step "docker inspect -f '{{.State.Pid}}' busybox1"
-PID=$($MINIRUN inspect -f '{{.State.Pid}}' "$NAME")
-echo "$PID"
+step "unshare --fork --pid --mount-proc bash" "a shell alone in a new PID namespace"
+say "The article types ps and exit in that shell; here ps runs directly. It is PID 1, and ps sees" \
+    "only itself and its parent, because --mount-proc mounted a /proc for the new namespace."
+show "unshare --fork --pid --mount-proc sh -c 'ps -o pid,comm'"
 
-step "lsns -p \$PID: the container's namespaces, next to the host's"
-lsns -p "$PID" -o NS,TYPE,NPROCS,PID,COMMAND
+DB=$(container_name db)
+step "ls -lha /proc/\$DBPID/ns/" "a db container, and its namespaces as files"
+say "Each /proc/PID/ns/TYPE is a handle to a namespace; the number in brackets is its inode:" \
+    "two processes are in the same namespace exactly when those numbers match (namespaces(7))."
+show "$MINIRUN run -d --name $DB busybox sleep 300"
+DBPID=$(pid_of "$DB")
+show "ls -l /proc/$DBPID/ns/"
 
-step "ls -l /proc/\$PID/ns/ vs /proc/self/ns/: different inode numbers, different namespaces"
-for ns in mnt uts ipc pid net user cgroup; do
-    echo "$ns: host $(readlink /proc/self/ns/$ns)  container $(readlink /proc/$PID/ns/$ns)"
-done
+step "nsenter --help" "nsenter(1): run a program in the namespaces of another process"
+show "nsenter --help | sed -n '1,16p'"
 
-step "nsenter --target \$PID --uts hostname"
-nsenter --target "$PID" --uts hostname
+step "nsenter --target \$DBPID --mount --uts --ipc --net --pid ps aux" "ps inside db's namespaces"
+say "setns(2) into each namespace, then ps: the container's own ps (its mount namespace) sees its" \
+    "PID namespace: sleep is PID 1."
+show "nsenter --target $DBPID --mount --uts --ipc --net --pid ps aux"
 
-step "nsenter --target \$PID -m -p ps -ef: the container's processes, with the container's ps"
-nsenter --target "$PID" -m -p ps -ef
+WEB=$(container_name web)
+step "docker run -d --name=web --net=container:db nginx:alpine" "web joins db's network namespace"
+say "--net=container:db: web is cloned without a new network namespace and joins db's instead" \
+    "(setns(2) before clone; minirun/sharing.py). Everything else is web's own."
+show "$MINIRUN run -d --name=$WEB --net=container:$DB $IMAGE"
+show "WEBPID=\$($MINIRUN inspect -f '{{.State.Pid}}' $WEB)"
+WEBPID=$(pid_of "$WEB")
+show "echo nginx is \$WEBPID"
+say "/proc/PID/cgroup: the container's own cgroup (minirun's, named after its id); on cgroup v2" \
+    "one line 0::/PATH, on v1 one line per hierarchy."
+show "cat /proc/\$WEBPID/cgroup"
 
-step "nsenter --target \$PID -n ip addr: the container's network"
-nsenter --target "$PID" -n ip addr
-
-step "nsenter --target \$PID --mount ls /: the container's root file system"
-nsenter --target "$PID" --mount ls /
+step "ls -lha /proc/\$WEBPID/ns/ | grep net" "the same net inode for both: one namespace"
+say "web's mnt, uts, ipc, pid differ from db's; net is the same inode."
+show "ls -l /proc/$WEBPID/ns/ | grep net"
+show "ls -l /proc/$DBPID/ns/ | grep net"
