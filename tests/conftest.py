@@ -160,6 +160,9 @@ def in_netns(netns: str) -> list[str]:
 # --- the root tier -------------------------------------------------------------------------------
 
 
+DEBIAN_RECIPE = REPO / "rootfs-images" / "debian" / "build.sh"
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.fail("the root and rootless tiers run as root (sudo /opt/minirun/bin/python -m pytest ...)",
@@ -312,6 +315,22 @@ def podman(session: Session, busybox_tar: Path) -> Callable[..., subprocess.Comp
     sanity = podman_run(["--rm", "{image}", "true"])
     assert sanity.returncode == 0, f"podman does not run containers here:\n{sanity.stderr}"
     return podman_run
+
+
+@pytest.fixture(scope="session")
+def debian_tar() -> Path:
+    """The labs' Debian image as a tarball (rootfs-images/debian/build.sh), readable by the test user."""
+    # The first run on a machine builds it (about a minute, from the apt mirror); later ones
+    # find it in /var/cache/minirun/rootfs-images.
+    built = subprocess.run([str(DEBIAN_RECIPE), "--tar"], capture_output=True, text=True, timeout=1200,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    tar = Path(built.stdout.strip().splitlines()[-1])
+    assert tar.is_file() and tar.stat().st_mode & 0o004, "readable by the rootless test user"
+    again = subprocess.run([str(DEBIAN_RECIPE), "--tar"], capture_output=True, text=True, timeout=60,
+                           check=True)
+    assert again.stdout.strip() == str(tar) and "mmdebstrap" not in again.stderr.lower(), "cached"
+    return tar
 
 
 @pytest.fixture(scope="session")

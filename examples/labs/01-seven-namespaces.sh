@@ -36,16 +36,17 @@ step "docker inspect b137f6af4137 | jq .[].NetworkSettings.IPAddress" "the addre
 say "minirun inspect prints docker's JSON, so jq works the same; -f picks one field."
 show "$MINIRUN inspect $WEB | jq '.[].NetworkSettings.IPAddress'"
 
+step "unshare chroot busybox-without-pid sh" "chroot without a PID namespace: every host process shows"
+say "chroot(2) only changes what / means. Once proc is mounted, ps lists every process of the host:" \
+    "no PID namespace. (--mount keeps that proc mount out of the host's mount table.)"
+busybox_rootfs "$SCRATCH/busybox-without-pid"  # as the next step makes one, with export
+show "unshare --mount chroot $SCRATCH/busybox-without-pid sh -c 'ps aux | wc -l; mount -t proc proc /proc; ps aux | wc -l'"
+
 ROOTFS="$SCRATCH/busybox"
 step "docker export \$(docker create busybox) | tar -C busybox -xvf -" "a busybox root file system, from a container"
 say "create makes a container without starting it; export writes its file system as a tar."
 show "mkdir $ROOTFS && id=\$($MINIRUN create busybox true) && $MINIRUN export \$id | tar -C $ROOTFS -xf - && $MINIRUN rm \$id"
 show "ls $ROOTFS"
-
-step "unshare chroot busybox-without-pid sh" "chroot without a PID namespace: every host process shows"
-say "chroot(2) only changes what / means. Once proc is mounted, ps lists every process of the host:" \
-    "no PID namespace. (--mount keeps that proc mount out of the host's mount table.)"
-show "unshare --mount chroot $ROOTFS sh -c 'ps aux | wc -l; mount -t proc proc /proc; ps aux | wc -l'"
 
 step "unshare --pid --fork chroot busybox sh" "with a PID namespace: sh is PID 1, alone"
 say "--pid --fork: sh is PID 1 of a new PID namespace; a proc mounted there shows only its processes."

@@ -23,12 +23,6 @@ say "chroot(2) changes the root directory of one process and nothing else: no ne
     "(unshare --mount only keeps that proc mount out of the host's table.)"
 show "unshare --mount chroot $ROOTFS /bin/sh -c 'ps -ef | wc -l; mount -t proc proc /proc; ps -ef | wc -l'"
 
-step "unshare -Urfpm --mount-proc" "pivot_root by hand: the old root detached, the host gone"
-say "pivot_root(2) moves the old root to a directory under the new one; umount -l detaches it, and" \
-    "no path leads back to the host (chroot can be escaped, a detached old root cannot be walked)." \
-    "minirun does it with pivot_root(\".\", \".\") and umount2(\".\", MNT_DETACH) (rootfs.py)."
-show "unshare -Urfpm --mount-proc sh -c 'mount --rbind $ROOTFS $ROOTFS && cd $ROOTFS && mkdir -p .oldroot && pivot_root . .oldroot && PATH=/bin && mount -t proc proc /proc && umount -l /.oldroot && cat /proc/self/mounts && echo \"old root: \$(ls /.oldroot)(empty)\"'"
-
 step "ping and capabilities (the article's myping)" "ping works for a user through a file capability"
 say "/usr/bin/ping carries cap_net_raw=ep (getcap(8)): exec gives it CAP_NET_RAW, nothing else," \
     "no setuid (capabilities(7)). A copy loses the xattr, and the user's raw socket is refused:" \
@@ -50,9 +44,20 @@ show "umount $SCRATCH/mntX/a; unshare -m sh -c 'mount -t tmpfs lab-a $SCRATCH/mn
 show "umount $SCRATCH/mntX"
 show "$MINIRUN run --rm busybox sh -c 'grep -c shared: /proc/self/mountinfo || true'"
 
+step "unshare -Urfpm --mount-proc" "pivot_root by hand: the old root detached, the host gone"
+say "pivot_root(2) moves the old root to a directory under the new one; umount -l detaches it, and" \
+    "no path leads back to the host (chroot can be escaped, a detached old root cannot be walked)." \
+    "minirun does it with pivot_root(\".\", \".\") and umount2(\".\", MNT_DETACH) (rootfs.py)."
+show "unshare -Urfpm --mount-proc sh -c 'mount --rbind $ROOTFS $ROOTFS && cd $ROOTFS && mkdir -p .oldroot && pivot_root . .oldroot && PATH=/bin && mount -t proc proc /proc && umount -l /.oldroot && cat /proc/self/mounts && echo \"old root: \$(ls /.oldroot)(empty)\"'"
+
 WS=$(container_name webserver)
 step "docker run --name webserver -d nginx" "the web server"
 show "$MINIRUN run --name $WS -d $IMAGE"
+
+step "lsns" "its namespaces, next to the host's"
+say "nginx's master and workers (NPROCS 3) in namespaces of their own: mnt, uts, ipc, pid, net," \
+    "cgroup, and minirun's user namespace."
+show "lsns -o NS,TYPE,NPROCS,PID,COMMAND | grep 'nginx: master'"
 
 step "docker inspect -f '{{.State.Pid}}' webserver" "its PID 1 on the host"
 show "$MINIRUN inspect -f '{{.State.Pid}}' $WS"

@@ -15,7 +15,6 @@ LAB_PAUSE=${LAB_PAUSE:-0}
 LAB_HOME=$(cd "$(dirname "$0")" && pwd)
 IMAGE=${LAB_IMAGE:-debian-lab}
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/minirun-lab.XXXXXX")
-LAB_CONTAINERS=""
 
 # step "ARTICLE COMMAND" "what this step shows"
 step() {
@@ -43,15 +42,16 @@ show_failing() {
     if eval "$@"; then echo "(exit 0: it should have failed)"; return 1; else echo "(exit $?)"; fi
 }
 
-# A name for a lab container, removed when the lab ends (however it ends).
+# A name for a lab container, removed when the lab ends (however it ends). Kept in a file: it
+# is called as NAME=$(container_name web), in a subshell, where a variable would be lost.
 container_name() {
-    name="lab-$1-$$"
-    LAB_CONTAINERS="$LAB_CONTAINERS $name"
-    echo "$name"
+    echo "lab-$1-$$" | tee -a "$SCRATCH/containers"
 }
 
 cleanup() {
-    for name in $LAB_CONTAINERS; do $MINIRUN rm -f "$name" >/dev/null 2>&1 || true; done
+    if [ -f "$SCRATCH/containers" ]; then
+        for name in $(cat "$SCRATCH/containers"); do $MINIRUN rm -f "$name" >/dev/null 2>&1 || true; done
+    fi
     rm -rf "$SCRATCH"
 }
 trap cleanup EXIT

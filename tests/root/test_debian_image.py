@@ -6,27 +6,10 @@ set lacks CAP_NET_RAW), rootful and rootless.
 """
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-from helpers import REPO, Tier
-
-RECIPE = REPO / "rootfs-images" / "debian" / "build.sh"
-
-
-@pytest.fixture(scope="session")
-def debian_tar() -> Path:
-    # The first run on a machine builds it (about a minute, from the apt mirror); later ones
-    # find it in /var/cache/minirun/rootfs-images.
-    built = subprocess.run([str(RECIPE), "--tar"], capture_output=True, text=True, timeout=1200, check=False)
-    assert built.returncode == 0, built.stderr
-    tar = Path(built.stdout.strip().splitlines()[-1])
-    assert tar.is_file() and tar.stat().st_mode & 0o004, "readable by the rootless test user"
-    again = subprocess.run([str(RECIPE), "--tar"], capture_output=True, text=True, timeout=60, check=True)
-    assert again.stdout.strip() == str(tar) and "mmdebstrap" not in again.stderr.lower(), "cached"
-    return tar
+from helpers import Tier
 
 
 def test_ping_works_for_a_user_through_its_file_capability(minirun: Tier, debian_tar: Path,

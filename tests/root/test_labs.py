@@ -1,62 +1,219 @@
 """The labs in examples/labs/ replay the seed articles with minirun; they must keep working.
 
-Each lab runs as root exactly as a learner would run it (`sh examples/labs/NN-*.sh`), with
-MINIRUN pointing at this checkout, and the test checks the facts each step is meant to show.
+Each lab runs exactly as a learner would run it (`sh examples/labs/NN-*.sh`), with MINIRUN
+pointing at this checkout, in the session's network namespace, and the test checks the facts
+each step is there to show. Lab 03's article is about unprivileged namespaces: it runs rootless
+too. (tests/unit/test_lab_coverage.py checks that every seed command has its step.)
 """
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from helpers import REPO, Tier
 
 LABS = REPO / "examples" / "labs"
+IMAGE = "mrt-lab-debian"
 
 pytestmark = pytest.mark.root
 
 
-def run_lab(name: str, tier: Tier) -> str:
-    """Run a lab as root, in the session's network namespace (as the root tier runs minirun)."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
-           "MINIRUN": f"{sys.executable} -m minirun", "PYTHONPATH": str(REPO)}
-    result = subprocess.run(["nsenter", f"--net=/run/netns/{tier.netns}", "sh", str(LABS / name)], env=env,
-                            capture_output=True, text=True, timeout=120)
+@pytest.fixture(scope="module")
+def lab_image(root_tier: Tier, debian_tar: Path) -> Iterator[str]:
+    """The labs' Debian image, imported as a lab would (with nginx as its Cmd), under a test name."""
+    root_tier(["import", "--change", 'CMD ["nginx", "-g", "daemon off;"]', str(debian_tar), IMAGE],
+              check=True, timeout=300)
+    yield IMAGE
+    root_tier(["rmi", "-f", IMAGE])
+
+
+def run_lab(name: str, tier: Tier, debian_tar: Path | None = None) -> str:
+    """Run a lab as the tier's user, in the session's network namespace, as the tier runs minirun."""
+    if tier.rootless:
+        # The user may not read the checkout: a world-readable copy of the labs, and the tier's
+        # own way of becoming the user (setpriv ... env -i ... python -m minirun) with `sh LAB`.
+        copy = Path(tempfile.mkdtemp(prefix="minirun-test-labs-"))
+        try:
+            copy.chmod(0o755)
+            for lab in LABS.glob("*.sh"):
+                shutil.copy(lab, copy / lab.name)
+                (copy / lab.name).chmod(0o755)
+            python_m_minirun = " ".join(tier.prefix[-3:])
+            argv = [*tier.prefix[:-3], f"MINIRUN={python_m_minirun}", "TMPDIR=/tmp", "sh", str(copy / name)]
+            result = subprocess.run(argv, env=tier.env, capture_output=True, text=True, timeout=600)
+        finally:
+            shutil.rmtree(copy, ignore_errors=True)
+    else:
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
+               "MINIRUN": f"{sys.executable} -m minirun", "PYTHONPATH": str(REPO), "LAB_IMAGE": IMAGE,
+               "DEBIAN_TAR": str(debian_tar or "")}
+        result = subprocess.run(["nsenter", f"--net=/run/netns/{tier.netns}", "sh", str(LABS / name)],
+                                env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "[press Enter" not in result.stdout, "no pauses without --step"
     return result.stdout
 
 
 def section(output: str, title_start: str) -> str:
-    """The output of one `== step` of a lab."""
+    """The output of one step of a lab (`== ARTICLE COMMAND` up to the next step)."""
     parts = re.split(r"^== ", output, flags=re.M)
-    return next(p for p in parts if p.startswith(title_start))
+    found = [p for p in parts if p.startswith(title_start)]
+    assert found, f"no step {title_start!r} in:\n{output}"
+    return found[0]
 
 
-def test_lab_01_seven_namespaces(root_tier: Tier) -> None:
+def shown(text: str) -> list[str]:
+    """What the commands of a step printed: neither the `$ command` lines nor the explanations."""
+    return [line for line in text.splitlines()[2:] if not line.startswith(("$ ", "   | "))]
+
+
+def test_lab_00_isolation_and_namespaces(root_tier: Tier, lab_image: str) -> None:
+    out = run_lab("00-isolation-and-namespaces.sh", root_tier)
+    started = section(out, "docker run -d nginx")
+    for ns in ("user", "mnt", "uts", "ipc", "pid", "net", "cgroup"):
+        assert re.search(rf"^\d+ {ns} +3 +\d+ nginx: master process", started, flags=re.M), (ns, started)
+    pid_step = section(out, "docker inspect -f '{{.State.Pid}}' objective_fermat")
+    assert int(shown(pid_step)[0]) > 1
+    container_id = re.search(r"^([0-9a-f]{64})$", started, flags=re.M).group(1)  # type: ignore[union-attr]
+    assert re.search(rf"^upperdir=/\S+/{container_id}/upper$", pid_step, flags=re.M)
+    assert re.search(r"^lowerdir=/\S+", pid_step, flags=re.M)
+    assert re.search(r"^/ +overlay +overlay$", section(out, "findmnt -N"), flags=re.M)
+    assert {"etc", "usr", "proc"} <= set(shown(section(out, "nsenter --target 27685 --mount ls /")))
+    assert re.search(r"^\s+1 .*\btop$", section(out, "nsenter --target 2565 -m -p ps -ef"), flags=re.M)
+    unshared = section(out, "unshare --pid --fork --mount-proc /bin/bash")
+    assert re.search(r"^root +1 +0 .* ps -ef$", unshared, flags=re.M)  # the host's ps, PID 1
+    assert re.search(r"^ +1 root .*ps -ef$", unshared, flags=re.M)  # busybox's, PID 1 in the container
+    debug = section(out, "docker run -it --name debug --pid=container:webserver")
+    assert re.search(r"^\S+ +1 +0 .* nginx: master process", debug, flags=re.M)
+    assert re.search(r"^\S+ +\d+ +1 .* nginx: worker process", debug, flags=re.M)
+    net = section(out, "nsenter --target 2758 -n ip addr")
+    assert "lo:" in net and re.search(r"^\d+: eth0@", net, flags=re.M)
+    assert re.search(r"LISTEN .* 0\.0\.0\.0:80 ", section(out, "docker run -it --name=debug-network"))
+    private = shown(section(out, "docker run ubuntu:22.04 ls -R"))
+    assert all(line.endswith(":/") for line in private[1:]) and private[1:], private
+    host = shown(section(out, "docker run --cgroupns=host ubuntu:22.04 ls -R"))
+    assert int(host[0]) >= int(private[0])
+    uts = shown(section(out, "docker run -it ubuntu:22.04 /bin/bash"))
+    assert re.fullmatch(r"[0-9a-f]{12}", uts[0]) and uts[1] == os.uname().nodename
+    assert shown(section(out, "docker run --uts=host"))[0] == os.uname().nodename
+
+
+def test_lab_01_seven_namespaces(root_tier: Tier, lab_image: str) -> None:
     out = run_lab("01-seven-namespaces.sh", root_tier)
-    assert "my pid: 1" in section(out, "PID namespace")
-    net = section(out, "Network namespace")
-    assert "lo:" in net
-    uts = section(out, "UTS namespace")
-    assert "\nfoo\n" in uts and f"host: {os.uname().nodename}" in uts
-    assert "uid=0(root)" in section(out, "User namespace")
-    assert "host mounts of the container's overlay: 0" in section(out, "Mount namespace")
-    ipc = section(out, "IPC namespace")
-    assert "container segments: 0" in ipc and "host segments: 0" not in ipc
+    assert "HTTP/1.1 200 OK" in section(out, "docker run -d --name nginx -p 8080:80")
+    assert "0.0.0.0:8080->80/tcp" in section(out, "docker ps")
+    hostname = shown(section(out, "nsenter --target 1627489 --uts hostname"))[0]
+    assert re.fullmatch(r"[0-9a-f]{12}", hostname)
+    ip_addr = section(out, "nsenter --target 1627489 --net ip addr")
+    assert re.search(r"^\d+: eth0@.*\n(?:.*\n)*?\s+inet 10\.", ip_addr, flags=re.M)
+    route = section(out, "nsenter -t 1627489 --net ip route")
+    assert re.search(r"^default via \S+ dev eth0", route, flags=re.M)
+    assert re.fullmatch(r'"\d+\.\d+\.\d+\.\d+"', shown(section(out, "docker inspect b137f6af4137"))[0])
+    counts = shown(section(out, "unshare chroot busybox-without-pid sh"))
+    assert counts[0] == "1" and int(counts[1]) > 10, "without a PID namespace, every host process"
+    exported = shown(section(out, "docker export $(docker create busybox)"))
+    assert {"bin", "etc"} <= set(" ".join(exported).split())
+    alone = section(out, "unshare --pid --fork chroot busybox sh")
+    assert re.search(r"^ +1 \S+ .*\bsh\b", alone, flags=re.M) and "my pid: 1" in alone
+    net = section(out, "unshare --net ip a")
+    assert "<LOOPBACK> " in net, "the host's unshare: lo down"
+    assert "<LOOPBACK,UP,LOWER_UP>" in net, "minirun brings lo up"
+    assert re.search(r"^\d+: eth0@", net, flags=re.M), "and the default network adds eth0"
+    assert shown(section(out, "unshare --uts hostname"))[0] == os.uname().nodename
+    uts = shown(section(out, "unshare --uts sh"))
+    assert uts == ["foo", os.uname().nodename, "foo"]
+    assert "uid=65534" in section(out, "unshare -U")
+    user = section(out, "unshare --user --map-root-user")
+    assert re.search(r"^\s+0\s+0\s+1$", user, flags=re.M), "unshare as root maps 0 to 0"
+    root_uid = root_tier.container_root[0]
+    assert re.search(rf"^\s+0\s+{root_uid}\s+65536$", user, flags=re.M)
+    assert "uid=1000 gid=1000" in section(out, "unshare --user --map-current-user")
+    mount = shown(section(out, "unshare --mount chroot testrootfs sh"))
+    assert "hello" in mount and mount.count("0") >= 1 and mount[-1] == "hello"
+    assert "host segments: 0" not in section(out, "ipcmk -M 1024")
+    assert "container segments: 0" in section(out, "unshare --ipc ipcs")
     assert re.search(r"^0::/$", section(out, "cgroup namespace"), flags=re.M)
 
 
-def test_lab_02_nsenter_a_container(root_tier: Tier) -> None:
-    out = run_lab("02-nsenter-a-container.sh", root_tier)
-    pid = int(section(out, "docker inspect").splitlines()[1])
+def test_lab_02_unshare_and_nsenter(root_tier: Tier, lab_image: str) -> None:
+    out = run_lab("02-unshare-and-nsenter.sh", root_tier)
+    assert "--mount-proc" in section(out, "unshare --help")
+    assert re.search(r"^ +1 sh$", section(out, "unshare --fork --pid --mount-proc bash"), flags=re.M)
+    assert "--target" in section(out, "nsenter --help")
+    assert re.search(r"^ +1 \S+ .*sleep 300$", section(out, "nsenter --target $DBPID"), flags=re.M)
+    assert "nginx is " in section(out, "docker run -d --name=web")
+    nets = re.findall(r"net -> net:\[(\d+)\]", section(out, "ls -lha /proc/$WEBPID/ns/ | grep net"))
+    assert len(nets) == 2 and nets[0] == nets[1], "web and db: one network namespace"
+    mnts = re.findall(r"mnt -> mnt:\[(\d+)\]", out)
+    assert len(set(mnts)) >= 1
+
+
+def check_lab_03(out: str, tier: Tier) -> None:
+    assert re.search(r" /mnt .* - tmpfs tmpfs ", section(out, "unshare -m /bin/bash"))
+    assert shown(section(out, "unshare -m /bin/bash"))[1] == "0", "the host does not see it"
+    pidipc = shown(section(out, "unshare -mipf /bin/bash"))
+    assert pidipc[0] == "1" and int(pidipc[1]) > 5, "PID 1, but the host's /proc"
+    own = shown(section(out, "unshare --mount-proc -mipf /bin/bash"))
+    assert own[0] == "1" and len([line for line in own if re.match(r"^\s+\d+ ", line)]) == 2
+    assert re.match(r"^lo +DOWN", shown(section(out, "unshare -unUr /bin/bash"))[0])
+    slirp = section(out, "slirp4netns -c 5039 tap0")
+    assert re.search(r"^tap0 +UNKNOWN +10\.0\.2\.100/24", slirp, flags=re.M)
+    assert "tap0" in slirp.split("$ ")[-1] or (tier.rootless is False and "tap0" in slirp)
+    user = shown(section(out, "unshare -Ur /bin/bash"))
+    assert user[0] == "0" and re.fullmatch(rf"\s*0\s+{tier.uid}\s+1", user[1]) and user[2] == "0"
+    assert user[3] == str(tier.uid), "the file is the user's on the host"
+    assert re.search(rf"^\s+0\s+{tier.container_root[0]}\s+1$|^\s+0\s+{tier.container_root[0]}\s+65536$",
+                     section(out, "unshare -Ur /bin/bash"), flags=re.M)
+    together = shown(section(out, "unshare -mipfunUr /bin/bash"))
+    assert together[:2] == ["sandbox", "1"]
+    assert re.search(r" net +1 +\d+ sleep 300$", section(out, "lsns --type net"), flags=re.M)
+    assert re.search(r"^\d+: (eth0|tap0)", section(out, "nsenter --target 1548 --net ip a s"), flags=re.M)
+
+
+def test_lab_03_namespace_types_root(root_tier: Tier) -> None:
+    check_lab_03(run_lab("03-namespace-types.sh", root_tier), root_tier)
+
+
+@pytest.mark.rootless
+def test_lab_03_namespace_types_rootless(rootless_tier: Tier) -> None:
+    check_lab_03(run_lab("03-namespace-types.sh", rootless_tier), rootless_tier)
+
+
+def test_lab_04_troubleshooting_containers(root_tier: Tier, lab_image: str) -> None:
+    out = run_lab("04-troubleshooting-containers.sh", root_tier)
+    assert re.search(r"Exited \(0\)", section(out, "docker run -it --name busyback"))
+    assert {"bin", "etc", "proc"} <= set(shown(section(out, "docker container export")))
+    counts = shown(section(out, "chroot rootfs /bin/sh"))
+    assert counts[0] == "1" and int(counts[1]) > 10, "chroot: no PID namespace"
+    pivot = shown(section(out, "unshare -Urfpm --mount-proc"))
+    assert pivot[-1] == "old root: (empty)" and len(pivot) == 3, "two mounts left: / and /proc"
+    ping = shown(section(out, "ping and capabilities"))
+    assert ping[0].split() == ["/usr/bin/ping", "cap_net_raw=ep"]
+    assert "1 received" in ping[1] and ping[2] == "copied: no capability"
+    assert "(exit 126)" in section(out, "ping and capabilities")
+    propagation = shown(section(out, "unshare -m --propagation unchanged sh"))
+    assert propagation[0] == "1" and propagation[1] == "0" and propagation[2] == "0"
+    assert re.search(r"^\d+ mnt +3 +\d+ nginx: master", section(out, "lsns"), flags=re.M)
+    pid = int(shown(section(out, "docker inspect -f '{{.State.Pid}}' webserver"))[0])
     assert pid > 1
-    for ns in ("mnt", "uts", "ipc", "pid", "net", "user", "cgroup"):
-        host, container = re.search(rf"^{ns}: host (\S+)  container (\S+)$", out, flags=re.M).groups()  # type: ignore[union-attr]
-        assert host != container
-    assert section(out, "nsenter --target $PID --uts").splitlines()[1] == "webserver"
-    ps = section(out, "nsenter --target $PID -m -p ps")
-    # nsenter joined the mount and PID namespaces but not the user namespace: ps shows the host's
-    # view of the container's root, the remapped uid (README, "Security").
-    assert re.search(rf"^\s+1 {root_tier.container_root[0]}\s+sleep 300$", ps, flags=re.M)
-    assert "bin" in section(out, "nsenter --target $PID --mount ls").split()
+    assert "new_test_file" in section(out, "docker exec webserver touch new_test_file")
+    ps = section(out, "nsenter --target 5426 -m -p ps -ef")
+    assert re.search(r"^\S+ +1 +0 .*nginx: master", ps, flags=re.M)
+    assert re.search(r"^procps\t", section(out, "nsenter --target 5426 -m -p apt-get"), flags=re.M)
+    debug = section(out, "docker run -it --name debug-server-2")
+    assert re.search(r" +1 +0 .*nginx: master", debug) and "0.0.0.0:80 " in debug
+    lacking = section(out, "docker exec webserver ip addr")
+    assert "(exit 127)" in lacking and re.search(r"^eth0@\S+ +UP +10\.", lacking, flags=re.M)
+    assert re.search(r"inet 10\.\d+\.\d+\.\d+/", section(out, "nsenter --target 5426 --net ip addr show"))
+    assert re.search(r"^eth0@", section(out, "unshare --net=/proc"), flags=re.M)
+    seccomp = section(out, "--security-opt seccomp=unconfined")
+    assert "Operation not permitted" in seccomp and "(exit 1)" in seccomp and "\nallowed\n" in seccomp
+    signals = shown(section(out, "docker kill"))
+    assert signals[-4:] == ["running", "137", "PID 1: still here", "(exit 143)"]
+    assert "Cannot fork" in section(out, "unshare --pid --mount-proc /bin/bash")
