@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise MinirunError(f"{verb}: {e}") from None
             raise
         args.argv = argv  # run and create keep their arguments, for start and restart
+        if getattr(args, "explain", False):  # run --explain, exec --explain (minirun/explain.py)
+            trace.explain_on()
         if args.verb is None:
             parser.print_help()
             return RUNTIME_ERROR if argv else 0

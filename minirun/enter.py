@@ -39,7 +39,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from minirun import cgroups, container, kernel, logfile, monitor, pid1, process, security, state, sync, tty
+from minirun import (
+    cgroups,
+    container,
+    kernel,
+    logfile,
+    monitor,
+    pid1,
+    process,
+    security,
+    state,
+    sync,
+    trace,
+    tty,
+)
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.security import SecurityPlan
 from minirun.spec import env_dict
@@ -295,6 +308,7 @@ def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgr
         if cgroup is not None:
             cgroups.add_process(cgroup, os.getpid())
         join(pidfd, flags)
+        trace.mark("exec: cgroup, setns", "helper", flags=flags, cgroup=cgroup)
         os.close(pidfd)
         kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
         pid = kernel.clone(kernel.CLONE_PARENT)
@@ -354,6 +368,7 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         security.before_user_switch(exec_plan.security)  # the order matters: minirun/security/__init__.py
         process.switch_user(user)
         security.after_user_switch(exec_plan.security, user.uid)
+        trace.mark("exec: bounding set, seccomp, user, capabilities", "child", security=exec_plan.security)
         if exec_plan.detach:
             # exec -d outlives `minirun exec`; it still dies with the container (its PID namespace).
             kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
@@ -364,6 +379,7 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         env = _with_defaults(exec_plan, user)
         process.reset_signals()
         kernel.close_range_cloexec(3)  # only 0, 1, 2 reach the command (CVE-2024-21626)
+        trace.mark("exec: execve", "child", argv=exec_plan.argv)
         pid1.execute(exec_plan.argv, env)
     except MinirunError as e:
         code = e.code

@@ -93,7 +93,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         make_workdir(plan.cwd)
         trace.mark("stdio, passwd, workdir", "child")
         security.before_user_switch(plan.security)  # the order matters: minirun/security/__init__.py
-        trace.mark("bounding set, seccomp", "child")
+        trace.mark("bounding set, seccomp", "child", security=plan.security)
         switch_user(user)
         security.after_user_switch(plan.security, user.uid)
         os.chdir(plan.cwd)
@@ -103,7 +103,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # Only 0, 1 and 2 may reach the container; any other inherited descriptor could be a
         # door to the host (CVE-2024-21626 leaked a host directory fd into runc containers).
         kernel.close_range_cloexec(3)
-        trace.mark("signals, fds: exec", "child")
+        trace.mark("signals, fds: exec", "child", argv=plan.argv)
         if plan.init:
             pid1.run_init(plan.argv, env, sock)
         pid1.execute(plan.argv, env)

@@ -380,7 +380,7 @@ def build(plan: RootfsPlan, fds: list[int] | None = None) -> None:
     make_mounts_private()
     lower = attach_layers(plan, layer_fds)
     mount_overlay(replace(plan, layers=lower))
-    trace.mark("overlay", "child")
+    trace.mark("overlay", "child", merged=plan.merged)
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mount_proc(root_fd, plan.pid_host)
@@ -399,6 +399,6 @@ def build(plan: RootfsPlan, fds: list[int] | None = None) -> None:
             kernel.mount(None, f"/proc/self/fd/{root_fd}", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     finally:
         os.close(root_fd)
-    trace.mark("mounts", "child")
+    trace.mark("mounts", "child", merged=plan.merged)
     pivot_into(plan.merged)
     trace.mark("pivot_root", "child")

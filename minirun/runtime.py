@@ -316,7 +316,9 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target, exist_ok=True)
             userns.give_bundle_to_root(bundle, p.mapping)
-        trace.mark("bundle, /etc files, seccomp filter (compiled or cached)")
+        trace.mark("bundle, /etc files, seccomp filter (compiled or cached)",
+                   profile=spec.security.seccomp_profile, capabilities=plan.security.capabilities,
+                   bpf=plan.security.seccomp_filter)
         state.update(state_dir, record, cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
         state.reserve_exit_file(state_dir, record.id)  # space for the exit code, taken now
         cgroup = cgroups.create(record.id, p.rootless)
@@ -325,7 +327,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
         cgroups.apply_policy(cgroup, spec.limits, p.rootless)  # devices allowlist, default pids limit
-        trace.mark("cgroup")
+        trace.mark("cgroup", cgroup=cgroup)
         try:
             pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, p.share, p.net)
         finally:
@@ -417,18 +419,18 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
     # A pidfd names this process for good (pidfd_open(2)): signals through it never reach a
     # stranger that got the pid after the container's end.
     pidfd = os.pidfd_open(pid)
-    trace.mark("clone")
+    trace.mark("clone", pid=pid, flags=share.new)
     with parent_end, forwarding_signals(pid), _kill_on_error(pid, pidfd):
         # sync step 2: what only the parent can do, then let the child go.
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
-        trace.mark("id maps")
+        trace.mark("id maps", pid=pid)
         if cgroup is not None:
             cgroups.add_process(cgroup, pid)
-        trace.mark("join cgroup")
+        trace.mark("join cgroup", pid=pid)
         settings = network.connect(net, record.id, pid, state_dir)
         state.update(state_dir, record, network_settings=settings)
-        trace.mark("network, record")
+        trace.mark("network, record", settings=settings)
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
         if plan.rootfs.layer_mounts:  # rootful remapped: "go" carries the idmapped layers + volumes

@@ -15,15 +15,25 @@ tick (10 ms with the usual CLK_TCK of 100). A benchmark that knows better passes
 it called execve(2) as MINIRUN_TRACE_T0 (seconds on CLOCK_MONOTONIC, which is system-wide, so
 it means the same in every process). bench/startup.py --profile does, and averages many runs.
 
-With the switch off, mark() is one function call and one test of a constant: nothing is read
-and nothing is imported.
+`run --explain` / `exec --explain` (explain_on) use the same marks to narrate: at each one,
+minirun/explain.py says what the step did, with the real values read back from the kernel
+(the child's /proc/PID/uid_map, its mountinfo, /proc/self/status), and the man page. A mark
+passes what the narration needs as keyword arguments (objects it already has: nothing is
+formatted). The narration goes to a copy of stderr taken when it is switched on, close-on-exec:
+the child's lines reach the user even after its stdio became the container's, and none reach
+the container's command.
+
+With both switches off, mark() is one function call and one test of a global: nothing is read,
+formatted or imported.
 """
 
 import os
 import sys
 import time
 
-ENABLED = os.environ.get("MINIRUN_TRACE_TIMING") == "1"
+TIMING = os.environ.get("MINIRUN_TRACE_TIMING") == "1"
+ENABLED = TIMING  # timing or narration: mark() has something to do (explain_on sets it)
+EXPLAIN_FD = -1  # --explain: where the narration goes (a close-on-exec copy of stderr)
 
 
 def _start() -> float:
@@ -45,14 +55,31 @@ _T0 = _start() if ENABLED else 0.0
 _last = {"parent": _T0}
 
 
-def mark(phase: str, side: str = "parent") -> None:
-    """Print that `phase` just ended (only with MINIRUN_TRACE_TIMING=1)."""
+def explain_on() -> None:
+    """`--explain`: narrate every step from now on, in this process and the ones it forks."""
+    global ENABLED, EXPLAIN_FD, _T0
+    from minirun import explain  # noqa: F401  now: exec narrates from inside the container's mounts
+
+    if EXPLAIN_FD < 0:
+        EXPLAIN_FD = os.dup(2)  # Python's dup is close-on-exec (inheritable=False)
+    if not ENABLED:
+        _T0 = time.clock_gettime(time.CLOCK_MONOTONIC)
+        _last["parent"] = _T0
+    ENABLED = True
+
+
+def mark(phase: str, side: str = "parent", **facts: object) -> None:
+    """`phase` just ended: print its timing (MINIRUN_TRACE_TIMING=1) and narrate it (--explain)."""
     if not ENABLED:
         return
     now = time.clock_gettime(time.CLOCK_MONOTONIC)
     previous = _last.get(side, _last["parent"])
     _last[side] = now
-    sys.stderr.write(
-        f"minirun trace: {(now - _T0) * 1000:7.1f} ms {(now - previous) * 1000:+7.1f} ms  {side:6}  {phase}\n"
-    )
-    sys.stderr.flush()
+    if TIMING:
+        sys.stderr.write(f"minirun trace: {(now - _T0) * 1000:7.1f} ms {(now - previous) * 1000:+7.1f} ms  "
+                         f"{side:6}  {phase}\n")
+        sys.stderr.flush()
+    if EXPLAIN_FD >= 0:
+        from minirun import explain  # only with --explain
+
+        explain.narrate(EXPLAIN_FD, phase, side, (now - previous) * 1000, facts)

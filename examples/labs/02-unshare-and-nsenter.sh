@@ -8,7 +8,7 @@ need_debian
 
 step "unshare --help" "unshare(1): run a program with some namespaces unshared from the parent"
 say "One flag per namespace type; it calls unshare(2) with the matching CLONE_NEW* flags, then execs."
-show "unshare --help | sed -n '1,16p'"
+show "unshare --help | sed -n '/^Usage/,/--mount-proc/p'"
 
 step "unshare --fork --pid --mount-proc bash" "a shell alone in a new PID namespace"
 say "The article types ps and exit in that shell; here ps runs directly. It is PID 1, and ps sees" \
@@ -24,7 +24,7 @@ DBPID=$(pid_of "$DB")
 show "ls -l /proc/$DBPID/ns/"
 
 step "nsenter --help" "nsenter(1): run a program in the namespaces of another process"
-show "nsenter --help | sed -n '1,16p'"
+show "nsenter --help | sed -n '/^Usage/,/--pid/p'"
 
 step "nsenter --target \$DBPID --mount --uts --ipc --net --pid ps aux" "ps inside db's namespaces"
 say "setns(2) into each namespace, then ps: the container's own ps (its mount namespace) sees its" \

@@ -14,6 +14,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-terminal")
     p.add_argument("-d", "--detach", action="store_true", help="run the command in the background")
+    p.add_argument("--explain", action="store_true",
+                   help="narrate each step (setns, cgroup, security) on stderr, with the real values")
     p.add_argument("-u", "--user", help="USER[:GROUP] or UID[:GID] (default: the container's)")
     p.add_argument("-w", "--workdir", help="working directory (default: the container's)")
     p.add_argument("-e", "--env", action="append", default=[], metavar="KEY[=VALUE]", help="set a variable")

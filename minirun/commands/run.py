@@ -14,6 +14,8 @@ from minirun.errors import MinirunError
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("run", help="run a command in a new container", add_help=False)
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
+    p.add_argument("--explain", action="store_true",
+                   help="narrate each step of the start on stderr: what it does, real values, man pages")
     add_container_flags(p)
 
 
@@ -99,7 +101,7 @@ def to_options(args: argparse.Namespace, verb: str, detach: bool) -> container.O
     if args.stop_timeout < -1:
         raise MinirunError(f"invalid --stop-timeout {args.stop_timeout}: seconds, or -1 to wait forever")
     argv: list[str] = getattr(args, "argv", [])
-    kept = argv[argv.index(verb) + 1:] if verb in argv else []
+    kept = [a for a in argv[argv.index(verb) + 1:] if a != "--explain"] if verb in argv else []
     stop_signal = signal.Signals(container.parse_signal(args.stop_signal)).name if args.stop_signal else ""
     return container.Options(detach=detach, stop_signal=stop_signal, stop_timeout=args.stop_timeout,
                              log=logfile.parse_options(args.log_driver, args.log_opt), args=tuple(kept))
