@@ -1,5 +1,5 @@
 """`--explain` costs nothing when it is off: the narration module is not even imported, and a
-run without it prints no narration. (tests/root/test_explain.py checks what it says.)"""
+run without it prints no narration. (tests/root/test_explain_steps.py checks what it says.)"""
 
 import os
 import subprocess
