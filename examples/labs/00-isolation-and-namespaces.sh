@@ -13,10 +13,11 @@ show "lsns -t pid -t net -t mnt | head -5"
 WEB=$(container_name web)
 step "docker run -d nginx:1.23.1" "minirun run -d: nginx in the background, in new namespaces"
 say "-d prints the id and returns; a monitor process waits for the container (minirun/monitor.py)." \
-    "Then lsns again: new mnt, uts, ipc, pid, net, cgroup and user namespaces appear, NPROCS 3:" \
-    "nginx's master and its two workers. minirun also makes a user namespace (root inside is an" \
+    "Then lsns again: new mnt, uts, ipc, pid, net, cgroup and user namespaces appear; NPROCS counts" \
+    "nginx's master and its workers (one per CPU). minirun also makes a user namespace (root inside is an" \
     "unprivileged id outside, user_namespaces(7)), which docker does only with userns-remap."
 show "$MINIRUN run -d --name $WEB $IMAGE"
+nginx_ready "$WEB"
 PID=$(pid_of "$WEB")
 show "lsns -p $PID -o NS,TYPE,NPROCS,PID,COMMAND | grep -v ' 1 /'"
 
@@ -60,6 +61,7 @@ show "$MINIRUN run --rm busybox ps -ef"
 WS=$(container_name webserver)
 step "docker run -d --name webserver nginx" "the web server the next steps debug"
 show "$MINIRUN run -d --name $WS $IMAGE"
+nginx_ready "$WS"
 WSPID=$(pid_of "$WS")
 
 step "docker run -it --name debug --pid=container:webserver raesene/alpine-containertools /bin/bash" \

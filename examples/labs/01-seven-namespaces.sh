@@ -11,6 +11,7 @@ step "docker run -d --name nginx -p 8080:80 nginx" "nginx in the background, its
 say "-p 8080:80: minirun forwards the host's port 8080 to port 80 in the container's network" \
     "namespace (a DNAT rule in nftables; minirun/network/). curl on the host reaches nginx."
 show "$MINIRUN run -d --name $WEB -p 8080:80 $IMAGE"
+nginx_ready "$WEB"
 show "curl -sS --head --retry 20 --retry-connrefused --retry-delay 0 http://127.0.0.1:8080/ | head -1"
 
 step "docker ps" "the running containers"
@@ -18,7 +19,7 @@ show "$MINIRUN ps --filter name=$WEB"
 PID=$(pid_of "$WEB")
 
 step "lsns -p 1627489" "the namespaces of nginx's master process"
-say "Seven types here are the container's own (NPROCS 3: the master and two workers); time is" \
+say "Seven types here are the container's own (NPROCS: the master and its workers); time is" \
     "still the host's (minirun, like docker, makes no time namespace: time_namespaces(7))."
 show "lsns -p $PID -o NS,TYPE,NPROCS,PID,COMMAND"
 

@@ -36,6 +36,7 @@ step "docker run -d --name=web --net=container:db nginx:alpine" "web joins db's 
 say "--net=container:db: web is cloned without a new network namespace and joins db's instead" \
     "(setns(2) before clone; minirun/sharing.py). Everything else is web's own."
 show "$MINIRUN run -d --name=$WEB --net=container:$DB $IMAGE"
+nginx_ready "$WEB"
 show "WEBPID=\$($MINIRUN inspect -f '{{.State.Pid}}' $WEB)"
 WEBPID=$(pid_of "$WEB")
 show "echo nginx is \$WEBPID"

@@ -53,9 +53,10 @@ show "unshare -Urfpm --mount-proc sh -c 'mount --rbind $ROOTFS $ROOTFS && cd $RO
 WS=$(container_name webserver)
 step "docker run --name webserver -d nginx" "the web server"
 show "$MINIRUN run --name $WS -d $IMAGE"
+nginx_ready "$WS"
 
 step "lsns" "its namespaces, next to the host's"
-say "nginx's master and workers (NPROCS 3) in namespaces of their own: mnt, uts, ipc, pid, net," \
+say "nginx's master and workers (NPROCS) in namespaces of their own: mnt, uts, ipc, pid, net," \
     "cgroup, and minirun's user namespace."
 show "lsns -o NS,TYPE,NPROCS,PID,COMMAND | grep 'nginx: master'"
 

@@ -36,10 +36,10 @@ show() {
     eval "$@"
 }
 
-# show_failing COMMAND: a command the lesson expects to fail; prints its exit code
+# show_failing COMMAND: a command the lesson expects to fail; prints its error and exit code
 show_failing() {
     printf '$ %s\n' "$*"
-    if eval "$@"; then echo "(exit 0: it should have failed)"; return 1; else echo "(exit $?)"; fi
+    if eval "$@" 2>&1; then echo "(exit 0: it should have failed)"; return 1; else echo "(exit $?)"; fi
 }
 
 # A name for a lab container, removed when the lab ends (however it ends). Kept in a file: it
@@ -58,6 +58,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 pid_of() { $MINIRUN inspect -f '{{.State.Pid}}' "$1"; }
+
+# Wait until nginx in container $1 has started its workers (one per CPU), so that what the next
+# steps count (NPROCS, ps) is the steady state.
+nginx_ready() {
+    master=$(pid_of "$1")
+    for _ in $(seq 100); do
+        [ "$(pgrep -c -P "$master" || true)" -ge "$(nproc)" ] && return 0
+        sleep 0.1
+    done
+}
 
 # The Debian image (nginx, procps, iproute2, ping, getcap): imported once from
 # rootfs-images/debian/build.sh's cached tarball, with nginx as its Cmd.
