@@ -119,3 +119,20 @@ def test_exec_explain(minirun: Tier) -> None:
     kept = names(int(result.stdout.split()[1], 16))
     assert f"capabilities kept: {', '.join(kept)}" in said
     assert "execve('grep CapBnd /proc/self/status')" in said
+
+
+def test_run_d_explain_narrates_to_the_caller_and_not_into_the_logs(minirun: Tier) -> None:
+    # -d: the monitor's own 0, 1, 2 are /dev/null and the container's output goes to its log; the
+    # narration (the child's too) still reaches the caller's stderr, and never the log.
+    name = minirun.auto_name() if minirun.auto_name else "mrt-explain-d"
+    result = minirun(["run", "-d", "--explain", "--name", name, "--network", "none", "busybox", "echo", "hi"],
+                     check=True)
+    try:
+        assert re.fullmatch(r"[0-9a-f]{64}\n", result.stdout)
+        said = narration(result.stderr)
+        assert "pivot_root" in said and "execve('echo hi')" in said
+        assert minirun(["wait", name], check=True).stdout.strip() == "0"
+        logs = minirun(["logs", name], check=True)
+        assert logs.stdout == "hi\n" and "minirun explain" not in logs.stderr
+    finally:
+        minirun(["rm", "-f", name])
