@@ -198,6 +198,7 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     try:
         flags = namespaces_to_join(record)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
+        trace.mark("exec: plan", flags=flags, cgroup=cgroup, security=exec_plan.security, argv=exec_plan.argv)
         ours, theirs = sync.channel()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid
         helper = os.fork()

@@ -320,7 +320,25 @@ def exec_joined(facts: Facts) -> list[str]:
     ]
 
 
+def exec_planned(facts: Facts) -> list[str]:
+    flags = facts.get("flags")
+    security = facts.get("security")
+    caps: frozenset[str] = getattr(security, "capabilities", frozenset())
+    bpf = getattr(security, "seccomp_filter", None)
+    paths = getattr(facts.get("cgroup"), "paths", ())
+    filter_ = (
+        f"the seccomp filter ({len(bpf) // 8} BPF instructions)" if isinstance(bpf, bytes) else "no seccomp"
+    )
+    joins = _flag_names(flags if isinstance(flags, int) else 0)
+    cgroup = " ".join(str(p) for p in paths) or "none"
+    return [
+        f"the plan, from the container's record before any fork: join {joins},",
+        f"cgroup {cgroup}; {len(caps)} capabilities and {filter_}, as at its start",
+    ]
+
+
 STEPS: dict[str, Callable[[Facts], list[str]]] = {
+    "exec: plan": exec_planned,
     "bundle, /etc files, seccomp filter (compiled or cached)": seccomp_planned,
     "cgroup": cgroup_written,
     "clone": cloned,

@@ -113,6 +113,7 @@ def test_exec_explain(minirun: Tier) -> None:
         minirun(["rm", "-f", name])
     assert result.stdout.startswith("CapBnd:") and len(result.stdout.splitlines()) == 1
     said = narration(result.stderr)
+    assert re.search(r"the plan, from the container's record before any fork: join CLONE_NEWUSER\|", said)
     assert re.search(r"setns\(pidfd of PID 1, CLONE_NEWUSER\|CLONE_NEWPID\|CLONE_NEWNS\|[A-Z_|]*\)", said), (
         said
     )
