@@ -142,11 +142,11 @@ def cgroup_written(facts: Facts) -> list[str]:
         ]
     lines = []
     for path in paths:
-        lines.append(f"mkdir {path}")
+        lines.append(f"mkdir {path}; its limit files now hold:")
         for name in LIMIT_FILES:
             with contextlib.suppress(OSError):
                 lines.append(f"  {name} = {_read(f'{path}/{name}').strip()}")
-    return [*lines, "limits are written before the first process moves in (cgroups(7))"]
+    return [*lines, "(the flags' limits are written before the first process moves in; cgroups(7))"]
 
 
 def cloned(facts: Facts) -> list[str]:
