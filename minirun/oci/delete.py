@@ -1,0 +1,48 @@
+"""`minirun-oci delete [--force] ID`: remove what create made (runtime.md, "delete").
+
+A stopped or created container goes at once (runc kills a created one too); a running or
+paused one only with --force: thawed, SIGKILLed, waited for. Then its cgroup is emptied and
+removed, the poststop hooks run (failures are warnings), and the record goes. --force on an
+unknown id succeeds, as runc's: podman calls it after the container may be gone already."""
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+from minirun.errors import MinirunError
+from minirun.oci import cgroup, hooks, kill, record
+
+
+def run(root: str, container_id: str, force: bool) -> int:
+    try:
+        data = record.load(root, container_id)
+    except MinirunError:
+        if force and not record.directory(root, container_id).exists():
+            return 0
+        raise
+    current = record.status(root, container_id, data)
+    if current in ("running", "paused") and not force:
+        raise MinirunError(f"cannot delete container {container_id} that is not stopped: {current}")
+    paths = data.get("cgroup_paths", [])
+    if current != "stopped":
+        if current == "paused":
+            with contextlib.suppress(OSError, MinirunError):
+                cgroup.freeze(paths, on=False)
+        with contextlib.suppress(MinirunError):
+            kill.send(data, 9)
+        deadline = time.monotonic() + 10
+        while record.alive(data) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    public = record.public(root, container_id, data)
+    cgroup.remove(paths)
+    if data.get("default_cgroup"):
+        for text in paths:
+            with contextlib.suppress(OSError):
+                Path(text).parent.rmdir()
+    record.remove(root, container_id)
+    try:
+        hooks.run("poststop", hooks.from_json(data.get("hooks", {}), "poststop"), public)
+    except MinirunError as e:
+        print(f"minirun-oci: warning: {e}", file=sys.stderr)
+    return 0
