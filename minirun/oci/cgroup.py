@@ -42,7 +42,11 @@ def create(paths: list[Path]) -> Cgroup:
             new.mkdir()
             for name in ("cpuset.cpus", "cpuset.mems"):
                 target = new / name
-                if target.exists() and not (new / "cgroup.controllers").exists() and not target.read_text().strip():
+                if (
+                    target.exists()
+                    and not (new / "cgroup.controllers").exists()
+                    and not target.read_text().strip()
+                ):
                     target.write_text((new.parent / name).read_text())
         made.append(path)
     return Cgroup(tuple(made))
@@ -54,7 +58,9 @@ def _write(cgroup: Cgroup, controller: str, v1: list[tuple[str, Any]], v2: list[
         return
     found = cgroup.path_for(controller)
     if found is None:
-        raise MinirunError(f"cannot apply linux.resources: no {controller} controller for the container's cgroup")
+        raise MinirunError(
+            f"cannot apply linux.resources: no {controller} controller for the container's cgroup"
+        )
     path, driver = found
     for name, value in v1 if driver.version == 1 else v2:
         if value is None:
@@ -69,22 +75,50 @@ def apply(cgroup: Cgroup, resources: dict[str, Any]) -> None:
     """linux.resources (config-linux.md), before the first process is moved in."""
     memory = resources.get("memory") or {}
     limit, swap = memory.get("limit"), memory.get("swap")
-    _write(cgroup, "memory",
-           [("memory.limit_in_bytes", limit), ("memory.soft_limit_in_bytes", memory.get("reservation")),
-            ("memory.memsw.limit_in_bytes", swap), ("memory.swappiness", memory.get("swappiness")),
-            ("memory.oom_control", 1 if memory.get("disableOOMKiller") else None)],
-           [("memory.max", limit), ("memory.low", memory.get("reservation")),
-            ("memory.swap.max", None if swap is None or limit is None or swap < 0 else swap - limit)])
+    _write(
+        cgroup,
+        "memory",
+        [
+            ("memory.limit_in_bytes", limit),
+            ("memory.soft_limit_in_bytes", memory.get("reservation")),
+            ("memory.memsw.limit_in_bytes", swap),
+            ("memory.swappiness", memory.get("swappiness")),
+            ("memory.oom_control", 1 if memory.get("disableOOMKiller") else None),
+        ],
+        [
+            ("memory.max", limit),
+            ("memory.low", memory.get("reservation")),
+            ("memory.swap.max", None if swap is None or limit is None or swap < 0 else swap - limit),
+        ],
+    )
     cpu = resources.get("cpu") or {}
     quota, period = cpu.get("quota"), cpu.get("period")
-    _write(cgroup, "cpu",
-           [("cpu.shares", cpu.get("shares")), ("cpu.cfs_period_us", period), ("cpu.cfs_quota_us", quota),
-            ("cpu.rt_period_us", cpu.get("realtimePeriod")), ("cpu.rt_runtime_us", cpu.get("realtimeRuntime"))],
-           [("cpu.weight", None if cpu.get("shares") is None else cgroups.shares_to_weight(cpu["shares"])),
-            ("cpu.max", None if quota is None and period is None
-             else f"{'max' if quota in (None, -1) else quota} {period or 100000}")])
-    _write(cgroup, "cpuset", [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))],
-           [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))])
+    _write(
+        cgroup,
+        "cpu",
+        [
+            ("cpu.shares", cpu.get("shares")),
+            ("cpu.cfs_period_us", period),
+            ("cpu.cfs_quota_us", quota),
+            ("cpu.rt_period_us", cpu.get("realtimePeriod")),
+            ("cpu.rt_runtime_us", cpu.get("realtimeRuntime")),
+        ],
+        [
+            ("cpu.weight", None if cpu.get("shares") is None else cgroups.shares_to_weight(cpu["shares"])),
+            (
+                "cpu.max",
+                None
+                if quota is None and period is None
+                else f"{'max' if quota in (None, -1) else quota} {period or 100000}",
+            ),
+        ],
+    )
+    _write(
+        cgroup,
+        "cpuset",
+        [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))],
+        [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))],
+    )
     pids = (resources.get("pids") or {}).get("limit")
     value = None if pids is None else ("max" if pids <= 0 else pids)
     _write(cgroup, "pids", [("pids.max", value)], [("pids.max", value)])
@@ -105,19 +139,29 @@ def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
     minirun/cgroups.py from the rules when they are "deny all, then allow" (what engines send)."""
     if rules is None:
         return
-    ordered = [*rules, *({"allow": True, "type": t, "major": a, "minor": b, "access": x}
-                         for t, a, b, x in cgroups.DEVICE_ALLOWLIST)]
+    ordered = [
+        *rules,
+        *(
+            {"allow": True, "type": t, "major": a, "minor": b, "access": x}
+            for t, a, b, x in cgroups.DEVICE_ALLOWLIST
+        ),
+    ]
     v1 = next((p for p in cgroup.paths if (p / "devices.allow").exists()), None)
     if v1 is not None:
         for rule in ordered:
             with contextlib.suppress(OSError):  # a rule the kernel refuses (e.g. allow under a deny)
-                (v1 / ("devices.allow" if rule.get("allow") else "devices.deny")).write_text(_device_line(rule))
+                (v1 / ("devices.allow" if rule.get("allow") else "devices.deny")).write_text(
+                    _device_line(rule)
+                )
         return
     v2 = cgroup.v2_path()
     if v2 is None or os.geteuid() != 0:
         return
-    allow = tuple((r.get("type") or "c", r.get("major"), r.get("minor"), r.get("access") or "rwm")
-                  for r in ordered if r.get("allow") and r.get("type") in ("c", "b"))
+    allow = tuple(
+        (r.get("type") or "c", r.get("major"), r.get("minor"), r.get("access") or "rwm")
+        for r in ordered
+        if r.get("allow") and r.get("type") in ("c", "b")
+    )
     from minirun import kernel
 
     prog = kernel.bpf_load_device_program(cgroups.device_program(allow))

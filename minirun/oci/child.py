@@ -24,25 +24,67 @@ from minirun.oci.config import NAMESPACE_FLAGS, Config, Process
 from minirun.security import capabilities
 
 MS_SYNCHRONOUS, MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME = 0x10, 0x40, 0x80, 0x400, 0x800
-MS_UNBINDABLE, MS_SLAVE, MS_SHARED, MS_RELATIME, MS_STRICTATIME = 0x20000, 0x80000, 0x100000, 0x200000, 0x1000000
+MS_UNBINDABLE, MS_SLAVE, MS_SHARED, MS_RELATIME, MS_STRICTATIME = (
+    0x20000,
+    0x80000,
+    0x100000,
+    0x200000,
+    0x1000000,
+)
 # mount(8)'s option words: (flags set, flags cleared). The rest is the file system's data.
-FLAGS = {"ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID),
-         "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV), "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
-         "sync": (MS_SYNCHRONOUS, 0), "async": (0, MS_SYNCHRONOUS), "dirsync": (MS_DIRSYNC, 0),
-         "mand": (MS_MANDLOCK, 0), "nomand": (0, MS_MANDLOCK), "noatime": (MS_NOATIME, 0),
-         "atime": (0, MS_NOATIME), "nodiratime": (MS_NODIRATIME, 0), "diratime": (0, MS_NODIRATIME),
-         "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME), "strictatime": (MS_STRICTATIME, 0),
-         "nostrictatime": (0, MS_STRICTATIME), "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
-         "remount": (MS_REMOUNT, 0), "defaults": (0, 0)}
-PROPAGATION = {"private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "slave": MS_SLAVE,
-               "rslave": MS_SLAVE | MS_REC, "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
-               "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC}
+FLAGS = {
+    "ro": (MS_RDONLY, 0),
+    "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0),
+    "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0),
+    "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0),
+    "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0),
+    "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0),
+    "mand": (MS_MANDLOCK, 0),
+    "nomand": (0, MS_MANDLOCK),
+    "noatime": (MS_NOATIME, 0),
+    "atime": (0, MS_NOATIME),
+    "nodiratime": (MS_NODIRATIME, 0),
+    "diratime": (0, MS_NODIRATIME),
+    "relatime": (MS_RELATIME, 0),
+    "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0),
+    "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0),
+    "rbind": (MS_BIND | MS_REC, 0),
+    "remount": (MS_REMOUNT, 0),
+    "defaults": (0, 0),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
 IGNORED = {"tmpcopyup", "idmap", "ridmap", "copy-symlink", "notmpcopyup"}  # engines' hints for runc/crun
 # The devices every container gets (config-linux.md, "Default Devices"), and its /dev links.
-DEFAULT_DEVICES = (("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
-                   ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0))
-DEV_LINKS = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
-             "/dev/stderr": "/proc/self/fd/2"}
+DEFAULT_DEVICES = (
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+)
+DEV_LINKS = {
+    "/dev/fd": "/proc/self/fd",
+    "/dev/stdin": "/proc/self/fd/0",
+    "/dev/stdout": "/proc/self/fd/1",
+    "/dev/stderr": "/proc/self/fd/2",
+}
 
 
 @dataclass(frozen=True)
@@ -189,8 +231,9 @@ def build_rootfs(plan: ChildPlan) -> None:
         kernel.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags("/"))
 
 
-def mount_one(root_fd: int, config: Config, destination: str, fstype: str, source: str,
-              options: list[str]) -> None:
+def mount_one(
+    root_fd: int, config: Config, destination: str, fstype: str, source: str, options: list[str]
+) -> None:
     flags, propagation, data = parse_options(options)
     bind = bool(flags & MS_BIND) or fstype in ("bind", "rbind")
     if bind:
@@ -201,8 +244,9 @@ def mount_one(root_fd: int, config: Config, destination: str, fstype: str, sourc
         rootfs.mount_in_root(root_fd, host, destination, None, MS_BIND | (flags & MS_REC), create=create)
         rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
         if rest:  # a bind takes its flags only from a second call (mount(2), "Creating a bind mount")
-            rootfs.mount_in_root(root_fd, None, destination, None,
-                                 MS_BIND | MS_REMOUNT | rest | rootfs.locked_flags(host))
+            rootfs.mount_in_root(
+                root_fd, None, destination, None, MS_BIND | MS_REMOUNT | rest | rootfs.locked_flags(host)
+            )
     elif fstype == "cgroup":
         rootfs.mount_cgroupfs(root_fd) if destination == "/sys/fs/cgroup" else None
     else:
@@ -231,7 +275,9 @@ def make_devices(root_fd: int, config: Config) -> None:
                 open(where, "w").close()
                 kernel.mount(path, where, None, MS_BIND)
                 continue
-            os.mknod(where, (mode if mode is not None else 0o666) & 0o7777 | kinds[kind], os.makedev(major, minor))
+            os.mknod(
+                where, (mode if mode is not None else 0o666) & 0o7777 | kinds[kind], os.makedev(major, minor)
+            )
             os.chmod(where, (mode if mode is not None else 0o666) & 0o7777)
             os.chown(where, uid or 0, gid or 0)
         finally:
@@ -323,8 +369,11 @@ def apply_security(proc: Process, seccomp_filter: bytes | None) -> None:
     process.guard_process()  # a change of ids cleared the death signal and dumpable flag
     kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
     if caps is not None:
-        kernel.capset(capabilities.mask(caps.effective), capabilities.mask(caps.permitted),
-                      capabilities.mask(caps.inheritable))
+        kernel.capset(
+            capabilities.mask(caps.effective),
+            capabilities.mask(caps.permitted),
+            capabilities.mask(caps.inheritable),
+        )
         kernel.clear_ambient()
         for name in sorted(caps.ambient):
             with contextlib.suppress(OSError):  # as runc: an ambient capability not permitted is skipped

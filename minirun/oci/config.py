@@ -17,17 +17,44 @@ from minirun.errors import MinirunError
 from minirun.security.capabilities import NUMBERS as CAPABILITY_NUMBERS
 from minirun.userns import IdMap
 
-NAMESPACE_FLAGS = {"pid": kernel.CLONE_NEWPID, "network": kernel.CLONE_NEWNET, "mount": kernel.CLONE_NEWNS,
-                   "ipc": kernel.CLONE_NEWIPC, "uts": kernel.CLONE_NEWUTS, "user": kernel.CLONE_NEWUSER,
-                   "cgroup": kernel.CLONE_NEWCGROUP}
+NAMESPACE_FLAGS = {
+    "pid": kernel.CLONE_NEWPID,
+    "network": kernel.CLONE_NEWNET,
+    "mount": kernel.CLONE_NEWNS,
+    "ipc": kernel.CLONE_NEWIPC,
+    "uts": kernel.CLONE_NEWUTS,
+    "user": kernel.CLONE_NEWUSER,
+    "cgroup": kernel.CLONE_NEWCGROUP,
+}
 # The names /proc/PID/ns/ uses for them (exec joins a container through these).
-PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "user": "user",
-           "cgroup": "cgroup"}
+PROC_NS = {
+    "pid": "pid",
+    "network": "net",
+    "mount": "mnt",
+    "ipc": "ipc",
+    "uts": "uts",
+    "user": "user",
+    "cgroup": "cgroup",
+}
 # setrlimit(2)'s resources, by the spec's names (<sys/resource.h> on Linux).
-RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
+RLIMITS = {
+    "RLIMIT_CPU": 0,
+    "RLIMIT_FSIZE": 1,
+    "RLIMIT_DATA": 2,
+    "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5,
+    "RLIMIT_NPROC": 6,
+    "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8,
+    "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10,
+    "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12,
+    "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14,
+    "RLIMIT_RTTIME": 15,
+}
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
@@ -153,8 +180,13 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
     caps = None
     if "capabilities" in raw and raw["capabilities"] is not None:
         c = _get(raw, "capabilities", dict, {}, where)
-        caps = Capabilities(_caps(c, "bounding"), _caps(c, "effective"), _caps(c, "inheritable"),
-                            _caps(c, "permitted"), _caps(c, "ambient"))
+        caps = Capabilities(
+            _caps(c, "bounding"),
+            _caps(c, "effective"),
+            _caps(c, "inheritable"),
+            _caps(c, "permitted"),
+            _caps(c, "ambient"),
+        )
     rlimits = []
     for item in _get(raw, "rlimits", list, [], where):
         kind = item.get("type") if isinstance(item, dict) else None
@@ -167,18 +199,27 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
     console = _get(raw, "consoleSize", dict, {}, where)
     del console  # the pty's size is the console socket's holder's business (conmon sets it)
     return Process(
-        args=args, env=_strings(raw, "env", where), cwd=cwd,
-        uid=_get(user, "uid", int, 0, where + "user."), gid=_get(user, "gid", int, 0, where + "user."),
+        args=args,
+        env=_strings(raw, "env", where),
+        cwd=cwd,
+        uid=_get(user, "uid", int, 0, where + "user."),
+        gid=_get(user, "gid", int, 0, where + "user."),
         additional_gids=[int(g) for g in _get(user, "additionalGids", list, [], where + "user.")],
-        umask=_get(user, "umask", int, None, where + "user."), capabilities=caps, rlimits=rlimits,
+        umask=_get(user, "umask", int, None, where + "user."),
+        capabilities=caps,
+        rlimits=rlimits,
         no_new_privileges=_get(raw, "noNewPrivileges", bool, False, where),
-        oom_score_adj=_get(raw, "oomScoreAdj", int, None, where), terminal=_get(raw, "terminal", bool, False, where))
+        oom_score_adj=_get(raw, "oomScoreAdj", int, None, where),
+        terminal=_get(raw, "terminal", bool, False, where),
+    )
 
 
 def _idmaps(raw: list[Any], key: str) -> list[IdMap]:
     maps = []
     for m in raw:
-        if not isinstance(m, dict) or not all(isinstance(m.get(k), int) for k in ("containerID", "hostID", "size")):
+        if not isinstance(m, dict) or not all(
+            isinstance(m.get(k), int) for k in ("containerID", "hostID", "size")
+        ):
             raise MinirunError(f"config.json: linux.{key} entries need containerID, hostID and size")
         maps.append(IdMap(m["containerID"], m["hostID"], m["size"]))
     return maps
@@ -194,7 +235,8 @@ def _hooks(raw: dict[str, Any]) -> dict[str, list[Hook]]:
             if timeout is not None and timeout <= 0:
                 raise MinirunError(f"config.json: hooks.{kind}: timeout must be positive")
             hooks.setdefault(kind, []).append(
-                Hook(h["path"], _strings(h, "args", "hooks."), _strings(h, "env", "hooks."), timeout))
+                Hook(h["path"], _strings(h, "args", "hooks."), _strings(h, "env", "hooks."), timeout)
+            )
     return hooks
 
 
@@ -229,14 +271,33 @@ def load(bundle: str) -> Config:
             raise MinirunError("config.json: each mount needs a destination")
         if not m["destination"].startswith("/"):
             raise MinirunError(f"config.json: mount destination {m['destination']!r} must be absolute")
-        mounts.append(Mount(m["destination"], _get(m, "type", str, "", "mounts."),
-                            _get(m, "source", str, "", "mounts."), _strings(m, "options", "mounts.")))
+        mounts.append(
+            Mount(
+                m["destination"],
+                _get(m, "type", str, "", "mounts."),
+                _get(m, "source", str, "", "mounts."),
+                _strings(m, "options", "mounts."),
+            )
+        )
     devices = []
     for d in _get(linux, "devices", list, [], "linux."):
-        if not isinstance(d, dict) or not isinstance(d.get("path"), str) or d.get("type") not in ("c", "b", "u", "p"):
+        if (
+            not isinstance(d, dict)
+            or not isinstance(d.get("path"), str)
+            or d.get("type") not in ("c", "b", "u", "p")
+        ):
             raise MinirunError("config.json: each linux.devices entry needs a path and a type c, b, u or p")
-        devices.append(Device(d["path"], d["type"], int(d.get("major", 0)), int(d.get("minor", 0)),
-                              d.get("fileMode"), d.get("uid"), d.get("gid")))
+        devices.append(
+            Device(
+                d["path"],
+                d["type"],
+                int(d.get("major", 0)),
+                int(d.get("minor", 0)),
+                d.get("fileMode"),
+                d.get("uid"),
+                d.get("gid"),
+            )
+        )
     uid_maps = _idmaps(_get(linux, "uidMappings", list, [], "linux."), "uidMappings")
     gid_maps = _idmaps(_get(linux, "gidMappings", list, [], "linux."), "gidMappings")
     if (uid_maps or gid_maps) and "user" not in namespaces:
@@ -246,18 +307,36 @@ def load(bundle: str) -> Config:
         raise MinirunError("config.json: hostname needs a new uts namespace")
     sysctl = _get(linux, "sysctl", dict, {}, "linux.")
     propagation = _get(linux, "rootfsPropagation", str, "", "linux.")
-    if propagation not in ("", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
-                           "runbindable"):
+    if propagation not in (
+        "",
+        "private",
+        "rprivate",
+        "slave",
+        "rslave",
+        "shared",
+        "rshared",
+        "unbindable",
+        "runbindable",
+    ):
         raise MinirunError(f"config.json: unknown linux.rootfsPropagation {propagation!r}")
     return Config(
-        bundle=bundle, root=root_path, root_readonly=_get(root, "readonly", bool, False, "root."),
-        process=parse_process(raw.get("process")), hostname=hostname, mounts=mounts, namespaces=namespaces,
-        uid_mappings=uid_maps, gid_mappings=gid_maps, devices=devices,
+        bundle=bundle,
+        root=root_path,
+        root_readonly=_get(root, "readonly", bool, False, "root."),
+        process=parse_process(raw.get("process")),
+        hostname=hostname,
+        mounts=mounts,
+        namespaces=namespaces,
+        uid_mappings=uid_maps,
+        gid_mappings=gid_maps,
+        devices=devices,
         cgroups_path=_get(linux, "cgroupsPath", str, None, "linux."),
         resources=_get(linux, "resources", dict, {}, "linux."),
         seccomp=_get(linux, "seccomp", dict, None, "linux."),
         masked_paths=_strings(linux, "maskedPaths", "linux."),
         readonly_paths=_strings(linux, "readonlyPaths", "linux."),
-        sysctl={str(k): str(v) for k, v in sysctl.items()}, rootfs_propagation=propagation,
+        sysctl={str(k): str(v) for k, v in sysctl.items()},
+        rootfs_propagation=propagation,
         hooks=_hooks(_get(raw, "hooks", dict, {}, "")),
-        annotations={str(k): str(v) for k, v in _get(raw, "annotations", dict, {}, "").items()})
+        annotations={str(k): str(v) for k, v in _get(raw, "annotations", dict, {}, "").items()},
+    )

@@ -35,7 +35,9 @@ def seccomp_filter(cfg: Config, where: Path) -> bytes | None:
     arches = profile.pop("architectures", None) or []
     if arches:
         native = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}.get(os.uname().machine, "")
-        profile["archMap"] = [{"architecture": native, "subArchitectures": [a for a in arches if a != native]}]
+        profile["archMap"] = [
+            {"architecture": native, "subArchitectures": [a for a in arches if a != native]}
+        ]
     # Several conditions on one argument mean "any of them" in the spec, while libseccomp takes
     # the conditions of one rule together and refuses two on the same argument: one rule each.
     split = []
@@ -100,12 +102,25 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
         fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
-        base = {"ociVersion": "1.0.2", "id": container_id, "bundle": cfg.bundle, "rootfs": cfg.root,
-                "created": state.now(), "annotations": cfg.annotations,
-                "cgroup_paths": [str(p) for p in paths], "hooks": hooks.to_json(cfg.hooks),
-                "default_cgroup": cfg.cgroups_path is None}
-        shown = {"ociVersion": "1.0.2", "id": container_id, "status": "creating", "pid": 0,
-                 "bundle": cfg.bundle, "annotations": cfg.annotations}
+        base = {
+            "ociVersion": "1.0.2",
+            "id": container_id,
+            "bundle": cfg.bundle,
+            "rootfs": cfg.root,
+            "created": state.now(),
+            "annotations": cfg.annotations,
+            "cgroup_paths": [str(p) for p in paths],
+            "hooks": hooks.to_json(cfg.hooks),
+            "default_cgroup": cfg.cgroups_path is None,
+        }
+        shown = {
+            "ociVersion": "1.0.2",
+            "id": container_id,
+            "status": "creating",
+            "pid": 0,
+            "bundle": cfg.bundle,
+            "annotations": cfg.annotations,
+        }
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown)
         if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
             kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])

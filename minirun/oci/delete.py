@@ -1,9 +1,10 @@
 """`minirun-oci delete [--force] ID`: remove what create made (runtime.md, "delete").
 
-A stopped or created container goes at once (runc kills a created one too); a running or
-paused one only with --force: thawed, SIGKILLed, waited for. Then its cgroup is emptied and
-removed, the poststop hooks run (failures are warnings), and the record goes. --force on an
-unknown id succeeds, as runc's: podman calls it after the container may be gone already."""
+A stopped container goes at once; a created, running or paused one only with --force (the
+spec: deleting a container that is not stopped MUST fail): thawed, SIGKILLed, waited for.
+Then its cgroup is emptied and removed, the poststop hooks run (failures are warnings), and
+the record goes. --force on an unknown id succeeds, as runc's: podman calls it after the
+container may be gone already."""
 
 import contextlib
 import sys
@@ -22,7 +23,7 @@ def run(root: str, container_id: str, force: bool) -> int:
             return 0
         raise
     current = record.status(root, container_id, data)
-    if current in ("running", "paused") and not force:
+    if current != "stopped" and not force:
         raise MinirunError(f"cannot delete container {container_id} that is not stopped: {current}")
     paths = data.get("cgroup_paths", [])
     if current != "stopped":

@@ -14,6 +14,7 @@ A failing createRuntime/prestart/createContainer/startContainer hook fails the v
 container is destroyed); poststart and poststop failures are warnings (the spec says so).
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -28,28 +29,40 @@ def run(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
     payload = json.dumps(state).encode()
     for hook in hooks:
         try:
-            done = subprocess.run([hook.path, *hook.args[1:]] if hook.args else [hook.path],
-                                  executable=hook.path, input=payload, env=dict(
-                                      e.split("=", 1) for e in hook.env if "=" in e),
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=hook.timeout,
-                                  check=False, close_fds=True)
+            done = subprocess.run(
+                [hook.path, *hook.args[1:]] if hook.args else [hook.path],
+                executable=hook.path,
+                input=payload,
+                env=dict(e.split("=", 1) for e in hook.env if "=" in e),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=hook.timeout,
+                check=False,
+                close_fds=True,
+            )
         except subprocess.TimeoutExpired:
             raise MinirunError(f"{kind} hook {hook.path} timed out after {hook.timeout} s") from None
         except OSError as e:
             raise MinirunError(f"{kind} hook {hook.path}: {e.strerror}") from None
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip().splitlines()
-            raise MinirunError(f"{kind} hook {hook.path} failed (exit {done.returncode})"
-                               + (f": {detail[-1]}" if detail else ""))
+            raise MinirunError(
+                f"{kind} hook {hook.path} failed (exit {done.returncode})"
+                + (f": {detail[-1]}" if detail else "")
+            )
 
 
 def to_json(hooks: dict[str, list[Hook]]) -> dict[str, list[dict[str, Any]]]:
-    return {kind: [{"path": h.path, "args": h.args, "env": h.env, "timeout": h.timeout} for h in hs]
-            for kind, hs in hooks.items()}
+    return {
+        kind: [{"path": h.path, "args": h.args, "env": h.env, "timeout": h.timeout} for h in hs]
+        for kind, hs in hooks.items()
+    }
 
 
 def from_json(raw: dict[str, Any], kind: str) -> list[Hook]:
-    return [Hook(h["path"], h.get("args") or [], h.get("env") or [], h.get("timeout")) for h in raw.get(kind, [])]
+    return [
+        Hook(h["path"], h.get("args") or [], h.get("env") or [], h.get("timeout")) for h in raw.get(kind, [])
+    ]
 
 
 def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
@@ -63,14 +76,14 @@ def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
             os.close(w)
             os.dup2(r, 0)
             try:
-                os.execve(hook.path, hook.args or [hook.path], dict(e.split("=", 1) for e in hook.env if "=" in e))
+                os.execve(
+                    hook.path, hook.args or [hook.path], dict(e.split("=", 1) for e in hook.env if "=" in e)
+                )
             finally:
                 os._exit(127)
         os.close(r)
-        try:
+        with contextlib.suppress(OSError):  # a hook that does not read its stdin
             os.write(w, payload)
-        except OSError:
-            pass
         os.close(w)
         _, status = os.waitpid(pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:

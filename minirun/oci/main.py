@@ -29,8 +29,12 @@ class Parser(argparse.ArgumentParser):
 
 
 def parser() -> Parser:
-    p = Parser(prog="minirun-oci", add_help=True, allow_abbrev=False,
-               description="minirun as an OCI runtime (runc's command line)")
+    p = Parser(
+        prog="minirun-oci",
+        add_help=True,
+        allow_abbrev=False,
+        description="minirun as an OCI runtime (runc's command line)",
+    )
     p.add_argument("--root", default=os.environ.get("MINIRUN_OCI_ROOT", record.DEFAULT_ROOT))
     p.add_argument("--log", default=None)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
@@ -154,8 +158,16 @@ def log(args: argparse.Namespace | None, message: str) -> None:
         return
     with contextlib.suppress(OSError), open(path, "a") as f:
         if args is not None and args.log_format == "json":
-            f.write(json.dumps({"level": "error", "msg": message,
-                                "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "level": "error",
+                        "msg": message,
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    }
+                )
+                + "\n"
+            )
         else:
             f.write(f"error: {message}\n")
 

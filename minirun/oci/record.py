@@ -85,9 +85,16 @@ def status(root: str, container_id: str, data: dict[str, Any]) -> str:
 def public(root: str, container_id: str, data: dict[str, Any]) -> dict[str, Any]:
     """The spec's state (runtime.md, "State"), as `state` prints it and hooks read it on stdin."""
     current = status(root, container_id, data)
-    shown = {"ociVersion": data.get("ociVersion", "1.0.2"), "id": container_id, "status": current,
-             "pid": data["pid"] if current != "stopped" else 0, "bundle": data.get("bundle", ""),
-             "rootfs": data.get("rootfs", ""), "created": data.get("created", ""), "owner": ""}
+    shown = {
+        "ociVersion": data.get("ociVersion", "1.0.2"),
+        "id": container_id,
+        "status": current,
+        "pid": data["pid"] if current != "stopped" else 0,
+        "bundle": data.get("bundle", ""),
+        "rootfs": data.get("rootfs", ""),
+        "created": data.get("created", ""),
+        "owner": "",
+    }
     if data.get("annotations"):
         shown["annotations"] = data["annotations"]
     return shown

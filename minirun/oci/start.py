@@ -35,8 +35,11 @@ def run(root: str, container_id: str) -> int:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     try:
-        hooks.run("poststart", hooks.from_json(data.get("hooks", {}), "poststart"),
-                  record.public(root, container_id, data))
+        hooks.run(
+            "poststart",
+            hooks.from_json(data.get("hooks", {}), "poststart"),
+            record.public(root, container_id, data),
+        )
     except MinirunError as e:  # the spec: a poststart failure is logged, the container runs on
         print(f"minirun-oci: warning: {e}", file=sys.stderr)
     return 0

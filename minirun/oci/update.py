@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+from minirun.cgroups import Cgroup
 from minirun.errors import MinirunError
 from minirun.oci import cgroup, record
 
@@ -20,5 +21,7 @@ def run(root: str, container_id: str, resources: str | None) -> int:
         raise MinirunError(f"--resources: {e}") from None
     if not isinstance(wanted, dict):
         raise MinirunError("--resources: expected a JSON object (linux.resources)")
-    cgroup.apply(cgroup.Cgroup(tuple(Path(p) for p in data.get("cgroup_paths", []) if Path(p).is_dir())), wanted)
+    cgroup.apply(
+        Cgroup(tuple(Path(p) for p in data.get("cgroup_paths", []) if Path(p).is_dir())), wanted
+    )
     return 0
