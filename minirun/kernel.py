@@ -189,7 +189,8 @@ def clear_ambient() -> None:
 def raise_ambient(cap: int) -> None:
     """Add one capability to the ambient set (it must be permitted and inheritable already)."""
     _check(_libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_RAISE),
-                       ctypes.c_ulong(cap), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_CAP_AMBIENT_RAISE)")
+                       ctypes.c_ulong(cap), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           "prctl(PR_CAP_AMBIENT_RAISE)")
 
 
 # --- seccomp (seccomp(2)) ----------------------------------------------------------------------
