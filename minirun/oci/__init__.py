@@ -30,10 +30,11 @@ blocked opening a fifo, as runc's exec fifo does:
                                                  seccomp, ids, 5 capability sets, nnp; cwd;
                                                  clears PDEATHSIG; closes the sync socket
   4     EOF + child alive: write state.json,     open(/proc/self/fd/FIFO, O_WRONLY) blocks
-        createRuntime + prestart hooks,          (fifo(7): until a reader opens it)
+        createRuntime hooks,                     (fifo(7): until a reader opens it)
         --pid-file; exit 0 ("created")
         or "error CODE MSG": kill, clean, exit
-  5     start: open the fifo O_RDONLY|NONBLOCK,  the open returns; write "0"; startContainer
+  5     start: prestart hooks (the 1.0 spec's
+        moment); open the fifo O_RDONLY|NONBLOCK,  the open returns; write "0"; startContainer
         poll for the byte (giving up if the      hooks; execve(process.args)
         child died), unlink the fifo ("running"
         from here), poststart hooks

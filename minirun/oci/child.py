@@ -197,10 +197,11 @@ def build_rootfs(plan: ChildPlan) -> None:
     """The mounts of config.json on root.path, in order; devices; hooks; pivot_root; the
     masked and read-only paths; sysctls; a read-only root. mount_namespaces(7), pivot_root(2)."""
     config = plan.config
-    propagation = PROPAGATION.get(config.rootfs_propagation, MS_SLAVE | MS_REC)
-    # Nothing we mount may reach the host: slave (runc's default) or what the config asks,
-    # but never shared while we build (pivot_root refuses a shared parent).
-    kernel.mount(None, "/", None, propagation if not propagation & MS_SHARED else MS_SLAVE | MS_REC)
+    # Nothing we mount may reach the host while we build: rslave (runc's default), rprivate if
+    # asked; what linux.rootfsPropagation asks for is set on the new "/" after pivot_root, which
+    # refuses a shared parent (pivot_root(2)) and cannot bind an unbindable one.
+    private = config.rootfs_propagation in ("private", "rprivate")
+    kernel.mount(None, "/", None, (MS_PRIVATE if private else MS_SLAVE) | MS_REC)
     kernel.mount(config.root, config.root, None, MS_BIND | MS_REC)  # pivot_root wants a mount point
     root_fd = os.open(config.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -211,8 +212,8 @@ def build_rootfs(plan: ChildPlan) -> None:
     finally:
         os.close(root_fd)
     rootfs.pivot_into(config.root)
-    if propagation & MS_SHARED:
-        kernel.mount(None, "/", None, propagation)
+    if config.rootfs_propagation:
+        kernel.mount(None, "/", None, PROPAGATION[config.rootfs_propagation])
     for key, value in config.sysctl.items():
         try:
             with open("/proc/sys/" + key.replace(".", "/"), "w") as f:

@@ -133,6 +133,7 @@ class Config:
     rootfs_propagation: str
     hooks: dict[str, list[Hook]]
     annotations: dict[str, str] = field(default_factory=dict)
+    has_process: bool = True  # a bundle may come without one: create works, start refuses (runtime.md)
 
     def clone_flags(self) -> int:
         """The namespaces clone(2) creates: those without a path (a path is joined, setns(2))."""
@@ -212,6 +213,10 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         oom_score_adj=_get(raw, "oomScoreAdj", int, None, where),
         terminal=_get(raw, "terminal", bool, False, where),
     )
+
+
+# What stands in for a missing `process`: the container is created, and `start` refuses to run it.
+NO_PROCESS = {"args": ["/"], "cwd": "/"}
 
 
 def _idmaps(raw: list[Any], key: str) -> list[IdMap]:
@@ -323,7 +328,8 @@ def load(bundle: str) -> Config:
         bundle=bundle,
         root=root_path,
         root_readonly=_get(root, "readonly", bool, False, "root."),
-        process=parse_process(raw.get("process")),
+        process=parse_process(raw.get("process") or NO_PROCESS),
+        has_process=raw.get("process") is not None,
         hostname=hostname,
         mounts=mounts,
         namespaces=namespaces,

@@ -156,7 +156,6 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.save(root, container_id, data)
         public = record.public(root, container_id, data)
         hooks.run("createRuntime", cfg.hooks.get("createRuntime", []), public)
-        hooks.run("prestart", cfg.hooks.get("prestart", []), public)
         if pid_file:
             write_pid_file(pid_file, pid)
     except BaseException:

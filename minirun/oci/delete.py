@@ -7,9 +7,9 @@ the record goes. --force on an unknown id succeeds, as runc's: podman calls it a
 container may be gone already."""
 
 import contextlib
-import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from minirun.errors import MinirunError
 from minirun.oci import cgroup, hooks, kill, record
@@ -25,6 +25,12 @@ def run(root: str, container_id: str, force: bool) -> int:
     current = record.status(root, container_id, data)
     if current != "stopped" and not force:
         raise MinirunError(f"cannot delete container {container_id} that is not stopped: {current}")
+    destroy(root, container_id, data, current)
+    return 0
+
+
+def destroy(root: str, container_id: str, data: dict[str, Any], current: str) -> None:
+    """Kill (thawed first), wait, remove the cgroup and the record, run the poststop hooks."""
     paths = data.get("cgroup_paths", [])
     if current != "stopped":
         if current == "paused":
@@ -42,8 +48,4 @@ def run(root: str, container_id: str, force: bool) -> int:
             with contextlib.suppress(OSError):
                 Path(text).parent.rmdir()
     record.remove(root, container_id)
-    try:
-        hooks.run("poststop", hooks.from_json(data.get("hooks", {}), "poststop"), public)
-    except MinirunError as e:
-        print(f"minirun-oci: warning: {e}", file=sys.stderr)
-    return 0
+    hooks.run("poststop", hooks.from_json(data.get("hooks", {}), "poststop"), public, warn_only=True)
