@@ -9,6 +9,7 @@ nothing. The values then travel, decided, into the child (minirun/oci/child.py).
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,7 @@ RLIMITS = {
     "RLIMIT_RTPRIO": 14,
     "RLIMIT_RTTIME": 15,
 }
+OCI_VERSION = re.compile(r"^1\.\d+\.\d+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$")
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
@@ -257,6 +259,9 @@ def load(bundle: str) -> Config:
         raise MinirunError(f"{bundle}/config.json: {e}") from None
     if not isinstance(raw, dict):
         raise MinirunError("config.json: the top level must be an object")
+    version = _get(raw, "ociVersion", str, "1.0.0", "")
+    if not OCI_VERSION.match(version):  # config.md: a SemVer 2.0.0 version of the spec, major 1
+        raise MinirunError(f"config.json: unsupported ociVersion {version!r} (this runtime takes 1.x.y)")
     root = _get(raw, "root", dict, {}, "")
     root_path = os.path.join(bundle, _get(root, "path", str, "rootfs", "root."))
     if not os.path.isdir(root_path):
