@@ -99,7 +99,8 @@ def run(root: str, args: argparse.Namespace) -> int:
     if helper == 0:
         ours.close()
         os.close(report_r)
-        helper_main(proc, bpf, pidfd, flags, data.get("cgroup_paths", []), console, theirs, report_w)
+        paths = data.get("cgroup_paths", [])
+        helper_main(proc, bpf, pidfd, flags, paths, console, theirs, report_w, args.detach)
     theirs.close()
     os.close(report_w)
     if console >= 0:
@@ -144,6 +145,7 @@ def helper_main(
     console: int,
     sock: socket.socket,
     report: int,
+    detach: bool,
 ) -> NoReturn:
     try:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -154,7 +156,7 @@ def helper_main(
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)
-            process_main(proc, bpf, flags, console, sock)
+            process_main(proc, bpf, flags, console, sock, detach)
         os.write(report, str(pid).encode())
         os._exit(0)
     except BaseException as e:
@@ -163,7 +165,8 @@ def helper_main(
         os._exit(RUNTIME_ERROR)
 
 
-def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, sock: socket.socket) -> NoReturn:
+def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, sock: socket.socket,
+                 detach: bool) -> NoReturn:
     code = RUNTIME_ERROR
     try:
         if flags & kernel.CLONE_NEWUSER:
@@ -189,6 +192,8 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
             os.chdir(proc.cwd)
         except OSError as e:
             raise MinirunError(f"process.cwd {proc.cwd}: {e.strerror}") from None
+        if detach:  # exec returns at once: the process outlives it (conmon, the subreaper, reaps it)
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
         pid1.execute(proc.args, proc.env)
     except MinirunError as e:
         code = e.code
