@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import REPO, process_exists, wait_for
+from helpers import PODMAN_IMAGE, REPO, process_exists, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -74,7 +74,7 @@ def wrapper(directory: Path, root: Path) -> Path:
     """What an engine is configured with: one executable whose argv is runc's."""
     script = directory / "minirun-oci"
     script.write_text(f"#!/bin/sh\nMINIRUN_OCI_ROOT={root} PYTHONPATH={REPO} exec {sys.executable} "
-                      f"-m minirun.oci \"$@\"\n")
+                      f"-P -m minirun.oci \"$@\"\n")
     script.chmod(0o755)
     return script
 
@@ -309,3 +309,56 @@ def test_runtime_tools_validation_suite(tmp_path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         leftovers = [p.name for p in (tmp_path / "state").iterdir() if p.name != "seccomp-cache"]
         assert leftovers == [], leftovers
+
+
+def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> None:
+    """The engine on top: `podman --runtime minirun-oci` (conmon calls create/start/exec/kill/
+    delete/pause/resume with runc's argv): exit codes, -t through the console socket, exec
+    (-t, -d), pause/unpause, kill -s, stop, restart, wait, rm -f, and --pid=host's kill --all."""
+    runtime = wrapper(tmp_path, tmp_path / "state")
+    base = ["podman", "--runtime", str(runtime)]
+    flags = ["--pull", "never", "--network", "none",
+             "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # see README
+    name = f"mrt-oci-{os.getpid()}"
+
+    def pm(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+
+    def in_pty(*args: str) -> subprocess.CompletedProcess[str]:  # script(1): podman -t wants a terminal
+        line = " ".join(f"'{a}'" if " " in a else a for a in [*base, *args])
+        return subprocess.run(["script", "-eqc", line, "/dev/null"], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+    def status() -> str:
+        return pm("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout.strip()
+
+    try:
+        assert pm("run", "--rm", *flags, PODMAN_IMAGE, "sh", "-c", "echo hi; exit 3").returncode == 3
+        tty = in_pty("run", "--rm", "-t", *flags, PODMAN_IMAGE, "sh", "-c", "tty; exit 4")
+        assert tty.returncode == 4 and "/dev/pts/0" in tty.stdout, tty
+        assert pm("run", "-d", "--name", name, *flags, PODMAN_IMAGE, "sleep", "100").returncode == 0
+        assert pm("inspect", "-f", "{{.OCIRuntime}}", name).stdout.strip() == str(runtime)
+        done = pm("exec", name, "sh", "-c", "echo in; exit 5")
+        assert (done.returncode, done.stdout) == (5, "in\n"), done
+        assert "/dev/pts/" in in_pty("exec", "-t", name, "tty").stdout
+        assert pm("exec", "-d", name, "sleep", "50").returncode == 0
+        assert "sleep 50" in pm("top", name).stdout
+        assert pm("pause", name).returncode == 0 and status() == "paused 0"
+        assert pm("unpause", name).returncode == 0 and status() == "running 0"
+        assert pm("kill", "-s", "USR1", name).returncode == 0  # PID 1 without a handler: ignored
+        time.sleep(0.5)
+        assert status() == "running 0"
+        assert pm("stop", "-t", "2", name).returncode == 0 and status() == "exited 137"
+        assert pm("restart", name).returncode == 0 and status() == "running 0"
+        assert pm("kill", name).returncode == 0
+        assert pm("wait", name).stdout.strip() == "137"
+        assert pm("rm", "-f", name).returncode == 0
+        started = pm("run", "-d", "--name", name, "--pid=host", *flags, PODMAN_IMAGE, "sh", "-c",
+                     "sleep 100 & sleep 100")
+        assert started.returncode == 0, started.stderr
+        assert pm("stop", "-t", "2", name).returncode == 0  # kill --all: every process of the cgroup
+        assert status().startswith("exited")
+    finally:
+        pm("rm", "-f", name)
+    assert not [p for p in (tmp_path / "state").glob("*") if p.name != "seccomp-cache"]
