@@ -390,8 +390,9 @@ def apply_security(proc: Process, seccomp_filter: bytes | None) -> None:
 def wait_for_start(fifo_fd: int) -> None:
     """Block until `start` opens the fifo for reading (fifo(7): opening a fifo for writing
     waits for a reader), then tell it we are going. Reopened through /proc/self/fd: the path
-    on the host is out of sight since pivot_root."""
+    on the host is out of sight since pivot_root. The write end stays open, close-on-exec:
+    its closing by a successful execve(2) is `start`'s EOF, "the program runs" (poststart's
+    moment), as the sync socket's is create's."""
     fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
     os.write(fd, b"0")
-    os.close(fd)
     os.close(fifo_fd)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, state, sync, userns
+from minirun import kernel, paths, state, sync, userns
 from minirun.errors import MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
@@ -53,7 +53,7 @@ def seccomp_filter(cfg: Config, where: Path) -> bytes | None:
     path = where / "seccomp.json"
     path.write_text(json.dumps(profile))
     caps = cfg.process.capabilities.bounding if cfg.process.capabilities else frozenset(NUMBERS)
-    return seccomp.compiled(str(path), caps, where.parent / "seccomp-cache")
+    return seccomp.compiled(str(path), caps, paths.store_dir() / "seccomp")  # minirun's own cache
 
 
 def open_join_fds(cfg: Config) -> dict[str, int]:
@@ -91,12 +91,12 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         where.mkdir(mode=0o700)
     except FileExistsError:
         raise MinirunError(f"container {container_id} already exists") from None
-    paths: list[Path] = []
+    dirs: list[Path] = []
     pid = pidfd = -1
     try:
         bpf = seccomp_filter(cfg, where)
-        paths = cgroup.places(cfg.cgroups_path, container_id)
-        made = cgroup.create(paths)
+        dirs = cgroup.places(cfg.cgroups_path, container_id)
+        made = cgroup.create(dirs)
         cgroup.apply(made, cfg.resources)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
@@ -109,7 +109,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "rootfs": cfg.root,
             "created": state.now(),
             "annotations": cfg.annotations,
-            "cgroup_paths": [str(p) for p in paths],
+            "cgroup_paths": [str(p) for p in dirs],
             "hooks": hooks.to_json(cfg.hooks),
             "default_cgroup": cfg.cgroups_path is None,
         }
@@ -164,9 +164,9 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
-        cgroup.remove([str(p) for p in paths])
+        cgroup.remove([str(p) for p in dirs])
         if cfg.cgroups_path is None:
-            remove_default_parent(paths)
+            remove_default_parent(dirs)
         record.remove(root, container_id)
         raise
     return 0

@@ -36,10 +36,16 @@ def run(root: str, container_id: str) -> int:
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        while True:
-            if poller.poll(100) and os.read(fd, 1):
-                break
+        got = b""
+        while True:  # the byte (the program may go), then EOF (its execve closed the fifo)
+            if poller.poll(100):
+                chunk = os.read(fd, 1)
+                if not chunk and got:
+                    break
+                got += chunk
             if not record.alive(data):
+                if got:
+                    break  # it ran and is done already, or its execve failed: its stderr says
                 raise MinirunError(f"container {container_id} exited before it was started")
     finally:
         os.close(fd)
