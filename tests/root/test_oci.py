@@ -290,6 +290,23 @@ def test_the_container_cannot_reach_the_fifo_or_the_host(oci: Oci, bundle: Calla
     assert "refused" in lines[-1], lines
 
 
+def test_a_mount_target_that_is_a_symlink_out_of_the_root_never_reaches_the_host(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """Attack through the bundle: the image's /escape is a link to a host directory (absolute,
+    or climbing with ..). The target is resolved inside the root (openat2 RESOLVE_IN_ROOT),
+    where it does not exist, and the link is not replaced: create refuses (one line, 125), and
+    nothing is mounted on the host or left behind."""
+    host = tmp_path / "host-dir"
+    host.mkdir()
+    for link, target in (("escape", str(host)), ("up", "../../../../../../" + str(host).lstrip("/"))):
+        b = bundle(["true"], mounts=[{"destination": f"/{link}", "type": "tmpfs", "source": "tmpfs"}])
+        (b / "rootfs" / link).symlink_to(target)
+        refused = oci("create", "--bundle", str(b), f"c9{link}", check=False)
+        assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1, refused
+        assert str(host) not in Path("/proc/self/mountinfo").read_text()
+        assert not list(host.iterdir()) and not (oci.root / f"c9{link}").exists()
+
+
 @pytest.mark.timeout(1800)
 def test_runtime_tools_validation_suite(tmp_path: Path) -> None:
     """The conformance kit: build (offline, Debian's Go), run all 58 programs, classify."""
