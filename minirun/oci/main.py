@@ -103,11 +103,18 @@ def dispatch(args: argparse.Namespace) -> int:
         from minirun.oci import create
 
         return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
-    if args.verb == "run":
-        from minirun.oci import create, start
+    if args.verb == "run":  # create + start; without --detach wait for it, then delete it (runc run)
+        from minirun.oci import create, delete, record, start
 
         create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
-        return start.run(root, args.id)
+        start.run(root, args.id)
+        if args.detach:
+            return 0
+        pid = record.load(root, args.id)["pid"]
+        _, status = os.waitpid(pid, 0)  # it is our own child: create cloned it in this process
+        delete.run(root, args.id, force=True)
+        code = os.waitstatus_to_exitcode(status)
+        return 128 - code if code < 0 else code
     if args.verb == "start":
         from minirun.oci import start
 

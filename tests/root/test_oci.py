@@ -217,6 +217,13 @@ def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callabl
     wait_for(lambda: not process_exists(exec_pid), what="exec'd process gone with the container")
 
 
+def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
+    b = bundle(["sh", "-c", "echo ran; exit 6"])
+    done = oci("run", "--bundle", str(b), "c10", check=False, stderr=subprocess.PIPE)
+    assert (done.returncode, done.stdout) == (6, "ran\n"), done
+    assert oci("state", "c10", check=False).returncode == 125
+
+
 def test_pause_resume_and_kill_all(oci: Oci, bundle: Callable[..., Path]) -> None:
     config_ns = [{"type": t} for t in ("network", "ipc", "uts", "mount")]  # no pid namespace: --pid=host
     b = bundle(["sh", "-c", "sleep 100 & sleep 100 & wait"], linux={
