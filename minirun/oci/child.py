@@ -249,7 +249,10 @@ def mount_one(
                 root_fd, None, destination, None, MS_BIND | MS_REMOUNT | rest | rootfs.locked_flags(host)
             )
     elif fstype == "cgroup":
-        rootfs.mount_cgroupfs(root_fd) if destination == "/sys/fs/cgroup" else None
+        # The hierarchies as our cgroup namespace shows them (read-only), in the host's layout;
+        # like runc, only at the usual place.
+        if destination == "/sys/fs/cgroup":
+            rootfs.mount_cgroupfs(root_fd)
     else:
         rootfs.mount_in_root(root_fd, source or fstype, destination, fstype or None, flags, data or None)
     if propagation:
