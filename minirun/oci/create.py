@@ -94,14 +94,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
     dirs: list[Path] = []
     pid = pidfd = -1
     try:
-        bpf = seccomp_filter(cfg, where)
         dirs = cgroup.places(cfg.cgroups_path, container_id)
-        made = cgroup.create(dirs)
-        cgroup.apply(made, cfg.resources)
-        fifo_path = record.fifo(root, container_id)
-        os.mkfifo(fifo_path, 0o622)
-        os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
-        fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
         base = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -112,7 +105,20 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "cgroup_paths": [str(p) for p in dirs],
             "hooks": hooks.to_json(cfg.hooks),
             "default_cgroup": cfg.cgroups_path is None,
+            "has_process": cfg.has_process,
         }
+        # Written before anything else exists, naming what will: if this process is SIGKILLed
+        # half-way, `state` says "stopped" once we are gone and `delete` finds the cgroup.
+        me = os.getpid()
+        record.save(root, container_id, {**base, "pid": 0, "creator": me,
+                                         "creator_start": state.process_start_time(me)})
+        bpf = seccomp_filter(cfg, where)
+        made = cgroup.create(dirs)
+        cgroup.apply(made, cfg.resources)
+        fifo_path = record.fifo(root, container_id)
+        os.mkfifo(fifo_path, 0o622)
+        os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
+        fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
         shown = {
             "ociVersion": "1.0.2",
             "id": container_id,

@@ -19,8 +19,8 @@ def run(root: str, container_id: str, sig: str, every: bool) -> int:
     number = parse_signal(sig)
     data = record.load(root, container_id)
     current = record.status(root, container_id, data)
-    if current == "stopped":
-        raise MinirunError(f"cannot kill container {container_id}: it is stopped")
+    if current not in ("created", "running", "paused"):
+        raise MinirunError(f"cannot kill container {container_id}: it is {current}")
     if every:
         for pid in cgroup.pids(data.get("cgroup_paths", [])):
             with contextlib.suppress(ProcessLookupError):
@@ -32,7 +32,8 @@ def run(root: str, container_id: str, sig: str, every: bool) -> int:
 
 def send(data: dict[str, object], number: int) -> None:
     pid = data["pid"]
-    assert isinstance(pid, int)
+    if not isinstance(pid, int) or pid <= 0:
+        raise MinirunError("the container has no process (yet)")
     try:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:

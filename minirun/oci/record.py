@@ -73,6 +73,11 @@ def alive(data: dict[str, Any]) -> bool:
 
 
 def status(root: str, container_id: str, data: dict[str, Any]) -> str:
+    if data["pid"] == 0:  # create has not cloned yet: "creating" while it lives
+        creator = data.get("creator")
+        creating = isinstance(creator, int) and creator > 0 and \
+            records.process_start_time(creator) == data.get("creator_start")
+        return "creating" if creating else "stopped"
     if not alive(data):
         return "stopped"
     if fifo(root, container_id).exists():
