@@ -127,11 +127,11 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
             process.become_namespace_root()  # setresuid(0) in the new user namespace (user_namespaces(7))
         else:
             process.guard_process()
-        if config.namespaces.get("cgroup") == "" and "cgroup" in config.namespaces:
+        if config.namespaces.get("cgroup") == "":  # new, not joined
             kernel.unshare(kernel.CLONE_NEWCGROUP)  # now that the parent moved us into our cgroup
         if config.hostname is not None and "uts" in config.namespaces:
             kernel.sethostname(config.hostname)
-        if config.namespaces.get("network") == "" and "network" in config.namespaces:
+        if config.namespaces.get("network") == "":
             kernel.set_link_up("lo")
         if "mount" not in config.namespaces:
             raise MinirunError("config.json: a mount namespace is required (linux.namespaces type mount)")
