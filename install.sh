@@ -90,6 +90,7 @@ if [ -c /dev/net/tun ] && [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
     chmod 0666 /dev/net/tun
 fi
 ln -sf "$PREFIX/bin/minirun" /usr/local/bin/minirun
+ln -sf "$PREFIX/bin/minirun-oci" /usr/local/bin/minirun-oci  # the OCI runtime (README, "minirun as an OCI runtime")
 
 # The offline default image. Local images are used first, as docker does.
 if ! "$PREFIX/bin/minirun" images -q busybox 2>/dev/null | grep -q .; then

@@ -45,6 +45,8 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_CAP_AMBIENT_RAISE = 2
+PR_SET_KEEPCAPS = 8  # keep the permitted set across a change from uid 0 (capabilities(7))
 
 # open_tree(2), mount_setattr(2), move_mount(2): the "new mount API" (Linux 5.2 / 5.12)
 OPEN_TREE_CLONE = 0x1
@@ -182,6 +184,13 @@ def drop_bounding(cap: int) -> None:
 def clear_ambient() -> None:
     _check(_libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_CLEAR_ALL),
                        ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)), "prctl(PR_CAP_AMBIENT)")
+
+
+def raise_ambient(cap: int) -> None:
+    """Add one capability to the ambient set (it must be permitted and inheritable already)."""
+    _check(_libc.prctl(ctypes.c_int(PR_CAP_AMBIENT), ctypes.c_ulong(PR_CAP_AMBIENT_RAISE),
+                       ctypes.c_ulong(cap), ctypes.c_ulong(0), ctypes.c_ulong(0)),
+           "prctl(PR_CAP_AMBIENT_RAISE)")
 
 
 # --- seccomp (seccomp(2)) ----------------------------------------------------------------------

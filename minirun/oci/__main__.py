@@ -1,0 +1,3 @@
+from minirun.oci.main import program
+
+program()

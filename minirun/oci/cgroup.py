@@ -1,0 +1,240 @@
+"""linux.cgroupsPath and linux.resources: the container's cgroup, made and limited before its
+process is moved in (the same order as minirun/cgroups.py, which this reuses for the parts
+that do not depend on where the directory is: adding, killing, removing).
+
+cgroupsPath names one directory relative to each hierarchy's root (absolute or not: runc's
+cgroupfs driver reads both so); without one, /minirun-oci/ID. Each resource goes into the
+hierarchy that has its controller: v1 file names on v1 and hybrid hosts, v2 names on a
+unified one (cgroup-v1/*.rst, cgroup-v2.rst). A resource this host cannot apply fails create.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+from minirun import cgroups
+from minirun.cgroups import Cgroup
+from minirun.errors import MinirunError
+
+
+def places(cgroups_path: str | None, container_id: str) -> list[Path]:
+    relative = (cgroups_path or f"/minirun-oci/{container_id}").strip("/")
+    if not relative or ".." in relative.split("/"):
+        raise MinirunError(f"invalid linux.cgroupsPath {cgroups_path!r}")
+    found = []
+    for h in cgroups.hierarchies():
+        if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT):
+            found.append(h.mountpoint / relative)
+    return found
+
+
+def create(paths: list[Path]) -> Cgroup:
+    """mkdir each level (a v1 cpuset level needs cpus and mems before it may hold a task)."""
+    made = []
+    for path in paths:
+        missing = []
+        level = path
+        while not level.exists():
+            missing.append(level)
+            level = level.parent
+        for new in reversed(missing):
+            new.mkdir()
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                target = new / name
+                if (
+                    target.exists()
+                    and not (new / "cgroup.controllers").exists()
+                    and not target.read_text().strip()
+                ):
+                    target.write_text((new.parent / name).read_text())
+        made.append(path)
+    return Cgroup(tuple(made))
+
+
+def _write(cgroup: Cgroup, controller: str, v1: list[tuple[str, Any]], v2: list[tuple[str, Any]]) -> None:
+    wanted = [(n, v) for n, v in v1 if v is not None] + [(n, v) for n, v in v2 if v is not None]
+    if not wanted:
+        return
+    found = cgroup.path_for(controller)
+    if found is None:
+        raise MinirunError(
+            f"cannot apply linux.resources: no {controller} controller for the container's cgroup"
+        )
+    path, driver = found
+    for name, value in v1 if driver.version == 1 else v2:
+        if value is None:
+            continue
+        try:
+            (path / name).write_text(str(value))
+        except OSError as e:
+            raise MinirunError(f"cannot set {name} to {value}: {e.strerror}") from None
+
+
+def apply(cgroup: Cgroup, resources: dict[str, Any]) -> None:
+    """linux.resources (config-linux.md), before the first process is moved in."""
+    memory = resources.get("memory") or {}
+    limit, swap = memory.get("limit"), memory.get("swap")
+    _write(
+        cgroup,
+        "memory",
+        [
+            ("memory.limit_in_bytes", limit),
+            ("memory.soft_limit_in_bytes", memory.get("reservation")),
+            ("memory.memsw.limit_in_bytes", swap),
+            ("memory.swappiness", memory.get("swappiness")),
+            ("memory.oom_control", 1 if memory.get("disableOOMKiller") else None),
+        ],
+        [
+            ("memory.max", limit),
+            ("memory.low", memory.get("reservation")),
+            ("memory.swap.max", None if swap is None or limit is None or swap < 0 else swap - limit),
+        ],
+    )
+    cpu = resources.get("cpu") or {}
+    quota, period = cpu.get("quota"), cpu.get("period")
+    _write(
+        cgroup,
+        "cpu",
+        [
+            ("cpu.shares", cpu.get("shares")),
+            ("cpu.cfs_period_us", period),
+            ("cpu.cfs_quota_us", quota),
+            ("cpu.rt_period_us", cpu.get("realtimePeriod")),
+            ("cpu.rt_runtime_us", cpu.get("realtimeRuntime")),
+        ],
+        [
+            ("cpu.weight", None if cpu.get("shares") is None else cgroups.shares_to_weight(cpu["shares"])),
+            (
+                "cpu.max",
+                None
+                if quota is None and period is None
+                else f"{'max' if quota in (None, -1) else quota} {period or 100000}",
+            ),
+        ],
+    )
+    _write(
+        cgroup,
+        "cpuset",
+        [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))],
+        [("cpuset.cpus", cpu.get("cpus")), ("cpuset.mems", cpu.get("mems"))],
+    )
+    pids = (resources.get("pids") or {}).get("limit")
+    value = None if pids is None else ("max" if pids <= 0 else pids)
+    _write(cgroup, "pids", [("pids.max", value)], [("pids.max", value)])
+    apply_devices(cgroup, resources.get("devices"))
+
+
+def _device_line(rule: dict[str, Any]) -> str:
+    kind = rule.get("type") or "a"
+    major, minor = rule.get("major"), rule.get("minor")
+    number = f"{'*' if major in (None, -1) else major}:{'*' if minor in (None, -1) else minor}"
+    return f"{kind} {number} {rule.get('access') or 'rwm'}" if kind != "a" else "a"
+
+
+def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
+    """linux.resources.devices, in order (the last matching rule wins), then the devices every
+    container needs to work (runc adds the same: null, zero, full, random, urandom, tty, pts, ptmx).
+    v1: devices.deny/devices.allow lines. v2 (no devices controller): an eBPF allowlist, built by
+    minirun/cgroups.py from the rules when they are "deny all, then allow" (what engines send)."""
+    if rules is None:
+        return
+    ordered = [
+        *rules,
+        *(
+            {"allow": True, "type": t, "major": a, "minor": b, "access": x}
+            for t, a, b, x in cgroups.DEVICE_ALLOWLIST
+        ),
+    ]
+    v1 = next((p for p in cgroup.paths if (p / "devices.allow").exists()), None)
+    if v1 is not None:
+        for rule in ordered:
+            with contextlib.suppress(OSError):  # a rule the kernel refuses (e.g. allow under a deny)
+                (v1 / ("devices.allow" if rule.get("allow") else "devices.deny")).write_text(
+                    _device_line(rule)
+                )
+        return
+    v2 = cgroup.v2_path()
+    if v2 is None or os.geteuid() != 0:
+        return
+    allow = tuple(
+        (r.get("type") or "c", r.get("major"), r.get("minor"), r.get("access") or "rwm")
+        for r in ordered
+        if r.get("allow") and r.get("type") in ("c", "b")
+    )
+    from minirun import kernel
+
+    prog = kernel.bpf_load_device_program(cgroups.device_program(allow))
+    try:
+        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            kernel.bpf_attach_device_program(prog, fd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(prog)
+
+
+def _freezer(paths: list[str]) -> tuple[Path, str, str, str] | None:
+    """(file, frozen value, thawed value, how to read it) of the container's freezer."""
+    for text in paths:
+        path = Path(text)
+        if (path / "freezer.state").exists():
+            return path / "freezer.state", "FROZEN", "THAWED", "FROZEN"
+    for text in paths:
+        path = Path(text)
+        if (path / "cgroup.freeze").exists():
+            return path / "cgroup.freeze", "1", "0", "1"
+    return None
+
+
+def frozen(paths: list[str]) -> bool:
+    found = _freezer(paths)
+    if found is None:
+        return False
+    try:
+        return found[0].read_text().strip() == found[3]
+    except OSError:
+        return False
+
+
+def freeze(paths: list[str], on: bool) -> None:
+    """pause/resume: the freezer stops every task of the cgroup (cgroup-v1/freezer-subsystem.rst,
+    cgroup-v2.rst "cgroup.freeze")."""
+    found = _freezer(paths)
+    if found is None:
+        raise MinirunError("cannot pause: the container's cgroup has no freezer")
+    found[0].write_text(found[1] if on else found[2])
+
+
+def pids(paths: list[str]) -> list[int]:
+    found: set[int] = set()
+    for text in paths:
+        with contextlib.suppress(OSError, ValueError):
+            found |= {int(p) for p in (Path(text) / "cgroup.procs").read_text().split()}
+    return sorted(found)
+
+
+def remove(paths: list[str]) -> None:
+    """Kill what is left and rmdir (minirun/cgroups.py's remove, with retries on EBUSY)."""
+    existing = tuple(Path(p) for p in paths if Path(p).is_dir())
+    if existing:
+        cgroup = Cgroup(existing)
+        cgroups.kill(cgroup)
+        for path in existing:
+            with contextlib.suppress(OSError):
+                _rmdir_retry(path)
+
+
+def _rmdir_retry(path: Path) -> None:
+    import time
+
+    for _ in range(500):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
+    path.rmdir()

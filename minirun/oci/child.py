@@ -1,0 +1,401 @@
+"""The container's process under `minirun-oci create`: from clone(2) to the exec fifo, then execve.
+
+The same story as minirun/process.py (and the same steps, reused: namespace root, pivot_root,
+bounding set, seccomp, user, capabilities, no_new_privs, signals, fds), told for a bundle:
+the mounts, devices and paths come from config.json instead of docker's fixed set. It runs
+in the cloned process and never returns. Until create's parent has its answer (EOF on the
+sync socket) an error travels back as "error CODE MESSAGE"; after that, nobody listens but
+the container's own stderr.
+"""
+
+import contextlib
+import os
+import resource
+import socket
+import stat
+from dataclasses import dataclass
+from typing import NoReturn
+
+from minirun import kernel, pid1, process, rootfs, sync, tty
+from minirun.errors import RUNTIME_ERROR, MinirunError
+from minirun.kernel import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
+from minirun.oci import hooks
+from minirun.oci.config import NAMESPACE_FLAGS, Config, Process
+from minirun.security import capabilities
+
+MS_SYNCHRONOUS, MS_MANDLOCK, MS_DIRSYNC, MS_NOATIME, MS_NODIRATIME = 0x10, 0x40, 0x80, 0x400, 0x800
+MS_UNBINDABLE, MS_SLAVE, MS_SHARED, MS_RELATIME, MS_STRICTATIME = (
+    0x20000,
+    0x80000,
+    0x100000,
+    0x200000,
+    0x1000000,
+)
+# mount(8)'s option words: (flags set, flags cleared). The rest is the file system's data.
+FLAGS = {
+    "ro": (MS_RDONLY, 0),
+    "rw": (0, MS_RDONLY),
+    "nosuid": (MS_NOSUID, 0),
+    "suid": (0, MS_NOSUID),
+    "nodev": (MS_NODEV, 0),
+    "dev": (0, MS_NODEV),
+    "noexec": (MS_NOEXEC, 0),
+    "exec": (0, MS_NOEXEC),
+    "sync": (MS_SYNCHRONOUS, 0),
+    "async": (0, MS_SYNCHRONOUS),
+    "dirsync": (MS_DIRSYNC, 0),
+    "mand": (MS_MANDLOCK, 0),
+    "nomand": (0, MS_MANDLOCK),
+    "noatime": (MS_NOATIME, 0),
+    "atime": (0, MS_NOATIME),
+    "nodiratime": (MS_NODIRATIME, 0),
+    "diratime": (0, MS_NODIRATIME),
+    "relatime": (MS_RELATIME, 0),
+    "norelatime": (0, MS_RELATIME),
+    "strictatime": (MS_STRICTATIME, 0),
+    "nostrictatime": (0, MS_STRICTATIME),
+    "bind": (MS_BIND, 0),
+    "rbind": (MS_BIND | MS_REC, 0),
+    "remount": (MS_REMOUNT, 0),
+    "defaults": (0, 0),
+}
+PROPAGATION = {
+    "private": MS_PRIVATE,
+    "rprivate": MS_PRIVATE | MS_REC,
+    "slave": MS_SLAVE,
+    "rslave": MS_SLAVE | MS_REC,
+    "shared": MS_SHARED,
+    "rshared": MS_SHARED | MS_REC,
+    "unbindable": MS_UNBINDABLE,
+    "runbindable": MS_UNBINDABLE | MS_REC,
+}
+IGNORED = {"tmpcopyup", "idmap", "ridmap", "copy-symlink", "notmpcopyup"}  # engines' hints for runc/crun
+# The devices every container gets (config-linux.md, "Default Devices"), and its /dev links.
+DEFAULT_DEVICES = (
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+)
+DEV_LINKS = {
+    "/dev/fd": "/proc/self/fd",
+    "/dev/stdin": "/proc/self/fd/0",
+    "/dev/stdout": "/proc/self/fd/1",
+    "/dev/stderr": "/proc/self/fd/2",
+}
+
+
+@dataclass(frozen=True)
+class ChildPlan:
+    """Everything the child needs, decided and opened by create before clone."""
+
+    config: Config
+    seccomp_filter: bytes | None
+    fifo_fd: int  # O_PATH fd of ROOT/ID/exec.fifo: reopened for writing after pivot_root
+    console_fd: int  # connected --console-socket, or -1
+    join_fds: dict[str, int]  # namespace type -> an open fd of the path to join
+    state: dict[str, object]  # for the in-container hooks' stdin
+
+
+def parse_options(options: list[str]) -> tuple[int, int, str]:
+    """(mount flags, propagation flags, data) of a mount's options."""
+    flags = propagation = 0
+    data = []
+    for option in options:
+        if option in FLAGS:
+            on, off = FLAGS[option]
+            flags = (flags | on) & ~off
+        elif option in PROPAGATION:
+            propagation |= PROPAGATION[option]
+        elif option not in IGNORED:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
+    config = plan.config
+    code = RUNTIME_ERROR
+    try:
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, 9)  # until create has its answer; cleared below
+        mount_fds = sync.expect(sock, "go").fds
+        for fd in mount_fds:
+            os.close(fd)
+        join_namespaces(plan.join_fds)
+        if "user" in config.namespaces:
+            process.become_namespace_root()  # setresuid(0) in the new user namespace (user_namespaces(7))
+        else:
+            process.guard_process()
+        if config.namespaces.get("cgroup") == "":  # new, not joined
+            kernel.unshare(kernel.CLONE_NEWCGROUP)  # now that the parent moved us into our cgroup
+        if config.hostname is not None and "uts" in config.namespaces:
+            kernel.sethostname(config.hostname)
+        if config.namespaces.get("network") == "":
+            kernel.set_link_up("lo")
+        if "mount" not in config.namespaces:
+            raise MinirunError("config.json: a mount namespace is required (linux.namespaces type mount)")
+        build_rootfs(plan)
+        setup_stdio(plan)
+        for kind, soft, hard in config.process.rlimits:
+            try:
+                resource.setrlimit(kind, (soft, hard))
+            except (OSError, ValueError) as e:
+                raise MinirunError(f"setrlimit {kind} {soft}:{hard}: {e}") from None
+        with contextlib.suppress(OSError):
+            os.makedirs(config.process.cwd, exist_ok=True)
+        process.reset_signals()
+        # Only 0, 1, 2 reach the program (CVE-2024-21626); before seccomp, whose profile may
+        # not know close_range(2).
+        kernel.close_range_cloexec(3)
+        apply_security(config.process, plan.seccomp_filter)
+        try:
+            os.chdir(config.process.cwd)
+        except OSError as e:
+            raise MinirunError(f"process.cwd {config.process.cwd}: {e.strerror}") from None
+        kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)  # create exits now; we are not to die with it
+    except MinirunError as e:
+        _report(sock, e.code, str(e))
+        os._exit(e.code)
+    except BaseException as e:  # one line, never a traceback
+        _report(sock, code, f"container setup failed: {e}")
+        os._exit(code)
+    sock.close()  # EOF: create records "created" and exits; we wait at the fifo
+    try:
+        wait_for_start(plan.fifo_fd)
+        hooks.exec_in_container(config.hooks.get("startContainer", []), plan.state)
+        pid1.execute(config.process.args, config.process.env)
+    except MinirunError as e:
+        code = e.code
+        with contextlib.suppress(OSError):
+            os.write(2, f"minirun-oci: {e}\n".encode())
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.write(2, f"minirun-oci: {e}\n".encode())
+    os._exit(code)
+
+
+def _report(sock: socket.socket, code: int, message: str) -> None:
+    with contextlib.suppress(OSError):
+        sync.send_error(sock, code, message)
+
+
+def join_namespaces(fds: dict[str, int]) -> None:
+    """setns(2) into each namespace given by path; the user namespace first, since the kernel
+    checks the others with the capabilities we hold there."""
+    for kind in sorted(fds, key=lambda k: k != "user"):
+        if kind == "pid":
+            continue  # joined by create before clone: it applies to children only
+        try:
+            kernel.setns(fds[kind], NAMESPACE_FLAGS[kind])
+        except OSError as e:
+            raise MinirunError(f"cannot join the {kind} namespace: {e}") from None
+        os.close(fds[kind])
+
+
+def build_rootfs(plan: ChildPlan) -> None:
+    """The mounts of config.json on root.path, in order; devices; hooks; pivot_root; the
+    masked and read-only paths; sysctls; a read-only root. mount_namespaces(7), pivot_root(2)."""
+    config = plan.config
+    # Nothing we mount may reach the host while we build: rslave (runc's default), rprivate if
+    # asked; what linux.rootfsPropagation asks for is set on the new "/" after pivot_root, which
+    # refuses a shared parent (pivot_root(2)) and cannot bind an unbindable one.
+    private = config.rootfs_propagation in ("private", "rprivate")
+    kernel.mount(None, "/", None, (MS_PRIVATE if private else MS_SLAVE) | MS_REC)
+    kernel.mount(config.root, config.root, None, MS_BIND | MS_REC)  # pivot_root wants a mount point
+    root_fd = os.open(config.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for m in config.mounts:
+            mount_one(root_fd, config, m.destination, m.type, m.source, m.options)
+        make_devices(root_fd, config)
+        hooks.exec_in_container(config.hooks.get("createContainer", []), plan.state)
+    finally:
+        os.close(root_fd)
+    rootfs.pivot_into(config.root)
+    if config.rootfs_propagation:
+        kernel.mount(None, "/", None, PROPAGATION[config.rootfs_propagation])
+    for key, value in config.sysctl.items():
+        try:
+            with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+                f.write(value)
+        except OSError as e:
+            raise MinirunError(f"sysctl {key}={value}: {e.strerror}") from None
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for path in config.masked_paths:
+            mask(root, path)
+        for path in config.readonly_paths:
+            read_only(root, path)
+    finally:
+        os.close(root)
+    if config.root_readonly:
+        kernel.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags("/"))
+
+
+def mount_one(
+    root_fd: int, config: Config, destination: str, fstype: str, source: str, options: list[str]
+) -> None:
+    flags, propagation, data = parse_options(options)
+    bind = bool(flags & MS_BIND) or fstype in ("bind", "rbind")
+    if bind:
+        if fstype == "rbind":
+            flags |= MS_REC
+        host = source if source.startswith("/") else os.path.join(config.bundle, source)
+        create = "dir" if os.path.isdir(host) else "file"
+        rootfs.mount_in_root(root_fd, host, destination, None, MS_BIND | (flags & MS_REC), create=create)
+        rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+        if rest:  # a bind takes its flags only from a second call (mount(2), "Creating a bind mount")
+            rootfs.mount_in_root(
+                root_fd, None, destination, None, MS_BIND | MS_REMOUNT | rest | rootfs.locked_flags(host)
+            )
+    elif fstype == "cgroup":
+        # The hierarchies as our cgroup namespace shows them (read-only), in the host's layout;
+        # like runc, only at the usual place.
+        if destination == "/sys/fs/cgroup":
+            rootfs.mount_cgroupfs(root_fd)
+    else:
+        rootfs.mount_in_root(root_fd, source or fstype, destination, fstype or None, flags, data or None)
+    if propagation:
+        rootfs.mount_in_root(root_fd, None, destination, None, propagation)
+
+
+def make_devices(root_fd: int, config: Config) -> None:
+    """linux.devices and the default ones: mknod(2) when we may (no user namespace), else a bind
+    of the host's node (a user namespace may not create devices); then the /dev links."""
+    wanted = {d.path: d for d in config.devices}
+    defaults = [(path, major, minor) for path, major, minor in DEFAULT_DEVICES if path not in wanted]
+    in_userns = "user" in config.namespaces
+    kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+    items = [(d.path, d.type, d.major, d.minor, d.mode, d.uid, d.gid) for d in config.devices]
+    items += [(path, "c", major, minor, 0o666, 0, 0) for path, major, minor in defaults]
+    for path, kind, major, minor, mode, uid, gid in items:
+        parent, name = os.path.split(os.path.normpath(path))
+        dir_fd = rootfs.open_in_root(root_fd, parent, "dir")
+        try:
+            where = f"/proc/self/fd/{dir_fd}/{name}"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(where)
+            if in_userns and kind != "p":
+                open(where, "w").close()
+                kernel.mount(path, where, None, MS_BIND)
+                continue
+            os.mknod(
+                where, (mode if mode is not None else 0o666) & 0o7777 | kinds[kind], os.makedev(major, minor)
+            )
+            os.chmod(where, (mode if mode is not None else 0o666) & 0o7777)
+            os.chown(where, uid or 0, gid or 0)
+        finally:
+            os.close(dir_fd)
+    dev = rootfs.open_in_root(root_fd, "/dev", "dir")
+    try:
+        for link, target in DEV_LINKS.items():
+            with contextlib.suppress(FileExistsError):
+                os.symlink(target, f"/proc/self/fd/{dev}/{os.path.basename(link)}")
+        if os.path.isdir(f"/proc/self/fd/{dev}/pts"):
+            ptmx = f"/proc/self/fd/{dev}/ptmx"
+            if not os.path.lexists(ptmx):
+                os.symlink("pts/ptmx", ptmx)
+    finally:
+        os.close(dev)
+
+
+def mask(root: int, path: str) -> None:
+    """A masked path cannot be read: /dev/null over a file, an empty read-only tmpfs over a
+    directory (as minirun/rootfs.py does for docker's list)."""
+    try:
+        fd = rootfs.open_in_root(root, path)
+    except FileNotFoundError:
+        return
+    try:
+        target = f"/proc/self/fd/{fd}"
+        if os.path.isdir(target):
+            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        else:
+            kernel.mount("/dev/null", target, None, MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def read_only(root: int, path: str) -> None:
+    try:
+        fd = rootfs.open_in_root(root, path)
+    except FileNotFoundError:
+        return
+    try:
+        kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    rootfs.mount_in_root(root, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags(path))
+
+
+def setup_stdio(plan: ChildPlan) -> None:
+    """A new session. With process.terminal, a pty from the container's devpts: /dev/console is
+    its slave, and its master goes to whoever listens on --console-socket (SCM_RIGHTS, unix(7)),
+    conmon under podman. Without, the stdio create inherited stays the container's."""
+    os.setsid()
+    if not plan.config.process.terminal:
+        return
+    if plan.console_fd < 0:
+        raise MinirunError("process.terminal needs --console-socket")
+    master, slave = tty.open_pty_in_container()
+    name = os.ttyname(slave)
+    with contextlib.suppress(OSError):
+        if not os.path.exists("/dev/console"):
+            open("/dev/console", "w").close()
+        kernel.mount(name, "/dev/console", None, MS_BIND)
+    console = socket.socket(fileno=plan.console_fd)
+    try:
+        sync.send(console, "pty", fds=[master])
+    finally:
+        console.close()
+        os.close(master)
+    tty.make_controlling_terminal(slave)
+
+
+def apply_security(proc: Process, seccomp_filter: bytes | None) -> None:
+    """The order of minirun/security/__init__.py, with the spec's five capability sets."""
+    caps = proc.capabilities
+    if caps is not None:
+        capabilities.drop_bounding(caps.bounding)
+    if seccomp_filter is not None and not proc.no_new_privileges:
+        kernel.seccomp_set_filter(seccomp_filter)
+    kernel.prctl(kernel.PR_SET_KEEPCAPS, 1)  # a non-root user keeps its permitted set (capabilities(7))
+    try:
+        os.setgroups(proc.additional_gids)
+    except PermissionError:
+        if proc.additional_gids:
+            raise
+    try:
+        os.setresgid(proc.gid, proc.gid, proc.gid)
+        os.setresuid(proc.uid, proc.uid, proc.uid)
+    except OSError as e:
+        raise MinirunError(f"cannot switch to uid {proc.uid} gid {proc.gid}: {e.strerror}") from None
+    process.guard_process()  # a change of ids cleared the death signal and dumpable flag
+    kernel.prctl(kernel.PR_SET_KEEPCAPS, 0)
+    if caps is not None:
+        kernel.capset(
+            capabilities.mask(caps.effective),
+            capabilities.mask(caps.permitted),
+            capabilities.mask(caps.inheritable),
+        )
+        kernel.clear_ambient()
+        for name in sorted(caps.ambient):
+            with contextlib.suppress(OSError):  # as runc: an ambient capability not permitted is skipped
+                kernel.raise_ambient(capabilities.NUMBERS[name])
+    if proc.umask is not None:
+        os.umask(proc.umask)
+    if proc.no_new_privileges:
+        kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        if seccomp_filter is not None:
+            kernel.seccomp_set_filter(seccomp_filter)
+
+
+def wait_for_start(fifo_fd: int) -> None:
+    """Block until `start` opens the fifo for reading (fifo(7): opening a fifo for writing
+    waits for a reader), then tell it we are going. Reopened through /proc/self/fd: the path
+    on the host is out of sight since pivot_root. The write end stays open, close-on-exec:
+    its closing by a successful execve(2) is `start`'s EOF, "the program runs" (poststart's
+    moment), as the sync socket's is create's."""
+    fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.write(fd, b"0")
+    os.close(fifo_fd)

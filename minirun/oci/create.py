@@ -1,0 +1,202 @@
+"""`minirun-oci create [--bundle B] [--pid-file F] [--console-socket S] ID`: everything up to the
+user's program, which then waits at the exec fifo until `start` (the table in __init__.py).
+
+The parent's side of minirun/runtime.py's launch, for a bundle: decide (config.json, seccomp
+filter), make the record and the cgroup, clone, do what only the parent can (id maps, cgroup,
+oom_score_adj), "go", wait for the child's EOF, record, hooks, exit. On any failure nothing
+is left: the child is killed, the cgroup and the record removed.
+"""
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from minirun import kernel, paths, state, sync, userns
+from minirun.errors import MinirunError
+from minirun.oci import cgroup, child, config, hooks, record
+from minirun.oci.config import NAMESPACE_FLAGS, Config
+
+
+def seccomp_filter(cfg: Config, where: Path) -> bytes | None:
+    """linux.seccomp compiled to BPF by minirun/security/seccomp.py (the OCI form is Docker's,
+    with a list of architectures instead of Docker's archMap)."""
+    if cfg.seccomp is None:
+        return None
+    from minirun.security import seccomp
+    from minirun.security.capabilities import NUMBERS
+
+    profile: dict[str, Any] = dict(cfg.seccomp)
+    profile.setdefault("syscalls", [])
+    arches = profile.pop("architectures", None) or []
+    if arches:
+        native = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64"}.get(os.uname().machine, "")
+        profile["archMap"] = [
+            {"architecture": native, "subArchitectures": [a for a in arches if a != native]}
+        ]
+    # Several conditions on one argument mean "any of them" in the spec, while libseccomp takes
+    # the conditions of one rule together and refuses two on the same argument: one rule each.
+    split = []
+    for rule in profile["syscalls"]:
+        args = rule.get("args") or []
+        if len({a.get("index") for a in args}) < len(args):
+            split += [{**rule, "args": [a]} for a in args]
+        else:
+            split.append(rule)
+    profile["syscalls"] = split
+    for key in ("flags", "listenerPath", "listenerMetadata"):
+        profile.pop(key, None)
+    path = where / "seccomp.json"
+    path.write_text(json.dumps(profile))
+    caps = cfg.process.capabilities.bounding if cfg.process.capabilities else frozenset(NUMBERS)
+    return seccomp.compiled(str(path), caps, paths.store_dir() / "seccomp")  # minirun's own cache
+
+
+def open_join_fds(cfg: Config) -> dict[str, int]:
+    fds = {}
+    for kind, path in cfg.namespaces.items():
+        if path:
+            try:
+                fds[kind] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                for fd in fds.values():
+                    os.close(fd)
+                raise MinirunError(f"namespace {kind} path {path}: {e.strerror}") from None
+    return fds
+
+
+def connect_console(path: str | None) -> int:
+    if not path:
+        return -1
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as e:
+        sock.close()
+        raise MinirunError(f"--console-socket {path}: {e.strerror}") from None
+    return sock.detach()
+
+
+def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
+    cfg = config.load(bundle)
+    if cfg.process.terminal and not console_socket:
+        raise MinirunError("process.terminal is true: --console-socket is required")
+    where = record.directory(root, container_id)
+    Path(root).mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        where.mkdir(mode=0o700)
+    except FileExistsError:
+        raise MinirunError(f"container {container_id} already exists") from None
+    dirs: list[Path] = []
+    pid = pidfd = -1
+    try:
+        dirs = cgroup.places(cfg.cgroups_path, container_id)
+        base = {
+            "ociVersion": "1.0.2",
+            "id": container_id,
+            "bundle": cfg.bundle,
+            "rootfs": cfg.root,
+            "created": state.now(),
+            "annotations": cfg.annotations,
+            "cgroup_paths": [str(p) for p in dirs],
+            "hooks": hooks.to_json(cfg.hooks),
+            "default_cgroup": cfg.cgroups_path is None,
+            "has_process": cfg.has_process,
+        }
+        # Written before anything else exists, naming what will: if this process is SIGKILLed
+        # half-way, `state` says "stopped" once we are gone and `delete` finds the cgroup.
+        me = os.getpid()
+        record.save(root, container_id, {**base, "pid": 0, "creator": me,
+                                         "creator_start": state.process_start_time(me)})
+        bpf = seccomp_filter(cfg, where)
+        made = cgroup.create(dirs)
+        cgroup.apply(made, cfg.resources)
+        fifo_path = record.fifo(root, container_id)
+        os.mkfifo(fifo_path, 0o622)
+        os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
+        fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        shown = {
+            "ociVersion": "1.0.2",
+            "id": container_id,
+            "status": "creating",
+            "pid": 0,
+            "bundle": cfg.bundle,
+            "annotations": cfg.annotations,
+        }
+        plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown)
+        if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
+            kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
+        parent_end, child_end = sync.channel()
+        pid = kernel.clone(cfg.clone_flags())
+        if pid == 0:
+            parent_end.close()
+            child.run(plan, child_end)
+        child_end.close()
+        pidfd = os.pidfd_open(pid)
+        for fd in [*plan.join_fds.values(), plan.console_fd, fifo_fd]:
+            if fd >= 0:
+                os.close(fd)
+        with parent_end:
+            if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
+                userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
+            for path in made.paths:
+                (path / "cgroup.procs").write_text(str(pid))
+            if cfg.process.oom_score_adj is not None:
+                # Written by us: lowering it needs CAP_SYS_RESOURCE, which the program may lack (proc(5)).
+                Path(f"/proc/{pid}/oom_score_adj").write_text(str(cfg.process.oom_score_adj))
+            sync.send(parent_end, "go")
+            answer = sync.receive(parent_end)
+            for fd in answer.fds:
+                os.close(fd)
+            if answer.name == "error":
+                raise sync.error_of(answer)
+            if answer.name != sync.EOF:
+                raise MinirunError(f"sync: expected error or EOF, got {answer.name}")
+            if os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                raise MinirunError("the container's process died while it was set up")
+        data = {**base, "pid": pid, "start_time": state.process_start_time(pid)}
+        record.save(root, container_id, data)
+        public = record.public(root, container_id, data)
+        hooks.run("createRuntime", cfg.hooks.get("createRuntime", []), public)
+        if pid_file:
+            write_pid_file(pid_file, pid)
+    except BaseException:
+        if pidfd >= 0:
+            with contextlib.suppress(OSError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+        cgroup.remove([str(p) for p in dirs])
+        if cfg.cgroups_path is None:
+            remove_default_parent(dirs)
+        record.remove(root, container_id)
+        raise
+    return 0
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Atomically, as runc: conmon reads it as soon as create returns."""
+    path = os.path.abspath(path)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.replace(tmp, path)
+
+
+def remove_default_parent(paths: list[Path]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()  # /minirun-oci goes with its last container
+
+
+def wait_gone(data: dict[str, Any], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while record.alive(data):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
