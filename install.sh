@@ -63,10 +63,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Rootful containers run with root remapped to an unprivileged host range (minirun/userns.py):
-# reserve root's range in /etc/subuid and /etc/subgid, so no user is ever given the same ids.
+# Rootful containers run with root remapped to unprivileged host ids (minirun/userns.py,
+# minirun/idranges.py): reserve root's ranges in /etc/subuid and /etc/subgid, so no user is ever
+# given the same ids. The first 65536 are --userns=shared's (the labs'); each container's range of
+# its own (--userns=auto, the default) comes from the rest: 2^31 up, 32767 ranges of 65536
+# (minirun uses the same default without the line; `minirun doctor` says which it uses).
 for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || echo "root:1000000:65536" >> "$f"
+    if [ "$(awk -F: '$1 == "root" { n += $3 } END { print n + 0 }' "$f")" -le 65536 ]; then
+        echo "root:2147483648:2147418112" >> "$f"
+        echo "install.sh: added root:2147483648:2147418112 to $f (per-container id ranges)" >&2
+    fi
 done
 
 [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"

@@ -458,7 +458,8 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
     Made once per layer and range, next to the layer (layers/<hex>/rootfs-shifted-UID-GID-COUNT),
     so containers share it and `rmi` removes it with the layer; made under the store's exclusive
     lock in a staging area and renamed into place, so nobody ever sees half a copy. This is
-    docker's userns-remap approach; it costs the layer's size again for each range.
+    docker's userns-remap approach; it costs the layer's size again for each range, and with a
+    range per container (--userns=auto) for each container: removed with its range (remove_shifted).
     """
     target = rootfs.with_name(f"rootfs-shifted-{uid}-{gid}-{count}")
     if target.is_dir():
@@ -477,6 +478,22 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
             _shift_owners(copy, uid, gid, count)
             os.rename(copy, target)
     return target
+
+
+def remove_shifted(store: Path, uid: int, gid: int, count: int) -> None:
+    """Remove every layer's copy for one range: a range of its own goes with its container
+    (idranges.release), and its copies with it; moved to tmp/ under the lock, then removed."""
+    name = f"rootfs-shifted-{uid}-{gid}-{count}"
+    if not (store / "layers").is_dir() or not any((store / "layers").glob(f"*/{name}")):
+        return
+    with locked(store / "images.lock"):
+        (store / "tmp").mkdir(exist_ok=True)
+        trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
+        try:
+            for n, copy in enumerate((store / "layers").glob(f"*/{name}")):
+                os.rename(copy, trash / str(n))
+        finally:
+            _remove_tree(trash)
 
 
 def _shift_owners(root: Path, uid: int, gid: int, count: int) -> None:
