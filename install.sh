@@ -66,13 +66,13 @@ fi
 # Rootful containers run with root remapped to unprivileged host ids (minirun/userns.py,
 # minirun/idranges.py): reserve root's ranges in /etc/subuid and /etc/subgid, so no user is ever
 # given the same ids. The first 65536 are --userns=shared's (the labs'); each container's range of
-# its own (--userns=auto, the default) comes from the rest: 2^31 up, 32767 ranges of 65536
+# its own (--userns=auto, the default) comes from the rest: 22767 ranges of 65536 above useradd's
 # (minirun uses the same default without the line; `minirun doctor` says which it uses).
 for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || echo "root:1000000:65536" >> "$f"
     if [ "$(awk -F: '$1 == "root" { n += $3 } END { print n + 0 }' "$f")" -le 65536 ]; then
-        echo "root:2147483648:2147418112" >> "$f"
-        echo "install.sh: added root:2147483648:2147418112 to $f (per-container id ranges)" >&2
+        echo "root:655360000:1492058112" >> "$f"
+        echo "install.sh: added root:655360000:1492058112 to $f (per-container id ranges)" >&2
     fi
 done
 

@@ -9,8 +9,8 @@ reads B's 0600 files (issue 12). With ranges of their own, A's ids own nothing o
 Where the ids come from: root's subordinate ids (subuid(5), subgid(5)). The first 65536 of
 root's first line are the shared range (`--userns=shared`, 1000000-1065535 with install.sh's
 line: what the labs show); the rest of root's lines are the pool. Without more than that one
-line, minirun uses a default pool, 2^31 up (podman's documented `containers` range), and
-`minirun doctor` says so; install.sh writes that default into /etc/subuid. Every other user's
+line, minirun uses a default pool (DEFAULT_POOL: 655360000-2147418111) and `minirun doctor` says
+so; install.sh writes that default into /etc/subuid and /etc/subgid. Every other user's
 lines are left out of the pool: their rootless containers run there.
 
 The book: one JSON file for the host (the initial user namespace, whatever MINIRUN_STATE says,
@@ -37,7 +37,10 @@ from minirun.fsutil import atomic_write_json, locked, remove_abandoned_tmp
 BOOK_DIR = Path("/run/minirun/idranges")  # root's; /run is emptied at boot with the containers
 SHARED_SIZE = 65536  # --userns=shared, and the default size of a range of its own (podman's)
 DEFAULT_ROOT = (1000000, 65536)  # root's range without a line (install.sh writes it)
-DEFAULT_POOL = (2**31, 2**31 - 65536)  # without a second range for root: 32767 ranges of 65536
+# Without a second range for root: 22767 ranges of 65536, above every range useradd hands out
+# (SUB_UID_MAX, login.defs(5): 600100000) and below 2^31, where tools that print ids as signed
+# ints (procps's `ps -o uid`) show negative numbers, and where podman's `containers` range begins.
+DEFAULT_POOL = (655360000, 22767 * 65536)
 MAX_ID = 2**32 - 2  # (uid_t)-1 is "no id" to chown(2) and setresuid(2): never map it
 SUBID_FILES = {"uid": ("MINIRUN_SUBUID", "/etc/subuid"), "gid": ("MINIRUN_SUBGID", "/etc/subgid")}
 

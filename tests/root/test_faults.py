@@ -30,6 +30,8 @@ from conftest import leakcheck
 from helpers import IMAGE, Tier, wait_for
 from test_hostile_state import private_state
 
+from minirun import idranges
+
 FAULT_RUNS = int(os.environ.get("MINIRUN_FAULT_RUNS", "100"))
 EXPECTED = {signal.SIGKILL: {-signal.SIGKILL}, signal.SIGTERM: {143}, signal.SIGINT: {130}}
 
@@ -115,3 +117,5 @@ def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable
     cgroups = [p for i in seen for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{i}")]
     assert not cgroups, cgroups
     assert not subprocess.run(["pgrep", "-f", f"sleep {marker}"], capture_output=True).stdout
+    if not private.rootless:  # and every id range they claimed is free again (minirun/idranges.py)
+        assert not [c for i in seen for c in idranges.claims_of(i)]

@@ -132,7 +132,8 @@ def test_a_set_id_program_from_one_container_cannot_read_another(
 def small_pool(tier: Tier, ranges: int) -> Iterator[tuple[Tier, int]]:
     """The tier with subordinate id files of its own (MINIRUN_SUBUID/MINIRUN_SUBGID): root's
     line gives the shared 65536 ids and `ranges` ranges of 65536 more, at ids nothing else uses."""
-    start = 1_500_000_000 + secrets.randbelow(1000) * 65536 * 8
+    # Between useradd's ranges (up to 600100000) and minirun's default pool (655360000 up).
+    start = 600_113_152 + secrets.randbelow(400) * 65536 * (1 + ranges)
     directory = Path(tempfile.mkdtemp(prefix="mrt-subids-"))
     for kind in ("subuid", "subgid"):
         (directory / kind).write_text(f"root:{start}:{65536 * (1 + ranges)}\nmrtest:100000:65536\n")
