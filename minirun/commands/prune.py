@@ -1,4 +1,5 @@
-"""`minirun prune`: remove every stopped container, and clean up after dead monitors."""
+"""`minirun prune`: remove every stopped container, and clean up after dead monitors, killed
+starts, imports and rmis: everything minirun owns that nothing names any more."""
 
 import argparse
 
@@ -22,4 +23,11 @@ def run(args: argparse.Namespace) -> int:
         # What no record names: left by a SIGKILL at the wrong moment, or a broken record.
         for container_id in container.sweep(state_dir, paths.store_dir()):
             print(container_id)
+    # Not under the records' lock: these have locks of their own (images.lock, the lease books').
+    from minirun import network
+    from minirun.images import store
+
+    store.sweep_abandoned(paths.store_dir())
+    if not paths.is_rootless():
+        network.sweep()  # leases are root's (bridges); rootless has slirp4netns, nothing shared
     return 0

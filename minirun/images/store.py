@@ -50,7 +50,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minirun.errors import ImageNotFound, MinirunError
-from minirun.fsutil import DIR_FLAGS, atomic_write_json, list_directory, locked, read_json, remove_tree, walk
+from minirun.fsutil import (
+    DIR_FLAGS,
+    atomic_write_json,
+    list_directory,
+    locked,
+    read_json,
+    remove_abandoned_tmp,
+    remove_tree,
+    walk,
+)
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -277,6 +286,15 @@ def staging_area(store: Path) -> Iterator[Path]:
         yield staging
     finally:
         _remove_tree(staging)
+
+
+def sweep_abandoned(store: Path) -> None:
+    """prune: what SIGKILLed imports, pulls and rmis left in tmp/ (import-PID-*, remove-PID-*,
+    whose process is gone), and the temporary files of JSON writers that died half-way."""
+    if (store / "tmp").is_dir():
+        _remove_abandoned(store / "tmp")
+    for directory in (store, store / "images"):
+        remove_abandoned_tmp(directory)
 
 
 def _remove_abandoned(tmp: Path) -> None:
