@@ -241,7 +241,7 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
         started = launch(p, record, attached=True)
     except BaseException as e:
         # It never ran, and everything is torn down: a signal that came meanwhile decides the code.
-        pending = sorted(signal.sigpending() & set(FORWARDED))
+        pending = held_signals()
         if pending:
             raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
                                "started", 128 + pending[0]) from e
@@ -278,11 +278,35 @@ def start_detached(p: Prepared, record: Record, options: container.Options) -> i
     with os.fdopen(report_r, "rb") as report:
         word = report.read().decode(errors="replace")
     if word == "running":
+        # A signal held meanwhile (hold_signals; the monitor inherited the mask, so it holds one
+        # sent to it as well, until it forwards): pass it on to the monitor, which forwards it to
+        # PID 1 as it would have a moment later. The caller then says so (interrupted_detached).
+        for number in held_signals():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, number)
         return 0  # the monitor lives on; it was never ours to wait for
     os.waitpid(child, 0)  # it has recorded why and torn down: now say it
     code, _, message = word.partition(" ")
+    if held_signals():
+        raise MinirunError(f"interrupted by {signal.Signals(held_signals()[0]).name} before the container "
+                           "started", 128 + held_signals()[0])
     raise MinirunError(message or "the container's monitor died while starting it",
                        int(code) if code.isdigit() else RUNTIME_ERROR)
+
+
+def held_signals() -> list[int]:
+    """The forwarded signals that arrived while hold_signals held them, lowest first."""
+    return sorted(signal.sigpending() & set(FORWARDED))
+
+
+def interrupted_detached(record: Record) -> None:
+    """`run -d` after its container runs: a signal it held during the start went to the container
+    (start_detached); leave with 128+N, as the foreground run's container would have, with the
+    id printed (the container exists, to inspect or rm)."""
+    pending = held_signals()
+    if pending:
+        raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} while starting "
+                           f"{record.id[:12]}: the container got the signal", 128 + pending[0])
 
 
 def become_monitor(p: Prepared, record: Record, options: container.Options, report: int) -> int:

@@ -111,10 +111,10 @@ def run(args: argparse.Namespace) -> int:
     options = to_options(args, "run", args.detach)
     sys.stdout.flush()
     prepared = runtime.prepare(spec_)
-    if not args.detach:
-        runtime.hold_signals()  # before the record: nothing between it and the start is lost
+    runtime.hold_signals()  # before the record: nothing between it and the start is lost (-d too)
     record = runtime.create_record(prepared, options)
     code = runtime.start(prepared, record, options, attach=not args.detach)
     if args.detach:
         print(record.id)  # docker prints the full id once the command runs
+        runtime.interrupted_detached(record)  # a signal held meanwhile: the container has it now
     return code
