@@ -209,10 +209,13 @@ def release_ids(state_dir: Path, container_id: str) -> None:
 
 
 def remove_shifted_copies(claim: "idranges.Claim") -> None:
-    """A range's shifted copies of the image layers go with the range (userns.layer_dirs)."""
-    from minirun.images import store
+    """A range's shifted copies of the image layers go with the range (userns.layer_dirs). The
+    store's module (subprocess, tempfile...) is loaded only if there are any: usually none."""
+    name = f"rootfs-shifted-{claim.uid}-{claim.gid}-{claim.count}"
+    if any((Path(claim.store) / "layers").glob(f"*/{name}")):
+        from minirun.images import store
 
-    store.remove_shifted(Path(claim.store), claim.uid, claim.gid, claim.count)
+        store.remove_shifted(Path(claim.store), claim.uid, claim.gid, claim.count)
 
 
 # --- signalling it --------------------------------------------------------------------------------
