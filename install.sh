@@ -88,6 +88,10 @@ else
     # netlink for the bridge network; the extra zstandard reads zstd-compressed layers.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check ".$extras"
 fi
+# Signals during the interpreter's own start-up (issue 12): minirun's handlers from the first
+# .pth file that site reads (minirun/early-signals.pth says why), not only once the package loads.
+site_packages=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cp minirun/early-signals.pth "$site_packages/00-minirun-early-signals.pth"
 chmod -R a+rX "$PREFIX"
 
 # slirp4netns (rootless networking) opens /dev/net/tun as the user. udev makes it 0666 on a
