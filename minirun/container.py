@@ -205,7 +205,12 @@ def release_ids(state_dir: Path, container_id: str) -> None:
     from minirun import idranges
 
     if not paths.is_rootless():
-        idranges.release(state_dir, container_id, remove_shifted_copies)
+        try:
+            idranges.release(state_dir, container_id, remove_shifted_copies)
+        except MinirunError as e:  # a corrupt book: the container still goes (new claims stop there)
+            import sys
+
+            print(f"minirun: warning: {e}", file=sys.stderr)
 
 
 def remove_shifted_copies(claim: "idranges.Claim") -> None:
