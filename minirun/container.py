@@ -433,7 +433,12 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
     if not paths.is_rootless():  # id ranges whose record is gone (a start killed between the two)
         from minirun import idranges
 
-        idranges.sweep(state_dir, remove_shifted_copies)
+        try:
+            idranges.sweep(state_dir, remove_shifted_copies)
+        except MinirunError as e:  # a corrupt book: say so, sweep the rest
+            import sys
+
+            print(f"minirun: warning: {e}", file=sys.stderr)
     short = {i[:12] for i in valid}
     for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5)),
                          ("*.exit", slice(0, 12))):
