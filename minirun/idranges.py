@@ -174,6 +174,11 @@ def opened(book_dir: Path = BOOK_DIR) -> Iterator[list[Claim]]:
         with contextlib.suppress(FileNotFoundError):
             try:
                 claims = [Claim(**c) for c in json.loads(path.read_text())["claims"]]
+                for c in claims:
+                    if not all(isinstance(n, int) and n >= 0 for n in (c.uid, c.gid, c.count)) or not all(
+                            isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
+                            for h in c.holders) or not isinstance(c.store, str):
+                        raise ValueError(f"a bad claim: {vars(c)}")
             except (ValueError, TypeError, KeyError) as e:
                 # Never hand out ids that may be in use: a broken book stops allocation, with its path.
                 raise MinirunError(f"the id range book {path} is corrupt ({e}): remove it when no "

@@ -69,3 +69,16 @@ def test_allocate_and_release_in_a_book(subids: Path, tmp_path: Path) -> None:
     idranges.release(tmp_path, "a" * 64, freed.append, book_dir=book)
     assert [c.uid for c in freed] == [first.uid]
     assert idranges.allocate(tmp_path, "c" * 64, 65536, tmp_path, book_dir=book).uid == first.uid, "reused"
+
+
+def test_a_corrupt_book_gives_out_nothing(subids: Path, tmp_path: Path) -> None:
+    write(subids, "root:1000000:196608\n")
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "book.json").write_text('{"claims": [{"uid": "x"}]}')
+    with pytest.raises(idranges.MinirunError, match=r"book.json is corrupt"):
+        idranges.allocate(tmp_path, "a" * 64, 65536, tmp_path, book_dir=book)
+    claim = '{"uid": "x", "gid": 1, "count": 1, "store": "/s", "holders": []}'
+    (book / "book.json").write_text(f'{{"claims": [{claim}]}}')
+    with pytest.raises(idranges.MinirunError, match=r"a bad claim"):
+        idranges.allocate(tmp_path, "a" * 64, 65536, tmp_path, book_dir=book)
