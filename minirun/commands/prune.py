@@ -2,8 +2,10 @@
 starts, imports and rmis: everything minirun owns that nothing names any more."""
 
 import argparse
+import sys
 
 from minirun import container, paths, state
+from minirun.errors import MinirunError
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -28,6 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from minirun.images import store
 
     store.sweep_abandoned(paths.store_dir())
-    if not paths.is_rootless():
-        network.sweep()  # leases are root's (bridges); rootless has slirp4netns, nothing shared
+    if not paths.is_rootless():  # leases are root's (bridges); rootless has slirp4netns, nothing shared
+        try:
+            network.sweep()
+        except (OSError, MinirunError) as e:  # the next `run` on the bridge reclaims them as well
+            print(f"minirun: warning: cannot sweep the address leases: {e}", file=sys.stderr)
     return 0

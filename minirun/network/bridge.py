@@ -142,7 +142,7 @@ def sweep() -> bool:
             forget(book, container_id)
         if dead and not book.leases and not bridge_ports(ipr, network.name):
             nat.delete_table()
-            if link_exists(network.name):
+            with contextlib.suppress(OSError, IndexError):  # ENODEV: gone already
                 ipr.link("del", index=ipr.link_lookup(ifname=network.name)[0])
     return bool(dead)
 
