@@ -27,17 +27,18 @@ import os
 import re
 import select
 import signal
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from minirun import fsutil, logfile, paths, state
+from minirun.errors import MinirunError
+from minirun.state import Record
 
 if TYPE_CHECKING:
     from minirun import idranges
-from minirun.errors import MinirunError
-from minirun.state import Record
 
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL, as docker's
@@ -208,8 +209,6 @@ def release_ids(state_dir: Path, container_id: str) -> None:
         try:
             idranges.release(state_dir, container_id, remove_shifted_copies)
         except MinirunError as e:  # a corrupt book: the container still goes (new claims stop there)
-            import sys
-
             print(f"minirun: warning: {e}", file=sys.stderr)
 
 
@@ -436,8 +435,6 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
         try:
             idranges.sweep(state_dir, remove_shifted_copies)
         except MinirunError as e:  # a corrupt book: say so, sweep the rest
-            import sys
-
             print(f"minirun: warning: {e}", file=sys.stderr)
     short = {i[:12] for i in valid}
     for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5)),

@@ -287,9 +287,10 @@ def start_detached(p: Prepared, record: Record, options: container.Options) -> i
         return 0  # the monitor lives on; it was never ours to wait for
     os.waitpid(child, 0)  # it has recorded why and torn down: now say it
     code, _, message = word.partition(" ")
-    if held_signals():
-        raise MinirunError(f"interrupted by {signal.Signals(held_signals()[0]).name} before the container "
-                           "started", 128 + held_signals()[0])
+    pending = held_signals()
+    if pending:  # as an attached start does (start)
+        raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
+                           "started", 128 + pending[0])
     raise MinirunError(message or "the container's monitor died while starting it",
                        int(code) if code.isdigit() else RUNTIME_ERROR)
 
