@@ -429,6 +429,13 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
             remove_orphan(state_dir, store, container_id, force=False)
             removed.append(container_id)
     fsutil.remove_abandoned_tmp(state_dir)
+    # Name claims of containers that never got a record (a SIGKILL between the claim and the
+    # record, state.create) and of which nothing exists: the name is free already (state.create
+    # replaces such a claim), the link is all that is left.
+    records = state.record_ids(state_dir)
+    for container_id in set(state.name_claims(state_dir).values()):
+        if container_id not in records and not in_use(store, container_id):
+            state.release_name(state_dir, container_id)
     if not paths.is_rootless():  # id ranges whose record is gone (a start killed between the two)
         from minirun import idranges
 

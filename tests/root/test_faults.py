@@ -77,6 +77,18 @@ def interpreter_start_up(code: int | None, err: str, sig: signal.Signals) -> boo
         and not re.search(r"minirun/(?!__init__\.py)", err)) or (code == -sig and not err)
 
 
+def describe_traces(tier: Tier) -> str:
+    """What is left, and where: for the assertion's message."""
+    found = [str(p) for p in tier.state_dir.rglob("*")]
+    containers = tier.store_dir / "containers"
+    for i in traces(tier):
+        bundle = containers / i
+        if bundle.is_dir():
+            found.append(f"{bundle}: {sorted(os.listdir(bundle))}")
+    found += [str(p) for i in traces(tier) for p in Path("/sys/fs/cgroup").glob(f"*/minirun/**/{i}")]
+    return "; ".join(found)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable[[], str],
                                                   sig: signal.Signals) -> None:
@@ -114,7 +126,7 @@ def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable
     assert not marked_processes(marker), marked_processes(marker)
 
     private(["prune"], check=0)
-    assert not traces(private), "prune left containers behind"
+    assert not traces(private), f"prune left containers behind: {describe_traces(private)}"
     assert not list(private.state_dir.glob(".*.tmp")), "temporary files left"
     _, lines = leakcheck()
     mine = [line for line in lines if marker in line or any(i in line or i[:12] in line for i in seen)]
