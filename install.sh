@@ -63,10 +63,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Rootful containers run with root remapped to an unprivileged host range (minirun/userns.py):
-# reserve root's range in /etc/subuid and /etc/subgid, so no user is ever given the same ids.
+# Rootful containers run with root remapped to unprivileged host ids (minirun/userns.py,
+# minirun/idranges.py): reserve root's ranges in /etc/subuid and /etc/subgid, so no user is ever
+# given the same ids. The first 65536 are --userns=shared's (the labs'); each container's range of
+# its own (--userns=auto, the default) comes from the rest: 22767 ranges of 65536 above useradd's
+# (minirun uses the same default without the line; `minirun doctor` says which it uses).
 for f in /etc/subuid /etc/subgid; do
     grep -q '^root:' "$f" 2>/dev/null || echo "root:1000000:65536" >> "$f"
+    if [ "$(awk -F: '$1 == "root" { n += $3 } END { print n + 0 }' "$f")" -le 65536 ]; then
+        echo "root:655360000:1492058112" >> "$f"
+        echo "install.sh: added root:655360000:1492058112 to $f (per-container id ranges)" >&2
+    fi
 done
 
 [ -x "$PREFIX/bin/python" ] || /usr/bin/python3 -m venv "$PREFIX"
@@ -81,6 +88,10 @@ else
     # netlink for the bridge network; the extra zstandard reads zstd-compressed layers.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check ".$extras"
 fi
+# Signals during the interpreter's own start-up (issue 12): minirun's handlers from the first
+# .pth file that site reads (minirun/early-signals.pth says why), not only once the package loads.
+site_packages=$("$PREFIX/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cp minirun/early-signals.pth "$site_packages/00-minirun-early-signals.pth"
 chmod -R a+rX "$PREFIX"
 
 # slirp4netns (rootless networking) opens /dev/net/tun as the user. udev makes it 0666 on a

@@ -9,6 +9,13 @@ __version__ = "0.1.0"
 # Whatever a command leaves half-made this way, as after a SIGKILL, `prune` removes. `run`
 # holds these signals from its record until its command runs (runtime.hold_signals), and its
 # monitor then forwards them to the container (monitor.py).
+#
+# Earlier still: install.sh puts minirun/early-signals.pth into the venv, which installs the same
+# handlers while `site` starts, before the editable install's finder and this package. What is
+# left is CPython's own start (measured under strace, load 7: ~13-20 ms before Python's SIGINT
+# handler, when a signal kills it and a shell shows 128+N, then ~13-16 ms of site's own imports,
+# where SIGINT still gives Python's "init_import_site" traceback; without the .pth that second
+# window was ~31 ms, the editable finder included). Closing it needs a launcher that is not Python.
 
 
 def _leave(number: int, _frame: object) -> None:

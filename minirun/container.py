@@ -27,14 +27,18 @@ import os
 import re
 import select
 import signal
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from minirun import fsutil, logfile, state
+from minirun import fsutil, logfile, paths, state
 from minirun.errors import MinirunError
 from minirun.state import Record
+
+if TYPE_CHECKING:
+    from minirun import idranges
 
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL, as docker's
@@ -121,16 +125,19 @@ def layout(store: Path, container_id: str) -> Layout:
 
 
 def make_bundle(where: Layout, state_dir: Path | None = None) -> Path:
-    """The container's directory, under a 0710 parent: host users must not reach setuid
-    programs or secrets in a container's layer (CVE-2021-41091, docker's data-root mode); only
-    root and the group of remapped container roots may pass (userns.give_bundle_to_root).
+    """The container's directory, 0700, under a parent that is root's alone (0700): host users
+    must not reach setuid programs or secrets in a container's layer (CVE-2021-41091, docker's
+    data-root mode). Docker opens the parent to its one remapped root's group (0710); with a
+    range per container there is no one group, and none is needed: a remapped root is handed its
+    own directory as an fd (rootfs.enter_bundle) and owns it (userns.give_bundle_to_root).
     Its first entry says whose records it belongs to (`owner`): the store is shared by every
     state directory, and `prune` sweeps only its own leftovers."""
     bundle = where.bundle
-    bundle.parent.mkdir(mode=0o710, parents=True, exist_ok=True)
-    os.chmod(bundle.parent, 0o710)
+    bundle.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(bundle.parent, 0o700)
+    bundle.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(bundle, 0o700)
     if state_dir is not None:
-        bundle.mkdir(exist_ok=True)
         with contextlib.suppress(FileExistsError):
             os.symlink(os.path.abspath(state_dir), bundle / OWNER)
     for path in (where.upper, where.work, where.merged):
@@ -184,13 +191,35 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
 
 def remove(state_dir: Path, record: Record) -> None:
     """Everything a container leaves: cgroups and network (if its monitor died), layer, logs, record."""
-    from minirun import cgroups, network, paths
+    from minirun import cgroups, network
 
     if record.network_settings:  # its monitor died before it could disconnect
         network.disconnect(state_dir, record.id, record.network_settings)
     cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))  # from the id (issue 12)
     remove_bundle(layout(paths.store_dir(), record.id).bundle)
     state.delete(state_dir, record)
+    release_ids(state_dir, record.id)  # last: its files and processes are gone (a kill before: prune)
+
+
+def release_ids(state_dir: Path, container_id: str) -> None:
+    """Give the container's id range back (idranges.py), with its shifted layer copies if any."""
+    from minirun import idranges
+
+    if not paths.is_rootless():
+        try:
+            idranges.release(state_dir, container_id, remove_shifted_copies)
+        except MinirunError as e:  # a corrupt book: the container still goes (new claims stop there)
+            print(f"minirun: warning: {e}", file=sys.stderr)
+
+
+def remove_shifted_copies(claim: "idranges.Claim") -> None:
+    """A range's shifted copies of the image layers go with the range (userns.layer_dirs). The
+    store's module (subprocess, tempfile...) is loaded only if there are any: usually none."""
+    name = f"rootfs-shifted-{claim.uid}-{claim.gid}-{claim.count}"
+    if any((Path(claim.store) / "layers").glob(f"*/{name}")):
+        from minirun.images import store
+
+        store.remove_shifted(Path(claim.store), claim.uid, claim.gid, claim.count)
 
 
 # --- signalling it --------------------------------------------------------------------------------
@@ -400,6 +429,20 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
             remove_orphan(state_dir, store, container_id, force=False)
             removed.append(container_id)
     fsutil.remove_abandoned_tmp(state_dir)
+    # Name claims of containers that never got a record (a SIGKILL between the claim and the
+    # record, state.create) and of which nothing exists: the name is free already (state.create
+    # replaces such a claim), the link is all that is left.
+    records = state.record_ids(state_dir)
+    for container_id in set(state.name_claims(state_dir).values()):
+        if container_id not in records and not in_use(store, container_id):
+            state.release_name(state_dir, container_id)
+    if not paths.is_rootless():  # id ranges whose record is gone (a start killed between the two)
+        from minirun import idranges
+
+        try:
+            idranges.sweep(state_dir, remove_shifted_copies)
+        except MinirunError as e:  # a corrupt book: say so, sweep the rest
+            print(f"minirun: warning: {e}", file=sys.stderr)
     short = {i[:12] for i in valid}
     for pattern, cut in (("*.attach", slice(0, -7)), ("slirp4netns-*.sock", slice(12, -5)),
                          ("*.exit", slice(0, 12))):
@@ -441,6 +484,7 @@ def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) 
     cgroups.remove(cgroup)
     remove_bundle(layout(store, container_id).bundle)
     state.delete_id(state_dir, container_id)
+    release_ids(state_dir, container_id)
 
 
 # --- how inspect shows it ---------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
             os._exit(RUNTIME_ERROR)
         mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
+        bundle_fd = rootfs.open_bundle(plan.rootfs)  # while still host uid 0: see RootfsPlan.bundle
         become_namespace_root()
         # Only now are we in the container's cgroup, so the new cgroup namespace is rooted
         # there: unsharing at clone time would have rooted it at minirun's own cgroup.
@@ -87,7 +88,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         if plan.rootfs.own_netns:
             kernel.set_link_up("lo")
         trace.mark("cgroupns, hostname, lo", "child")
-        rootfs.build(plan.rootfs, mount_fds)
+        rootfs.build(plan.rootfs, mount_fds, bundle_fd)
         setup_stdio(plan, sock)
         user = find_user(plan.user)
         make_workdir(plan.cwd)

@@ -59,6 +59,11 @@ class RootfsPlan:
     mask_system_paths: bool = True  # docker's masked and read-only /proc and /sys paths
     pid_host: bool = False  # --pid=host: the host's /proc, bound (minirun/sharing.py)
     ipc_host: bool = False  # --ipc=host: the host's /dev/shm and /dev/mqueue, bound
+    # Rootful remapped: the container's directory. The remapped root may not pass STORE/containers
+    # (root's, 0700): the child opens it while it is still host uid 0, the owner of that parent
+    # (process.run_child), enters it as the remapped root and reaches upper/, work/, merged/, lower/N
+    # and the /etc files from there (enter_bundle).
+    bundle: str = ""
 
 
 def open_in_root(root_fd: int, path: str, create: str | None = None) -> int:
@@ -104,6 +109,22 @@ def make_mounts_private() -> None:
     "shared": without this, mounting in the container could appear on the host.
     """
     kernel.mount(None, "/", None, MS_REC | MS_PRIVATE)
+
+
+def enter_bundle(plan: RootfsPlan, bundle_fd: int) -> RootfsPlan:
+    """fchdir(2) into the container's directory (open_bundle; as its owner now) and use every
+    path in it relative to it. A relative lookup
+    starts at the working directory, so the directories above it are never searched
+    (path_resolution(7)): the container's root needs no access to STORE/containers."""
+    os.fchdir(bundle_fd)
+    os.close(bundle_fd)
+
+    def inside(path: str) -> str:
+        return os.path.relpath(path, plan.bundle) if path.startswith(plan.bundle + "/") else path
+
+    return replace(plan, upper=inside(plan.upper), work=inside(plan.work), merged=inside(plan.merged),
+                   layer_mounts=[inside(p) for p in plan.layer_mounts],
+                   etc_files={target: inside(source) for target, source in plan.etc_files.items()})
 
 
 def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> list[str]:
@@ -371,11 +392,21 @@ def read_only_paths(root_fd: int) -> None:
         mount_in_root(root_fd, None, path, None, flags)
 
 
-def build(plan: RootfsPlan, fds: list[int] | None = None) -> None:
+def open_bundle(plan: RootfsPlan) -> int:
+    """An O_PATH fd of the container's directory, opened in the child's own mount namespace (a
+    working directory in another namespace's mount could not take mounts, move_mount(2) EINVAL)
+    and before it becomes the remapped root: host uid 0 may search root's 0700 parent by its owner
+    bits, without a capability. O_PATH checks no permission on the directory itself (open(2))."""
+    return os.open(plan.bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if plan.bundle else -1
+
+
+def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -> None:
     """All of the above, in order. Afterwards "/" is the container's root.
 
     `fds`, rootful remapped only: the idmapped image layers, then one clone per -v source."""
     fds = fds or []
+    if bundle_fd >= 0:
+        plan = enter_bundle(plan, bundle_fd)
     layer_fds, bind_fds = fds[:len(plan.layer_mounts)], fds[len(plan.layer_mounts):]
     make_mounts_private()
     lower = attach_layers(plan, layer_fds)

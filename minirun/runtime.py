@@ -24,6 +24,7 @@ from typing import NamedTuple
 from minirun import (
     cgroups,
     container,
+    idranges,
     images,
     monitor,
     network,
@@ -71,7 +72,8 @@ def check_user_mapped(spec: ContainerSpec, mapping: userns.IdMapping) -> None:
     gid_unmapped = group.isdigit() and not mapping.maps_gid(int(group))
     if (uid_unmapped or gid_unmapped) and mapping.idmap_layers:  # rootful, remapped: ids 0-65535
         raise MinirunError(f"--user {spec.user} is not mapped into the container: a remapped root maps ids "
-                           "0-65535 (use --userns=host for others)")
+                           f"0-{mapping.uids[0].count - 1} (use --userns=auto:size=N or --userns=host "
+                           "for others)")
     if uid_unmapped or gid_unmapped:
         raise MinirunError(f"--user {spec.user} is not mapped into the container: rootless containers need a "
                            "subordinate range in /etc/subuid and /etc/subgid (and newuidmap/newgidmap) for "
@@ -162,7 +164,8 @@ def prepare(spec: ContainerSpec) -> Prepared:
     share = sharing.plan(spec, state_dir)  # the namespaces clone creates, the host's, or joined
     image = images.get(store, spec.image, spec.pull, spec.platform)  # pulls only if not local (--pull)
     trace.mark("image lookup")
-    mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns)
+    mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns,
+                                                                 spec.security.userns_size)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
     return Prepared(spec, image, mapping, net, command_line(spec, image.config),
@@ -175,11 +178,12 @@ def create_record(p: Prepared, options: container.Options) -> Record:
     spec = p.spec
 
     def new_record(container_id: str, name: str) -> Record:
+        id_range = claim_ids(p, container_id)  # under the state lock: a claim never outlives a kill
         on_host = spec.network == "host" or spec.uts == "host"
         hostname = spec.hostname or (os.uname().nodename if on_host else container_id[:12])
         return Record(
             id=container_id, name=name, image=spec.image, image_id=p.image.id, command=p.argv,
-            created=state.now(), rootless=p.rootless,
+            created=state.now(), rootless=p.rootless, id_range=id_range,
             bundle=str(container.layout(p.store, container_id).bundle),
             monitor_pid=os.getpid(), monitor_start=state.process_start_time(os.getpid()) or 0,
             create_args=list(options.args),
@@ -191,7 +195,9 @@ def create_record(p: Prepared, options: container.Options) -> Record:
             host_config={"Binds": [f"{b.source}:{b.target}{':ro' if b.readonly else ''}" for b in spec.binds],
                          "NetworkMode": spec.network, "AutoRemove": spec.remove, "Init": spec.init,
                          "LogConfig": options.log_config(), "LayersMode": userns.shown_layers(p.mapping),
-                         **limits_json(spec), **sharing.host_config(spec)},
+                         **limits_json(spec), **sharing.host_config(spec),
+                         "UsernsMode": "" if p.rootless else userns_mode(spec),
+                         "IDMappings": idranges.IdRange(*id_range).maps() if id_range else {}},
         )
 
     record = state.create(p.state_dir, new_record, spec.name, lambda cid: container.in_use(p.store, cid))
@@ -199,9 +205,33 @@ def create_record(p: Prepared, options: container.Options) -> Record:
     return record
 
 
+def claim_ids(p: Prepared, container_id: str) -> list[int]:
+    """The host ids of a rootful remapped container (the record's id_range): a range of its own
+    claimed in the book (--userns=auto, minirun/idranges.py), the range of the container whose
+    namespaces it joins (held by both), or the shared one."""
+    if p.mapping.per_container:
+        return idranges.allocate(p.state_dir, container_id, p.mapping.uids[0].count, p.store).as_list()
+    if p.share.joins and not p.rootless and p.share.donors[0].record.id_range:
+        donor_range = p.share.donors[0].record.id_range
+        idranges.join(p.state_dir, container_id, idranges.IdRange(*donor_range))
+        return list(donor_range)
+    return userns.range_of(p.mapping)
+
+
+def userns_mode(spec: ContainerSpec) -> str:
+    """HostConfig.UsernsMode: auto:size=N, shared, host, or the container joined."""
+    joined = next((m for m in (spec.network, spec.pid, spec.ipc) if m.startswith("container:")), "")
+    if joined:
+        return joined
+    if spec.security.userns == "auto":
+        return f"auto:size={spec.security.userns_size}"
+    return spec.security.userns
+
+
 def start(p: Prepared, record: Record, options: container.Options, attach: bool) -> int:
     """Start a created (or exited) container. Attached, this process is its monitor until it
     exits; detached, a monitor of its own is forked off, and we return once the command runs."""
+    p = p._replace(mapping=userns.with_range(p.mapping, record.id_range))  # its own ids, kept for restarts
     if not attach:
         return start_detached(p, record, options)
     hold_signals()
@@ -211,7 +241,7 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
         started = launch(p, record, attached=True)
     except BaseException as e:
         # It never ran, and everything is torn down: a signal that came meanwhile decides the code.
-        pending = sorted(signal.sigpending() & set(FORWARDED))
+        pending = held_signals()
         if pending:
             raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
                                "started", 128 + pending[0]) from e
@@ -248,11 +278,36 @@ def start_detached(p: Prepared, record: Record, options: container.Options) -> i
     with os.fdopen(report_r, "rb") as report:
         word = report.read().decode(errors="replace")
     if word == "running":
+        # A signal held meanwhile (hold_signals; the monitor inherited the mask, so it holds one
+        # sent to it as well, until it forwards): pass it on to the monitor, which forwards it to
+        # PID 1 as it would have a moment later. The caller then says so (interrupted_detached).
+        for number in held_signals():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, number)
         return 0  # the monitor lives on; it was never ours to wait for
     os.waitpid(child, 0)  # it has recorded why and torn down: now say it
     code, _, message = word.partition(" ")
+    pending = held_signals()
+    if pending:  # as an attached start does (start)
+        raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} before the container "
+                           "started", 128 + pending[0])
     raise MinirunError(message or "the container's monitor died while starting it",
                        int(code) if code.isdigit() else RUNTIME_ERROR)
+
+
+def held_signals() -> list[int]:
+    """The forwarded signals that arrived while hold_signals held them, lowest first."""
+    return sorted(signal.sigpending() & set(FORWARDED))
+
+
+def interrupted_detached(record: Record) -> None:
+    """`run -d` after its container runs: a signal it held during the start went to the container
+    (start_detached); leave with 128+N, as the foreground run's container would have, with the
+    id printed (the container exists, to inspect or rm)."""
+    pending = held_signals()
+    if pending:
+        raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} while starting "
+                           f"{record.id[:12]}: the container got the signal", 128 + pending[0])
 
 
 def become_monitor(p: Prepared, record: Record, options: container.Options, report: int) -> int:
@@ -395,7 +450,7 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         own_netns=network.has_own_netns(spec.network),
         tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
         layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
-        if mapping.idmap_layers else [],
+        if mapping.idmap_layers else [], bundle=str(where.bundle) if mapping.idmap_layers else "",
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
         mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
     return process.ProcessPlan(

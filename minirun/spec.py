@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from minirun.errors import MinirunError
 from minirun.security import seccomp
@@ -18,6 +19,7 @@ from minirun.security.capabilities import DEFAULT as DEFAULT_CAPABILITIES
 from minirun.security.capabilities import resolve as resolve_capabilities
 from minirun.security.seccomp import DEFAULT_PROFILE as DEFAULT_SECCOMP_PROFILE
 
+UsernsMode = Literal["auto", "shared", "host"]
 NETWORK_MODES = ("default", "bridge", "slirp4netns", "none", "host")  # and container:NAME
 ENV_NAME = re.compile(r"^[^=\s]+$")
 # RFC 1123 host name label, which is what sethostname(2) accepts and resolvers understand.
@@ -118,7 +120,10 @@ class Security:
     no_new_privileges: bool = False
     read_only: bool = False  # the root file system is mounted read-only
     tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs PATH[:OPTIONS]: path -> options
-    userns: str = "remap"  # rootful: "remap" (root is an unprivileged host uid) or "host" (identity)
+    # rootful: "auto" (ids of its own, podman's --userns=auto), "shared" (one range for every such
+    # container, docker's userns-remap) or "host" (identity); minirun/idranges.py
+    userns: UsernsMode = "auto"
+    userns_size: int = 65536  # --userns=auto:size=N: how many ids (container ids 0..N-1)
     mask_system_paths: bool = True  # False: --security-opt systempaths=unconfined
 
 
@@ -147,11 +152,22 @@ def parse_security(cap_add: list[str], cap_drop: list[str], security_opts: list[
         if not target.startswith("/") or os.path.normpath(target) == "/":
             raise MinirunError(f"invalid --tmpfs {value!r}: expected an absolute path other than /")
         mounts[os.path.normpath(target)] = check_tmpfs_options(value, options)
-    if userns not in (None, "", "host"):
-        raise MinirunError(f"invalid --userns {userns!r}: only 'host' is supported (the default remaps root)")
+    mode, size = parse_userns(userns)
     return Security(capabilities=resolve_capabilities(cap_add, cap_drop), seccomp_profile=profile,
-                    no_new_privileges=nnp, read_only=read_only, tmpfs=mounts,
-                    userns="host" if userns == "host" else "remap", mask_system_paths=mask)
+                    no_new_privileges=nnp, read_only=read_only, tmpfs=mounts, userns=mode, userns_size=size,
+                    mask_system_paths=mask)
+
+
+def parse_userns(value: str | None) -> tuple[UsernsMode, int]:
+    """--userns: auto[:size=N] (the default), shared or host."""
+    if value in (None, "", "auto", "shared", "host"):
+        return (value or "auto"), 65536  # type: ignore[return-value]
+    key, _, size = value.removeprefix("auto:").partition("=")
+    # at most half of the 32-bit id space: a range never reaches (uid_t)-1, which is never mapped
+    if value.startswith("auto:") and key == "size" and size.isdigit() and 1 <= int(size) <= 2**31:
+        return "auto", int(size)
+    raise MinirunError(f"invalid --userns {value!r}: expected auto, auto:size=N (1 to 2147483648), shared "
+                       "or host")
 
 
 # What --tmpfs accepts after PATH: docker's flag words, and the tmpfs(5) options minirun passes on.

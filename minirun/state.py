@@ -80,6 +80,7 @@ class Record:
     config: dict[str, Any] = field(default_factory=dict)  # hostname, env, user, workdir, tty ...
     host_config: dict[str, Any] = field(default_factory=dict)  # binds, network mode, auto remove
     network_settings: dict[str, Any] = field(default_factory=dict)  # address, ports... (minirun/network)
+    id_range: list[int] = field(default_factory=list)  # rootful remapped: host uid, gid, count (idranges.py)
 
     @property
     def short_id(self) -> str:
@@ -199,6 +200,8 @@ def checked(raw: Any, container_id: str) -> Record:
         raise ValueError(f"invalid name {record.name!r}")
     if record.status not in ("created", "running", "exited"):
         raise ValueError(f"unknown status {record.status!r}")
+    if record.id_range and (len(record.id_range) != 3 or min(record.id_range) < 0):
+        raise ValueError(f"'id_range' is {record.id_range!r}, not [uid, gid, count]")
     for number in ("pid", "pid_start", "monitor_pid", "monitor_start", "exit_code"):
         if getattr(record, number) < 0:
             raise ValueError(f"{number!r} is negative")

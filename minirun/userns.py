@@ -4,9 +4,12 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 ("nobody") and can do little until the parent writes /proc/PID/uid_map and gid_map
 (user_namespaces(7), "User and group ID mappings"). Each line is `INSIDE OUTSIDE COUNT`.
 
- - rootful (default): remapped. Container ids 0-65535 are host ids 1000000-1065535 (root's
-   range in /etc/subuid): root in the container is an unprivileged nobody on the host, so a
-   process that escapes owns nothing there (seed 001). Image files still look root-owned inside
+ - rootful (default, --userns=auto): remapped to ids of its own. Container ids 0-65535 are
+   65536 host ids no other container has, cut from root's subordinate ids (minirun/idranges.py):
+   root in the container is an unprivileged nobody on the host, so a process that escapes owns
+   nothing there (seed 001), and nothing of another container either. --userns=shared: one range
+   for every such container, 1000000-1065535 (root's first line in /etc/subuid), as docker's
+   userns-remap and the labs' articles have it. Image files still look root-owned inside
    through idmapped mounts (idmapped_layers below), or, where the kernel cannot do that, because
    the container uses a copy of each layer chowned into its range (layers_mode below).
  - rootful with --userns=host: an identity map, 0-4294967294 inside = the same ids outside, so
@@ -21,17 +24,13 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 import os
 import pwd
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from minirun import kernel, paths
+from minirun import idranges, kernel, paths
 from minirun.errors import MinirunError
-from minirun.spec import BindMount
-
-# Rootful containers' ids 0-65535 map to host ids 1000000-1065535 unless /etc/subuid gives root
-# another range: above any user's range that useradd picks (100000 + 65536 * n for some users).
-DEFAULT_ROOT_RANGE = (1000000, 65536)
+from minirun.spec import BindMount, UsernsMode
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class IdMapping:
     helpers: bool  # write through newuidmap/newgidmap (rootless with a subordinate range)
     idmap_layers: bool = False  # rootful remapped: the parent hands the layers over as mounts...
     shifted_layers: bool = False  # ...of chowned copies (True), or idmapped ones (False)
+    per_container: bool = False  # --userns=auto: `outside` is -1 until the range is claimed (with_range)
 
     def maps_uid(self, uid: int) -> bool:
         return any(m.inside <= uid < m.inside + m.count for m in self.uids)
@@ -72,14 +72,19 @@ def subordinate_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
     return None
 
 
-def plan(rootless: bool, userns: str = "remap") -> IdMapping:
+def plan(rootless: bool, userns: UsernsMode = "auto", size: int = idranges.SHARED_SIZE) -> IdMapping:
     if not rootless and userns == "host":
         identity = [IdMap(0, 0, 4294967295)]
         return IdMapping(identity, identity, helpers=False)
-    if not rootless:
-        uids, gids = root_range("/etc/subuid"), root_range("/etc/subgid")
+    if not rootless and userns == "shared":
+        uids, gids = idranges.shared_range("uid"), idranges.shared_range("gid")
         return IdMapping([IdMap(0, *uids)], [IdMap(0, *gids)], helpers=False, idmap_layers=True,
                          shifted_layers=layers_mode() == "shifted")
+    if not rootless:
+        # The shape only: which host ids is decided with the record (runtime.create_record), and
+        # -1 is what the kernel refuses in a uid_map, should this ever be written as it is.
+        return IdMapping([IdMap(0, -1, size)], [IdMap(0, -1, size)], helpers=False, idmap_layers=True,
+                         shifted_layers=layers_mode() == "shifted", per_container=True)
     uid, gid = os.getuid(), os.getgid()
     try:
         user = pwd.getpwuid(uid).pw_name
@@ -94,11 +99,22 @@ def plan(rootless: bool, userns: str = "remap") -> IdMapping:
     return IdMapping([IdMap(0, uid, 1)], [IdMap(0, gid, 1)], helpers=False)
 
 
-def root_range(path: str) -> tuple[int, int]:
-    """The host ids a rootful container's 0-65535 map to: root's line in /etc/subuid (subgid),
-    which install.sh adds as root:1000000:65536 if there is none, else that same default."""
-    start, count = subordinate_range(path, "root", 0) or DEFAULT_ROOT_RANGE
-    return start, min(count, 65536)
+def with_range(mapping: IdMapping, id_range: list[int]) -> IdMapping:
+    """The mapping of a container of its own range (the record's `id_range`: uid, gid, count)."""
+    if not mapping.per_container:
+        return mapping
+    if len(id_range) != 3:  # a record from before per-container ranges: it used the shared one
+        uid, count = idranges.shared_range("uid")
+        id_range = [uid, idranges.shared_range("gid")[0], count]
+    uid, gid, count = id_range
+    return replace(mapping, uids=[IdMap(0, uid, count)], gids=[IdMap(0, gid, count)])
+
+
+def range_of(mapping: IdMapping) -> list[int]:
+    """The record's `id_range` of a remapped rootful mapping (uid, gid, count); [] otherwise."""
+    if not mapping.idmap_layers or len(mapping.uids) != 1 or mapping.uids[0].outside < 0:
+        return []
+    return [mapping.uids[0].outside, mapping.gids[0].outside, mapping.uids[0].count]
 
 
 # --- how a remapped root sees the image's files ---------------------------------------------------
@@ -226,11 +242,11 @@ def detached_binds(binds: list[BindMount]) -> list[int]:
 
 
 def give_bundle_to_root(bundle: Path, mapping: IdMapping) -> None:
-    """The container's own directory belongs to its root (host uid 1000000 when remapped):
-    overlay writes into upper/ as that user. The shared parent stays root's, mode 0710 with the
-    group of the remapped root, as docker's userns-remap does: it may pass, nobody else."""
+    """The container's own directory belongs to its root (the first host id of its range), mode
+    0700: overlay writes into upper/ as that user, and no one else but host root may enter. The
+    shared parent stays root's alone, 0700 (container.make_bundle): the child enters its own
+    directory through an fd (rootfs.enter_bundle), never through the parent's path."""
     uid, gid = mapping.uids[0].outside, mapping.gids[0].outside
-    os.chown(bundle.parent, 0, gid)  # mode 0710 was set by container.make_bundle
     os.chown(bundle, uid, gid)
     for entry in bundle.iterdir():
         os.chown(entry, uid, gid, follow_symlinks=False)

@@ -57,10 +57,17 @@ class Tier:
         return self.name == "rootless"
 
     @property
+    def shared(self) -> list[str]:
+        """The flag that gives a rootful container the shared id range (--userns=shared), so that
+        a test may chown a directory to its root before it runs; rootless: the user's, always."""
+        return [] if self.rootless else ["--userns=shared"]
+
+    @property
     def container_root(self) -> tuple[int, int]:
-        """Host uid and gid of root in this tier's containers: the user itself when rootless; when
-        rootful, the start of root's /etc/subuid (subgid) range, since root is remapped by default
-        (minirun/userns.py; 1000000 without a line for root)."""
+        """Host uid and gid of root in this tier's containers *with `shared`*: the user itself when
+        rootless; when rootful, the start of root's /etc/subuid (subgid) range (minirun/idranges.py;
+        1000000 without a line for root). By default each rootful container has a range of its
+        own: see its `inspect` (HostConfig.IDMappings)."""
         if self.rootless:
             return self.uid, self.gid
         return ((subid_range("/etc/subuid", "root") or (1000000, 0))[0],

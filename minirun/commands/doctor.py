@@ -114,13 +114,18 @@ def user_namespaces(rootless: bool) -> Check:
 
 def subordinate_ids(rootless: bool) -> Check:
     if not rootless:
-        uids, gids = userns.root_range("/etc/subuid"), userns.root_range("/etc/subgid")
-        listed = userns.subordinate_range("/etc/subuid", "root", 0) is not None
+        from minirun import idranges
+
+        uids, gids = idranges.shared_range("uid"), idranges.shared_range("gid")
+        listed = userns.subordinate_range(idranges.subid_file("uid"), "root", 0) is not None
         where = "/etc/subuid" if listed else "the default, root has no line in /etc/subuid"
+        pool = idranges.pool()
         return Check("subids", True, True,
-                     f"remapped root: container ids 0-{uids[1] - 1} are host "
+                     f"remapped root: each container gets 65536 ids of its own from {pool.describe()}; "
+                     f"--userns=shared: container ids 0-{uids[1] - 1} are host "
                      f"{uids[0]}-{uids[0] + uids[1] - 1} ({where})",
-                     value={"uid": list(uids), "gid": list(gids)})
+                     value={"uid": list(uids), "gid": list(gids), "pool": {"uid": pool.uids, "gid": pool.gids,
+                                                                            "default": pool.default}})
     user, uid = _user_name(), os.getuid()
     subuid = userns.subordinate_range("/etc/subuid", user, uid)
     subgid = userns.subordinate_range("/etc/subgid", user, uid)

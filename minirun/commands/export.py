@@ -23,15 +23,15 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("container", metavar="CONTAINER")
 
 
-def id_maps(rootless: bool) -> tuple[list[userns.IdMap], list[userns.IdMap]]:
+def id_maps(record: state.Record) -> tuple[list[userns.IdMap], list[userns.IdMap]]:
     """How host owners translate back to the container's. Rootless: the user is 0, the
     subordinate range 1... Rootful: image layers are stored with the image's own ids, and a
-    remapped container's files land in root's subordinate range (userns.py), so that range
-    first, then everything else as is."""
-    if rootless:
+    remapped container's files land in its range (the record's id_range, idranges.py; the
+    shared one without), so that range first, then everything else as is."""
+    if record.rootless:
         mapping = userns.plan(True)
         return mapping.uids, mapping.gids
-    remapped, identity = userns.plan(False), userns.plan(False, "host")
+    remapped, identity = userns.with_range(userns.plan(False), record.id_range), userns.plan(False, "host")
     return remapped.uids + identity.uids, remapped.gids + identity.gids
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     except ImageNotFound as e:
         raise MinirunError(f"export: the image of container {record.name} was removed (rmi -f)") from e
     layers = [*image.layers, Path(record.bundle) / "upper"]
-    uids, gids = id_maps(record.rootless)
+    uids, gids = id_maps(record)
     if args.output is None and sys.stdout.isatty():
         raise MinirunError("export: refusing to write a tar archive to a terminal; redirect it, or -o FILE")
     if args.output is None:

@@ -1,8 +1,11 @@
-"""`minirun prune`: remove every stopped container, and clean up after dead monitors."""
+"""`minirun prune`: remove every stopped container, and clean up after dead monitors, killed
+starts, imports and rmis: everything minirun owns that nothing names any more."""
 
 import argparse
+import sys
 
 from minirun import container, paths, state
+from minirun.errors import MinirunError
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -22,4 +25,14 @@ def run(args: argparse.Namespace) -> int:
         # What no record names: left by a SIGKILL at the wrong moment, or a broken record.
         for container_id in container.sweep(state_dir, paths.store_dir()):
             print(container_id)
+    # Not under the records' lock: these have locks of their own (images.lock, the lease books').
+    from minirun import network
+    from minirun.images import store
+
+    store.sweep_abandoned(paths.store_dir())
+    if not paths.is_rootless():  # leases are root's (bridges); rootless has slirp4netns, nothing shared
+        try:
+            network.sweep()
+        except (OSError, MinirunError) as e:  # the next `run` on the bridge reclaims them as well
+            print(f"minirun: warning: cannot sweep the address leases: {e}", file=sys.stderr)
     return 0

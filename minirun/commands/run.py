@@ -57,7 +57,8 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
                    help="seccomp=PROFILE.json|unconfined, no-new-privileges, systempaths=unconfined")
     p.add_argument("--read-only", action="store_true", help="mount the container's root read-only")
     p.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:OPTIONS]", help="mount a tmpfs")
-    p.add_argument("--userns", help="host: root in the container is root on the host (default: remapped)")
+    p.add_argument("--userns", help="auto[:size=N] (default: host ids of its own), shared (one range for "
+                   "all, 1000000-1065535) or host (root is root on the host)")
     p.add_argument("--pid", help="host or container:NAME: share that PID namespace")
     p.add_argument("--ipc", help="private (default), shareable, host or container:NAME")
     p.add_argument("--uts", help="host: share the host's host name")
@@ -113,10 +114,10 @@ def run(args: argparse.Namespace) -> int:
     options = to_options(args, "run", args.detach)
     sys.stdout.flush()
     prepared = runtime.prepare(spec_)
-    if not args.detach:
-        runtime.hold_signals()  # before the record: nothing between it and the start is lost
+    runtime.hold_signals()  # before the record: nothing between it and the start is lost (-d too)
     record = runtime.create_record(prepared, options)
     code = runtime.start(prepared, record, options, attach=not args.detach)
     if args.detach:
         print(record.id)  # docker prints the full id once the command runs
+        runtime.interrupted_detached(record)  # a signal held meanwhile: the container has it now
     return code

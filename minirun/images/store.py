@@ -50,7 +50,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minirun.errors import ImageNotFound, MinirunError
-from minirun.fsutil import DIR_FLAGS, atomic_write_json, list_directory, locked, read_json, remove_tree, walk
+from minirun.fsutil import (
+    DIR_FLAGS,
+    atomic_write_json,
+    list_directory,
+    locked,
+    read_json,
+    remove_abandoned_tmp,
+    remove_tree,
+    walk,
+)
 
 DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -279,6 +288,15 @@ def staging_area(store: Path) -> Iterator[Path]:
         _remove_tree(staging)
 
 
+def sweep_abandoned(store: Path) -> None:
+    """prune: what SIGKILLed imports, pulls and rmis left in tmp/ (import-PID-*, remove-PID-*,
+    whose process is gone), and the temporary files of JSON writers that died half-way."""
+    if (store / "tmp").is_dir():
+        _remove_abandoned(store / "tmp")
+    for directory in (store, store / "images"):
+        remove_abandoned_tmp(directory)
+
+
 def _remove_abandoned(tmp: Path) -> None:
     """Sweep what dead imports (import-PID-*) and dead rmis (remove-PID-*) left in tmp/."""
     for entry in os.listdir(tmp):
@@ -458,7 +476,8 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
     Made once per layer and range, next to the layer (layers/<hex>/rootfs-shifted-UID-GID-COUNT),
     so containers share it and `rmi` removes it with the layer; made under the store's exclusive
     lock in a staging area and renamed into place, so nobody ever sees half a copy. This is
-    docker's userns-remap approach; it costs the layer's size again for each range.
+    docker's userns-remap approach; it costs the layer's size again for each range, and with a
+    range per container (--userns=auto) for each container: removed with its range (remove_shifted).
     """
     target = rootfs.with_name(f"rootfs-shifted-{uid}-{gid}-{count}")
     if target.is_dir():
@@ -477,6 +496,22 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
             _shift_owners(copy, uid, gid, count)
             os.rename(copy, target)
     return target
+
+
+def remove_shifted(store: Path, uid: int, gid: int, count: int) -> None:
+    """Remove every layer's copy for one range: a range of its own goes with its container
+    (idranges.release), and its copies with it; moved to tmp/ under the lock, then removed."""
+    name = f"rootfs-shifted-{uid}-{gid}-{count}"
+    if not (store / "layers").is_dir() or not any((store / "layers").glob(f"*/{name}")):
+        return
+    with locked(store / "images.lock"):
+        (store / "tmp").mkdir(exist_ok=True)
+        trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
+        try:
+            for n, copy in enumerate((store / "layers").glob(f"*/{name}")):
+                os.rename(copy, trash / str(n))
+        finally:
+            _remove_tree(trash)
 
 
 def _shift_owners(root: Path, uid: int, gid: int, count: int) -> None:

@@ -106,6 +106,18 @@ def disconnect(state_dir: Path, container_id: str, settings: dict[str, Any]) -> 
         slirp.disconnect(settings, slirp.socket_path(state_dir, container_id))
 
 
+def sweep() -> None:
+    """prune (root): address leases whose container's monitor died, in this network namespace
+    (with their DNAT rules, bridge.sweep) and in the books of namespaces minirun ran in before."""
+    from minirun.network import leases
+
+    leases.sweep_other_namespaces()
+    if leases.this_netns_book(leases.BOOKS, leases.configured_network()).exists():
+        from minirun.network import bridge  # pyroute2: only when there is a book here
+
+        bridge.sweep()
+
+
 def ports_json(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
     """docker inspect's NetworkSettings.Ports: {"80/tcp": [{"HostIp": ..., "HostPort": ...}]}."""
     result: dict[str, list[dict[str, str]]] = {}

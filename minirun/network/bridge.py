@@ -129,6 +129,24 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
                     ipr.link("del", index=ipr.link_lookup(ifname=network.name)[0])
 
 
+def sweep() -> bool:
+    """prune, in this network namespace: the leases (and DNAT rules) of containers whose monitor
+    died, and the bridge and table when nothing is left (what disconnect does after its own).
+    True if the book had dead leases."""
+    network = leases.configured_network()
+    if not leases.this_netns_book(leases.BOOKS, network).exists():
+        return False
+    with IPRoute() as ipr, leases.opened(leases.BOOKS, network) as book:
+        dead = book.dead()
+        for container_id in dead:
+            forget(book, container_id)
+        if dead and not book.leases and not bridge_ports(ipr, network.name):
+            nat.delete_table()
+            with contextlib.suppress(OSError, IndexError):  # ENODEV: gone already
+                ipr.link("del", index=ipr.link_lookup(ifname=network.name)[0])
+    return bool(dead)
+
+
 def bridge_ports(ipr: Any, bridge: str) -> list[str]:
     """The interfaces plugged into `bridge` (IFLA_MASTER), in the caller's network namespace."""
     found = ipr.link_lookup(ifname=bridge)

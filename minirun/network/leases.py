@@ -20,13 +20,14 @@ import contextlib
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from minirun import state
 from minirun.errors import MinirunError
-from minirun.fsutil import atomic_write_json, locked
+from minirun.fsutil import atomic_write_json, locked, remove_abandoned_tmp
 
 DEFAULT_SUBNET = "10.209.0.0/16"
 
@@ -108,6 +109,47 @@ def _paths(directory: Path, network: Network) -> tuple[Path, Path]:
     would lock a dead file)."""
     netns = os.stat("/proc/self/ns/net").st_ino
     return directory / f"{network.name}-netns{netns}.json", directory / f"{network.name}.lock"
+
+
+def this_netns_book(directory: Path, network: Network) -> Path:
+    return _paths(directory, network)[0]
+
+
+BOOK_NAME = re.compile(r"^(?P<network>[a-z0-9_.-]+)-netns(?P<inode>\d+)\.json$")
+
+
+def sweep_other_namespaces(directory: Path = BOOKS) -> list[Path]:
+    """prune: drop the dead leases (monitor gone) from the books of *other* network namespaces,
+    and a book that keeps none. A namespace minirun ran in may be gone for good (a test's, an
+    `unshare -n` shell's); nothing else would ever open its book again. (Its bridge and nft
+    table, if that namespace still exists, are its own minirun's to remove; this one's book
+    is swept by bridge.sweep, which can also take its DNAT rules away.) Returns the books
+    removed."""
+    here = os.stat("/proc/self/ns/net").st_ino
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            match = BOOK_NAME.match(entry.name)
+            if not match or int(match["inode"]) == here:
+                continue
+            with locked(directory / f"{match['network']}.lock"):
+                try:
+                    raw = json.loads(Path(entry.path).read_text())
+                    book = {ip: Lease(**lease) for ip, lease in raw["leases"].items()}
+                except FileNotFoundError:
+                    continue
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    book = {}  # unreadable: it can lend nothing to anyone
+                alive = {ip: lease for ip, lease in book.items() if lease.alive()}
+                if not alive:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+                elif alive != book:
+                    atomic_write_json(Path(entry.path), {"subnet": raw["subnet"], "leases": {
+                        ip: vars(lease) for ip, lease in alive.items()}}, mode=0o600)
+    remove_abandoned_tmp(directory)
+    return removed
 
 
 @contextlib.contextmanager

@@ -180,7 +180,8 @@ def host_dir(minirun: Tier) -> Iterator[Path]:
 
 
 def test_bind_mount_read_write(minirun: Tier, host_dir: Path) -> None:
-    out = sh(minirun, "cat /data/from-host; echo written > /data/from-ctr", "-v", f"{host_dir}:/data")
+    out = sh(minirun, "cat /data/from-host; echo written > /data/from-ctr", *minirun.shared,
+             "-v", f"{host_dir}:/data")
     assert out == "hello from the host\n"
     assert (host_dir / "from-ctr").read_text() == "written\n"
     st = (host_dir / "from-ctr").stat()
@@ -188,7 +189,7 @@ def test_bind_mount_read_write(minirun: Tier, host_dir: Path) -> None:
 
 
 def test_bind_mount_read_only(minirun: Tier, host_dir: Path) -> None:
-    result = minirun(["run", "--rm", "-v", f"{host_dir}:/data:ro", IMAGE, "sh", "-c",
+    result = minirun(["run", "--rm", *minirun.shared, "-v", f"{host_dir}:/data:ro", IMAGE, "sh", "-c",
                       "cat /data/from-host; echo x > /data/from-ctr"])
     assert result.returncode != 0, describe(minirun, ["run", "..."], result)
     assert result.stdout == "hello from the host\n"

@@ -145,11 +145,11 @@ def test_read_only_volume_cannot_be_remounted_writable(minirun: Tier, data_dir: 
     # Found while building minirun: root in its user namespace could `mount -o remount,rw` a
     # `-v ...:ro` volume and write to the host. It needs CAP_SYS_ADMIN and mount(2).
     script = "mount -o remount,rw,bind /data && echo x > /data/written"
-    unprotected = sh(minirun, script, "-v", f"{data_dir}:/data:ro", "--cap-add", "SYS_ADMIN",
+    unprotected = sh(minirun, script, *minirun.shared, "-v", f"{data_dir}:/data:ro", "--cap-add", "SYS_ADMIN",
                      "--security-opt", "seccomp=unconfined")
     assert unprotected.returncode == 0, unprotected.stderr
     (data_dir / "written").unlink()
-    result = sh(minirun, script, "-v", f"{data_dir}:/data:ro")
+    result = sh(minirun, script, *minirun.shared, "-v", f"{data_dir}:/data:ro")
     assert result.returncode != 0
     assert not (data_dir / "written").exists()
 
@@ -159,12 +159,15 @@ def test_setuid_program_planted_in_a_volume_gives_no_privilege(minirun: Tier, pr
     # One container (root inside) leaves a setuid-root program in a shared -v directory; another
     # container's unprivileged user runs it. -v mounts are nosuid (and nodev) unless asked, as
     # podman's: the bit is ignored. With `:suid` the same program does run as root: the baseline.
-    sh(minirun, f"cp {PROBE} /data/planted && chmod 4755 /data/planted", "-v", f"{probe_dir}:/probe:ro",
-       "-v", f"{data_dir}:/data")
+    # (One range for both, as the shared -v of one user's containers: with a range each, the file
+    # is not even the other one's root's; test_userns_auto.py.)
+    sh(minirun, f"cp {PROBE} /data/planted && chmod 4755 /data/planted", *minirun.shared,
+       "-v", f"{probe_dir}:/probe:ro", "-v", f"{data_dir}:/data")
     assert (data_dir / "planted").stat().st_mode & 0o4000, "the setuid bit is on the host file"
-    asked = sh(minirun, "/data/planted euid", "--user", "1000", "-v", f"{data_dir}:/data:suid")
+    asked = sh(minirun, "/data/planted euid", *minirun.shared, "--user", "1000",
+               "-v", f"{data_dir}:/data:suid")
     assert asked.stdout == "euid 0\n", asked.stderr
-    result = sh(minirun, "/data/planted euid; grep ' /data ' /proc/mounts", "--user", "1000",
+    result = sh(minirun, "/data/planted euid; grep ' /data ' /proc/mounts", *minirun.shared, "--user", "1000",
                 "-v", f"{data_dir}:/data")
     assert result.stdout.split("\n")[0] == "euid 1000", result.stderr
     assert "nosuid" in result.stdout and "nodev" in result.stdout

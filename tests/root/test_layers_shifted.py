@@ -35,7 +35,7 @@ def test_shifted_copies_look_like_the_image_and_are_shared(root_minirun: Tier,
     shifted = forced(root_minirun, "shifted")
     uid, gid = root_minirun.container_root
     name = names()
-    out = shifted(["run", "--name", name, IMAGE, "sh", "-c",
+    out = shifted(["run", "--name", name, "--userns=shared", IMAGE, "sh", "-c",
                    "stat -c '%u:%g' /bin/busybox /etc; echo x > /etc/made; stat -c '%u:%g' /etc/made"],
                   check=0).stdout.split()
     assert out == ["0:0", "0:0", "0:0"], "image files and new files are root's, inside"
@@ -50,8 +50,25 @@ def test_shifted_copies_look_like_the_image_and_are_shared(root_minirun: Tier,
     assert (busybox.stat().st_uid, busybox.stat().st_gid) == (uid, gid), "owners moved into the range"
     made_at = copies[0].stat().st_ctime_ns
     shifted(["rm", name], check=0)
-    shifted(["run", "--rm", IMAGE, "true"], check=0)
+    shifted(["run", "--rm", "--userns=shared", IMAGE, "true"], check=0)
     assert copies[0].stat().st_ctime_ns == made_at, "made once: the next container reuses it"
+
+
+def test_a_range_of_its_own_has_copies_of_its_own_removed_with_it(root_minirun: Tier,
+                                                                  names: Callable[[], str]) -> None:
+    """--userns=auto (the default): copies keyed by the container's range, gone with the range."""
+    shifted = forced(root_minirun, "shifted")
+    name = names()
+    shifted(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"], check=0)
+    maps = shifted.inspect(name)["HostConfig"]["IDMappings"]
+    uid, count = (int(v) for v in maps["UidMap"][0].split(":")[1:])
+    gid = int(maps["GidMap"][0].split(":")[1])
+    copies = [c for c in shifted_copies(root_minirun.store_dir)
+              if c.name == f"rootfs-shifted-{uid}-{gid}-{count}"]
+    assert copies, "a copy for this container's range"
+    assert (copies[0] / "bin" / "busybox").stat().st_uid == uid
+    shifted(["rm", "-f", name], check=0)
+    assert not [c for c in copies if c.exists()], "removed with the range"
 
 
 def test_the_default_follows_the_kernel(root_minirun: Tier, names: Callable[[], str]) -> None:
@@ -82,7 +99,7 @@ def test_rmi_removes_the_shifted_copies(root_minirun: Tier, shared_dir: Path) ->
     ref = f"mrt-shifted-{secrets.token_hex(4)}"
     root_minirun(["import", str(tar), ref], check=0)
     before = set(shifted_copies(root_minirun.store_dir))
-    forced(root_minirun, "shifted")(["run", "--rm", ref, "/bin/busybox", "true"], check=0)
+    forced(root_minirun, "shifted")(["run", "--rm", "--userns=shared", ref, "/bin/busybox", "true"], check=0)
     made = set(shifted_copies(root_minirun.store_dir)) - before
     assert len(made) == 1, made
     root_minirun(["rmi", ref], check=0)

@@ -7,7 +7,7 @@ import pytest
 
 from minirun.errors import MinirunError
 from minirun.security import capabilities, seccomp
-from minirun.spec import parse_security
+from minirun.spec import parse_security, parse_userns
 
 
 def test_default_set_is_dockers() -> None:
@@ -77,7 +77,7 @@ def test_bad_profiles(tmp_path: Path, content: str, message: str) -> None:
 def test_parse_security_flags() -> None:
     default = parse_security([], [], [], False, [], None)
     assert default.seccomp_profile == seccomp.DEFAULT_PROFILE and not default.no_new_privileges
-    assert default.userns == "remap" and default.mask_system_paths
+    assert (default.userns, default.userns_size) == ("auto", 65536) and default.mask_system_paths
     opts = ["seccomp=unconfined", "no-new-privileges", "systempaths=unconfined"]
     s = parse_security(["NET_ADMIN"], ["ALL"], opts, True, ["/tmp", "/run:size=1m"], "host")
     assert s.capabilities == {"CAP_NET_ADMIN"} and s.seccomp_profile is None and s.no_new_privileges
@@ -91,3 +91,9 @@ def test_parse_security_flags() -> None:
         parse_security([], [], [], False, ["/"], None)
     with pytest.raises(MinirunError):
         parse_security([], [], [], False, [], "keep-id")
+    assert parse_userns("auto:size=1000") == ("auto", 1000) and parse_userns("shared") == ("shared", 65536)
+    assert parse_userns("") == ("auto", 65536)
+    for bad in ("auto:size=0", "auto:size=x", "auto:size=", "auto:uidmapping=0:1:1", "remap",
+                "auto:size=2147483649"):
+        with pytest.raises(MinirunError, match="--userns"):
+            parse_userns(bad)
