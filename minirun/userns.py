@@ -20,7 +20,6 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 
 import os
 import pwd
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -87,6 +86,8 @@ def plan(rootless: bool, userns: str = "remap") -> IdMapping:
         user = str(uid)
     subuid = subordinate_range("/etc/subuid", user, uid)
     subgid = subordinate_range("/etc/subgid", user, uid)
+    import shutil  # rootless only: shutil brings bz2, lzma, fnmatch
+
     have_helpers = bool(shutil.which("newuidmap") and shutil.which("newgidmap"))
     if subuid and subgid and have_helpers:
         return IdMapping([IdMap(0, uid, 1), IdMap(1, subuid[0], subuid[1])],

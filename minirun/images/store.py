@@ -41,11 +41,8 @@ import json
 import os
 import re
 import stat
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -272,6 +269,8 @@ def staging_area(store: Path) -> Iterator[Path]:
     tmp = store / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(tmp)
+    import tempfile  # adding and removing images only, never on the start path
+
     staging = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=tmp))
     try:
         yield staging
@@ -395,6 +394,8 @@ def commit_image(
                 raise MinirunError(f"layer {digest} vanished during the pull: pull again")
         if not record_path.exists():
             size = sum(read_json(store / "layers" / _hex(d) / "layer.json")["size"] for d in digests)
+            from datetime import UTC, datetime
+
             created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             atomic_write_json(
                 record_path,
@@ -470,6 +471,8 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
             copy = staging / "rootfs"
             # cp -a: device nodes (overlay whiteouts are 0/0 character devices), hard links,
             # xattrs and times as they are; shutil.copytree would open the device nodes.
+            import subprocess  # the shifted copies only
+
             result = subprocess.run(["cp", "-a", "--", str(rootfs), str(copy)], capture_output=True,
                                     text=True, check=False)
             if result.returncode != 0:
@@ -533,6 +536,8 @@ def _remove_image(store: Path, image_id: str) -> None:
             continue
         # Move the layer out of layers/ first (atomic), then delete it at leisure: a crash
         # half-way through the delete must not leave a half-empty layer that looks complete.
+        import tempfile
+
         trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
         try:
             os.rename(store / "layers" / _hex(digest), trash / "layer")

@@ -18,7 +18,6 @@ Everything heavy (pyroute2 for netlink, the nft and slirp4netns programs) is loa
 modes that need it: `--network none` costs nothing.
 """
 
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,11 +35,17 @@ class NetworkPlan:
     join_bundle: str = ""  # container:NAME: its directory, for its /etc/hosts and /etc/resolv.conf
 
 
+def _installed(program: str) -> bool:
+    import shutil  # only to choose a user's default: shutil brings bz2, lzma and fnmatch
+
+    return shutil.which(program) is not None
+
+
 def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
     """Resolve the default and check the mode against the user and the host; no side effects."""
     mode = spec.network
     if mode == "default":
-        mode = "bridge" if not rootless else ("slirp4netns" if shutil.which("slirp4netns") else "none")
+        mode = "bridge" if not rootless else ("slirp4netns" if _installed("slirp4netns") else "none")
     if mode == "bridge":
         if rootless:
             raise MinirunError("--network bridge needs root (it creates host interfaces); rootless "
