@@ -59,11 +59,14 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
     with leases.opened(leases.BOOKS, network) as book, netlink.Rtnl() as rtnl:
         for dead in book.dead():
             forget(book, dead)
+        first = not book.leases
         address = book.allocate(container_id, os.getpid())
         # Under the lock: nobody deletes the bridge while we hold a lease, nobody creates it twice.
         if not link_exists(network.name):
             create_bridge(rtnl, network)
-        if not nat.table_exists():
+        # The first container (re)makes the table in one nft call, whatever a killed minirun left;
+        # the others only check that it is there (each nft call is a fork+exec, 5-30 ms).
+        if first or not nat.table_exists():
             nat.create_table(network)
     settings = {"Mode": "bridge", "Bridge": network.name, "IPAddress": str(address),
                 "IPPrefixLen": network.subnet.prefixlen, "Gateway": str(network.gateway),
@@ -113,16 +116,18 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
             with contextlib.suppress(OSError):
                 rtnl.delete_link(index)
         with leases.opened(leases.BOOKS, network) as book:
-            forget(book, container_id)
+            book.release(container_id)
             for dead in book.dead():
                 forget(book, dead)
-            # The last container left: remove the bridge and the table, unless something is still
-            # plugged into the bridge (a container this book does not know: never pull the floor
-            # from under it).
+            # The last container left: remove the bridge and the table (with every rule in it, this
+            # container's too), unless something is still plugged into the bridge (a container this
+            # book does not know: never pull the floor from under it). Otherwise only its rules go.
             if not book.leases and not bridge_ports(rtnl, network.name):
                 nat.delete_table()
                 if (index := netlink.index_of(network.name)) is not None:
                     rtnl.delete_link(index)
+            else:
+                nat.unpublish(container_id)
 
 
 def bridge_ports(rtnl: netlink.Rtnl, bridge: str) -> list[str]:

@@ -68,9 +68,12 @@ def write_sysctl(name: str, value: str) -> None:
 
 
 def create_table(network: Network) -> None:
-    """The table and its fixed rules, in one atomic nft transaction."""
+    """The table and its fixed rules, in one atomic nft transaction that first replaces any table of
+    that name (`add` then `delete`: the idiom for "delete if it exists" before nft 1.0.8's destroy)."""
     bridge, subnet = network.name, network.subnet
     _nft("-f", "-", script=f"""
+add table ip {TABLE}
+delete table ip {TABLE}
 table ip {TABLE} {{
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
