@@ -53,6 +53,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MINIRUN = Path(os.environ.get("MINIRUN_BIN", "/opt/minirun/bin/minirun"))
+# --before BIN: the same minirun rows again for another installation (the code before a change),
+# interleaved with the rest, so a before/after ratio comes from one run.
 TEST_USER = "mrtest"
 SUBID_RANGE = "100000-165535"
 PACKAGES = ("runc", "crun", "bubblewrap", "podman", "uidmap", "busybox-static")
@@ -333,6 +335,17 @@ def bridge_rows(
     return rows
 
 
+MINIRUN_ROWS = ("minirun run", "rootless minirun run")
+
+
+def before_row(row: Variant, program: str) -> Variant:
+    """The same row with another minirun program in place of MINIRUN."""
+    def argv(i: int) -> list[str]:
+        return [program if a == str(MINIRUN) else a for a in row.argv(i)]
+
+    return Variant(f"{row.name} [before]", argv, rootless=row.rootless, network=row.network)
+
+
 def run_once(variant: Variant, number: int, user: User | None) -> float:
     kwargs: dict[str, object] = {
         "stdin": subprocess.DEVNULL,
@@ -442,6 +455,7 @@ def main() -> int:
     parser.add_argument("--no-rootless", action="store_true", help="only the root rows")
     parser.add_argument("--no-podman", action="store_true", help="without the podman row (it is slow)")
     parser.add_argument("--bridge", action="store_true", help="also the rows with a network (root)")
+    parser.add_argument("--before", metavar="BIN", help="also the minirun rows of this other minirun program")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("startup.py: run as root (it installs packages, and runs the rootless rows as mrtest)")
@@ -475,6 +489,8 @@ def main() -> int:
         rows = variants(work, tarball, user, podman)
         if args.bridge:
             rows += bridge_rows(work, work / "bundle", podman, cleanups)
+        if args.before:
+            rows += [before_row(row, args.before) for row in rows if row.name.startswith(MINIRUN_ROWS)]
         benchmark(rows, args.runs, user)
         cpus = os.cpu_count()
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
