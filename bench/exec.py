@@ -3,6 +3,7 @@
 
     sudo python3 bench/exec.py              # 30 interleaved rounds
     sudo python3 bench/exec.py --runs 100
+    sudo python3 bench/exec.py --before ../old-checkout   # also the same row for another checkout
 
 One long-running busybox container each (minirun's, and podman's with runc, which `runc exec`
 then also enters), both with --network none; what is timed is the whole command, from fork+exec
@@ -36,6 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--before", metavar="CHECKOUT", help="also `minirun exec` from this other checkout")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (sudo)")
@@ -54,6 +56,9 @@ def main() -> int:
                 break
             time.sleep(0.1)
         rows: dict[str, list[str]] = {"minirun exec": [*minirun, "exec", name, "true"]}
+        if args.before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
+            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={os.path.abspath(args.before)}", *minirun,
+                                             "exec", name, "true"]
         if shutil.which("podman") and shutil.which("runc"):
             subprocess.run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tmp / "busybox.tar")],
                            check=True, capture_output=True)
