@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from minirun import trace
 from minirun.network import leases, nat, netlink
 from minirun.network.leases import Network
 from minirun.spec import PortMapping
@@ -68,11 +69,13 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
         # the others only check that it is there (each nft call is a fork+exec, 5-30 ms).
         if first or not nat.table_exists():
             nat.create_table(network)
+    trace.mark("network: lease, bridge, nft table")
     settings = {"Mode": "bridge", "Bridge": network.name, "IPAddress": str(address),
                 "IPPrefixLen": network.subnet.prefixlen, "Gateway": str(network.gateway),
                 "HostVeth": veth_names(container_id)[0], "SandboxKey": f"/proc/{pid}/ns/net"}
     try:
         settings["MacAddress"] = plug_in(container_id, pid, network, str(address))
+        trace.mark("network: veth, address, route")
         nat.publish(container_id, str(address), ports)
     except BaseException:
         disconnect(container_id, state_dir, settings)
