@@ -9,9 +9,9 @@ kernel answers every request sent with NLM_F_ACK with an NLMSG_ERROR message who
 
 Why not pyroute2 (which the bridge used before): importing it costs 90-150 ms, whatever
 submodule is asked for (its package loads ndb, ipdb, conntrack and asyncio), against a bridge
-run's ~180 ms in all; these ~130 lines cost under a millisecond. Why not the `ip` program, as
-the articles do: each `ip` is a fork+exec (~3-5 ms), and the container's end needs a second
-one inside its namespace (`nsenter -n ip ...`). README, "Networking", has the measurements.
+run's ~180 ms in all; this module imports in about a millisecond. Why not the `ip` program, as
+the articles do: each `ip` is a fork+exec (~2 ms here), and the container's end needs a second
+one inside its namespace (`nsenter -n ip ...`). README, "Why these dependencies", has the figures.
 
 Constants are the kernel's (include/uapi/linux/rtnetlink.h, if_link.h, veth.h, if_addr.h).
 """
