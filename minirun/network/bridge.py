@@ -14,7 +14,7 @@ inside it, and with it the pair.
 
 All of this is netlink (rtnetlink(7)): the same messages `ip link add ... type veth` sends,
 written with the standard library's socket in netlink.py (pyroute2, used before, cost 90-150 ms
-to import; README, "Networking").
+to import; README, "Why these dependencies").
 """
 
 import contextlib
