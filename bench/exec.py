@@ -49,7 +49,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="minirun-exec-bench-"))
     monitor = subprocess.Popen([*minirun, "run", "--rm", "--name", name, "--network", "none", "busybox",
                                 "sleep", "3600"], stdin=subprocess.DEVNULL)
-    podman_id = ""
+    podman_id = image_id = ""
     try:
         for _ in range(100):
             if subprocess.run([*minirun, "exec", name, "true"], capture_output=True).returncode == 0:
@@ -62,8 +62,9 @@ def main() -> int:
         if shutil.which("podman") and shutil.which("runc"):
             subprocess.run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tmp / "busybox.tar")],
                            check=True, capture_output=True)
-            subprocess.run(["podman", "import", "--change", 'CMD=["sh"]', str(tmp / "busybox.tar"),
-                            PODMAN_IMAGE], check=True, capture_output=True)
+            image_id = subprocess.run(
+                ["podman", "import", "-q", "--change", 'CMD=["sh"]', str(tmp / "busybox.tar"), PODMAN_IMAGE],
+                check=True, capture_output=True, text=True).stdout.strip()
             podman_id = subprocess.run(
                 ["podman", "--runtime", "runc", "run", "-d", "--network", "none",
                  "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", PODMAN_IMAGE,
@@ -88,6 +89,8 @@ def main() -> int:
         if podman_id:
             subprocess.run(["podman", "rm", "-f", "-t", "0", podman_id], capture_output=True)
         subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
+        if image_id:  # by its id too: the name alone has left it behind, untagged
+            subprocess.run(["podman", "rmi", "-f", image_id], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
