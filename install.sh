@@ -84,8 +84,8 @@ if [ "$DEV" = 1 ]; then
     "$PREFIX/bin/pip" install -q --disable-pip-version-check -e ".$extras"
 else
     "$PREFIX/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps .
-    # The dependencies (pyproject.toml): pyseccomp compiles seccomp profiles, pyroute2 speaks
-    # netlink for the bridge network; the extra zstandard reads zstd-compressed layers.
+    # The dependencies (pyproject.toml): pyseccomp compiles seccomp profiles; the extra
+    # zstandard reads zstd-compressed layers.
     "$PREFIX/bin/pip" install -q --disable-pip-version-check ".$extras"
 fi
 # Signals during the interpreter's own start-up (issue 12): minirun's handlers from the first

@@ -3,6 +3,7 @@
 
     sudo python3 bench/exec.py              # 30 interleaved rounds
     sudo python3 bench/exec.py --runs 100
+    sudo python3 bench/exec.py --before ../old-checkout   # also the same row for another checkout
 
 One long-running busybox container each (minirun's, and podman's with runc, which `runc exec`
 then also enters), both with --network none; what is timed is the whole command, from fork+exec
@@ -36,6 +37,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--before", metavar="CHECKOUT", help="also `minirun exec` from this other checkout")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root (sudo)")
@@ -47,18 +49,22 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="minirun-exec-bench-"))
     monitor = subprocess.Popen([*minirun, "run", "--rm", "--name", name, "--network", "none", "busybox",
                                 "sleep", "3600"], stdin=subprocess.DEVNULL)
-    podman_id = ""
+    podman_id = image_id = ""
     try:
         for _ in range(100):
             if subprocess.run([*minirun, "exec", name, "true"], capture_output=True).returncode == 0:
                 break
             time.sleep(0.1)
         rows: dict[str, list[str]] = {"minirun exec": [*minirun, "exec", name, "true"]}
+        if args.before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
+            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={os.path.abspath(args.before)}", *minirun,
+                                             "exec", name, "true"]
         if shutil.which("podman") and shutil.which("runc"):
             subprocess.run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tmp / "busybox.tar")],
                            check=True, capture_output=True)
-            subprocess.run(["podman", "import", "--change", 'CMD=["sh"]', str(tmp / "busybox.tar"),
-                            PODMAN_IMAGE], check=True, capture_output=True)
+            image_id = subprocess.run(
+                ["podman", "import", "-q", "--change", 'CMD=["sh"]', str(tmp / "busybox.tar"), PODMAN_IMAGE],
+                check=True, capture_output=True, text=True).stdout.strip()
             podman_id = subprocess.run(
                 ["podman", "--runtime", "runc", "run", "-d", "--network", "none",
                  "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", PODMAN_IMAGE,
@@ -83,6 +89,8 @@ def main() -> int:
         if podman_id:
             subprocess.run(["podman", "rm", "-f", "-t", "0", podman_id], capture_output=True)
         subprocess.run(["podman", "rmi", "-f", PODMAN_IMAGE], capture_output=True)
+        if image_id:  # by its id too: the name alone has left it behind, untagged
+            subprocess.run(["podman", "rmi", "-f", image_id], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

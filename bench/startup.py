@@ -4,6 +4,7 @@
     sudo python3 bench/startup.py                 # 30 interleaved rounds, root and rootless rows
     sudo python3 bench/startup.py --runs 100      # more rounds: steadier medians
     sudo python3 bench/startup.py --profile 20    # where one `minirun run` spends its time
+    sudo python3 bench/startup.py --bridge        # also the default (bridge) network, root only
 
 Every runtime starts `/bin/true` (busybox) in new namespaces and waits for it to exit; what is
 timed is the whole command, from fork+exec to exit, as a user would see it. The runs are
@@ -19,6 +20,14 @@ plus a v2 tree with controllers, as on this kind of host): as root it runs in a 
 namespace with a tmpfs over /sys/fs/cgroup/unified (`unshare -m`), and as the user inside an
 `unshare -rm` user namespace that maps the user to 0 for the same tmpfs (so its bundle maps
 container root to that 0). The wrapper's own cost is its own row.
+
+--bridge adds three rows with a network: `minirun run --rm` (its default bridge), `podman run
+--rm` (its default network, netavark), and runc in a network namespace wired the way a CNI bridge
+plugin wires one, each run: `ip netns add`, a veth with its peer born in that namespace, plugged
+into a bridge and addressed (two `ip -batch`), `runc run` in it, `ip netns del`; the bridge and a
+masquerade rule are made once beforehand, as a host that runs containers has them. All three
+run in a network namespace of the benchmark's own (`nsenter --net`, on every row alike), so
+nothing touches the host's interfaces or nftables.
 
 The tools are Debian's packages (runc crun bubblewrap podman uidmap), installed with apt-get if
 missing. Nothing is left behind: the bundles are in a temporary directory, runc/crun remove
@@ -44,6 +53,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MINIRUN = Path(os.environ.get("MINIRUN_BIN", "/opt/minirun/bin/minirun"))
+# --before BIN: the same minirun rows again for another installation (the code before a change),
+# interleaved with the rest, so a before/after ratio comes from one run.
 TEST_USER = "mrtest"
 SUBID_RANGE = "100000-165535"
 PACKAGES = ("runc", "crun", "bubblewrap", "podman", "uidmap", "busybox-static")
@@ -59,6 +70,9 @@ PODMAN_FLAGS = [
     "nproc=1024:1024",
 ]
 CRUN_WRAP = "mount -t tmpfs tmpfs /sys/fs/cgroup/unified && exec "
+BENCH_NETNS = "minirun-bench"  # the bridge rows run in this network namespace, made and deleted here
+RUNC_NETNS = "minirun-bench-ctr"  # runc's container network namespace, made and deleted on every run
+RUNC_BRIDGE, RUNC_SUBNET = "mrbench0", "10.211"
 
 
 @dataclass
@@ -69,6 +83,7 @@ class Variant:
     argv: Callable[[int], list[str]]  # the run number -> argv (runc/crun need unique names)
     rootless: bool = False
     cwd: str | None = None
+    network: bool = False  # a row of --bridge: compared with podman's default network too
     times: list[float] = field(default_factory=list)
 
 
@@ -270,6 +285,67 @@ def variants(work: Path, tarball: Path, user: User | None, podman: bool) -> list
     return rows
 
 
+def bridge_rows(
+    work: Path, root_bundle: Path, podman: bool, cleanups: list[Callable[[], object]]
+) -> list[Variant]:
+    """The default network of each, in a network namespace of the benchmark's own."""
+    sh(["ip", "netns", "add", BENCH_NETNS])
+    cleanups.append(lambda: subprocess.run(["ip", "netns", "del", BENCH_NETNS], capture_output=True))
+    inside = ["nsenter", f"--net=/run/netns/{BENCH_NETNS}"]
+    sh([*inside, "ip", "link", "set", "lo", "up"])
+    # runc's bridge and NAT, once (a host that runs containers has them already).
+    sh([*inside, "ip", "link", "add", RUNC_BRIDGE, "type", "bridge"])
+    sh([*inside, "ip", "addr", "add", f"{RUNC_SUBNET}.0.1/16", "dev", RUNC_BRIDGE])
+    sh([*inside, "ip", "link", "set", RUNC_BRIDGE, "up"])
+    sh([*inside, "nft", "-f", "-"], input=(
+        "add table ip mrbench\n"
+        "add chain ip mrbench postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+        f"add rule ip mrbench postrouting ip saddr {RUNC_SUBNET}.0.0/16 "
+        f'oifname != "{RUNC_BRIDGE}" masquerade\n'))
+    bundle = work / "bundle-net"
+    shutil.copytree(root_bundle, bundle, symlinks=True)
+    config = json.loads((bundle / "config.json").read_text())
+    for ns in config["linux"]["namespaces"]:
+        if ns["type"] == "network":
+            ns["path"] = f"/run/netns/{RUNC_NETNS}"
+    (bundle / "config.json").write_text(json.dumps(config, indent=2))
+    wire = (f"ip netns add {RUNC_NETNS} && printf '%s\\n' "
+            f"'link add veth-bench type veth peer name eth0 netns {RUNC_NETNS}' "
+            f"'link set veth-bench master {RUNC_BRIDGE} up' | ip -batch - && printf '%s\\n' "
+            f"'addr add {RUNC_SUBNET}.0.2/16 dev eth0' 'link set eth0 up' 'link set lo up' "
+            f"'route add default via {RUNC_SUBNET}.0.1' | ip -n {RUNC_NETNS} -batch - && ")
+    rows = [
+        Variant(
+            "minirun run --rm (bridge)",
+            lambda i: [*inside, str(MINIRUN), "run", "--rm", "busybox", "true"],
+            network=True,
+        ),
+        Variant(
+            "runc run + veth in a netns (ip)",
+            lambda i: [*inside, "sh", "-c", wire + f"runc --root {work}/runc run --bundle {bundle} "
+                       f"bench-net-{i}; code=$?; ip netns del {RUNC_NETNS}; exit $code"],
+            network=True,
+        ),
+    ]
+    if podman:
+        flags = [f for f in PODMAN_FLAGS if f not in ("--network", "none")]
+        rows.append(Variant("podman run --rm (its default network)",
+                            lambda i: [*inside, "podman", "run", "--rm", *flags, PODMAN_IMAGE, "/bin/true"],
+                            network=True))
+    return rows
+
+
+MINIRUN_ROWS = ("minirun run", "rootless minirun run")
+
+
+def before_row(row: Variant, program: str) -> Variant:
+    """The same row with another minirun program in place of MINIRUN."""
+    def argv(i: int) -> list[str]:
+        return [program if a == str(MINIRUN) else a for a in row.argv(i)]
+
+    return Variant(f"{row.name} [before]", argv, rootless=row.rootless, network=row.network)
+
+
 def run_once(variant: Variant, number: int, user: User | None) -> float:
     kwargs: dict[str, object] = {
         "stdin": subprocess.DEVNULL,
@@ -303,6 +379,8 @@ def report(rows: list[Variant]) -> None:
         row = next((r for r in rows if r.name == name), None)
         return statistics.median(row.times) if row and row.times else None
 
+    bridge = median("podman run --rm (its default network)")
+
     print(f"{'':48} {'median':>8} {'min':>8} {'max':>8} {'/runc':>6} {'/crun':>6}")
     for row in rows:
         prefix = "rootless " if row.rootless else ""
@@ -313,6 +391,7 @@ def report(rows: list[Variant]) -> None:
         print(
             f"{row.name:48} {med * 1000:6.1f}ms {min(row.times) * 1000:6.1f}ms "
             f"{max(row.times) * 1000:6.1f}ms {ratios[0]} {ratios[1]}"
+            + (f"  /podman bridge {med / bridge:4.2f}" if bridge and row.network else "")
         )
 
 
@@ -375,6 +454,8 @@ def main() -> int:
     )
     parser.add_argument("--no-rootless", action="store_true", help="only the root rows")
     parser.add_argument("--no-podman", action="store_true", help="without the podman row (it is slow)")
+    parser.add_argument("--bridge", action="store_true", help="also the rows with a network (root)")
+    parser.add_argument("--before", metavar="BIN", help="also the minirun rows of this other minirun program")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("startup.py: run as root (it installs packages, and runs the rootless rows as mrtest)")
@@ -406,6 +487,10 @@ def main() -> int:
                 state = Path(user.env["XDG_RUNTIME_DIR"], tool)
                 cleanups.append(partial(shutil.rmtree, state, ignore_errors=True))
         rows = variants(work, tarball, user, podman)
+        if args.bridge:
+            rows += bridge_rows(work, work / "bundle", podman, cleanups)
+        if args.before:
+            rows += [before_row(row, args.before) for row in rows if row.name.startswith(MINIRUN_ROWS)]
         benchmark(rows, args.runs, user)
         cpus = os.cpu_count()
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30

@@ -7,7 +7,6 @@ profile file, the CPUs for --cpus/--cpuset-cpus, the environment for `-e NAME`) 
 changes it.
 """
 
-import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -293,6 +292,8 @@ def check_network(network: str) -> str:
 
 
 def _ipv4(what: str, value: str, text: str) -> str:
+    import ipaddress  # only for -p IP:..., --add-host and --dns
+
     try:
         return str(ipaddress.IPv4Address(text))
     except ValueError:

@@ -23,7 +23,6 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 
 import os
 import pwd
-import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -92,6 +91,8 @@ def plan(rootless: bool, userns: UsernsMode = "auto", size: int = idranges.SHARE
         user = str(uid)
     subuid = subordinate_range("/etc/subuid", user, uid)
     subgid = subordinate_range("/etc/subgid", user, uid)
+    import shutil  # rootless only: shutil brings bz2, lzma, fnmatch
+
     have_helpers = bool(shutil.which("newuidmap") and shutil.which("newgidmap"))
     if subuid and subgid and have_helpers:
         return IdMapping([IdMap(0, uid, 1), IdMap(1, subuid[0], subuid[1])],

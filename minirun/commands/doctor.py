@@ -258,10 +258,9 @@ def seccomp() -> Check:
 
 def packages(rootless: bool) -> Check:
     """The Python packages of the default paths: pyseccomp (compiles the seccomp profile, with
-    libseccomp2), pyroute2 (root's bridge network), zstandard (zstd layers only)."""
-    found = {name: importlib.util.find_spec(name) is not None
-             for name in ("pyseccomp", "pyroute2", "zstandard")}
-    wanted = ["pyseccomp"] + ([] if rootless else ["pyroute2"])
+    libseccomp2), zstandard (zstd layers only). The bridge network needs none (netlink.py)."""
+    found = {name: importlib.util.find_spec(name) is not None for name in ("pyseccomp", "zstandard")}
+    wanted = ["pyseccomp"]
     missing = [n for n in wanted if not found[n]]
     shown = ", ".join(f"{n} {'yes' if ok else 'no'}" for n, ok in found.items())
     if not missing:

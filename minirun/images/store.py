@@ -41,11 +41,8 @@ import json
 import os
 import re
 import stat
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -281,6 +278,8 @@ def staging_area(store: Path) -> Iterator[Path]:
     tmp = store / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(tmp)
+    import tempfile  # adding and removing images only, never on the start path
+
     staging = Path(tempfile.mkdtemp(prefix=f"import-{os.getpid()}-", dir=tmp))
     try:
         yield staging
@@ -413,6 +412,8 @@ def commit_image(
                 raise MinirunError(f"layer {digest} vanished during the pull: pull again")
         if not record_path.exists():
             size = sum(read_json(store / "layers" / _hex(d) / "layer.json")["size"] for d in digests)
+            from datetime import UTC, datetime
+
             created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             atomic_write_json(
                 record_path,
@@ -489,6 +490,8 @@ def shifted_layer(store: Path, rootfs: Path, uid: int, gid: int, count: int) -> 
             copy = staging / "rootfs"
             # cp -a: device nodes (overlay whiteouts are 0/0 character devices), hard links,
             # xattrs and times as they are; shutil.copytree would open the device nodes.
+            import subprocess  # the shifted copies only
+
             result = subprocess.run(["cp", "-a", "--", str(rootfs), str(copy)], capture_output=True,
                                     text=True, check=False)
             if result.returncode != 0:
@@ -504,6 +507,7 @@ def remove_shifted(store: Path, uid: int, gid: int, count: int) -> None:
     name = f"rootfs-shifted-{uid}-{gid}-{count}"
     if not (store / "layers").is_dir() or not any((store / "layers").glob(f"*/{name}")):
         return
+    import tempfile  # only when copies exist: never on the start path
     with locked(store / "images.lock"):
         (store / "tmp").mkdir(exist_ok=True)
         trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
@@ -568,6 +572,8 @@ def _remove_image(store: Path, image_id: str) -> None:
             continue
         # Move the layer out of layers/ first (atomic), then delete it at leisure: a crash
         # half-way through the delete must not leave a half-empty layer that looks complete.
+        import tempfile
+
         trash = Path(tempfile.mkdtemp(prefix=f"remove-{os.getpid()}-", dir=store / "tmp"))
         try:
             os.rename(store / "layers" / _hex(digest), trash / "layer")

@@ -14,12 +14,10 @@ What else the container gets is its network mode:
 
 The parent wires the network in sync step 2 (minirun/sync.py), after the id maps and before
 "go": the child's namespace exists, its pid is known, and the command has not started yet.
-Everything heavy (pyroute2 for netlink, the nft and slirp4netns programs) is loaded only by the
-modes that need it: `--network none` costs nothing.
+Everything a mode needs (netlink.py's socket, the nft and slirp4netns programs) is loaded only by
+the modes that need it: `--network none` costs nothing.
 """
 
-import shutil
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,20 +34,21 @@ class NetworkPlan:
     join_bundle: str = ""  # container:NAME: its directory, for its /etc/hosts and /etc/resolv.conf
 
 
+def _installed(program: str) -> bool:
+    import shutil  # only to choose a user's default: shutil brings bz2, lzma and fnmatch
+
+    return shutil.which(program) is not None
+
+
 def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
     """Resolve the default and check the mode against the user and the host; no side effects."""
     mode = spec.network
     if mode == "default":
-        mode = "bridge" if not rootless else ("slirp4netns" if shutil.which("slirp4netns") else "none")
+        mode = "bridge" if not rootless else ("slirp4netns" if _installed("slirp4netns") else "none")
     if mode == "bridge":
         if rootless:
             raise MinirunError("--network bridge needs root (it creates host interfaces); rootless "
                                "containers use --network slirp4netns")
-        import importlib.util
-
-        if importlib.util.find_spec("pyroute2") is None:  # a dependency, but pip may have been told --no-deps
-            raise MinirunError("--network bridge needs the pyroute2 package: "
-                               f"{sys.executable} -m pip install pyroute2 (or --network none)")
         from minirun.network import leases  # bridge only: --network none does not load it
 
         leases.configured_network()  # a bad MINIRUN_SUBNET fails now, before anything exists
@@ -85,7 +84,7 @@ def has_own_netns(mode: str) -> bool:
 def connect(plan: NetworkPlan, container_id: str, pid: int, state_dir: Path) -> dict[str, Any]:
     """Sync step 2: wire the network into the child's namespace. Returns NetworkSettings."""
     if plan.mode == "bridge":
-        from minirun.network import bridge  # imports pyroute2: only now
+        from minirun.network import bridge  # leases, nft, netlink: only now
         settings = bridge.connect(container_id, pid, state_dir, plan.ports)
     elif plan.mode == "slirp4netns":
         from minirun.network import slirp

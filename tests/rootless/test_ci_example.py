@@ -5,7 +5,7 @@ which builds the offline busybox image).
 
 The tests run in a network namespace with loopback only, so pip gets its packages from a local
 wheelhouse (PIP_NO_INDEX, PIP_FIND_LINKS, which pip reads from the environment) instead of PyPI:
-wheels of the pyroute2 and pyseccomp this interpreter has installed, and of this checkout
+wheels of the pyseccomp this interpreter has installed, and of this checkout
 (pure-Python wheels are zip files with a RECORD, PEP 427; written here, as no wheel-building
 package is installed). The script is otherwise run exactly as the workflow runs it.
 """
@@ -80,7 +80,7 @@ def test_smoke_script_as_the_unprivileged_user(rootless_minirun: Tier) -> None:
         wheels, home = work / "wheels", work / "home"
         wheels.mkdir()
         minirun_wheel = wheel_of_checkout(wheels, REPO)
-        for project in ("pyroute2", "pyseccomp"):
+        for project in ("pyseccomp",):
             wheel_of_installed(wheels, project)
         home.mkdir()
         for path in [work, *work.rglob("*")]:
@@ -98,7 +98,7 @@ def test_smoke_script_as_the_unprivileged_user(rootless_minirun: Tier) -> None:
         assert "minirun version" in result.stdout and "minirun doctor, as" in result.stdout
         assert "building it offline" in result.stderr, "the user's first busybox was built on first use"
         venv = home / ".local" / "minirun"
-        installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import minirun, pyroute2, pyseccomp;"
+        installed = subprocess.run([str(venv / "bin" / "python"), "-c", "import minirun, pyseccomp;"
                                     "print(minirun.__file__)"], capture_output=True, text=True, check=True,
                                    cwd=work, env={"PATH": "/usr/bin:/bin"})
         assert installed.stdout.startswith(str(venv)), "minirun ran from the user's own venv"

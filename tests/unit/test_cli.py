@@ -132,10 +132,6 @@ MISSING = "import sys\nsys.modules[{name!r}] = None  # what Python does for a pa
 
 
 @pytest.mark.parametrize(("package", "code", "expected"), [
-    ("pyroute2", "from minirun import network\nfrom minirun.spec import ContainerSpec\n"
-                 "from pathlib import Path\n"
-                 "network.choose(ContainerSpec('busybox', network='bridge'), False, Path('/nonexistent'))\n",
-     "--network bridge needs the pyroute2 package"),
     ("pyseccomp", "from minirun.security import seccomp\n"
                   "seccomp.build({'defaultAction': 'SCMP_ACT_ERRNO', 'syscalls': []}, frozenset())\n",
      "compiling the seccomp profile needs pyseccomp"),
