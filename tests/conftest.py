@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -369,12 +370,45 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=out)
         items[:] = [item for item in items if item not in out]
         config.stash[_CGROUP_LEFT_OUT] = (len(out), layout())
+    select_shard(config, items)
 
 
 _CGROUP_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
+_SHARD = pytest.StashKey[str]()
+
+
+def shard_of(nodeid: str, count: int) -> int:
+    """The shard a test belongs to: a stable hash of its id (crc32, not hash(): the same in
+    every process and on every machine), so each test is in exactly one of `count` shards."""
+    return zlib.crc32(nodeid.encode()) % count
+
+
+def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """MINIRUN_TEST_SHARD=K/N keeps the tests of shard K (0 <= K < N), every test marked
+    `cgroup2`, and every test in the files of MINIRUN_TEST_SHARD_KEEP (space-separated paths);
+    the rest are deselected, and the
+    summary says so. The VM tier uses it to run, within CI's time under emulation, every test of
+    what differs on a pure v2 host plus one rotating Nth of the rest (tests/vm/test_guest.py)."""
+    spec = os.environ.get("MINIRUN_TEST_SHARD", "")
+    if not spec:
+        return
+    k, n = (int(part) for part in spec.split("/"))
+    assert 0 <= k < n, f"MINIRUN_TEST_SHARD={spec}: want K/N with 0 <= K < N"
+    keep = tuple(os.environ.get("MINIRUN_TEST_SHARD_KEEP", "").split())
+    kept = [item for item in items if item.nodeid.split("::")[0] in keep or item.get_closest_marker("cgroup2")
+            or shard_of(item.nodeid, n) == k]
+    kept_ids = {id(item) for item in kept}
+    out = [item for item in items if id(item) not in kept_ids]
+    if out:
+        config.hook.pytest_deselected(items=out)
+        items[:] = kept
+    config.stash[_SHARD] = (f"shard {k} of {n}: {len(kept)} tests kept (every test of {len(keep)} "
+                            f"files and every cgroup2 test, and 1/{n} of the rest), {len(out)} deselected")
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if (shard := config.stash.get(_SHARD, None)) is not None:
+        terminalreporter.write_line(shard)
     if (left := config.stash.get(_CGROUP_LEFT_OUT, None)) is not None:
         terminalreporter.write_line(
             f"cgroups: {left[0]} tests of files this host's cgroups do not have deselected; this host is "

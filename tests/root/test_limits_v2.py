@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import container_cgroup_dirs, delegated_tier, require_v2
+from cgroup_helpers import HOG, container_cgroup_dirs, delegated_tier, require_v2
 from helpers import IMAGE, Tier, read_until, wait_running
 
 from minirun import cgroups
@@ -121,6 +121,9 @@ def test_no_internal_processes_rule(scratch: Path, v2_root: Path) -> None:
 # teardown hold on both, and run on both.
 
 MiB = 1024 * 1024
+# A shell variable grown from a pipe: the shell itself holds the memory while it goes on to read
+# the cgroup's files (the swap test needs that). Slow under emulation; where nothing needs to be
+# held, cgroup_helpers.HOG's dd allocates the same in a single read(2).
 ALLOCATE = 'x=$(head -c {size} /dev/zero | tr "\\0" a); echo allocated ${{#x}}'
 CG = "/sys/fs/cgroup"
 
@@ -145,7 +148,7 @@ def values(out: str) -> dict[str, str]:
 def test_memory_max_oom_kill_is_counted_and_reported(limited: Tier, names: Callable[[], str]) -> None:
     require_v2("memory")
     # A child beyond memory.max is killed; PID 1 survives and reads the count in memory.events.
-    inner = f'sh -c \'{ALLOCATE.format(size="64m")}\'; echo inner $?; '
+    inner = f'sh -c \'{HOG.format(mib=64)}\'; echo inner $?; '
     out = limited(["run", "--rm", "-m", "32m", IMAGE, "sh", "-c", inner + f"read m < {CG}/memory.max; "
                    f"echo max $m; while read k v; do echo events_$k $v; done < {CG}/memory.events"],
                   check=0).stdout
@@ -154,7 +157,7 @@ def test_memory_max_oom_kill_is_counted_and_reported(limited: Tier, names: Calla
     assert int(got["events_oom_kill"]) >= 1 and int(got["events_max"]) >= 1, out
     # PID 1 itself: the container ends with 137, and inspect says the OOM killer did it.
     name = names()
-    limited(["run", "--name", name, "-m", "32m", IMAGE, "sh", "-c", ALLOCATE.format(size="64m")], check=137)
+    limited(["run", "--name", name, "-m", "32m", IMAGE, "sh", "-c", HOG.format(mib=64)], check=137)
     state = limited.inspect(name)["State"]
     assert (state["ExitCode"], state["OOMKilled"]) == (137, True)
     limited(["rm", name], check=0)
