@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -375,6 +376,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 _CGROUP_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
 _SHARD = pytest.StashKey[str]()
+_ALWAYS = pytest.StashKey[set[int]]()
+TIME_BOX_REACHED = "time box reached"  # tests/vm/test_guest.py looks for these words (its own copy)
 
 
 def shard_of(nodeid: str, count: int) -> int:
@@ -395,15 +398,40 @@ def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
     k, n = (int(part) for part in spec.split("/"))
     assert 0 <= k < n, f"MINIRUN_TEST_SHARD={spec}: want K/N with 0 <= K < N"
     keep = tuple(os.environ.get("MINIRUN_TEST_SHARD_KEEP", "").split())
-    kept = [item for item in items if item.nodeid.split("::")[0] in keep or item.get_closest_marker("cgroup2")
-            or shard_of(item.nodeid, n) == k]
+    always = [item for item in items
+              if item.nodeid.split("::")[0] in keep or item.get_closest_marker("cgroup2")]
+    always_ids = {id(item) for item in always}
+    shard = [item for item in items if id(item) not in always_ids and shard_of(item.nodeid, n) == k]
+    kept = always + shard  # what always runs first: a time box (below) may cut the shard short
     kept_ids = {id(item) for item in kept}
     out = [item for item in items if id(item) not in kept_ids]
-    if out:
-        config.hook.pytest_deselected(items=out)
-        items[:] = kept
+    config.hook.pytest_deselected(items=out)
+    items[:] = kept
+    config.stash[_ALWAYS] = always_ids
     config.stash[_SHARD] = (f"shard {k} of {n}: {len(kept)} tests kept (every test of {len(keep)} "
                             f"files and every cgroup2 test, and 1/{n} of the rest), {len(out)} deselected")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """MINIRUN_TEST_TIME_BOX=SECONDS (with a shard): once that much time has passed since the
+    session started, the session stops before the next test of the shard: every test that must
+    run has run first (select_shard), and the rest of the shard waits for its next turn. pytest
+    exits 2 ("Interrupted: time box reached"), which the VM tier accepts; everything that ran is
+    reported as usual, and the session's teardown and leak check still run."""
+    result = yield
+    box = os.environ.get("MINIRUN_TEST_TIME_BOX", "")
+    always = item.config.stash.get(_ALWAYS, None)
+    if box and always is not None and nextitem is not None and id(nextitem) not in always:
+        elapsed = time.monotonic() - _SESSION_START
+        if elapsed > float(box):
+            left = len(item.session.items) - item.session.items.index(nextitem)
+            item.session.shouldstop = (f"{TIME_BOX_REACHED} after {elapsed:.0f}s: {left} tests of the "
+                                       "shard left for its next turn")
+    return result
+
+
+_SESSION_START = time.monotonic()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
