@@ -91,10 +91,11 @@ selection=(tests/root tests/rootless)  # by path: some tests there carry no root
 # MINIRUN_VM_SHARD on the host: one rotating shard of the suite plus what always runs
 # (tests/conftest.py, select_shard); VM_TIME_BOX (kernel command line, with a shard): the session
 # starts no more tests of the shard after that many seconds, so the tier keeps to its budget.
-shard=$(cat /xfer/shard 2>/dev/null || true)
+read -r shard rotate < /xfer/shard 2>/dev/null || true
 keep=$(cat /xfer/keep 2>/dev/null || true)
 env MINIRUN_TEST_DELEGATED_CGROUP="$delegated" MINIRUN_TEST_REQUIRE_V2=1 \
-    MINIRUN_TEST_SHARD="$shard" MINIRUN_TEST_SHARD_KEEP="$keep" MINIRUN_TEST_TIME_BOX="${VM_TIME_BOX:-}" \
+    MINIRUN_TEST_SHARD="${shard:-}" MINIRUN_TEST_SHARD_ROTATE="${rotate:-}" MINIRUN_TEST_SHARD_KEEP="$keep" \
+    MINIRUN_TEST_TIME_BOX="${VM_TIME_BOX:-}" \
     timeout -s INT -k 30 "${VM_SUITE_TIMEOUT:-1500}" /opt/minirun/bin/python -m pytest -ra \
     -v -p no:cacheprovider --durations=0 --timeout=300 --junitxml=/xfer/out/junit.xml "${selection[@]}" 2>&1 | tee /xfer/out/pytest.log
 echo "${PIPESTATUS[0]}" >/xfer/out/rc

@@ -8,7 +8,7 @@ It fails on any failed, erroring or skipped test in the guest (nothing there may
 enforcement tests exist to run there), and says which.
 
     sudo /opt/minirun/bin/python -m pytest -m vm tests/vm          # the whole suite in the guest
-    MINIRUN_VM_SHARD=auto/8 ... -m vm tests/vm     # what .ci/run runs: ALWAYS + a rotating 1/8
+    MINIRUN_VM_SHARD=auto/12 ... -m vm tests/vm    # what .ci/run runs: ALWAYS + a rotating 1/12
     MINIRUN_VM_TESTS="tests/root/test_limits.py" ... -m vm tests/vm  # a subset, for developing
 
 The guest image is built once per set of inputs (tests/vm/build.sh, cached under
@@ -58,8 +58,11 @@ ALWAYS = ("tests/root/test_limits_v2.py", "tests/root/test_limits.py",
 def resolve_shard(spec: str) -> str:
     """MINIRUN_VM_SHARD: `K/N` runs shard K of N (tests/conftest.py, select_shard) besides ALWAYS;
     `auto/N` picks K as the checkout's commit count modulo N, so consecutive commits on main
-    (each CI run) walk through every shard, and a given commit always runs the same one."""
+    (each CI run) walk through every shard, and a given commit always runs the same one. The
+    result is `K/N R`: R, the round (count // N), rotates where the shard starts, so a time box
+    does not cut the same tests off every round."""
     k, _, n = spec.partition("/")
+    rotate = 0
     assert n.isdigit() and int(n) > 0 and (k == "auto" or k.isdigit()), \
         f"MINIRUN_VM_SHARD={spec}: want K/N or auto/N"
     if k == "auto":
@@ -70,8 +73,8 @@ def resolve_shard(spec: str) -> str:
                                check=False).stdout.strip()
         # Without the history (an exported tree, a shallow clone): the day, which still rotates.
         turn = int(count) if shallow == "false" and count.isdigit() else int(time.time() // 86400)
-        k = str(turn % int(n))
-    return f"{k}/{n}"
+        k, rotate = str(turn % int(n)), turn // int(n)
+    return f"{k}/{n} {rotate}"
 
 
 def tool(name: str) -> str:
@@ -199,7 +202,7 @@ def test_whole_suite_in_a_pure_cgroup_v2_guest(xfer: Path) -> None:
         f"the guest ended without results ({timing})\n{tail(out / 'console.log')}")
     found = outcomes(junit)
     shard = (xfer / "shard").read_text() if (xfer / "shard").exists() else ""
-    besides = f"; shard {shard} of the rest, besides {len(ALWAYS)} files and the cgroup2 tests"
+    besides = f"; shard {shard.split()[0]} of the rest, besides {len(ALWAYS)} files and the cgroup2 tests"
     summary = (f"guest: {len(found['passed'])} passed, {len(found['failed'])} failed, "
                f"{len(found['skipped'])} skipped, pytest exit {rc_file.read_text().strip()} ({timing})"
                + (besides if shard else ""))
