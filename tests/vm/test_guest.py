@@ -207,11 +207,12 @@ def test_whole_suite_in_a_pure_cgroup_v2_guest(xfer: Path) -> None:
     assert rc_file.exists() and junit.exists(), (
         f"the guest ended without results ({timing})\n{tail(out / 'console.log')}")
     found = outcomes(junit)
-    shard = (xfer / "shard").read_text() if (xfer / "shard").exists() else ""
-    besides = f"; shard {shard.split()[0]} of the rest, besides {len(ALWAYS)} files and the cgroup2 tests"
+    shard = (xfer / "shard").read_text().split() if (xfer / "shard").exists() else []
+    besides = (f"; shard {shard[0]} of the rest, besides {len(ALWAYS)} files and the cgroup2 tests"
+               if shard else "")
     summary = (f"guest: {len(found['passed'])} passed, {len(found['failed'])} failed, "
-               f"{len(found['skipped'])} skipped, pytest exit {rc_file.read_text().strip()} ({timing})"
-               + (besides if shard else ""))
+               f"{len(found['skipped'])} skipped, pytest exit {rc_file.read_text().strip()} "
+               f"({timing}){besides}")
     print(summary)
     problems = [f"FAILED {f}" for f in found["failed"]] + [
         f"SKIPPED (nothing may skip in the guest) {s}" for s in found["skipped"]]
