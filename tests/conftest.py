@@ -32,6 +32,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -388,12 +390,77 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=out)
         items[:] = [item for item in items if item not in out]
         config.stash[_CGROUP_LEFT_OUT] = (len(out), layout())
+    select_shard(config, items)
 
 
 _CGROUP_LEFT_OUT = pytest.StashKey[tuple[int, str]]()
+_SHARD = pytest.StashKey[str]()
+_ALWAYS = pytest.StashKey[set[int]]()
+TIME_BOX_REACHED = "time box reached"  # tests/vm/test_guest.py looks for these words (its own copy)
+
+
+def shard_of(nodeid: str, count: int) -> int:
+    """The shard a test belongs to: a stable hash of its id (crc32, not hash(): the same in
+    every process and on every machine), so each test is in exactly one of `count` shards."""
+    return zlib.crc32(nodeid.encode()) % count
+
+
+def select_shard(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """MINIRUN_TEST_SHARD=K/N keeps the tests of shard K (0 <= K < N), every test marked
+    `cgroup2`, and every test in the files of MINIRUN_TEST_SHARD_KEEP (space-separated paths);
+    the rest are deselected, and the
+    summary says so. The VM tier uses it to run, within CI's time under emulation, every test of
+    what differs on a pure v2 host plus one rotating Nth of the rest (tests/vm/test_guest.py)."""
+    spec = os.environ.get("MINIRUN_TEST_SHARD", "")
+    if not spec:
+        return
+    k, n = (int(part) for part in spec.split("/"))
+    assert 0 <= k < n, f"MINIRUN_TEST_SHARD={spec}: want K/N with 0 <= K < N"
+    keep = tuple(os.environ.get("MINIRUN_TEST_SHARD_KEEP", "").split())
+    always = [item for item in items
+              if item.nodeid.split("::")[0] in keep or item.get_closest_marker("cgroup2")]
+    always_ids = {id(item) for item in always}
+    shard = [item for item in items if id(item) not in always_ids and shard_of(item.nodeid, n) == k]
+    # MINIRUN_TEST_SHARD_ROTATE=R starts the shard R tests further on (wrapping around), so that
+    # when a time box cuts a shard short, its next turn (R+1) cuts elsewhere: no test is always last.
+    if shard and (rotate := int(os.environ.get("MINIRUN_TEST_SHARD_ROTATE", "0") or 0)):
+        start = rotate * 7919 % len(shard)  # a prime stride: successive turns start far apart
+        shard = shard[start:] + shard[:start]
+    kept = always + shard  # what always runs first: a time box (below) may cut the shard short
+    kept_ids = {id(item) for item in kept}
+    out = [item for item in items if id(item) not in kept_ids]
+    config.hook.pytest_deselected(items=out)
+    items[:] = kept
+    config.stash[_ALWAYS] = always_ids
+    config.stash[_SHARD] = (f"shard {k} of {n}: {len(kept)} tests kept (every test of {len(keep)} "
+                            f"files and every cgroup2 test, and 1/{n} of the rest), {len(out)} deselected")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[object]:
+    """MINIRUN_TEST_TIME_BOX=SECONDS (with a shard): once that much time has passed since the
+    session started, the session stops before the next test of the shard: every test that must
+    run has run first (select_shard), and the rest of the shard waits for its next turn. pytest
+    exits 2 ("Interrupted: time box reached"), which the VM tier accepts; everything that ran is
+    reported as usual, and the session's teardown and leak check still run."""
+    result = yield
+    box = os.environ.get("MINIRUN_TEST_TIME_BOX", "")
+    always = item.config.stash.get(_ALWAYS, None)
+    if box and always is not None and nextitem is not None and id(nextitem) not in always:
+        elapsed = time.monotonic() - _SESSION_START
+        if elapsed > float(box):
+            left = len(item.session.items) - item.session.items.index(nextitem)
+            item.session.shouldstop = (f"{TIME_BOX_REACHED} after {elapsed:.0f}s: {left} tests of the "
+                                       "shard left for its next turn")
+    return result
+
+
+_SESSION_START = time.monotonic()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    if (shard := config.stash.get(_SHARD, None)) is not None:
+        terminalreporter.write_line(shard)
     if (left := config.stash.get(_CGROUP_LEFT_OUT, None)) is not None:
         terminalreporter.write_line(
             f"cgroups: {left[0]} tests of files this host's cgroups do not have deselected; this host is "

@@ -140,8 +140,22 @@ class Tier:
                     names.setdefault(record["name"], record["id"])
         return names
 
+    def recorded_names(self) -> set[str]:
+        """Names in the tier's record files, read directly (no minirun process): every container
+        `ps -a` could show has a record there (minirun/state.py)."""
+        names: set[str] = set()
+        if self.state_dir.is_dir():
+            for path in self.state_dir.glob("*.json"):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                    names.add(json.loads(path.read_text())["name"])
+        return names
+
     def remove_prefixed(self, prefix: str) -> list[str]:
-        """`rm -f` every container whose name starts with prefix; return what was left over."""
+        """`rm -f` every container whose name starts with prefix; return what was left over.
+        The records are read directly first: the CLI (two minirun processes, a second or more
+        each in the VM tier's emulated guest) is asked only when they show a leftover."""
+        if not any(n.startswith(prefix) for n in self.recorded_names()):
+            return []
         leftovers = [n for n in self.container_names() if n.startswith(prefix)]
         for name in leftovers:
             with contextlib.suppress(AssertionError):

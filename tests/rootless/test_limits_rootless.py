@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgroup_helpers import delegated_base, delegated_tier
+from cgroup_helpers import ALLOCATE, HOG, delegated_base, delegated_tier
 from helpers import IMAGE, Tier, one_line_error
 
 pytestmark = pytest.mark.rootless
@@ -41,9 +41,9 @@ def delegated(rootless_minirun: Tier) -> Iterator[Tier]:
 
 def test_delegated_memory_limit_oom_kills(delegated: Tier, names: Callable[[], str]) -> None:
     name = names()
-    grow = 'x=$(head -c {} /dev/zero | tr "\\0" a); echo allocated ${{#x}}'
-    delegated(["run", "--rm", "-m", "32m", IMAGE, "sh", "-c", grow.format("8m")], check=0)
-    delegated(["run", "--name", name, "-m", "32m", IMAGE, "sh", "-c", grow.format("64m")], check=137)
+    fits = delegated(["run", "--rm", "-m", "32m", IMAGE, "sh", "-c", ALLOCATE.format(mib=8)], check=0)
+    assert f"allocated {8 * 1048576}" in fits.stdout, fits.stdout
+    delegated(["run", "--name", name, "-m", "32m", IMAGE, "sh", "-c", HOG.format(mib=64)], check=137)
     assert delegated.inspect(name)["State"]["OOMKilled"] is True
     delegated(["rm", name], check=0)
 

@@ -70,6 +70,11 @@ echo $$ >$service/cgroup.procs
 mkdir -p /work/checkout /work/shared/tools
 tar -C /xfer/checkout -cf - . | tar -C /work/checkout -xf -
 install -m 755 /xfer/leakcheck /work/shared/tools/leakcheck
+# The labs' Debian image, built by the host from the apt mirror (the guest has no network), where
+# rootfs-images/debian/build.sh looks for it: the same recipe, so the same cache key. A link, not
+# a copy (177 MB through 9p cost 20-30 s of boot); the share is world-readable for mrtest.
+mkdir -p /var/cache/minirun/rootfs-images
+ln -s /xfer/rootfs-images/*.tar /var/cache/minirun/rootfs-images/ || echo "vm-init: no Debian image from the host"
 # Byte-code for the checkout, once (the root tier imports minirun from here, PYTHONPATH).
 /opt/minirun/bin/python -m compileall -q -j0 /work/checkout/minirun /work/checkout/tests >/dev/null
 echo "vm-init: at $(cut -d" " -f1 /proc/uptime)s: $(uname -r), $(nproc) CPUs, cgroup root controllers: $(cat $cg/cgroup.subtree_control)"
@@ -83,7 +88,14 @@ echo "vm-init: at $(cut -d" " -f1 /proc/uptime)s: $(uname -r), $(nproc) CPUs, cg
 cd /work/checkout
 selection=(tests/root tests/rootless)  # by path: some tests there carry no root/rootless mark
 [ -s /xfer/selection ] && mapfile -t selection </xfer/selection  # MINIRUN_VM_TESTS on the host
+# MINIRUN_VM_SHARD on the host: one rotating shard of the suite plus what always runs
+# (tests/conftest.py, select_shard); VM_TIME_BOX (kernel command line, with a shard): the session
+# starts no more tests of the shard after that many seconds, so the tier keeps to its budget.
+read -r shard rotate < /xfer/shard 2>/dev/null || true
+keep=$(cat /xfer/keep 2>/dev/null || true)
 env MINIRUN_TEST_DELEGATED_CGROUP="$delegated" MINIRUN_TEST_REQUIRE_V2=1 \
+    MINIRUN_TEST_SHARD="${shard:-}" MINIRUN_TEST_SHARD_ROTATE="${rotate:-}" MINIRUN_TEST_SHARD_KEEP="$keep" \
+    MINIRUN_TEST_TIME_BOX="${VM_TIME_BOX:-}" \
     timeout -s INT -k 30 "${VM_SUITE_TIMEOUT:-1500}" /opt/minirun/bin/python -m pytest -ra \
-    -v -p no:cacheprovider --durations=25 --junitxml=/xfer/out/junit.xml "${selection[@]}" 2>&1 | tee /xfer/out/pytest.log
+    -v -p no:cacheprovider --durations=0 --timeout=300 --junitxml=/xfer/out/junit.xml "${selection[@]}" 2>&1 | tee /xfer/out/pytest.log
 echo "${PIPESTATUS[0]}" >/xfer/out/rc
