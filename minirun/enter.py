@@ -34,7 +34,6 @@ import os
 import signal
 import socket
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -216,12 +215,13 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     os.close(report_w)
     with ours:
         pid = _receive_pid(ours, report_r, helper)
-        with _kill_on_error(pid):
-            master = wait_until_running(ours, pid)
+        pidfd = kernel.pidfd_open(pid)
+        with sync.killed_on_error(pid, pidfd):
+            master = sync.receive_exec(ours)  # steps 5-6
     if exec_plan.detach:
         return 0
     stdout, stderr, stdin = (master, -1, -1) if master is not None else (stdio[1] if stdio else (-1, -1, -1))
-    watch = monitor.Watch(state_dir="", container_id="", pid=pid, pidfd=os.pidfd_open(pid), stdout=stdout,
+    watch = monitor.Watch(state_dir="", container_id="", pid=pid, pidfd=pidfd, stdout=stdout,
                           stderr=stderr, stdin=stdin, tty=exec_plan.tty, log=logfile.Options("none"),
                           log_path="", remove=False, attached=True, interactive=exec_plan.interactive)
     try:
@@ -260,38 +260,6 @@ def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
     pid = int(answer)
     sync.send(sock, "go")
     return pid
-
-
-def wait_until_running(sock: socket.socket, pid: int) -> int | None:
-    """Steps 5-6 from minirun's side: the pty master (-t), then EOF (execve done) or an error."""
-    master = None
-    while True:
-        message = sync.receive(sock)
-        if message.name == "pty" and len(message.fds) == 1:
-            master = message.fds[0]
-        elif message.name == sync.EOF:
-            return master
-        else:
-            for fd in message.fds:
-                os.close(fd)
-            os.waitpid(pid, 0)
-            if master is not None:
-                os.close(master)
-            if message.name == "error":
-                raise sync.error_of(message)
-            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
-
-
-@contextlib.contextmanager
-def _kill_on_error(pid: int) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, 0)
-        raise
 
 
 # --- steps 2-4: the helper ------------------------------------------------------------------------

@@ -129,6 +129,15 @@ def unshare(flags: int) -> None:
     _check(_libc.unshare(ctypes.c_int(flags)), f"unshare({describe_namespaces(flags)})")
 
 
+def pidfd_open(pid: int) -> int:
+    """A file descriptor that names process `pid` for good (pidfd_open(2), Linux 5.3): it is never
+    another process's, even after the pid is reused. (os.pidfd_open, with the syscall named.)"""
+    try:
+        return os.pidfd_open(pid)
+    except OSError as e:
+        raise OSError(e.errno, f"pidfd_open({pid}): {e.strerror}") from None
+
+
 def setns(fd: int, nstype: int = 0) -> None:
     """Join the namespace that `fd` (an open /proc/PID/ns/* file) refers to; or, when `fd` is a
     pidfd (os.pidfd_open), every namespace of that process named in `nstype`, in one call (Linux 5.8)."""

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import os
 import signal
-import socket
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,6 +25,7 @@ from minirun import (
     container,
     idranges,
     images,
+    kernel,
     monitor,
     network,
     paths,
@@ -473,9 +473,9 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
     child_end.close()
     # A pidfd names this process for good (pidfd_open(2)): signals through it never reach a
     # stranger that got the pid after the container's end.
-    pidfd = os.pidfd_open(pid)
+    pidfd = kernel.pidfd_open(pid)
     trace.mark("clone", pid=pid, flags=share.new)
-    with parent_end, forwarding_signals(pid), _kill_on_error(pid, pidfd):
+    with parent_end, forwarding_signals(pid), sync.killed_on_error(pid, pidfd):
         # sync step 2: what only the parent can do, then let the child go.
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
@@ -499,31 +499,11 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         else:
             sync.send(parent_end, "go")
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
-        master = wait_until_started(parent_end, pid)
+        master = sync.receive_exec(parent_end)  # sync steps 4-6
         trace.mark("exec (waited for the child's set-up)")
         container.started(state_dir, record, pid)
         trace.mark("record running")
     return pid, pidfd, master
-
-
-def wait_until_started(sock: socket.socket, pid: int) -> int | None:
-    """sync steps 4-6: receive the pty (with -t), then EOF (exec done) or an error."""
-    master = None
-    while True:
-        message = sync.receive(sock)
-        if message.name == "pty" and len(message.fds) == 1:
-            master = message.fds[0]
-        elif message.name in ("error", sync.EOF):
-            if message.name == sync.EOF:
-                return master
-            os.waitpid(pid, monitor.WALL)
-            if master is not None:
-                os.close(master)
-            raise sync.error_of(message)
-        else:
-            for fd in message.fds:
-                os.close(fd)
-            raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
 
 
 @contextlib.contextmanager
@@ -546,17 +526,3 @@ def forwarding_signals(pid: int) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-@contextlib.contextmanager
-def _kill_on_error(pid: int, pidfd: int) -> Iterator[None]:
-    """If the parent fails half-way, the child must not outlive the failure."""
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(OSError):
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, monitor.WALL)
-        os.close(pidfd)
-        raise

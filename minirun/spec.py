@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from minirun import state
 from minirun.errors import MinirunError
 from minirun.security import seccomp
 from minirun.security.capabilities import DEFAULT as DEFAULT_CAPABILITIES
@@ -197,20 +198,9 @@ def check_tmpfs_options(value: str, options: str) -> str:
 
 # Docker's rule for container names (daemon/names.go), and a length that still fits a file name
 # (NAME_MAX, 255): docker sets none, and a 5,000-character name only makes every listing unreadable.
-CONTAINER_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-MAX_NAME_LENGTH = 255
-
-
 def check_name(name: str | None) -> str | None:
-    if name is None:
-        return None
-    if not CONTAINER_NAME.match(name):
-        raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
-                           "at least two characters")
-    if len(name.lstrip("/")) > MAX_NAME_LENGTH:
-        raise MinirunError(f"invalid container name {name[:20]!r}... ({len(name)} characters): "
-                           f"at most {MAX_NAME_LENGTH}")
-    return name
+    """--name, checked as the record will be (state.check_name: docker's rule)."""
+    return None if name is None else state.check_name(name)
 
 
 def env_dict(env: list[str]) -> dict[str, str]:

@@ -28,6 +28,7 @@ from minirun.fsutil import atomic_write_json, locked, read_json
 
 # Docker's rule for container names (daemon/names.go): start alphanumeric, then [a-zA-Z0-9_.-].
 NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+MAX_NAME_LENGTH = 255
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")  # 256 random bits in hex, as docker's ids
 
 EXIT_KILLED_WITH_MONITOR = 137  # the monitor's death SIGKILLs the container (PR_SET_PDEATHSIG)
@@ -249,6 +250,17 @@ def image_ids_in_use(state: Path) -> frozenset[str]:
     return frozenset(r.image_id for r in all_records(state))
 
 
+def check_name(name: str) -> str:
+    """A container name by docker's rule (NAME_RULE), at most MAX_NAME_LENGTH characters."""
+    if not NAME_RULE.match(name):
+        raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
+                           "at least two characters")
+    if len(name.lstrip("/")) > MAX_NAME_LENGTH:
+        raise MinirunError(f"invalid container name {name[:20]!r}... ({len(name)} characters): "
+                           f"at most {MAX_NAME_LENGTH}")
+    return name
+
+
 def generate_name() -> str:
     """Docker picks adjective_scientist; we keep it short and readable."""
     adjectives = ["brave", "calm", "eager", "fuzzy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
@@ -268,8 +280,8 @@ def create(state: Path, make_record: Callable[[str, str], Record], name: str | N
     started together cannot both succeed. A name is also taken while a container that had it
     still exists, even if its record is garbage or gone: see `reserved_names`.
     """
-    if name is not None and not NAME_RULE.match(name):
-        raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if name is not None:
+        check_name(name)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(_lock(state)):
         taken = {r.name for r in all_records(state, warn=False)} | reserved_names(state, in_use)

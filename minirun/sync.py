@@ -37,12 +37,15 @@ succeeded, so the parent sees the same EOF (minirun/pid1.py).
 import array
 import contextlib
 import os
+import signal
 import socket
+from collections.abc import Iterator
 from typing import Literal, NamedTuple
 
 from minirun.errors import MinirunError
 
 Name = Literal["go", "pty", "error"]
+WALL = 0x40000000  # wait(2)'s __WALL, as monitor.WALL (which keeps the lean monitor free of socket)
 EOF = "EOF"  # what receive() calls the other end closing (after a successful execve, or a death)
 MAX_FDS = 250  # the kernel's SCM_MAX_FD: at most this many fds travel with one message
 
@@ -92,3 +95,43 @@ def error_of(message: Message) -> MinirunError:
     """An "error CODE MESSAGE" from the child, as the error to report (docker's code)."""
     code, _, text = message.text.partition(" ")
     return MinirunError(text, int(code) if code.isdigit() else 125)
+
+
+def receive_exec(sock: socket.socket) -> int | None:
+    """Steps 4-6 from the parent's side: with -t the pty master, then EOF (the execve(2)
+    succeeded). Returns the master (None without -t); the child's "error" is raised as its error,
+    anything else as a protocol error. Run it inside `killed_on_error`."""
+    master = None
+    try:
+        while True:
+            message = receive(sock)
+            if message.name == "pty" and len(message.fds) == 1 and master is None:
+                master = message.fds[0]
+            elif message.name == EOF and not message.fds:
+                return master
+            else:
+                for fd in message.fds:
+                    os.close(fd)
+                if message.name == "error":
+                    raise error_of(message)
+                raise MinirunError(f"sync: expected pty, error or EOF, got {message.name}")
+    except BaseException:
+        if master is not None:
+            os.close(master)
+        raise
+
+
+@contextlib.contextmanager
+def killed_on_error(pid: int, pidfd: int) -> Iterator[None]:
+    """If the parent fails half-way through the steps, the child must not outlive the failure:
+    SIGKILL it through its pidfd (never a bare pid that may have been reused), reap it, and
+    close the pidfd."""
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, WALL)
+        os.close(pidfd)
+        raise

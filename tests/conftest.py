@@ -38,7 +38,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, PODMAN_IMAGE, PODMAN_RUN, REPO, TEST_USER, Tier, subid_range
+from helpers import (
+    IMAGE,
+    PODMAN_IMAGE,
+    PODMAN_RUN,
+    REPO,
+    TEST_USER,
+    Tier,
+    build_static,
+    open_dir,
+    subid_range,
+)
 
 SUBID_RANGE = "100000-165535"  # used only if the user has no range yet
 LEAKCHECK = REPO.parent / "shared" / "tools" / "leakcheck"
@@ -338,27 +348,16 @@ def debian_tar() -> Path:
 @pytest.fixture(scope="session")
 def escape_probe_dir() -> Iterator[Path]:
     """tests/escape_probe.c built statically, in a directory the test user can read (for -v)."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build tests/escape_probe.c (install.sh --dev installs it)"
-    path = Path(tempfile.mkdtemp(prefix="minirun-probe-"))
-    try:
-        path.chmod(0o755)
-        run([gcc, "-static", "-O1", "-o", str(path / "escape_probe"), str(REPO / "tests" / "escape_probe.c")])
+    with open_dir("minirun-probe-") as path:
+        build_static("escape_probe.c", path)
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
-    """A host directory any user may enter (0755), for -v tests; removed afterwards, whoever
-    (root, mrtest, a remapped container uid) created files in it."""
-    path = Path(tempfile.mkdtemp(prefix="minirun-test-vol-"))
-    try:
-        path.chmod(0o755)
+    """A host directory any user may enter (0755), for -v tests; removed afterwards."""
+    with open_dir("minirun-test-vol-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # --- tests of one cgroup version's files: where they run -----------------------------------------

@@ -18,8 +18,10 @@ import os
 import pty
 import re
 import select
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -369,3 +371,25 @@ def subid_range(path: str, user: str) -> tuple[int, int] | None:
                 start, _, count = rest.partition(":")
                 return int(start), int(count)
     return None
+
+
+@contextlib.contextmanager
+def open_dir(prefix: str) -> Iterator[Path]:
+    """A temporary host directory any user may enter (0755), for -v mounts the rootless tier can
+    read too; removed afterwards, whoever (root, mrtest, a remapped container uid) wrote in it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def build_static(source: str, directory: Path, *cflags: str) -> Path:
+    """Compile tests/SOURCE statically into DIRECTORY: a probe that runs in any image, libc or not."""
+    gcc = shutil.which("gcc")
+    assert gcc, f"gcc is needed to build tests/{source} (install.sh --dev installs it)"
+    program = directory / Path(source).stem
+    subprocess.run([gcc, "-static", "-O1", *cflags, "-o", str(program), str(REPO / "tests" / source)],
+                   check=True, capture_output=True, timeout=120)
+    return program

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, REPO, Tier
+from helpers import IMAGE, Tier
 
 UNPROTECTED = ["--cap-add", "ALL", "--security-opt", "seccomp=unconfined",
                "--security-opt", "systempaths=unconfined"]
@@ -26,19 +26,9 @@ PROBE = "/probe/escape_probe"
 
 
 @pytest.fixture(scope="module")
-def probe_dir() -> Iterator[Path]:
-    """A directory with the static probe, readable by the rootless test user too."""
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build tests/escape_probe.c (install.sh --dev installs it)"
-    path = Path(tempfile.mkdtemp(prefix="minirun-escape-"))
-    try:
-        path.chmod(0o755)
-        source = REPO / "tests" / "escape_probe.c"
-        subprocess.run([gcc, "-static", "-O1", "-o", str(path / "escape_probe"), str(source)],
-                       check=True, capture_output=True, timeout=120)
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+def probe_dir(escape_probe_dir: Path) -> Path:
+    """The static probe (tests/escape_probe.c), in a directory the rootless test user can read."""
+    return escape_probe_dir
 
 
 def probe(minirun: Tier, probe_dir: Path, action: str, *flags: str, arg: str = "") -> str:

@@ -10,15 +10,13 @@ import dataclasses
 import gzip
 import os
 import secrets
-import shutil
 import subprocess
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, Tier, one_line_error
+from helpers import IMAGE, Tier, one_line_error, open_dir
 
 BAD_RUN_FLAGS = [
     (["-m", "99999999999999999999g"], "too large"),
@@ -64,12 +62,8 @@ def with_env(tier: Tier, variable: str, value: str) -> Tier:
 
 @pytest.fixture
 def archives(minirun: Tier) -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="minirun-test-bounds-"))
-    try:
-        path.chmod(0o755)
+    with open_dir("minirun-test-bounds-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 ZEROS = 256 * 1024 * 1024

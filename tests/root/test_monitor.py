@@ -10,17 +10,24 @@ import os
 import pty
 import select
 import shlex
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import IMAGE, REPO, Tier, one_line_error, process_exists, wait_for, wait_running
+from helpers import (
+    IMAGE,
+    Tier,
+    build_static,
+    one_line_error,
+    open_dir,
+    process_exists,
+    wait_for,
+    wait_running,
+)
 
 
 def run_d(minirun: Tier, name: str, *args: str) -> dict[str, Any]:
@@ -352,16 +359,9 @@ def test_attach_to_a_detached_tty_and_detach(minirun: Tier, names: Callable[[], 
 
 @pytest.fixture(scope="module")
 def traceme_dir() -> Iterator[Path]:
-    gcc = shutil.which("gcc")
-    assert gcc, "gcc is needed to build tests/traceme.c (install.sh --dev installs it)"
-    path = Path(tempfile.mkdtemp(prefix="minirun-traceme-"))
-    try:
-        path.chmod(0o755)
-        subprocess.run([gcc, "-static", "-O1", "-pthread", "-o", str(path / "traceme"),
-                        str(REPO / "tests" / "traceme.c")], check=True, capture_output=True, timeout=120)
+    with open_dir("minirun-traceme-") as path:
+        build_static("traceme.c", path, "-pthread")
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.mark.parametrize("detach", [False, True], ids=["attached", "detached"])
