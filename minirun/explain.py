@@ -217,6 +217,10 @@ def overlay(facts: Facts) -> list[str]:
     if entry is None:
         return [f"no mount at {merged}"]
     options = {k: v for k, _, v in (o.partition("=") for o in entry[1].split(","))}
+    bundle = str(facts.get("bundle") or "")
+    for key in ("lowerdir", "upperdir", "workdir"):  # mounted from inside the bundle: relative
+        options[key] = ":".join(part if part.startswith("/") or not bundle else f"{bundle}/{part}"
+                                for part in options.get(key, "").split(":") if part)
     return [
         f'mount("overlay", {merged!r}, "overlay", ...) (mount(2), overlayfs):',
         f"  lowerdir={options.get('lowerdir', '')}  (the image's layers, read-only)",

@@ -405,13 +405,14 @@ def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -
 
     `fds`, rootful remapped only: the idmapped image layers, then one clone per -v source."""
     fds = fds or []
+    bundle = plan.bundle  # the paths below become relative to it (enter_bundle)
     if bundle_fd >= 0:
         plan = enter_bundle(plan, bundle_fd)
     layer_fds, bind_fds = fds[:len(plan.layer_mounts)], fds[len(plan.layer_mounts):]
     make_mounts_private()
     lower = attach_layers(plan, layer_fds)
     mount_overlay(replace(plan, layers=lower))
-    trace.mark("overlay", "child", merged=plan.merged)
+    trace.mark("overlay", "child", merged=os.path.join(bundle, plan.merged), bundle=bundle)
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mount_proc(root_fd, plan.pid_host)
@@ -430,6 +431,6 @@ def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -
             kernel.mount(None, f"/proc/self/fd/{root_fd}", None, MS_BIND | MS_REMOUNT | MS_RDONLY)
     finally:
         os.close(root_fd)
-    trace.mark("mounts", "child", merged=plan.merged)
+    trace.mark("mounts", "child", merged=os.path.join(bundle, plan.merged))
     pivot_into(plan.merged)
     trace.mark("pivot_root", "child")

@@ -24,9 +24,12 @@ show "lsns -p $PID -o NS,TYPE,NPROCS,PID,COMMAND | grep -v ' 1 /'"
 step "docker inspect -f '{{.State.Pid}}' objective_fermat" "the container's PID 1, as the host numbers it"
 say "The container's PID 1 has another number in the host's PID namespace (pid_namespaces(7))." \
     "/proc/PID/mountinfo lists the mounts of its mount namespace: the root is an overlay whose" \
-    "lowerdir is the image's layers (read-only) and upperdir the container's own changes."
+    "lowerdir is the image's layers (read-only) and upperdir the container's own changes." \
+    "The paths are relative: minirun mounted it from inside the container's own directory" \
+    "(a 0700 directory that only the container's root may enter), which inspect names."
 show "$MINIRUN inspect -f '{{.State.Pid}}' $WEB"
 show "grep ' / / ' /proc/$PID/mountinfo | tr ',' '\n' | grep -E '^(lowerdir|upperdir|workdir)='"
+show "$MINIRUN inspect -f '{{.GraphDriver.Data.UpperDir}}' $WEB"
 
 step "findmnt -N 27685" "the container's mount table, as a tree"
 say "findmnt -N PID reads /proc/PID/mountinfo (findmnt(8)): / is the overlay; /proc, /dev and /sys" \
