@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 WALL = 0x40000000  # wait(2): children of any kind, clone children and ptrace'd threads too
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 CHUNK = 128 * 1024
+MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read yet
 
 
 class Watch(NamedTuple):
@@ -358,6 +359,9 @@ class Relay:
             self.drop(client)
             return
         if self.stdin >= 0 and self.watch.interactive:
+            if len(self.pending) + len(data) > MAX_PENDING_INPUT:
+                self.drop(client)  # the container does not read: we won't hold its input forever
+                return
             self.pending += data
             self.flush_input()
 

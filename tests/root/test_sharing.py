@@ -157,3 +157,35 @@ def test_seed_004_debug_container_workflow(minirun: Tier, names: Callable[[], st
             assert "new_test_file" in {name.lstrip("./") for name in tar.getnames()}
     finally:
         minirun(["rm", "-f", web], check=0)
+
+
+# --- found by the attack review of issue 11 --------------------------------------------------------
+
+
+def test_without_a_pid_namespace_of_its_own_exec_kill_and_stop_still_reach_it(
+        minirun: Tier, names: Callable[[], str]) -> None:
+    """--pid=host and --pid=container:NAME: PID 1 is not pid 1 anywhere. Rootless without a
+    cgroup, being the live monitor's child is what proves it the container's; exec, kill, stop
+    and rm -f used to say "not running" (or nothing) and leave it running."""
+    target, joiner, on_host = names(), names(), names()
+    with container(minirun, target, "--network", "none"), \
+            container(minirun, joiner, "--network", "none", "--pid", f"container:{target}") as (_, joined), \
+            container(minirun, on_host, "--network", "none", "--pid", "host") as (host_pid, hosted):
+        for name in (joiner, on_host):
+            assert minirun(["exec", name, "true"]).returncode == 0, name
+        minirun(["kill", joiner], check=0)
+        assert joined.wait(timeout=30) == 137
+        minirun(["stop", "-t", "1", on_host], check=0)
+        assert hosted.wait(timeout=30) == 143, "sleep is not a namespace's PID 1 here: TERM ends it"
+        assert wait_for(lambda: not os.path.exists(f"/proc/{host_pid}"), timeout=10, what="its PID 1 gone")
+
+
+def test_joining_a_userns_host_container_is_refused(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """A remapped container joining one that runs with --userns=host would run as the host's root
+    (its uid_map read `0 0 4294967295`)."""
+    donor = names()
+    with container(root_minirun, donor, "--userns", "host", "--network", "none"):
+        result = root_minirun(["run", "--rm", "--network", f"container:{donor}", IMAGE,
+                               "cat", "/proc/self/uid_map"])
+        assert result.returncode == 125, result.stdout
+        assert "--userns=host" in one_line_error(result)
