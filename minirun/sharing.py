@@ -82,6 +82,11 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
             continue
         else:
             new |= KINDS[kind]
+    if spec.pid == "host" and spec.security.userns == "shared":
+        # Every shared-range container's root is the same host uid, and kill(2) compares host
+        # uids only: with the host's PID namespace it could SIGKILL the others' processes.
+        raise MinirunError("--pid=host cannot be used with --userns=shared: its root could signal "
+                           "every other shared-range container (use a range of its own, the default)")
     if spec.hostname and spec.uts == "host":
         raise MinirunError("--hostname cannot be used with --uts=host (the host's name is shared)")
     if not joined:

@@ -189,3 +189,18 @@ def test_joining_a_userns_host_container_is_refused(root_minirun: Tier, names: C
                                "cat", "/proc/self/uid_map"])
         assert result.returncode == 125, result.stdout
         assert "--userns=host" in one_line_error(result)
+
+
+def test_pid_host_cannot_signal_other_containers(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """Every --userns=shared container's root is one host uid: with the host's PIDs, one could
+    SIGKILL the others' processes (kill(2) compares host uids). A range of its own (the default)
+    makes that EPERM."""
+    result = root_minirun(["run", "--rm", "--network", "none", "--pid", "host", "--userns", "shared",
+                           IMAGE, "true"])
+    assert result.returncode == 125 and "--userns=shared" in one_line_error(result)
+    victim = names()
+    with container(root_minirun, victim, "--network", "none") as (pid, monitor):
+        tried = root_minirun(["run", "--rm", "--network", "none", "--pid", "host", IMAGE,
+                              "sh", "-c", f"kill -9 {pid} && echo killed"])
+        assert "killed" not in tried.stdout and tried.returncode != 0, tried.stdout
+        assert monitor.poll() is None and os.path.exists(f"/proc/{pid}"), "the other container still runs"
