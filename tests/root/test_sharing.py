@@ -204,3 +204,18 @@ def test_pid_host_cannot_signal_other_containers(root_minirun: Tier, names: Call
                               "sh", "-c", f"kill -9 {pid} && echo killed"])
         assert "killed" not in tried.stdout and tried.returncode != 0, tried.stdout
         assert monitor.poll() is None and os.path.exists(f"/proc/{pid}"), "the other container still runs"
+
+
+def test_pid_host_exit_is_recorded_while_a_child_keeps_writing(root_minirun: Tier,
+                                                               names: Callable[[], str]) -> None:
+    """With the host's PID namespace, PID 1's exit kills nothing else: a child that keeps writing
+    kept the container "Up" and `wait` hanging for good. Its exit code is recorded all the same,
+    and the teardown ends the child with the cgroup. (Rootful: rootless without a cgroup has
+    nothing that finds the child; its own PID namespace, the default, is what ends it there.)"""
+    minirun, name = root_minirun, names()
+    minirun(["run", "-d", "--name", name, "--network", "none", "--pid", "host", IMAGE,
+             "sh", "-c", "(while :; do echo x; sleep 0.5; done) & sleep 1; exit 3"], check=0)
+    try:
+        assert minirun(["wait", name], check=0, timeout=60).stdout == "3\n"
+    finally:
+        minirun(["rm", "-f", name], check=0)
