@@ -317,7 +317,7 @@ def in_container(record: Record, pid: int) -> bool:
     """Is `pid` (already pinned by a pidfd) the container's? The record's word is not enough:
     a hostile record can name any process with its start time. With a cgroup (derived from the
     id) the kernel says it: /proc/PID/cgroup names it (cgroups(7)). Without one (rootless and
-    no delegated subtree) it must be PID 1 of a PID namespace, child of the live monitor."""
+    no delegated subtree) it must be the live monitor's child (and PID 1 of its PID namespace)."""
     from minirun import cgroups
 
     cgroup = cgroups.of_container(record.id, record.cgroup_paths)
@@ -334,8 +334,13 @@ def in_container(record: Record, pid: int) -> bool:
             nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
     except OSError:
         return False
-    # PID 1 of a PID namespace of its own (proc(5), NSpid: its pid in each namespace it is in).
-    return len(nspid) > 1 and nspid[-1] == "1" and parent == record.monitor_pid and record.monitor_alive()
+    # The live monitor's child, and with a PID namespace of its own, PID 1 there (proc(5), NSpid:
+    # its pid in each namespace it is in). With --pid=host or --pid=container:NAME it has none:
+    # its pid there is any number, and being the monitor's child is what proves it.
+    own_pid_namespace = record.host_config.get("PidMode", "") in ("", "private")
+    if own_pid_namespace and not (len(nspid) > 1 and nspid[-1] == "1"):
+        return False
+    return parent == record.monitor_pid and record.monitor_alive()
 
 
 # --- a container without a (valid) record: what the kernel and the store still know ----------

@@ -31,6 +31,7 @@ file system is the container's, and an import would read the container's files.
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import zlib
@@ -76,6 +77,7 @@ class ExecPlan:
     detach: bool
     security: SecurityPlan
     stdio: process.Stdio | None = None  # without -t (and -d): pipes to minirun, which relays them
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # PID 1's (resource, soft, hard), as runc's exec
 
 
 # --- what the record keeps for exec (written when the container starts) ------------------------
@@ -115,7 +117,25 @@ def plan(record: state.Record, argv: list[str], *, env: list[str], user: str | N
                     cwd=workdir or config.get("WorkingDir") or "/", user=user or config.get("User") or None,
                     hostname=config.get("Hostname", ""), tty=tty and not detach,
                     interactive=interactive and not detach, detach=detach,
-                    security=security_from_record(record, store))
+                    security=security_from_record(record, store), rlimits=limits_of(record.pid))
+
+
+def limits_of(pid: int) -> tuple[tuple[int, int, int], ...]:
+    """PID 1's resource limits, from /proc/PID/limits (world-readable, proc(5)): its lines are the
+    RLIMIT_* resources in the kernel's order, 0 to 15. exec gives its process the same ones, not
+    those of the shell `minirun exec` was typed in (attack review of issue 11)."""
+    limits = []
+    try:
+        with open(f"/proc/{pid}/limits") as f:
+            lines = f.read().splitlines()[1:]
+    except OSError:
+        return ()
+    for number, line in enumerate(lines):
+        values = line[26:].split()[:2]  # "Max open files            1024     1048576  files"
+        if len(values) == 2:
+            soft, hard = (-1 if v == "unlimited" else int(v) for v in values)  # -1: RLIM_INFINITY
+            limits.append((number, soft, hard))
+    return tuple(limits)
 
 
 # --- step 1: the container's PID 1, as a pidfd ----------------------------------------------
@@ -333,6 +353,12 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
             _null_stdio()
         else:
             _pipe_stdio(exec_plan.stdio)
+        for resource_, soft, hard in exec_plan.rlimits:
+            # Raising a hard limit needs CAP_SYS_RESOURCE in the host's user namespace
+            # (setrlimit(2)): where the caller's is lower, the caller's stays.
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource_, (soft, hard))
+        os.umask(0o022)  # the container's umask, not the caller's (docker's default, as PID 1's)
         user = process.find_user(exec_plan.user)
         security.before_user_switch(exec_plan.security)  # the order matters: minirun/security/__init__.py
         process.switch_user(user)

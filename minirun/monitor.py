@@ -31,6 +31,7 @@ import os
 import selectors
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING, NamedTuple
 
 from minirun import logfile, trace
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
 WALL = 0x40000000  # wait(2): children of any kind, clone children and ptrace'd threads too
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 CHUNK = 128 * 1024
+# The longest output is relayed after PID 1's exit: its pipes hold 64 KiB (pipe(7)) and its
+# writers block while they are full, so what is left at the exit drains in moments; more than
+# this means processes outside its PID namespace still write (--pid=host, --pid=container:).
+DRAIN_AFTER_EXIT = 10.0
+MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read yet
 
 
 class Watch(NamedTuple):
@@ -121,13 +127,18 @@ def relay_until_exit(watch: Watch) -> int:
     try:
         relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
         relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
+        drained_by = 0.0
         while True:
-            code = reap(watch.pid) if code is None else code
+            if code is None and (code := reap(watch.pid)) is not None:
+                drained_by = time.monotonic() + DRAIN_AFTER_EXIT
             if code is not None and not relay.outputs():
                 break  # exited, and every write end of its pipes is closed: all output is in
             events = relay.selector.select(None if code is None else 5.0)
-            if code is not None and not events:
-                break  # 5 s without output after the exit: a holder outside the container
+            if code is not None and (not events or time.monotonic() > drained_by):
+                # 5 s without output after the exit: a holder outside the container. Or one that
+                # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
+                # and its exit must still be recorded (attack review of issue 11).
+                break
             for key, _ in events:
                 if key.data == "wake":
                     for number in os.read(wake_r, 1024):
@@ -358,6 +369,9 @@ class Relay:
             self.drop(client)
             return
         if self.stdin >= 0 and self.watch.interactive:
+            if len(self.pending) + len(data) > MAX_PENDING_INPUT:
+                self.drop(client)  # the container does not read: we won't hold its input forever
+                return
             self.pending += data
             self.flush_input()
 

@@ -98,6 +98,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         switch_user(user)
         security.after_user_switch(plan.security, user.uid)
         os.chdir(plan.cwd)
+        os.umask(0o022)  # docker's default umask, whatever the shell that ran minirun had
         trace.mark("user, capabilities, cwd", "child")
         env = with_defaults(plan.env, user, plan)
         reset_signals()

@@ -82,6 +82,11 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
             continue
         else:
             new |= KINDS[kind]
+    if spec.pid == "host" and spec.security.userns == "shared":
+        # Every shared-range container's root is the same host uid, and kill(2) compares host
+        # uids only: with the host's PID namespace it could SIGKILL the others' processes.
+        raise MinirunError("--pid=host cannot be used with --userns=shared: its root could signal "
+                           "every other shared-range container (use a range of its own, the default)")
     if spec.hostname and spec.uts == "host":
         raise MinirunError("--hostname cannot be used with --uts=host (the host's name is shared)")
     if not joined:
@@ -108,6 +113,12 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
     if len(users) > 1:
         raise MinirunError("the containers to join are in different user namespaces: " +
                            ", ".join(d.name for d in donors))
+    if users == {_namespace(os.getpid(), "user")}:
+        # Its user namespace is the host's (--userns=host): joining would give this container
+        # the host's real ids, root included (attack review of issue 11). Docker refuses a
+        # remapped container into a host-namespaced one too.
+        raise MinirunError(f"cannot join the namespaces of container {donors[0].name}: it runs with "
+                           "--userns=host, and a container joining it would run as the host's root")
     donors[0] = Donor(donors[0].record, donors[0].flags | kernel.CLONE_NEWUSER)
     return SharePlan(new, donors, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
                      uts_host=spec.uts == "host")

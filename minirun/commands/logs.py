@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         stream.flush()
 
     # What is there now, then (-f) what comes: `offset` is where "now" ends in the current file.
-    entries, offset = logfile.snapshot(path)
-    for entry in entries if tail is None or tail < 0 else entries[len(entries) - tail:]:
+    entries, offset = logfile.snapshot(path, None if tail is None or tail < 0 else tail)
+    for entry in entries:
         show(entry)
     if args.follow:
         def running() -> bool:

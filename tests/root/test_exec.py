@@ -8,6 +8,7 @@ process that merely *looked* contained would not pass.
 import contextlib
 import os
 import re
+import resource
 import signal
 import subprocess
 from collections.abc import Callable
@@ -254,3 +255,25 @@ def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: 
 def test_exec_needs_a_command_and_a_container(minirun: Tier) -> None:
     one_line_error(minirun(["exec", "no-such-container-xyz", "true"], check=125))
     one_line_error(minirun(["exec", "no-such-container-xyz"], check=125))
+
+
+def test_exec_has_the_containers_umask_and_limits_not_the_callers(minirun: Tier,
+                                                                  names: Callable[[], str]) -> None:
+    """Attack review of issue 11: exec's process had the umask and rlimits of the shell that typed
+    `minirun exec` (umask 0000 made world-writable files). Now: umask 0022 as PID 1, PID 1's limits."""
+    name = names()
+    with container(minirun, name, "--network", "none") as (pid, _):
+        pid1_files = next(line.split()[3] for line in Path(f"/proc/{pid}/limits").read_text().splitlines()
+                          if line.startswith("Max open files"))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        old_umask = os.umask(0)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (777, hard))
+        try:
+            out = minirun(["exec", name, "sh", "-c", "umask; ulimit -n"], check=0).stdout.split()
+            started = minirun(["run", "--rm", "--network", "none", IMAGE, "sh", "-c", "umask"], check=0)
+        finally:
+            os.umask(old_umask)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert pid1_files != "777"
+        assert out == ["0022", pid1_files]
+        assert started.stdout.split() == ["0022"], "PID 1 too: not the caller's umask"

@@ -12,6 +12,7 @@ import select
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -122,6 +123,11 @@ def test_detached_start_errors_come_at_once(minirun: Tier, names: Callable[[], s
 # --- logs --------------------------------------------------------------------------------------
 
 
+MAX_RSS_OF_CHILD = ("import resource, subprocess, sys; "
+                    "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL); "
+                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+
+
 def test_ten_megabytes_of_logs_complete_and_in_order(minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
     lines = 1_400_000  # `seq` prints ~10 MB
@@ -135,6 +141,10 @@ def test_ten_megabytes_of_logs_complete_and_in_order(minirun: Tier, names: Calla
     tail = minirun(["logs", "--tail", "3", "-t", name], check=0).stdout.splitlines()  # +1 on stderr
     assert [line.split(" ", 1)[1] for line in tail] == [str(lines - 1), str(lines)]
     assert all(line[:4].isdigit() and line.split(" ", 1)[0].endswith("Z") for line in tail), tail
+    # --tail holds its lines, not the log (~100 MB of JSON here; it took 733 MB before).
+    argv = [sys.executable, "-c", MAX_RSS_OF_CHILD, *minirun.argv(["logs", "--tail", "1", name])]
+    measured = subprocess.run(argv, env=minirun.env, capture_output=True, text=True, timeout=120, check=True)
+    assert int(measured.stdout.split()[-1]) < 100_000, f"logs --tail 1 peaked at {measured.stdout} KiB"
     log = Path(minirun.inspect(name)["LogPath"])
     minirun(["rm", name], check=0)
     assert not log.exists(), "the log goes with the container"

@@ -157,3 +157,65 @@ def test_seed_004_debug_container_workflow(minirun: Tier, names: Callable[[], st
             assert "new_test_file" in {name.lstrip("./") for name in tar.getnames()}
     finally:
         minirun(["rm", "-f", web], check=0)
+
+
+# --- found by the attack review of issue 11 --------------------------------------------------------
+
+
+def test_without_a_pid_namespace_of_its_own_exec_kill_and_stop_still_reach_it(
+        minirun: Tier, names: Callable[[], str]) -> None:
+    """--pid=host and --pid=container:NAME: PID 1 is not pid 1 anywhere. Rootless without a
+    cgroup, being the live monitor's child is what proves it the container's; exec, kill, stop
+    and rm -f used to say "not running" (or nothing) and leave it running."""
+    target, joiner, on_host = names(), names(), names()
+    with container(minirun, target, "--network", "none"), \
+            container(minirun, joiner, "--network", "none", "--pid", f"container:{target}") as (_, joined), \
+            container(minirun, on_host, "--network", "none", "--pid", "host") as (host_pid, hosted):
+        for name in (joiner, on_host):
+            assert minirun(["exec", name, "true"]).returncode == 0, name
+        minirun(["kill", joiner], check=0)
+        assert joined.wait(timeout=30) == 137
+        minirun(["stop", "-t", "1", on_host], check=0)
+        assert hosted.wait(timeout=30) == 143, "sleep is not a namespace's PID 1 here: TERM ends it"
+        assert wait_for(lambda: not os.path.exists(f"/proc/{host_pid}"), timeout=10, what="its PID 1 gone")
+
+
+def test_joining_a_userns_host_container_is_refused(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """A remapped container joining one that runs with --userns=host would run as the host's root
+    (its uid_map read `0 0 4294967295`)."""
+    donor = names()
+    with container(root_minirun, donor, "--userns", "host", "--network", "none"):
+        result = root_minirun(["run", "--rm", "--network", f"container:{donor}", IMAGE,
+                               "cat", "/proc/self/uid_map"])
+        assert result.returncode == 125, result.stdout
+        assert "--userns=host" in one_line_error(result)
+
+
+def test_pid_host_cannot_signal_other_containers(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """Every --userns=shared container's root is one host uid: with the host's PIDs, one could
+    SIGKILL the others' processes (kill(2) compares host uids). A range of its own (the default)
+    makes that EPERM."""
+    result = root_minirun(["run", "--rm", "--network", "none", "--pid", "host", "--userns", "shared",
+                           IMAGE, "true"])
+    assert result.returncode == 125 and "--userns=shared" in one_line_error(result)
+    victim = names()
+    with container(root_minirun, victim, "--network", "none") as (pid, monitor):
+        tried = root_minirun(["run", "--rm", "--network", "none", "--pid", "host", IMAGE,
+                              "sh", "-c", f"kill -9 {pid} && echo killed"])
+        assert "killed" not in tried.stdout and tried.returncode != 0, tried.stdout
+        assert monitor.poll() is None and os.path.exists(f"/proc/{pid}"), "the other container still runs"
+
+
+def test_pid_host_exit_is_recorded_while_a_child_keeps_writing(root_minirun: Tier,
+                                                               names: Callable[[], str]) -> None:
+    """With the host's PID namespace, PID 1's exit kills nothing else: a child that keeps writing
+    kept the container "Up" and `wait` hanging for good. Its exit code is recorded all the same,
+    and the teardown ends the child with the cgroup. (Rootful: rootless without a cgroup has
+    nothing that finds the child; its own PID namespace, the default, is what ends it there.)"""
+    minirun, name = root_minirun, names()
+    minirun(["run", "-d", "--name", name, "--network", "none", "--pid", "host", IMAGE,
+             "sh", "-c", "(while :; do echo x; sleep 0.5; done) & sleep 1; exit 3"], check=0)
+    try:
+        assert minirun(["wait", name], check=0, timeout=60).stdout == "3\n"
+    finally:
+        minirun(["rm", "-f", name], check=0)
