@@ -113,12 +113,12 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
     if len(users) > 1:
         raise MinirunError("the containers to join are in different user namespaces: " +
                            ", ".join(d.name for d in donors))
-    if users == {_namespace(os.getpid(), "user")}:
-        # Its user namespace is the host's (--userns=host): joining would give this container
-        # the host's real ids, root included (attack review of issue 11). Docker refuses a
-        # remapped container into a host-namespaced one too.
-        raise MinirunError(f"cannot join the namespaces of container {donors[0].name}: it runs with "
-                           "--userns=host, and a container joining it would run as the host's root")
+    for donor in donors:
+        if donor.record.host_config.get("UsernsMode") == "host":
+            # Its user namespace maps the host's ids as they are (--userns=host): joining it would
+            # give this container the host's real ids, root included (attack review of issue 11).
+            raise MinirunError(f"cannot join the namespaces of container {donor.name}: it runs with "
+                               "--userns=host, and a container joining it would run as the host's root")
     donors[0] = Donor(donors[0].record, donors[0].flags | kernel.CLONE_NEWUSER)
     return SharePlan(new, donors, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
                      uts_host=spec.uts == "host")
