@@ -31,7 +31,6 @@ file system is the container's, and an import would read the container's files.
 
 import contextlib
 import os
-import resource
 import signal
 import socket
 import zlib
@@ -124,6 +123,8 @@ def limits_of(pid: int) -> tuple[tuple[int, int, int], ...]:
     """PID 1's resource limits, from /proc/PID/limits (world-readable, proc(5)): its lines are the
     RLIMIT_* resources in the kernel's order, 0 to 15. exec gives its process the same ones, not
     those of the shell `minirun exec` was typed in (attack review of issue 11)."""
+    import resource  # noqa: F401  exec's only (enter is on run's path): its child uses it after setns
+
     limits = []
     try:
         with open(f"/proc/{pid}/limits") as f:
@@ -353,6 +354,8 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
             _null_stdio()
         else:
             _pipe_stdio(exec_plan.stdio)
+        import resource  # loaded by limits_of, before the mount namespace changed (sys.modules)
+
         for resource_, soft, hard in exec_plan.rlimits:
             # Raising a hard limit needs CAP_SYS_RESOURCE in the host's user namespace
             # (setrlimit(2)): where the caller's is lower, the caller's stays.
