@@ -95,9 +95,27 @@ def leakcheck() -> tuple[int, list[str]]:
     return result.returncode, lines + result.stderr.splitlines()
 
 
+def sweep_stale_test_netns() -> list[str]:
+    """Delete the network namespaces an earlier session of this suite created and could not
+    delete because it was killed (a machine restart, a CI timeout): they are the suite's own
+    (`mrt-net-*`, see test_netns), not something minirun left, and no `rm`/`prune` of minirun's
+    could remove them. Returns what it swept, which the session prints."""
+    swept = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir("/run/netns")):
+            if name.startswith("mrt-net-"):
+                subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
+                swept.append(name)
+    return swept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session() -> Iterator[Session]:
     assert LEAKCHECK.exists(), f"{LEAKCHECK} is missing"
+    if os.geteuid() == 0 and os.environ.get("MINIRUN_TEST_CONCURRENT") != "1":
+        # Only when this is the one suite on the machine: concurrent suites own live ones.
+        for name in sweep_stale_test_netns():
+            print(f"\nswept network namespace {name}, left by an interrupted earlier test session")
     _, before = leakcheck() if os.geteuid() == 0 else (0, [])
     s = Session()
     yield s
