@@ -516,10 +516,25 @@ def device_program(rules: tuple[tuple[str, int | None, int | None, str], ...]) -
     return b"".join(code)
 
 
-def add_process(cgroup: Cgroup, pid: int) -> None:
-    """Move `pid` into the container's cgroups; its future children are born there."""
+def open_v2(cgroup: Cgroup | None) -> int | None:
+    """An fd of the container's v2 directory for clone3's CLONE_INTO_CGROUP (kernel.py), or None
+    without one (a v1 host, a rootless container without a delegated cgroup)."""
+    path = cgroup.v2_path() if cgroup is not None else None
+    if path is None:
+        return None
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def add_process(cgroup: Cgroup, pid: int, born_in_v2: bool = False) -> None:
+    """Move `pid` into the container's cgroups; its future children are born there. born_in_v2:
+    clone3 made it in the v2 directory already, so only the v1 ones are left (hybrid hosts)."""
+    v2 = cgroup.v2_path() if born_in_v2 else None
     for path in cgroup.paths:
-        (path / "cgroup.procs").write_text(str(pid))
+        if path != v2:
+            (path / "cgroup.procs").write_text(str(pid))
 
 
 def oom_killed(cgroup: Cgroup) -> bool:

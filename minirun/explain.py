@@ -175,7 +175,9 @@ def id_maps(facts: Facts) -> list[str]:
 
 def cgroup_joined(facts: Facts) -> list[str]:
     pid = str(facts["pid"])
-    lines = [f"echo {pid} > cgroup.procs: /proc/{pid}/cgroup reads"]
+    how = (f"born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP (v1 ones: echo {pid} > cgroup.procs)"
+           if facts.get("born_in_v2") else f"echo {pid} > cgroup.procs")
+    lines = [f"{how}: /proc/{pid}/cgroup reads"]
     lines += [f"  {line}" for line in _read(f"/proc/{pid}/cgroup").splitlines()]
     return lines
 

@@ -26,6 +26,7 @@ CLONE_NEWIPC = 0x08000000  # System V IPC and POSIX message queues
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_INTO_CGROUP = 0x200000000  # clone3(2) only: the child is born in the cgroup args.cgroup names
 
 MS_RDONLY = 0x1
 MS_NOSUID = 0x2
@@ -68,10 +69,12 @@ RESOLVE_IN_ROOT = 0x10
 
 # System call numbers that glibc has no wrapper for (or had none until recently).
 _SYSCALLS = {
-    "x86_64": {"clone": 56, "pivot_root": 155, "setns": 308, "close_range": 436, "openat2": 437,
-               "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317, "bpf": 321},
-    "aarch64": {"clone": 220, "pivot_root": 41, "setns": 268, "close_range": 436, "openat2": 437,
-                "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277, "bpf": 280},
+    "x86_64": {"clone": 56, "clone3": 435, "pivot_root": 155, "setns": 308, "close_range": 436,
+               "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 317,
+               "bpf": 321},
+    "aarch64": {"clone": 220, "clone3": 435, "pivot_root": 41, "setns": 268, "close_range": 436,
+                "openat2": 437, "open_tree": 428, "move_mount": 429, "mount_setattr": 442, "seccomp": 277,
+                "bpf": 280},
 }
 _NR = _SYSCALLS.get(os.uname().machine, _SYSCALLS["x86_64"])
 
@@ -117,6 +120,38 @@ def clone(flags: int) -> int:
         return 0
     api.PyOS_AfterFork_Parent()
     return _check(pid, f"clone({describe_namespaces(flags)})")
+
+
+class _CloneArgs(ctypes.Structure):
+    """struct clone_args of clone3(2), up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes, Linux 5.7)."""
+
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "flags", "pidfd", "child_tid", "parent_tid", "exit_signal", "stack", "stack_size", "tls",
+        "set_tid", "set_tid_size", "cgroup")]
+
+
+def clone_into_cgroup(flags: int, cgroup_fd: int) -> int:
+    """clone() whose child is born in the cgroup v2 directory `cgroup_fd` (clone3(2),
+    CLONE_INTO_CGROUP, Linux 5.7): no write to cgroup.procs afterwards, so no migration. Moving a
+    process takes cgroup_threadgroup_rwsem for writing, whose first taker waits for an RCU grace
+    period (~10 ms here, README "Start-up time"); being born there takes only its read side.
+    Returns 0 in the child and its pid in the parent, like clone() above and with the same care
+    for the interpreter; stack 0 and stack_size 0 make clone3 continue on a copy of this stack,
+    as fork(2) does. Raises OSError when the kernel cannot (ENOSYS before 5.7, E2BIG, EBUSY for a
+    cgroup with controllers enabled for its children, EOPNOTSUPP for a v1 directory): nothing
+    was created then, and the caller may clone() and move the child instead."""
+    args = _CloneArgs(flags=flags | CLONE_INTO_CGROUP, exit_signal=17, cgroup=cgroup_fd)  # SIGCHLD
+    api = ctypes.pythonapi
+    api.PyOS_BeforeFork()
+    pid = _libc_gil.syscall(_NR["clone3"], ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+    if pid == 0:
+        api.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    api.PyOS_AfterFork_Parent()
+    if pid == -1:
+        raise OSError(err, f"clone3({describe_namespaces(flags)}, CLONE_INTO_CGROUP): {os.strerror(err)}")
+    return int(pid)
 
 
 def describe_namespaces(flags: int) -> str:

@@ -466,7 +466,14 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
     """Clone the child, do what only the parent can (sync step 2), let it go, and wait until its
     command runs. Returns its pid, a pidfd for it and, with -t, the pty's master."""
     parent_end, child_end = sync.channel()
-    pid = sharing.clone(share)  # container:NAME: born in the other's namespaces (sharing.py)
+    # Born in its v2 cgroup where the kernel can (clone3's CLONE_INTO_CGROUP), not moved there.
+    cgroup_fd = cgroups.open_v2(cgroup)
+    try:
+        # container:NAME: born in the other's namespaces (sharing.py)
+        pid, born_in_v2 = sharing.clone(share, cgroup_fd)
+    finally:
+        if cgroup_fd is not None:
+            os.close(cgroup_fd)
     if pid == 0:
         parent_end.close()
         process.run_child(plan, child_end)  # never returns
@@ -481,8 +488,8 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
             userns.write_maps(pid, mapping)
         trace.mark("id maps", pid=pid)
         if cgroup is not None:
-            cgroups.add_process(cgroup, pid)
-        trace.mark("join cgroup", pid=pid)
+            cgroups.add_process(cgroup, pid, born_in_v2)
+        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2)
         settings = network.connect(net, record.id, pid, state_dir)
         state.update(state_dir, record, network_settings=settings)
         trace.mark("network, record", settings=settings)

@@ -23,6 +23,7 @@ is minirun's own child, exactly as without sharing; the helper reports its pid a
 A monitor cannot do this itself: nobody can setns back out of a user namespace.
 """
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -142,11 +143,15 @@ def host_config(spec: ContainerSpec) -> dict[str, str]:
             "UTSMode": "" if spec.uts == "private" else spec.uts}
 
 
-def clone(share: SharePlan) -> int:
+def clone(share: SharePlan, cgroup_fd: int | None = None) -> tuple[int, bool]:
     """kernel.clone(share.new), in the donors' namespaces when there are any: 0 in the child,
-    its pid in the parent."""
+    its pid in the parent; and whether it was born in the v2 cgroup `cgroup_fd` (which only a
+    container of its own namespaces is: a joining one is cloned by a helper, below)."""
     if not share.joins:
-        return kernel.clone(share.new)
+        if cgroup_fd is not None:
+            with contextlib.suppress(OSError):  # an older kernel: clone, then move the child
+                return kernel.clone_into_cgroup(share.new, cgroup_fd), True
+        return kernel.clone(share.new), False
 
     pidfds = []
     try:
@@ -161,7 +166,7 @@ def clone(share: SharePlan) -> int:
     if helper == 0:
         os.close(report_r)
         _helper(share, pidfds, report_w)  # returns only in the new child
-        return 0
+        return 0, False
     for fd in [report_w, *pidfds]:
         os.close(fd)
     try:
@@ -172,7 +177,7 @@ def clone(share: SharePlan) -> int:
     if not answer.isdigit():
         raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
                            f"{answer or 'the helper died'}")
-    return int(answer)
+    return int(answer), False
 
 
 def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:

@@ -83,6 +83,10 @@ def test_run_explain_shows_the_real_values(minirun: Tier) -> None:
     # the cgroup it joined: the container's own /proc/self/cgroup (host cgroup namespace: full paths)
     joined = said.split("] join cgroup\n", 1)[1].split("minirun explain:", 1)[0]
     assert [line.strip() for line in joined.splitlines()[1:]] == cgroup
+    # with a v2 directory of its own (pure v2 hosts; the unified tree of hybrid ones), the child
+    # was born there (clone3's CLONE_INTO_CGROUP), never moved: kernel.clone_into_cgroup
+    if any(line.startswith("0::/") and line.endswith(container_id) for line in cgroup):
+        assert "born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP" in joined, joined
     made = re.findall(r"^    mkdir (\S+); its limit files now hold:$", said, flags=re.M)
     if made:  # a cgroup of its own, named after the container (root; rootless where delegated)
         assert all(path.startswith("/sys/fs/cgroup/") and path.endswith(container_id) for path in made), made
