@@ -359,37 +359,50 @@ READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-tri
 
 
 def mask_paths(root_fd: int) -> None:
-    """Hide each masked path: /dev/null bound over a file, an empty read-only tmpfs over a
-    directory. A path this kernel does not have is skipped."""
     for path in MASKED:
-        try:
-            fd = open_in_root(root_fd, path)
-        except FileNotFoundError:
-            continue
-        try:
-            target = f"/proc/self/fd/{fd}"
-            if os.path.isdir(target):
-                kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-            else:
-                kernel.mount("/dev/null", target, None, MS_BIND)
-        finally:
-            os.close(fd)
+        mask_path(root_fd, path)
 
 
 def read_only_paths(root_fd: int) -> None:
-    """Bind each path onto itself, then remount that bind read-only (keeping proc's locked
-    nosuid/nodev/noexec): reading /proc/sys works, writing it fails with EROFS."""
     for path in READ_ONLY:
-        try:
-            fd = open_in_root(root_fd, path)
-        except FileNotFoundError:
-            continue
-        try:
-            kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
-        finally:
-            os.close(fd)
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-        mount_in_root(root_fd, None, path, None, flags)
+        read_only_path(root_fd, path)
+
+
+def mask_path(root_fd: int, path: str) -> None:
+    """Hide a path: /dev/null bound over a file, an empty read-only tmpfs over a directory.
+    A path this kernel (or image) does not have is skipped. minirun-oci's maskedPaths too."""
+    try:
+        fd = open_in_root(root_fd, path)
+    except FileNotFoundError:
+        return
+    try:
+        target = f"/proc/self/fd/{fd}"
+        if os.path.isdir(target):
+            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        else:
+            kernel.mount("/dev/null", target, None, MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def read_only_path(root_fd: int, path: str) -> None:
+    """Bind a path onto itself, then remount that bind read-only, keeping the flags of the mount
+    it is on (proc's nosuid/nodev/noexec, locked in a user namespace): reading /proc/sys works,
+    writing it fails with EROFS. minirun-oci's readonlyPaths too."""
+    try:
+        fd = open_in_root(root_fd, path)
+    except FileNotFoundError:
+        return
+    try:
+        kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    fd = open_in_root(root_fd, path)  # a fresh fd: one opened before the bind sees underneath it
+    try:
+        target = f"/proc/self/fd/{fd}"
+        kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target))
+    finally:
+        os.close(fd)
 
 
 def open_bundle(plan: RootfsPlan) -> int:

@@ -40,14 +40,7 @@ def create(paths: list[Path]) -> Cgroup:
             level = level.parent
         for new in reversed(missing):
             new.mkdir()
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                target = new / name
-                if (
-                    target.exists()
-                    and not (new / "cgroup.controllers").exists()
-                    and not target.read_text().strip()
-                ):
-                    target.write_text((new.parent / name).read_text())
+            cgroups.prepare_v1_cpuset(new)
         made.append(path)
     return Cgroup(tuple(made))
 
@@ -162,17 +155,7 @@ def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
         for r in ordered
         if r.get("allow") and r.get("type") in ("c", "b")
     )
-    from minirun import kernel
-
-    prog = kernel.bpf_load_device_program(cgroups.device_program(allow))
-    try:
-        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            kernel.bpf_attach_device_program(prog, fd)
-        finally:
-            os.close(fd)
-    finally:
-        os.close(prog)
+    cgroups.attach_device_program(v2, allow)
 
 
 def _freezer(paths: list[str]) -> tuple[Path, str, str, str] | None:

@@ -223,9 +223,9 @@ def build_rootfs(plan: ChildPlan) -> None:
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for path in config.masked_paths:
-            mask(root, path)
+            rootfs.mask_path(root, path)
         for path in config.readonly_paths:
-            read_only(root, path)
+            rootfs.read_only_path(root, path)
     finally:
         os.close(root)
     if config.root_readonly:
@@ -299,35 +299,6 @@ def make_devices(root_fd: int, config: Config) -> None:
         os.close(dev)
 
 
-def mask(root: int, path: str) -> None:
-    """A masked path cannot be read: /dev/null over a file, an empty read-only tmpfs over a
-    directory (as minirun/rootfs.py does for docker's list)."""
-    try:
-        fd = rootfs.open_in_root(root, path)
-    except FileNotFoundError:
-        return
-    try:
-        target = f"/proc/self/fd/{fd}"
-        if os.path.isdir(target):
-            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-        else:
-            kernel.mount("/dev/null", target, None, MS_BIND)
-    finally:
-        os.close(fd)
-
-
-def read_only(root: int, path: str) -> None:
-    try:
-        fd = rootfs.open_in_root(root, path)
-    except FileNotFoundError:
-        return
-    try:
-        kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
-    finally:
-        os.close(fd)
-    rootfs.mount_in_root(root, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags(path))
-
-
 def setup_stdio(plan: ChildPlan) -> None:
     """A new session. With process.terminal, a pty from the container's devpts: /dev/console is
     its slave, and its master goes to whoever listens on --console-socket (SCM_RIGHTS, unix(7)),
@@ -337,19 +308,25 @@ def setup_stdio(plan: ChildPlan) -> None:
         return
     if plan.console_fd < 0:
         raise MinirunError("process.terminal needs --console-socket")
-    master, slave = tty.open_pty_in_container()
-    name = os.ttyname(slave)
+    slave = pty_to_console_socket(plan.console_fd)
     with contextlib.suppress(OSError):
         if not os.path.exists("/dev/console"):
             open("/dev/console", "w").close()
-        kernel.mount(name, "/dev/console", None, MS_BIND)
-    console = socket.socket(fileno=plan.console_fd)
+        kernel.mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
+    tty.make_controlling_terminal(slave)
+
+
+def pty_to_console_socket(console_fd: int) -> int:
+    """A pty from the container's devpts; its master goes to --console-socket (SCM_RIGHTS),
+    which is closed after. Returns the slave (create's process and exec's)."""
+    master, slave = tty.open_pty_in_container()
+    console = socket.socket(fileno=console_fd)
     try:
         sync.send(console, "pty", fds=[master])
     finally:
         console.close()
         os.close(master)
-    tty.make_controlling_terminal(slave)
+    return slave
 
 
 def apply_security(proc: Process, seccomp_filter: bytes | None) -> None:

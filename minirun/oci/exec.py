@@ -175,14 +175,7 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
             process.guard_process()
         os.setsid()
         if proc.terminal:
-            master, slave = tty.open_pty_in_container()
-            link = socket.socket(fileno=console)
-            try:
-                sync.send(link, "pty", fds=[master])
-            finally:
-                link.close()
-                os.close(master)
-            tty.make_controlling_terminal(slave)
+            tty.make_controlling_terminal(child.pty_to_console_socket(console))
         for kind, soft, hard in proc.rlimits:
             resource.setrlimit(kind, (soft, hard))
         process.reset_signals()
