@@ -97,6 +97,7 @@ class ChildPlan:
     console_fd: int  # connected --console-socket, or -1
     join_fds: dict[str, int]  # namespace type -> an open fd of the path to join
     state: dict[str, object]  # for the in-container hooks' stdin
+    preserve_fds: int = 0  # --preserve-fds N: fds 3 .. 3+N-1 go to the program as they are
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -145,9 +146,8 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         with contextlib.suppress(OSError):
             os.makedirs(config.process.cwd, exist_ok=True)
         process.reset_signals()
-        # Only 0, 1, 2 reach the program (CVE-2024-21626); before seccomp, whose profile may
-        # not know close_range(2).
-        kernel.close_range_cloexec(3)
+        # Before seccomp, whose profile may not know close_range(2).
+        close_inherited_fds(plan.preserve_fds)
         apply_security(config.process, plan.seccomp_filter)
         try:
             os.chdir(config.process.cwd)
@@ -173,6 +173,16 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         with contextlib.suppress(OSError):
             os.write(2, f"minirun-oci: {e}\n".encode())
     os._exit(code)
+
+
+def close_inherited_fds(preserve: int) -> None:
+    """Only 0, 1, 2 and the --preserve-fds ones (3 .. 3+N-1, as create's or exec's caller
+    passed them; LISTEN_FDS in process.env is the caller's business) reach the program: every
+    other fd is close-on-exec (close_range(2)), so a host directory fd cannot be the program's
+    working directory or a path out of its root (CVE-2024-21626)."""
+    kernel.close_range_cloexec(3 + preserve)
+    for fd in range(3, 3 + preserve):
+        os.set_inheritable(fd, True)
 
 
 def _report(sock: socket.socket, code: int, message: str) -> None:

@@ -10,6 +10,7 @@ is left: the child is killed, the cgroup and the record removed.
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import time
@@ -81,7 +82,24 @@ def connect_console(path: str | None) -> int:
     return sock.detach()
 
 
-def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
+def preserved_fds(count: int) -> int:
+    """--preserve-fds N (runc's): fds 3 .. 3+N-1 of this process go to the container's program
+    as they are. Checked before this process opens anything: each must be open now, or a number
+    in the range could become one of minirun's own fds and reach the program."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if count < 0 or 3 + count > limit:
+        raise MinirunError(f"--preserve-fds {count}: a number from 0 to {limit - 3} is needed")
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise MinirunError(f"--preserve-fds {count}: fd {fd} is not open") from None
+    return count
+
+
+def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None,
+        preserve_fds: int = 0) -> int:
+    preserve = preserved_fds(preserve_fds)
     cfg = config.load(bundle)
     if cfg.process.terminal and not console_socket:
         raise MinirunError("process.terminal is true: --console-socket is required")
@@ -127,7 +145,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "bundle": cfg.bundle,
             "annotations": cfg.annotations,
         }
-        plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown)
+        plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
+                               preserve)
         if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
             kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
         parent_end, child_end = sync.channel()

@@ -10,7 +10,8 @@ The same steps as minirun/enter.py, for a container without a minirun record:
              process becomes exec's own child; the helper reports its pid and exits
   4 process  root in the user namespace; a new session (with --tty a pty from the container's
              devpts, its master sent to --console-socket); rlimits; the container's seccomp,
-             process.json's user and capabilities; cwd; signals reset; fds >= 3 close-on-exec;
+             process.json's user and capabilities; cwd; signals reset; fds >= 3 close-on-exec
+             but --preserve-fds N's 3 .. 3+N-1;
              execve (EOF on the sync socket) or "error CODE MESSAGE"
   5 exec     --pid-file; with --detach return now (conmon, the subreaper, reaps it), else wait
              and exit with its code (128+N for signal N)
@@ -78,6 +79,7 @@ def namespaces_to_join(pid: int) -> int:
 
 
 def run(root: str, args: argparse.Namespace) -> int:
+    preserve = create.preserved_fds(args.preserve_fds)  # before this process opens anything
     data = record.load(root, args.id)
     current = record.status(root, args.id, data)
     if current not in ("running", "created"):
@@ -100,7 +102,7 @@ def run(root: str, args: argparse.Namespace) -> int:
         ours.close()
         os.close(report_r)
         paths = data.get("cgroup_paths", [])
-        helper_main(proc, bpf, pidfd, flags, paths, console, theirs, report_w, args.detach)
+        helper_main(proc, bpf, pidfd, flags, paths, console, theirs, report_w, args.detach, preserve)
     theirs.close()
     os.close(report_w)
     if console >= 0:
@@ -146,6 +148,7 @@ def helper_main(
     sock: socket.socket,
     report: int,
     detach: bool,
+    preserve_fds: int,
 ) -> NoReturn:
     try:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -156,7 +159,7 @@ def helper_main(
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)
-            process_main(proc, bpf, flags, console, sock, detach)
+            process_main(proc, bpf, flags, console, sock, detach, preserve_fds)
         os.write(report, str(pid).encode())
         os._exit(0)
     except BaseException as e:
@@ -166,7 +169,7 @@ def helper_main(
 
 
 def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, sock: socket.socket,
-                 detach: bool) -> NoReturn:
+                 detach: bool, preserve_fds: int) -> NoReturn:
     code = RUNTIME_ERROR
     try:
         if flags & kernel.CLONE_NEWUSER:
@@ -179,7 +182,7 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
         for kind, soft, hard in proc.rlimits:
             resource.setrlimit(kind, (soft, hard))
         process.reset_signals()
-        kernel.close_range_cloexec(3)
+        child.close_inherited_fds(preserve_fds)
         child.apply_security(proc, bpf)
         try:
             os.chdir(proc.cwd)

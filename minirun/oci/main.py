@@ -102,11 +102,11 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "create":
         from minirun.oci import create
 
-        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
+        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
     if args.verb == "run":  # create + start; without --detach wait for it, then delete it (runc run)
         from minirun.oci import create, delete, record, start
 
-        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
+        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
         start.run(root, args.id)
         if args.detach:
             return 0

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -216,6 +217,95 @@ def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callabl
     assert missing.returncode == 127, missing.stderr
     oci("delete", "--force", "c4")
     wait_for(lambda: not process_exists(exec_pid), what="exec'd process gone with the container")
+
+
+# Runs argv with some of our fds at given numbers (and, with subprocess's close_fds, nothing else
+# of ours above 2), as conmon hands a runtime the fds of `podman run --preserve-fds N`.
+PLACE_FDS = """import fcntl, os, sys
+pairs = [tuple(map(int, p.split(":"))) for p in sys.argv[1].split(",")]
+high = [(fcntl.fcntl(src, fcntl.F_DUPFD, 100), dst) for src, dst in pairs]
+for src, _ in pairs:
+    os.close(src)
+for fd, dst in high:
+    os.dup2(fd, dst)
+    os.close(fd)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def with_fds(oci: Oci, placed: dict[int, int], *args: str, output: Path) -> subprocess.CompletedProcess[str]:
+    """`minirun-oci ARGS` with placed[n] at fd n; its stdout and stderr (the container's) to `output`."""
+    if args[0] == "create":
+        oci.ids.add(args[-1])
+    spec = ",".join(f"{src}:{dst}" for dst, src in placed.items())
+    with open(output, "w") as out:
+        return subprocess.run([sys.executable, "-c", PLACE_FDS, spec, str(oci.script), *args],
+                              pass_fds=tuple(placed.values()), stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=out, text=True, timeout=60, check=False)
+
+
+def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in got and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """runc's --preserve-fds N, for create and exec: the caller's fds 3 .. 3+N-1 reach the
+    program as they are (a pipe with data in, a pipe out); any other fd the runtime inherited
+    (here a file at fd 7) is closed at the program's execve."""
+    secret = tmp_path / "secret"
+    secret.write_text("not for the container\n")
+    other = os.open(secret, os.O_RDONLY)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    in_ino, out_ino = os.fstat(in_r).st_ino, os.fstat(out_w).st_ino
+    os.write(in_w, b"through fd 3\n")
+    os.close(in_w)
+    b = bundle(["sh", "-c", "cat <&3 >&4; echo from the container >&4; exec sleep 60"])
+    try:
+        created = with_fds(oci, {3: in_r, 4: out_w, 7: other}, "create", "--preserve-fds", "2",
+                           "--bundle", str(b), "c10", output=tmp_path / "create.out")
+        assert created.returncode == 0, (tmp_path / "create.out").read_text()
+        os.close(in_r)
+        os.close(out_w)
+        pid = oci.state("c10")["pid"]
+        oci("start", "c10")
+        got = read_until(out_r, b"from the container\n")
+        assert got == b"through fd 3\nfrom the container\n", got
+        # `sleep` (the exec'd sh) holds 0-2 and the two pipes, nothing else: not fd 7, not the fifo.
+        wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"), what="sleep")
+        fds = {name: os.readlink(f"/proc/{pid}/fd/{name}") for name in os.listdir(f"/proc/{pid}/fd")}
+        assert sorted(fds) == ["0", "1", "2", "3", "4"], fds
+        assert (fds["3"], fds["4"]) == (f"pipe:[{in_ino}]", f"pipe:[{out_ino}]")
+        # exec --preserve-fds 1: a pipe with data at fd 3; fd 7 again not passed.
+        e_r, e_w = os.pipe()
+        os.write(e_w, b"exec data\n")
+        os.close(e_w)
+        command = "cat <&3; [ -e /proc/self/fd/7 ] && echo fd 7 leaked || echo no fd 7"
+        done = with_fds(oci, {3: e_r, 7: other}, "exec", "--preserve-fds", "1", "c10", "sh", "-c", command,
+                        output=tmp_path / "exec.out")
+        os.close(e_r)
+        assert done.returncode == 0 and (tmp_path / "exec.out").read_text() == "exec data\nno fd 7\n"
+        # Bad input: a count whose fds are not all open, or below zero; one line, 125, nothing made.
+        gap = with_fds(oci, {3: other}, "create", "--preserve-fds", "2", "--bundle", str(b), "c11",
+                       output=tmp_path / "gap.out")
+        assert gap.returncode == 125 and (tmp_path / "gap.out").read_text() == \
+            "minirun-oci: --preserve-fds 2: fd 4 is not open\n"
+        negative = oci("exec", "--preserve-fds", "-1", "c10", "true", check=False)
+        assert negative.returncode == 125 and len(negative.stderr.splitlines()) == 1, negative
+        assert not (oci.root / "c11").exists()
+    finally:
+        os.close(other)
+        os.close(out_r)
 
 
 def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
