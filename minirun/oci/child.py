@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, rootfs, sync, tty
+from minirun import kernel, pid1, process, rootfs, sync, trace, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.kernel import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 from minirun.oci import hooks
@@ -98,6 +98,7 @@ class ChildPlan:
     join_fds: dict[str, int]  # namespace type -> an open fd of the path to join
     state: dict[str, object]  # for the in-container hooks' stdin
     preserve_fds: int = 0  # --preserve-fds N: fds 3 .. 3+N-1 go to the program as they are
+    fifo_path: str = ""  # ROOT/ID/exec.fifo as the host sees it (for --explain)
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -136,8 +137,10 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
             kernel.set_link_up("lo")
         if "mount" not in config.namespaces:
             raise MinirunError("config.json: a mount namespace is required (linux.namespaces type mount)")
+        trace.mark("oci: namespaces", "child", namespaces=config.namespaces, hostname=config.hostname)
         build_rootfs(plan)
         setup_stdio(plan)
+        trace.mark("oci: stdio", "child", terminal=config.process.terminal)
         for kind, soft, hard in config.process.rlimits:
             try:
                 resource.setrlimit(kind, (soft, hard))
@@ -149,10 +152,13 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         # Before seccomp, whose profile may not know close_range(2).
         close_inherited_fds(plan.preserve_fds)
         apply_security(config.process, plan.seccomp_filter)
+        trace.mark("oci: capabilities, seccomp, user", "child", bpf=plan.seccomp_filter,
+                   nnp=config.process.no_new_privileges)
         try:
             os.chdir(config.process.cwd)
         except OSError as e:
             raise MinirunError(f"process.cwd {config.process.cwd}: {e.strerror}") from None
+        trace.mark("oci: cwd; the sync socket closes", "child", fifo=plan.fifo_path)
         kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)  # create exits now; we are not to die with it
     except MinirunError as e:
         _report(sock, e.code, str(e))
@@ -163,7 +169,9 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
     sock.close()  # EOF: create records "created" and exits; we wait at the fifo
     try:
         wait_for_start(plan.fifo_fd)
+        trace.mark("oci: start opened the exec fifo", "child")
         hooks.exec_in_container(config.hooks.get("startContainer", []), plan.state)
+        trace.mark("oci: execve", "child", argv=config.process.args, preserved=plan.preserve_fds)
         pid1.execute(config.process.args, config.process.env)
     except MinirunError as e:
         code = e.code
@@ -219,9 +227,11 @@ def build_rootfs(plan: ChildPlan) -> None:
             mount_one(root_fd, config, m.destination, m.type, m.source, m.options)
         make_devices(root_fd, config)
         hooks.exec_in_container(config.hooks.get("createContainer", []), plan.state)
+        trace.mark("oci: mounts", "child", root=config.root, mounts=config.mounts)
     finally:
         os.close(root_fd)
     rootfs.pivot_into(config.root)
+    trace.mark("pivot_root", "child")
     if config.rootfs_propagation:
         kernel.mount(None, "/", None, PROPAGATION[config.rootfs_propagation])
     for key, value in config.sysctl.items():
@@ -240,6 +250,8 @@ def build_rootfs(plan: ChildPlan) -> None:
         os.close(root)
     if config.root_readonly:
         kernel.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags("/"))
+    trace.mark("oci: sysctl, masked and read-only paths", "child", masked=config.masked_paths,
+               readonly=config.readonly_paths, sysctl=config.sysctl, root_readonly=config.root_readonly)
 
 
 def mount_one(

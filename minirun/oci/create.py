@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, paths, state, sync, userns
+from minirun import kernel, paths, state, sync, trace, userns
 from minirun.errors import MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
@@ -101,6 +101,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         preserve_fds: int = 0) -> int:
     preserve = preserved_fds(preserve_fds)
     cfg = config.load(bundle)
+    trace.mark("oci: config.json", config=cfg)
     if cfg.process.terminal and not console_socket:
         raise MinirunError("process.terminal is true: --console-socket is required")
     where = record.directory(root, container_id)
@@ -131,12 +132,15 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.save(root, container_id, {**base, "pid": 0, "creator": me,
                                          "creator_start": state.process_start_time(me)})
         bpf = seccomp_filter(cfg, where)
+        trace.mark("oci: seccomp", seccomp=cfg.seccomp, bpf=bpf)
         made = cgroup.create(dirs)
         cgroup.apply(made, cfg.resources)
+        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
         fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        trace.mark("oci: exec fifo", fifo=str(fifo_path))
         shown = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -146,7 +150,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "annotations": cfg.annotations,
         }
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
-                               preserve)
+                               preserve, str(fifo_path))
         if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
             kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
         parent_end, child_end = sync.channel()
@@ -155,6 +159,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             parent_end.close()
             child.run(plan, child_end)
         child_end.close()
+        trace.mark("clone", pid=pid, flags=cfg.clone_flags())
         pidfd = os.pidfd_open(pid)
         for fd in [*plan.join_fds.values(), plan.console_fd, fifo_fd]:
             if fd >= 0:
@@ -162,12 +167,15 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         with parent_end:
             if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
                 userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
+                trace.mark("id maps", pid=pid)
             for path in made.paths:
                 (path / "cgroup.procs").write_text(str(pid))
+            trace.mark("join cgroup", pid=pid)
             if cfg.process.oom_score_adj is not None:
                 # Written by us: lowering it needs CAP_SYS_RESOURCE, which the program may lack (proc(5)).
                 Path(f"/proc/{pid}/oom_score_adj").write_text(str(cfg.process.oom_score_adj))
             sync.send(parent_end, "go")
+            trace.mark("oci: go")
             answer = sync.receive(parent_end)
             for fd in answer.fds:
                 os.close(fd)
@@ -183,6 +191,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         hooks.run("createRuntime", cfg.hooks.get("createRuntime", []), public)
         if pid_file:
             write_pid_file(pid_file, pid)
+        trace.mark("oci: created", pid=pid, record=str(where / "state.json"), pid_file=pid_file,
+                   hooks=len(cfg.hooks.get("createRuntime", [])))
     except BaseException:
         if pidfd >= 0:
             with contextlib.suppress(OSError):

@@ -1,7 +1,11 @@
 """`minirun-oci`: runc's command line, so that podman, conmon, CRI-O, containerd and the
 runtime-tools validation suite can drive minirun as they drive runc.
 
-  minirun-oci [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] VERB ...
+  minirun-oci [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup]
+              [--explain[=FILE]] VERB ...
+
+--explain narrates what create and start do, step by step with the real values (minirun/explain.py,
+as `minirun run --explain`), to FILE or stderr; podman passes it with `--runtime-flag explain=FILE`.
 
 Each verb is one module of minirun/oci (create, start, state, kill, delete, exec, pause,
 features). A failure is one line on stderr (and in --log, as JSON with --log-format json,
@@ -43,6 +47,7 @@ def parser() -> Parser:
     p.add_argument("--rootless", default=None)
     p.add_argument("--criu", default=None)
     p.add_argument("--version", "-v", action="store_true")
+    p.add_argument("--explain", default=None, metavar="FILE")  # a bare --explain is "-" (stderr)
     verbs = p.add_subparsers(dest="verb")
 
     def verb(name: str) -> argparse.ArgumentParser:
@@ -179,10 +184,46 @@ def log(args: argparse.Namespace | None, message: str) -> None:
             f.write(f"error: {message}\n")
 
 
+def explain_flag(argv: list[str]) -> list[str]:
+    """A bare global `--explain` (before the verb) means stderr: argparse's optional value would
+    take the verb for the file name."""
+    value_next = False
+    for i, arg in enumerate(argv):
+        if value_next:
+            value_next = False
+            continue
+        if not arg.startswith("-"):
+            break
+        if arg == "--explain":
+            return [*argv[:i], "--explain=-", *argv[i + 1 :]]
+        value_next = arg in ("--root", "--log", "--log-format", "--rootless", "--criu")
+    return argv
+
+
+def explain_to(path: str) -> None:
+    """--explain: narration on from here on (minirun/trace.py), appended to `path` or on stderr."""
+    from minirun import trace
+
+    if path == "-":
+        trace.explain_on()
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise MinirunError(f"--explain {path}: {e.strerror}") from None
+    trace.explain_on(fd)
+
+
 def program() -> None:
     args = None
     try:
-        args = parser().parse_args(sys.argv[1:])
+        args = parser().parse_args(explain_flag(sys.argv[1:]))
+        if getattr(args, "preserve_fds", 0):
+            from minirun.oci import create
+
+            create.preserved_fds(args.preserve_fds)  # before the --explain file takes a free fd
+        if args.explain:
+            explain_to(args.explain)
         code = dispatch(args)
     except MinirunError as e:
         log(args, str(e))
