@@ -421,6 +421,8 @@ def oci_namespaces(facts: Facts) -> list[str]:
         f"uid {status['Uid'].split()[0]} in its user namespace; /proc/self/cgroup, last line: "
         + _read("/proc/self/cgroup").splitlines()[-1],
     ]
+    if isinstance(spaces, Mapping) and spaces.get("cgroup") == "":
+        lines.append("unshare(CLONE_NEWCGROUP) once in its cgroup: that is its root (cgroup_namespaces(7))")
     if facts.get("hostname") is not None:
         lines.append(f"sethostname({os.uname().nodename!r}) (uts_namespaces(7))")
     return lines

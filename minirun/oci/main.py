@@ -29,7 +29,7 @@ SPEC_VERSION = "1.0.2"
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise MinirunError(f"{self.prog}: {message}")
+        raise MinirunError(message)  # log() names the program
 
 
 def parser() -> Parser:

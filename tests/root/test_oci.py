@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PODMAN_IMAGE, REPO, process_exists, wait_for
+from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -45,9 +45,12 @@ class Oci:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60,
                  **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        if args and args[0] == "create":
+        verb = list(args)
+        while verb and verb[0].startswith("-"):  # the global options, some with a value
+            verb = verb[2:] if verb[0] in ("--root", "--log", "--log-format") else verb[1:]
+        if verb and verb[0] == "create":
             self.ids.add(args[-1])
-        if args and args[0] in ("create", "exec") and "stderr" not in kwargs:
+        if verb and verb[0] in ("create", "exec") and "stderr" not in kwargs:
             # The container inherits create's stdio: a pipe would stay open as long as it runs
             # (runc's "pass-through" mode), so that waiting for its EOF would wait for the container.
             with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -72,18 +75,9 @@ class Oci:
                         timeout=20, what=f"{container_id} {status}")
 
 
-def wrapper(directory: Path, root: Path) -> Path:
-    """What an engine is configured with: one executable whose argv is runc's."""
-    script = directory / "minirun-oci"
-    script.write_text(f"#!/bin/sh\nMINIRUN_OCI_ROOT={root} PYTHONPATH={REPO} exec {sys.executable} "
-                      f"-P -m minirun.oci \"$@\"\n")
-    script.chmod(0o755)
-    return script
-
-
 @pytest.fixture
 def oci(tmp_path: Path) -> Iterator[Oci]:
-    runtime = Oci(tmp_path / "state", wrapper(tmp_path, tmp_path / "state"))
+    runtime = Oci(tmp_path / "state", oci_runtime(tmp_path, tmp_path / "state"))
     yield runtime
     for container_id in runtime.ids:
         runtime("delete", "--force", container_id, check=False)
@@ -100,7 +94,7 @@ def bundle(tmp_path: Path) -> Callable[..., Path]:
         where = tmp_path / f"bundle{next(counter)}"
         (where / "rootfs").mkdir(parents=True)
         subprocess.run(["tar", "-xzf", str(ROOTFS), "-C", str(where / "rootfs")], check=True)
-        script = wrapper(tmp_path, tmp_path / "state")
+        script = oci_runtime(tmp_path, tmp_path / "state")
         subprocess.run([str(script), "spec", "--bundle", str(where)], check=True)
         config = json.loads((where / "config.json").read_text())
         config["process"].update({"args": args, "terminal": False, **(process or {})})
@@ -308,6 +302,40 @@ def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
         os.close(out_r)
 
 
+def test_explain_narrates_create_and_start_and_never_reaches_the_program(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """--explain=FILE (podman's --runtime-flag explain=FILE): the steps with the kernel's values,
+    appended to FILE by create, its child and start; the program sees none of it (its fds are
+    0, 1, 2 and ls's own). A bare --explain after another global goes to stderr."""
+    narration, out = tmp_path / "explain.txt", tmp_path / "out"
+    b = bundle(["ls", "/proc/self/fd"])
+    with open(out, "w") as o, open(tmp_path / "err", "w") as e:
+        oci(f"--explain={narration}", "create", "--bundle", str(b), "c12", stdout=o, stderr=e)
+    pid = oci.state("c12")["pid"]
+    oci(f"--explain={narration}", "start", "c12")
+    oci.wait_status("c12", "stopped")
+    assert out.read_text().split() == ["0", "1", "2", "3"]
+    text = narration.read_text()
+    steps = re.findall(r"^minirun explain: \[(parent|child) +[+-][\d.]+ ms\] (.+)$", text, re.M)
+    assert [s for _, s in steps] == [
+        "oci: config.json", "oci: seccomp", "oci: cgroup", "oci: exec fifo", "clone", "join cgroup",
+        "oci: go", "oci: namespaces", "oci: mounts", "pivot_root", "oci: sysctl, masked and read-only paths",
+        "oci: stdio",
+        "oci: capabilities, seccomp, user", "oci: cwd; the sync socket closes", "oci: created",
+        "oci: prestart hooks", "oci: start opened the exec fifo", "oci: execve", "oci: start"], text
+    cgroups = json.loads((oci.root / "c12" / "state.json").read_text())["cgroup_paths"]
+    assert f"the child is host pid {pid} and PID 1 inside" in text and f"mkdir {cgroups[0]};" in text
+    assert f"echo {pid} > cgroup.procs" in text and f"pid {pid} now runs 'ls /proc/self/fd'" in text
+    oci("delete", "c12")
+    b2 = bundle(["true"])
+    shown = oci("--root", str(oci.root), "--explain", "create", "--bundle", str(b2), "c13")
+    assert "] oci: config.json" in shown.stderr and "] oci: created" in shown.stderr
+    oci("delete", "--force", "c13")
+    refused = oci(f"--explain={tmp_path}/no/such/dir/x", "create", "--bundle", str(b2), "c14", check=False)
+    assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert not (oci.root / "c14").exists()
+
+
 def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
     b = bundle(["sh", "-c", "echo ran; exit 6"])
     done = oci("run", "--bundle", str(b), "c10", check=False, stderr=subprocess.PIPE)
@@ -427,31 +455,12 @@ def test_a_mount_target_that_is_a_symlink_out_of_the_root_never_reaches_the_host
         assert not list(host.iterdir()) and not (oci.root / f"c9{link}").exists()
 
 
-def test_lab_03_the_oci_stack(podman: Callable[..., subprocess.CompletedProcess[str]],
-                              tmp_path: Path) -> None:
-    """examples/labs/05-the-oci-stack.sh as a learner runs it: what each layer did."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
-           "MINIRUN": f"{sys.executable} -P -m minirun", "PYTHONPATH": str(REPO),
-           "MINIRUN_OCI": str(wrapper(tmp_path, tmp_path / "state"))}
-    done = subprocess.run(["sh", str(REPO / "examples" / "labs" / "05-the-oci-stack.sh")], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "exit code 3" in out
-    calls = "create --bundle BUNDLE --pid-file RUNDIR/pidfile ID\nstart ID\ndelete --force ID\n"
-    assert calls in out, out
-    assert "parent: conmon" in out
-    for status in ("created", "running", "stopped"):
-        assert f'"status": "{status}"' in out
-    assert "container lab1 does not exist" in out
-
-
 @pytest.mark.timeout(1800)
 def test_runtime_tools_validation_suite(tmp_path: Path) -> None:
     """The conformance kit: build (offline, Debian's Go), run all 58 programs, classify."""
     out = Path(os.environ.get("MINIRUN_OCI_KIT_DIR", "/tmp/minirun-oci-validation"))
     subprocess.run(["bash", str(KIT / "build.sh"), str(out)], check=True, capture_output=True, timeout=600)
-    runtime = wrapper(tmp_path, tmp_path / "state")
+    runtime = oci_runtime(tmp_path, tmp_path / "state")
     subprocess.run(["bash", str(KIT / "run.sh"), str(runtime), str(out), "60"], check=True,
                    capture_output=True, timeout=1700)
     classified = (out / "results" / runtime.name / "classified.txt").read_text()
@@ -471,7 +480,7 @@ def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]
     """The engine on top: `podman --runtime minirun-oci` (conmon calls create/start/exec/kill/
     delete/pause/resume with runc's argv): exit codes, -t through the console socket, exec
     (-t, -d), pause/unpause, kill -s, stop, restart, wait, rm -f, and --pid=host's kill --all."""
-    runtime = wrapper(tmp_path, tmp_path / "state")
+    runtime = oci_runtime(tmp_path, tmp_path / "state")
     base = ["podman", "--runtime", str(runtime)]
     flags = ["--pull", "never", "--network", "none",
              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # see README
