@@ -391,6 +391,9 @@ def oci_cgroup(facts: Facts) -> list[str]:
     resources = facts.get("resources")
     asked = ", ".join(sorted(resources)) if isinstance(resources, Mapping) and resources else "none"
     lines = [f"linux.cgroupsPath {given or '(none)'}: one directory in each hierarchy"]
+    if facts.get("systemd"):
+        lines.append("--systemd-cgroup: slice:prefix:name made into the path systemd would give the scope,")
+        lines.append("written on cgroupfs by minirun itself (no scope asked of systemd over D-Bus)")
     lines += cgroup_written(facts)[:-1]
     return [*lines, f"linux.resources ({asked}) written before the process moves in (cgroups(7))"]
 

@@ -98,7 +98,7 @@ def preserved_fds(count: int) -> int:
 
 
 def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None,
-        preserve_fds: int = 0) -> int:
+        preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:
     preserve = preserved_fds(preserve_fds)
     cfg = config.load(bundle)
     trace.mark("oci: config.json", config=cfg)
@@ -113,7 +113,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
     dirs: list[Path] = []
     pid = pidfd = -1
     try:
-        dirs = cgroup.places(cfg.cgroups_path, container_id)
+        dirs = cgroup.places(cfg.cgroups_path, container_id, systemd_cgroup)
         base = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -123,7 +123,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "annotations": cfg.annotations,
             "cgroup_paths": [str(p) for p in dirs],
             "hooks": hooks.to_json(cfg.hooks),
-            "default_cgroup": cfg.cgroups_path is None,
+            "default_cgroup": cfg.cgroups_path is None and not systemd_cgroup,
+            "systemd_cgroup": systemd_cgroup,
             "has_process": cfg.has_process,
         }
         # Written before anything else exists, naming what will: if this process is SIGKILLed
@@ -135,7 +136,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         trace.mark("oci: seccomp", seccomp=cfg.seccomp, bpf=bpf)
         made = cgroup.create(dirs)
         cgroup.apply(made, cfg.resources)
-        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources)
+        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
+                   systemd=systemd_cgroup)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
@@ -200,7 +202,9 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
         cgroup.remove([str(p) for p in dirs])
-        if cfg.cgroups_path is None:
+        if systemd_cgroup:
+            cgroup.remove_slices([str(p) for p in dirs])
+        elif cfg.cgroups_path is None:
             remove_default_parent(dirs)
         record.remove(root, container_id)
         raise

@@ -43,7 +43,8 @@ def parser() -> Parser:
     p.add_argument("--log", default=None)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")  # accepted; minirun writes cgroupfs itself
+    # cgroupsPath is "slice:prefix:name"; minirun makes systemd's path itself (oci/cgroup.py)
+    p.add_argument("--systemd-cgroup", action="store_true")
     p.add_argument("--rootless", default=None)
     p.add_argument("--criu", default=None)
     p.add_argument("--version", "-v", action="store_true")
@@ -107,11 +108,13 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "create":
         from minirun.oci import create
 
-        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
+        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds,
+                          args.systemd_cgroup)
     if args.verb == "run":  # create + start; without --detach wait for it, then delete it (runc run)
         from minirun.oci import create, delete, record, start
 
-        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds)
+        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds,
+                   args.systemd_cgroup)
         start.run(root, args.id)
         if args.detach:
             return 0

@@ -336,6 +336,47 @@ def test_explain_narrates_create_and_start_and_never_reaches_the_program(
     assert not (oci.root / "c14").exists()
 
 
+def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """--systemd-cgroup (podman's cgroup_manager=systemd): cgroupsPath "slice:prefix:name" is the
+    directory systemd would give the scope, made on cgroupfs in every hierarchy of this host
+    (v1 + the unified tree here), as the kernel shows in /proc/PID/cgroup; delete removes the
+    scope and, with no systemd on this host, the slices it made; a bad one is one line, 125."""
+    from minirun.oci.cgroup import systemd_running
+
+    hierarchies = [line.split(":", 2)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    for n, (given, expected) in enumerate([
+            ("machine.slice:libpod:mrt-c15", "/machine.slice/libpod-mrt-c15.scope"),
+            ("mrt-1000.slice:minirun:c16", "/mrt.slice/mrt-1000.slice/minirun-c16.scope"),
+            (None, f"/system.slice/minirun-oci-c17{os.getpid()}.scope")]):
+        container_id = f"c{15 + n}" + (str(os.getpid()) if given is None else "")
+        b = bundle(["sleep", "60"])
+        config = json.loads((b / "config.json").read_text())
+        config["linux"].pop("cgroupsPath", None)
+        if given is not None:
+            config["linux"]["cgroupsPath"] = given
+        (b / "config.json").write_text(json.dumps(config))
+        top = Path("/sys/fs/cgroup/pids") / expected.split("/")[1]
+        top_before = top.exists()
+        oci("--systemd-cgroup", "create", "--bundle", str(b), container_id)
+        pid = oci.state(container_id)["pid"]
+        seen = {line.split(":", 2)[1]: line.split(":", 2)[2]
+                for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()}
+        assert seen == {h: expected for h in hierarchies}, seen
+        assert str(pid) in (Path("/sys/fs/cgroup/pids") / expected.lstrip("/") / "cgroup.procs").read_text()
+        oci("start", container_id)
+        oci("delete", "--force", container_id)
+        assert not (Path("/sys/fs/cgroup/pids") / expected.lstrip("/")).exists()
+        if not systemd_running():
+            assert top.exists() == top_before, "the slices it made go with the last scope"
+    b = bundle(["true"])
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["cgroupsPath"] = "/not/a/systemd/path"
+    (b / "config.json").write_text(json.dumps(config))
+    refused = oci("--systemd-cgroup", "create", "--bundle", str(b), "c18", check=False)
+    assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "slice:prefix:name" in refused.stderr and not (oci.root / "c18").exists()
+
+
 def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
     b = bundle(["sh", "-c", "echo ran; exit 6"])
     done = oci("run", "--bundle", str(b), "c10", check=False, stderr=subprocess.PIPE)
@@ -500,6 +541,10 @@ def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]
 
     try:
         assert pm("run", "--rm", *flags, PODMAN_IMAGE, "sh", "-c", "echo hi; exit 3").returncode == 3
+        # podman's systemd cgroup manager: `--systemd-cgroup create` with machine.slice:libpod:ID
+        systemd = pm("--cgroup-manager", "systemd", "run", "--rm", *flags, PODMAN_IMAGE,
+                     "cat", "/proc/self/cgroup")
+        assert re.search(r"^0::/machine\.slice/libpod-[0-9a-f]{64}\.scope$", systemd.stdout, re.M), systemd
         tty = in_pty("run", "--rm", "-t", *flags, PODMAN_IMAGE, "sh", "-c", "tty; exit 4")
         assert tty.returncode == 4 and "/dev/pts/0" in tty.stdout, tty
         assert pm("run", "-d", "--name", name, *flags, PODMAN_IMAGE, "sleep", "100").returncode == 0
