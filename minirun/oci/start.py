@@ -54,7 +54,9 @@ def run(root: str, container_id: str) -> int:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     trace.mark("oci: start", pid=data["pid"], fifo=str(path))
+    # The state at the hooks' moment: the program was exec'd (the fifo's EOF), so "running" with
+    # its pid, even when a short program has already exited by now (runtime.md, "poststart").
+    state = {**record.public(root, container_id, data), "status": "running", "pid": data["pid"]}
     # The spec: a poststart failure is a warning, and the next hooks still run.
-    hooks.run("poststart", hooks.from_json(data.get("hooks", {}), "poststart"),
-              record.public(root, container_id, data), warn_only=True)
+    hooks.run("poststart", hooks.from_json(data.get("hooks", {}), "poststart"), state, warn_only=True)
     return 0
