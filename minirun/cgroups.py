@@ -252,7 +252,7 @@ def mode() -> str:
     return "hybrid" if kinds == {1, 2} else "v1"
 
 
-def _own_cgroup(h: Hierarchy) -> str:
+def own_cgroup(h: Hierarchy) -> str:
     """This process's cgroup in hierarchy `h`, from /proc/self/cgroup (`ID:CONTROLLERS:PATH`;
     v2's line is `0::PATH`)."""
     with open("/proc/self/cgroup") as f:
@@ -269,7 +269,7 @@ def _delegated_base(h: Hierarchy) -> Path | None:
     """The highest directory above (or at) our own cgroup that belongs to us: what an
     administrator (or systemd's Delegate=yes) handed to this user. None if there is none."""
     base = None
-    path = h.mountpoint / _own_cgroup(h).lstrip("/")
+    path = h.mountpoint / own_cgroup(h).lstrip("/")
     uid = os.getuid()
     while path != h.mountpoint and path.is_relative_to(h.mountpoint):
         try:

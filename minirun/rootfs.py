@@ -314,6 +314,35 @@ def bind_host_cgroupfs(root_fd: int) -> None:
         os.close(fd)
 
 
+def bind_own_cgroups(root_fd: int) -> None:
+    """minirun-oci, a bundle without a cgroup namespace of its own (podman's default on v1 and
+    hybrid hosts): cgroupfs mounted here would show the host's whole tree, and in a user
+    namespace, which does not own the host's cgroup namespace, mount(2) refuses it (EPERM). So
+    bind only this process's own cgroup of each hierarchy (the parent moved it there before "go")
+    at the hierarchy's usual place, read-only, as runc does."""
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    host = [h for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+    if [h.version for h in host] == [2]:
+        own = host[0].mountpoint / cgroups.own_cgroup(host[0]).lstrip("/")
+        mount_in_root(root_fd, str(own), "/sys/fs/cgroup", None, MS_BIND | MS_REC)
+        flags = MS_BIND | MS_REMOUNT | ro | locked_flags(str(own))
+        mount_in_root(root_fd, None, "/sys/fs/cgroup", None, flags)
+        return
+    mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
+    fd = open_in_root(root_fd, "/sys/fs/cgroup")
+    base = f"/proc/self/fd/{fd}"
+    try:
+        for h in host:
+            own = h.mountpoint / cgroups.own_cgroup(h).lstrip("/")
+            target = f"{base}/{h.mountpoint.relative_to(cgroups.CGROUP_ROOT)}"
+            os.makedirs(target, exist_ok=True)
+            kernel.mount(str(own), target, None, MS_BIND | MS_REC)
+            kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | ro | locked_flags(str(own)))
+        kernel.mount(None, base, None, MS_REMOUNT | ro, "mode=755")
+    finally:
+        os.close(fd)
+
+
 def bind_etc_files(root_fd: int, etc_files: dict[str, str]) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf: written by minirun, bound over the image's."""
     for target, source in etc_files.items():

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +27,8 @@ from typing import Any
 
 import pytest
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
+
+from minirun import cgroups
 
 pytestmark = pytest.mark.root
 
@@ -375,6 +378,48 @@ def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Call
     refused = oci("--systemd-cgroup", "create", "--bundle", str(b), "c18", check=False)
     assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
     assert "slice:prefix:name" in refused.stderr and not (oci.root / "c18").exists()
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_without_a_cgroup_namespace_only_its_own_cgroup_is_shown(oci: Oci, bundle: Callable[..., Path],
+                                                                  tmp_path: Path, userns: bool) -> None:
+    """A bundle without a cgroup namespace (podman's default on this v1/hybrid host): /sys/fs/cgroup
+    shows the container's own cgroup of each hierarchy, read-only, never the host's tree; in a user
+    namespace too (`podman run --uidmap`), where mounting cgroupfs is refused (EPERM)."""
+    v2 = cgroups.mode() == "v2"  # one tree: its own cgroup is /sys/fs/cgroup itself
+    pids = "/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/pids"
+    command = f"ls /sys/fs/cgroup; ls -F {pids} /sys/fs/cgroup/memory | grep /$; " \
+              f"echo 1 > {pids}/pids.max && echo WRITABLE; cat {pids}/pids.max"
+    b = bundle(["sh", "-c", command])
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    config["linux"]["resources"] = {"pids": {"limit": 77}}
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})  # as podman's
+    if userns:
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    (b / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    with contextlib.ExitStack() as stack:
+        if userns:  # its root (host uid 300000) must reach the bundle: not through pytest's 0700 dirs
+            where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+            stack.callback(shutil.rmtree, where, ignore_errors=True)
+            where.chmod(0o755)
+            b = Path(shutil.move(b, where / "bundle"))
+        with open(out, "w") as o, open(tmp_path / "err", "w") as e:
+            oci("create", "--bundle", str(b), "c19", stdout=o, stderr=e)
+        oci("start", "c19")
+        oci.wait_status("c19", "stopped")
+        oci("delete", "c19")
+    shown = out.read_text().split()
+    expected = {"pids.max", "cgroup.procs"} if v2 else \
+        {h.mountpoint.name for h in cgroups.hierarchies() if h.mountpoint.parent == cgroups.CGROUP_ROOT}
+    assert expected and expected <= set(shown), (shown, (tmp_path / "err").read_text())
+    assert "WRITABLE" not in shown and shown[-1] == "77", shown  # its own pids.max, read-only
+    assert not [s for s in shown if s.endswith("/")], "no cgroup below its own: not the host's tree"
+    assert "Read-only file system" in (tmp_path / "err").read_text()
 
 
 def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
