@@ -495,12 +495,29 @@ def oci_prestart(facts: Facts) -> list[str]:
     return [f"prestart hooks: {facts.get('hooks')} (the 1.0 spec's moment: before the program runs)"]
 
 
+def oci_exec_plan(facts: Facts) -> list[str]:
+    proc = facts.get("process")
+    bpf = facts.get("bpf")
+    caps = getattr(getattr(proc, "capabilities", None), "bounding", None)
+    return [
+        f"exec into pid {facts.get('pid')} (checked against its start time): join "
+        f"{_flag_names(flags if isinstance(flags := facts.get('flags'), int) else 0)}",
+        f"process: {' '.join(getattr(proc, 'args', []))!r} as uid {getattr(proc, 'uid', '?')}, "
+        f"{len(caps) if caps is not None else 'all'} bounding capabilities, "
+        + (f"the container's seccomp filter ({len(bpf) // 8} BPF instructions)" if isinstance(bpf, bytes)
+           else "no seccomp"),
+    ]
+
+
 def oci_start(facts: Facts) -> list[str]:
     pid = str(facts["pid"])
-    argv = _read(f"/proc/{pid}/cmdline").split("\0")
+    argv = ""
+    with contextlib.suppress(OSError):
+        argv = " ".join(a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a)
+    now = f"pid {pid} now runs {argv!r}" if argv else f"pid {pid} ran, and has exited already"
     return [
         f"open({facts.get('fifo')}, O_RDONLY|O_NONBLOCK), poll: the byte, then EOF when the child's",
-        f"execve(2) closed the write end; pid {pid} now runs {' '.join(a for a in argv if a)!r}",
+        f"execve(2) closed the write end; {now}",
         "the fifo unlinked: state says running; then poststart hooks",
     ]
 
@@ -542,4 +559,5 @@ STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "oci: execve": executing,
     "oci: prestart hooks": oci_prestart,
     "oci: start": oci_start,
+    "oci: exec plan": oci_exec_plan,
 }

@@ -27,7 +27,8 @@ import socket
 from pathlib import Path
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, state, sync, tty
+from minirun import kernel, pid1, process, state, sync, trace, tty
+from minirun.cgroups import Cgroup
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import child, config, create, record
 from minirun.oci.config import NAMESPACE_FLAGS, PROC_NS, Process
@@ -94,6 +95,7 @@ def run(root: str, args: argparse.Namespace) -> int:
     if state.process_start_time(pid) != data.get("start_time"):
         raise MinirunError(f"container {args.id}: its process is gone")
     flags = namespaces_to_join(pid)
+    trace.mark("oci: exec plan", pid=pid, flags=flags, process=proc, bpf=bpf)
     console = create.connect_console(args.console_socket if proc.terminal else None)
     ours, theirs = sync.channel()
     report_r, report_w = os.pipe()
@@ -156,6 +158,8 @@ def helper_main(
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))
         kernel.setns(pidfd, flags)
+        trace.mark("exec: cgroup, setns", "helper", flags=flags,
+                   cgroup=Cgroup(tuple(Path(p) for p in cgroup_paths)))
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)
@@ -184,12 +188,14 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
         process.reset_signals()
         child.close_inherited_fds(preserve_fds)
         child.apply_security(proc, bpf)
+        trace.mark("oci: capabilities, seccomp, user", "child", bpf=bpf, nnp=proc.no_new_privileges)
         try:
             os.chdir(proc.cwd)
         except OSError as e:
             raise MinirunError(f"process.cwd {proc.cwd}: {e.strerror}") from None
         if detach:  # exec returns at once: the process outlives it (conmon, the subreaper, reaps it)
             kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
+        trace.mark("oci: execve", "child", argv=proc.args, preserved=preserve_fds)
         pid1.execute(proc.args, proc.env)
     except MinirunError as e:
         code = e.code
