@@ -124,7 +124,8 @@ def test_lifecycle_waits_at_the_fifo_until_start(oci: Oci, bundle: Callable[...,
     oci("start", "c1")
     wait_for(lambda: (b / "rootfs" / "started").exists(), what="the program ran")
     assert oci.state("c1")["status"] == "running"
-    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    # sh wrote the file, then exec'd sleep: under load the exec may come a moment later
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep", what="sleep")
     again = oci("start", "c1", check=False)
     assert again.returncode == 125 and "running" in again.stderr
     refused = oci("delete", "c1", check=False)
