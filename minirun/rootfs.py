@@ -267,18 +267,32 @@ def mount_sys(root_fd: int, own_netns: bool, cgroupns_host: bool = False) -> Non
         mount_cgroupfs(root_fd)
 
 
-def mount_cgroupfs(root_fd: int) -> None:
+def mount_cgroupfs(root_fd: int, own_only: bool = False) -> None:
     """Mount the cgroup hierarchies as the container's cgroup namespace sees them.
 
     Mounted from inside the new cgroup namespace, each hierarchy's root is the container's own
     cgroup (cgroup_namespaces(7)), so `ls /sys/fs/cgroup` shows the container, not the host.
     A v2-only host gets one cgroup2 mount; v1 and hybrid hosts a tmpfs with one directory per
     hierarchy, like the host's layout.
+
+    `own_only` (minirun-oci, a bundle without a cgroup namespace of its own: podman's default on
+    v1 and hybrid hosts): cgroupfs would show the host's whole tree there, and in a user
+    namespace, which does not own the host's cgroup namespace, mount(2) refuses it (EPERM). So
+    each place gets this process's own cgroup of that hierarchy (the parent moved it there
+    before "go"), bound read-only, as runc does.
     """
     ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     host = [h for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
-    if [h.version for h in host] == [2]:
+    if [h.version for h in host] == [2] and not own_only:
         mount_in_root(root_fd, "cgroup", "/sys/fs/cgroup", "cgroup2", ro)
+        return
+    if [h.version for h in host] == [2]:  # its own cgroup2 directory is /sys/fs/cgroup
+        fs = open_in_root(root_fd, "/sys/fs", "dir")
+        try:
+            os.makedirs(f"/proc/self/fd/{fs}/cgroup", exist_ok=True)
+            attach_hierarchy(host[0], f"/proc/self/fd/{fs}/cgroup", own_only)
+        finally:
+            os.close(fs)
         return
     mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
     fd = open_in_root(root_fd, "/sys/fs/cgroup")
@@ -287,13 +301,23 @@ def mount_cgroupfs(root_fd: int) -> None:
         for h in host:
             target = f"{base}/{h.mountpoint.relative_to(cgroups.CGROUP_ROOT)}"
             os.makedirs(target, exist_ok=True)
-            if h.version == 2:
-                kernel.mount("cgroup2", target, "cgroup2", ro)
-            else:
-                kernel.mount("cgroup", target, "cgroup", ro, ",".join(h.controllers))
+            attach_hierarchy(h, target, own_only)
         kernel.mount(None, base, None, MS_REMOUNT | ro, "mode=755")
     finally:
         os.close(fd)
+
+
+def attach_hierarchy(h: cgroups.Hierarchy, target: str, own_only: bool) -> None:
+    """One hierarchy at `target` (a path, looked up again by each call), read-only."""
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if own_only:
+        own = str(h.mountpoint / cgroups.own_cgroup(h).lstrip("/"))
+        kernel.mount(own, target, None, MS_BIND | MS_REC)
+        kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | ro | locked_flags(own))
+    elif h.version == 2:
+        kernel.mount("cgroup2", target, "cgroup2", ro)
+    else:
+        kernel.mount("cgroup", target, "cgroup", ro, ",".join(h.controllers))
 
 
 def bind_host_cgroupfs(root_fd: int) -> None:
@@ -310,35 +334,6 @@ def bind_host_cgroupfs(root_fd: int) -> None:
         for host_path in [cgroups.CGROUP_ROOT, *below]:
             target = f"{base}/{host_path.relative_to(cgroups.CGROUP_ROOT)}".rstrip("/.")
             kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(str(host_path)))
-    finally:
-        os.close(fd)
-
-
-def bind_own_cgroups(root_fd: int) -> None:
-    """minirun-oci, a bundle without a cgroup namespace of its own (podman's default on v1 and
-    hybrid hosts): cgroupfs mounted here would show the host's whole tree, and in a user
-    namespace, which does not own the host's cgroup namespace, mount(2) refuses it (EPERM). So
-    bind only this process's own cgroup of each hierarchy (the parent moved it there before "go")
-    at the hierarchy's usual place, read-only, as runc does."""
-    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    host = [h for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
-    if [h.version for h in host] == [2]:
-        own = host[0].mountpoint / cgroups.own_cgroup(host[0]).lstrip("/")
-        mount_in_root(root_fd, str(own), "/sys/fs/cgroup", None, MS_BIND | MS_REC)
-        flags = MS_BIND | MS_REMOUNT | ro | locked_flags(str(own))
-        mount_in_root(root_fd, None, "/sys/fs/cgroup", None, flags)
-        return
-    mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
-    fd = open_in_root(root_fd, "/sys/fs/cgroup")
-    base = f"/proc/self/fd/{fd}"
-    try:
-        for h in host:
-            own = h.mountpoint / cgroups.own_cgroup(h).lstrip("/")
-            target = f"{base}/{h.mountpoint.relative_to(cgroups.CGROUP_ROOT)}"
-            os.makedirs(target, exist_ok=True)
-            kernel.mount(str(own), target, None, MS_BIND | MS_REC)
-            kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | ro | locked_flags(str(own)))
-        kernel.mount(None, base, None, MS_REMOUNT | ro, "mode=755")
     finally:
         os.close(fd)
 

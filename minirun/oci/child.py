@@ -273,10 +273,8 @@ def mount_one(
     elif fstype == "cgroup":
         # The hierarchies as our cgroup namespace shows them (read-only), in the host's layout;
         # without a cgroup namespace, only our own cgroup of each. Like runc, only at the usual place.
-        if destination == "/sys/fs/cgroup" and "cgroup" in config.namespaces:
-            rootfs.mount_cgroupfs(root_fd)
-        elif destination == "/sys/fs/cgroup":
-            rootfs.bind_own_cgroups(root_fd)
+        if destination == "/sys/fs/cgroup":
+            rootfs.mount_cgroupfs(root_fd, own_only="cgroup" not in config.namespaces)
     else:
         rootfs.mount_in_root(root_fd, source or fstype, destination, fstype or None, flags, data or None)
     if propagation:
