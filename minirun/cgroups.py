@@ -252,7 +252,7 @@ def mode() -> str:
     return "hybrid" if kinds == {1, 2} else "v1"
 
 
-def _own_cgroup(h: Hierarchy) -> str:
+def own_cgroup(h: Hierarchy) -> str:
     """This process's cgroup in hierarchy `h`, from /proc/self/cgroup (`ID:CONTROLLERS:PATH`;
     v2's line is `0::PATH`)."""
     with open("/proc/self/cgroup") as f:
@@ -269,7 +269,7 @@ def _delegated_base(h: Hierarchy) -> Path | None:
     """The highest directory above (or at) our own cgroup that belongs to us: what an
     administrator (or systemd's Delegate=yes) handed to this user. None if there is none."""
     base = None
-    path = h.mountpoint / _own_cgroup(h).lstrip("/")
+    path = h.mountpoint / own_cgroup(h).lstrip("/")
     uid = os.getuid()
     while path != h.mountpoint and path.is_relative_to(h.mountpoint):
         try:
@@ -329,7 +329,7 @@ def check_limits_possible(limits: Limits, rootless: bool) -> None:
 # --- create, limit, fill, read, empty, remove -------------------------------------------------
 
 
-def _prepare_v1_cpuset(path: Path) -> None:
+def prepare_v1_cpuset(path: Path) -> None:
     """A new v1 cpuset cgroup starts with empty cpuset.cpus/mems, and the kernel refuses to add a
     task to it (ENOSPC) until they are set: copy them from the parent (cpuset(7)).
 
@@ -369,7 +369,7 @@ def create(container_id: str, rootless: bool) -> Cgroup | None:
             path = parent / container_id
             _mkdir_under_shared_parent(path)
             paths.append(path)
-            _prepare_v1_cpuset(path)
+            prepare_v1_cpuset(path)
     except OSError:
         remove(Cgroup(tuple(paths)))
         raise
@@ -383,7 +383,7 @@ def _mkdir_under_shared_parent(path: Path) -> None:
     for _ in range(100):
         try:
             path.parent.mkdir(exist_ok=True)
-            _prepare_v1_cpuset(path.parent)
+            prepare_v1_cpuset(path.parent)
             if (path.parent / "cgroup.subtree_control").exists():
                 _enable_v2_controllers(path.parent)
             path.mkdir()  # from here on PARENT is not empty, so nobody can remove it
@@ -463,16 +463,18 @@ def apply_policy(cgroup: Cgroup | None, limits: Limits, rootless: bool) -> None:
     v2 = cgroup.v2_path()
     if v2 is not None:
         try:
-            _attach_device_program(v2)
+            attach_device_program(v2, DEVICE_ALLOWLIST)
         except OSError as e:
             if not v1_done:  # no policy at all: refuse to run rather than run with every device
                 raise MinirunError(f"cannot set the device policy of the container's cgroup: {e}") from None
 
 
-def _attach_device_program(v2_path: Path) -> None:
+def attach_device_program(v2_path: Path, rules: tuple[tuple[str, int | None, int | None, str], ...]) -> None:
+    """v2 has no devices controller: the allowlist `rules` as an eBPF program on the cgroup
+    (BPF_CGROUP_DEVICE). minirun-oci's linux.resources.devices too."""
     from minirun import kernel
 
-    prog = kernel.bpf_load_device_program(device_program(DEVICE_ALLOWLIST))
+    prog = kernel.bpf_load_device_program(device_program(rules))
     try:
         directory = os.open(v2_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

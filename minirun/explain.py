@@ -275,11 +275,10 @@ def bounded(facts: Facts) -> list[str]:
         "(PR_CAPBSET_DROP for the others; capabilities(7))",
     ]
     security = facts.get("security")
-    bpf = getattr(security, "seccomp_filter", None)
+    bpf = facts.get("bpf", getattr(security, "seccomp_filter", None))
     if isinstance(bpf, bytes):
-        when = (
-            " (after the user switch: no_new_privs)" if getattr(security, "no_new_privileges", False) else ""
-        )
+        nnp = facts.get("nnp", getattr(security, "no_new_privileges", False))
+        when = " (after the user switch: no_new_privs)" if nnp else ""
         lines.append(
             f"seccomp(SECCOMP_SET_MODE_FILTER){when}: {len(bpf) // 8} BPF instructions; now Seccomp: "
             f"{status.get('Seccomp', '?')} (filter mode), filters: {status.get('Seccomp_filters', '?')}"
@@ -305,8 +304,12 @@ def switched(_facts: Facts) -> list[str]:
 def executing(facts: Facts) -> list[str]:
     argv = facts.get("argv")
     command = " ".join(str(a) for a in argv) if isinstance(argv, list) else "?"
+    preserved = facts.get("preserved")
+    kept = "0, 1, 2"
+    if isinstance(preserved, int) and preserved:
+        kept += f" and 3..{2 + preserved} (--preserve-fds)"
     return [
-        "signals reset, every fd but 0, 1, 2 close-on-exec (close_range(2)),",
+        f"signals reset, every fd but {kept} close-on-exec (close_range(2)),",
         f"execve({command!r}) (execve(2)): from here on it is the container's command",
     ]
 
@@ -343,6 +346,184 @@ def exec_planned(facts: Facts) -> list[str]:
     ]
 
 
+# --- minirun-oci create and start (minirun/oci/; `minirun-oci --explain[=FILE]`) -----------------
+
+
+def oci_config(facts: Facts) -> list[str]:
+    """config.json read into the frozen plan (oci/config.py), before anything exists."""
+    cfg = facts["config"]
+    proc = getattr(cfg, "process", None)
+    spaces: Mapping[str, str] = getattr(cfg, "namespaces", {})
+    new = [kind for kind, path in spaces.items() if not path]
+    joined = [f"{kind}={path}" for kind, path in spaces.items() if path]
+    maps = [f"{m.inside} {m.outside} {m.count}" for m in getattr(cfg, "uid_mappings", [])]
+    hooks: Mapping[str, list[object]] = getattr(cfg, "hooks", {})
+    return [
+        f"bundle {getattr(cfg, 'bundle', '?')}: root {getattr(cfg, 'root', '?')}"
+        f"{' (read-only)' if getattr(cfg, 'root_readonly', False) else ''}",
+        f"process: {' '.join(getattr(proc, 'args', []))!r} as uid {getattr(proc, 'uid', '?')} "
+        f"gid {getattr(proc, 'gid', '?')}, cwd {getattr(proc, 'cwd', '?')}, "
+        f"terminal {getattr(proc, 'terminal', False)}",
+        f"namespaces: new {', '.join(new) or 'none'}; joined {', '.join(joined) or 'none'}",
+        f"uidMappings: {'; '.join(maps) or 'none'} (container host size)",
+        f"{len(getattr(cfg, 'mounts', []))} mounts, {len(getattr(cfg, 'masked_paths', []))} masked and "
+        f"{len(getattr(cfg, 'readonly_paths', []))} read-only paths, cgroupsPath "
+        f"{getattr(cfg, 'cgroups_path', None) or '(none: /minirun-oci/ID)'}",
+        "hooks: " + (", ".join(f"{kind} {len(h)}" for kind, h in hooks.items() if h) or "none"),
+        "(config.md, config-linux.md): a frozen plan; the child decides nothing",
+    ]
+
+
+def oci_seccomp(facts: Facts) -> list[str]:
+    profile = facts.get("seccomp")
+    bpf = facts.get("bpf")
+    if not isinstance(profile, Mapping) or not isinstance(bpf, bytes):
+        return ["linux.seccomp: none, no filter will be loaded"]
+    rules = profile.get("syscalls") or []
+    names = sum(len(r.get("names") or []) for r in rules if isinstance(r, Mapping))
+    return [
+        f"linux.seccomp: defaultAction {profile.get('defaultAction')}, {len(rules)} rules naming {names} "
+        f"syscalls; compiled before clone to {len(bpf) // 8} BPF instructions",
+        "(seccomp(2), libseccomp; minirun/security/seccomp.py): the child only loads it",
+    ]
+
+
+def oci_cgroup(facts: Facts) -> list[str]:
+    given = facts.get("cgroups_path")
+    resources = facts.get("resources")
+    asked = ", ".join(sorted(resources)) if isinstance(resources, Mapping) and resources else "none"
+    lines = [f"linux.cgroupsPath {given or '(none)'}: one directory in each hierarchy"]
+    if facts.get("systemd"):
+        lines.append("--systemd-cgroup: slice:prefix:name made into the path systemd would give the scope,")
+        lines.append("written on cgroupfs by minirun itself (no scope asked of systemd over D-Bus)")
+    lines += cgroup_written(facts)[:-1]
+    return [*lines, f"linux.resources ({asked}) written before the process moves in (cgroups(7))"]
+
+
+def oci_fifo(facts: Facts) -> list[str]:
+    return [
+        f"mkfifo {facts.get('fifo')} (0622), kept as an O_PATH fd for the child: the wait",
+        "between create and start (fifo(7))",
+    ]
+
+
+def oci_go(_facts: Facts) -> list[str]:
+    return ['sync: "go" sent; the child joins and builds from the plan frozen before clone']
+
+
+def oci_namespaces(facts: Facts) -> list[str]:
+    spaces = facts.get("namespaces")
+    kinds = list(spaces) if isinstance(spaces, Mapping) else []
+    names = {"network": "net", "mount": "mnt"}
+    shown = []
+    for kind in kinds:
+        with contextlib.suppress(OSError):
+            shown.append(os.readlink(f"/proc/self/ns/{names.get(kind, kind)}"))
+    status = _status()
+    lines = [
+        f"in its namespaces: {' '.join(shown)}",
+        "(namespaces(7): new ones from clone, a path in config.json setns(2)'d, the user namespace first)",
+        f"uid {status['Uid'].split()[0]} in its user namespace; /proc/self/cgroup, last line: "
+        + _read("/proc/self/cgroup").splitlines()[-1],
+    ]
+    if isinstance(spaces, Mapping) and spaces.get("cgroup") == "":
+        lines.append("unshare(CLONE_NEWCGROUP) once in its cgroup: that is its root (cgroup_namespaces(7))")
+    if facts.get("hostname") is not None:
+        lines.append(f"sethostname({os.uname().nodename!r}) (uts_namespaces(7))")
+    return lines
+
+
+def oci_mounts(facts: Facts) -> list[str]:
+    root = str(facts.get("root", "")).rstrip("/")
+    inside = sorted({line.split()[4][len(root):] or "/" for line in _read("/proc/self/mountinfo").splitlines()
+                     if line.split()[4] == root or line.split()[4].startswith(root + "/")})
+    given = facts.get("mounts")
+    count = len(given) if isinstance(given, list) else "?"
+    return [
+        f"root.path {root} bound onto itself; config.json's {count} mounts in order, each target",
+        "resolved inside it (openat2 RESOLVE_IN_ROOT); devices and /dev links; createContainer hooks:",
+        f"  {' '.join(inside)}",
+        "(mount(2), mount_namespaces(7))",
+    ]
+
+
+def oci_paths(facts: Facts) -> list[str]:
+    masked, readonly, sysctl = facts.get("masked"), facts.get("readonly"), facts.get("sysctl")
+    written = " ".join(f"{k}={v}" for k, v in sysctl.items()) if isinstance(sysctl, Mapping) else ""
+    return [
+        f"sysctl (written to /proc/sys before it is read-only): {written or 'none'}",
+        f"maskedPaths ({len(masked) if isinstance(masked, list) else 0}): /dev/null or an empty tmpfs "
+        "over each, as minirun's own (rootfs.mask_path)",
+        f"readonlyPaths ({len(readonly) if isinstance(readonly, list) else 0}): bound onto itself, "
+        "remounted read-only (rootfs.read_only_path)",
+        f"root.readonly: {facts.get('root_readonly')}",
+    ]
+
+
+def oci_stdio(facts: Facts) -> list[str]:
+    links = []
+    for fd in (0, 1, 2):
+        try:
+            links.append(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            links.append(f"{fd} closed")
+    how = "a pty of its devpts, master sent over --console-socket (SCM_RIGHTS, unix(7))" \
+        if facts.get("terminal") else "the fds create inherited (conmon's, under podman)"
+    return [f"setsid(2); stdio is {how}:", f"  {', '.join(links)}"]
+
+
+def oci_waiting(facts: Facts) -> list[str]:
+    return [
+        "set up; the sync socket closes: create sees EOF, writes state.json, --pid-file, exits",
+        f'("created"); the child blocks in open({facts.get("fifo")}, O_WRONLY) until start opens it',
+        "for reading (fifo(7))",
+    ]
+
+
+def oci_created(facts: Facts) -> list[str]:
+    pid = facts.get("pid")
+    return [
+        f"{facts.get('record')}: pid {pid}, status created; createRuntime hooks: {facts.get('hooks')}",
+        f"--pid-file {facts.get('pid_file') or '(none)'}; create exits: its child {pid} is reparented",
+        "to the nearest subreaper (conmon under podman, prctl(2) PR_SET_CHILD_SUBREAPER)",
+    ]
+
+
+def oci_opened(_facts: Facts) -> list[str]:
+    return ['start opened the fifo: the open returned; wrote "0" (its write end is close-on-exec)']
+
+
+def oci_prestart(facts: Facts) -> list[str]:
+    return [f"prestart hooks: {facts.get('hooks')} (the 1.0 spec's moment: before the program runs)"]
+
+
+def oci_exec_plan(facts: Facts) -> list[str]:
+    proc = facts.get("process")
+    bpf = facts.get("bpf")
+    caps = getattr(getattr(proc, "capabilities", None), "bounding", None)
+    return [
+        f"exec into pid {facts.get('pid')} (checked against its start time): join "
+        f"{_flag_names(flags if isinstance(flags := facts.get('flags'), int) else 0)}",
+        f"process: {' '.join(getattr(proc, 'args', []))!r} as uid {getattr(proc, 'uid', '?')}, "
+        f"{len(caps) if caps is not None else 'all'} bounding capabilities, "
+        + (f"the container's seccomp filter ({len(bpf) // 8} BPF instructions)" if isinstance(bpf, bytes)
+           else "no seccomp"),
+    ]
+
+
+def oci_start(facts: Facts) -> list[str]:
+    pid = str(facts["pid"])
+    argv = ""
+    with contextlib.suppress(OSError):
+        argv = " ".join(a for a in _read(f"/proc/{pid}/cmdline").split("\0") if a)
+    now = f"pid {pid} now runs {argv!r}" if argv else f"pid {pid} ran, and has exited already"
+    return [
+        f"open({facts.get('fifo')}, O_RDONLY|O_NONBLOCK), poll: the byte, then EOF when the child's",
+        f"execve(2) closed the write end; {now}",
+        "the fifo unlinked: state says running; then poststart hooks",
+    ]
+
+
 STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "exec: plan": exec_planned,
     "bundle, /etc files, seccomp filter (compiled or cached)": seccomp_planned,
@@ -364,4 +545,21 @@ STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "exec: cgroup, setns": exec_joined,
     "exec: bounding set, seccomp, user, capabilities": lambda facts: bounded(facts) + switched(facts),
     "exec: execve": executing,
+    "oci: config.json": oci_config,
+    "oci: seccomp": oci_seccomp,
+    "oci: cgroup": oci_cgroup,
+    "oci: exec fifo": oci_fifo,
+    "oci: go": oci_go,
+    "oci: created": oci_created,
+    "oci: namespaces": oci_namespaces,
+    "oci: mounts": oci_mounts,
+    "oci: sysctl, masked and read-only paths": oci_paths,
+    "oci: stdio": oci_stdio,
+    "oci: capabilities, seccomp, user": lambda facts: bounded(facts) + switched(facts),
+    "oci: cwd; the sync socket closes": oci_waiting,
+    "oci: start opened the exec fifo": oci_opened,
+    "oci: execve": executing,
+    "oci: prestart hooks": oci_prestart,
+    "oci: start": oci_start,
+    "oci: exec plan": oci_exec_plan,
 }

@@ -267,18 +267,32 @@ def mount_sys(root_fd: int, own_netns: bool, cgroupns_host: bool = False) -> Non
         mount_cgroupfs(root_fd)
 
 
-def mount_cgroupfs(root_fd: int) -> None:
+def mount_cgroupfs(root_fd: int, own_only: bool = False) -> None:
     """Mount the cgroup hierarchies as the container's cgroup namespace sees them.
 
     Mounted from inside the new cgroup namespace, each hierarchy's root is the container's own
     cgroup (cgroup_namespaces(7)), so `ls /sys/fs/cgroup` shows the container, not the host.
     A v2-only host gets one cgroup2 mount; v1 and hybrid hosts a tmpfs with one directory per
     hierarchy, like the host's layout.
+
+    `own_only` (minirun-oci, a bundle without a cgroup namespace of its own: podman's default on
+    v1 and hybrid hosts): cgroupfs would show the host's whole tree there, and in a user
+    namespace, which does not own the host's cgroup namespace, mount(2) refuses it (EPERM). So
+    each place gets this process's own cgroup of that hierarchy (the parent moved it there
+    before "go"), bound read-only, as runc does.
     """
     ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
     host = [h for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
-    if [h.version for h in host] == [2]:
+    if [h.version for h in host] == [2] and not own_only:
         mount_in_root(root_fd, "cgroup", "/sys/fs/cgroup", "cgroup2", ro)
+        return
+    if [h.version for h in host] == [2]:  # its own cgroup2 directory is /sys/fs/cgroup
+        fs = open_in_root(root_fd, "/sys/fs", "dir")
+        try:
+            os.makedirs(f"/proc/self/fd/{fs}/cgroup", exist_ok=True)
+            attach_hierarchy(host[0], f"/proc/self/fd/{fs}/cgroup", own_only)
+        finally:
+            os.close(fs)
         return
     mount_in_root(root_fd, "tmpfs", "/sys/fs/cgroup", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755")
     fd = open_in_root(root_fd, "/sys/fs/cgroup")
@@ -287,13 +301,23 @@ def mount_cgroupfs(root_fd: int) -> None:
         for h in host:
             target = f"{base}/{h.mountpoint.relative_to(cgroups.CGROUP_ROOT)}"
             os.makedirs(target, exist_ok=True)
-            if h.version == 2:
-                kernel.mount("cgroup2", target, "cgroup2", ro)
-            else:
-                kernel.mount("cgroup", target, "cgroup", ro, ",".join(h.controllers))
+            attach_hierarchy(h, target, own_only)
         kernel.mount(None, base, None, MS_REMOUNT | ro, "mode=755")
     finally:
         os.close(fd)
+
+
+def attach_hierarchy(h: cgroups.Hierarchy, target: str, own_only: bool) -> None:
+    """One hierarchy at `target` (a path, looked up again by each call), read-only."""
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if own_only:
+        own = str(h.mountpoint / cgroups.own_cgroup(h).lstrip("/"))
+        kernel.mount(own, target, None, MS_BIND | MS_REC)
+        kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | ro | locked_flags(own))
+    elif h.version == 2:
+        kernel.mount("cgroup2", target, "cgroup2", ro)
+    else:
+        kernel.mount("cgroup", target, "cgroup", ro, ",".join(h.controllers))
 
 
 def bind_host_cgroupfs(root_fd: int) -> None:
@@ -359,37 +383,50 @@ READ_ONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-tri
 
 
 def mask_paths(root_fd: int) -> None:
-    """Hide each masked path: /dev/null bound over a file, an empty read-only tmpfs over a
-    directory. A path this kernel does not have is skipped."""
     for path in MASKED:
-        try:
-            fd = open_in_root(root_fd, path)
-        except FileNotFoundError:
-            continue
-        try:
-            target = f"/proc/self/fd/{fd}"
-            if os.path.isdir(target):
-                kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-            else:
-                kernel.mount("/dev/null", target, None, MS_BIND)
-        finally:
-            os.close(fd)
+        mask_path(root_fd, path)
 
 
 def read_only_paths(root_fd: int) -> None:
-    """Bind each path onto itself, then remount that bind read-only (keeping proc's locked
-    nosuid/nodev/noexec): reading /proc/sys works, writing it fails with EROFS."""
     for path in READ_ONLY:
-        try:
-            fd = open_in_root(root_fd, path)
-        except FileNotFoundError:
-            continue
-        try:
-            kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
-        finally:
-            os.close(fd)
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-        mount_in_root(root_fd, None, path, None, flags)
+        read_only_path(root_fd, path)
+
+
+def mask_path(root_fd: int, path: str) -> None:
+    """Hide a path: /dev/null bound over a file, an empty read-only tmpfs over a directory.
+    A path this kernel (or image) does not have is skipped. minirun-oci's maskedPaths too."""
+    try:
+        fd = open_in_root(root_fd, path)
+    except FileNotFoundError:
+        return
+    try:
+        target = f"/proc/self/fd/{fd}"
+        if os.path.isdir(target):
+            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        else:
+            kernel.mount("/dev/null", target, None, MS_BIND)
+    finally:
+        os.close(fd)
+
+
+def read_only_path(root_fd: int, path: str) -> None:
+    """Bind a path onto itself, then remount that bind read-only, keeping the flags of the mount
+    it is on (proc's nosuid/nodev/noexec, locked in a user namespace): reading /proc/sys works,
+    writing it fails with EROFS. minirun-oci's readonlyPaths too."""
+    try:
+        fd = open_in_root(root_fd, path)
+    except FileNotFoundError:
+        return
+    try:
+        kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
+    finally:
+        os.close(fd)
+    fd = open_in_root(root_fd, path)  # a fresh fd: one opened before the bind sees underneath it
+    try:
+        target = f"/proc/self/fd/{fd}"
+        kernel.mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | locked_flags(target))
+    finally:
+        os.close(fd)
 
 
 def open_bundle(plan: RootfsPlan) -> int:

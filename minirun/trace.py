@@ -55,12 +55,15 @@ _T0 = _start() if ENABLED else 0.0
 _last = {"parent": _T0}
 
 
-def explain_on() -> None:
-    """`--explain`: narrate every step from now on, in this process and the ones it forks."""
+def explain_on(fd: int = -1) -> None:
+    """`--explain`: narrate every step from now on, in this process and the ones it forks, to
+    `fd` (close-on-exec; minirun-oci's --explain=FILE) or a copy of stderr."""
     global ENABLED, EXPLAIN_FD, _T0
     from minirun import explain  # noqa: F401  now: exec narrates from inside the container's mounts
 
-    if EXPLAIN_FD < 0:
+    if fd >= 0:
+        EXPLAIN_FD = fd
+    elif EXPLAIN_FD < 0:
         EXPLAIN_FD = os.dup(2)  # Python's dup is close-on-exec (inheritable=False)
     if not ENABLED:
         _T0 = time.clock_gettime(time.CLOCK_MONOTONIC)

@@ -21,6 +21,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -178,6 +179,16 @@ class Tier:
                     proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.communicate(timeout=30)
+
+
+def oci_runtime(directory: Path, root: Path) -> Path:
+    """`minirun-oci` of this checkout as an engine is configured with it: one executable whose
+    argv is runc's, keeping its containers under `root`."""
+    script = directory / "minirun-oci"
+    script.write_text(f"#!/bin/sh\nMINIRUN_OCI_ROOT={root} PYTHONPATH={REPO} exec {sys.executable} "
+                      f"-P -m minirun.oci \"$@\"\n")
+    script.chmod(0o755)
+    return script
 
 
 def describe(tier: Tier, args: Sequence[str], result: subprocess.CompletedProcess[str], why: str = "") -> str:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Lab 05 — the layers of the container stack: one container started by minirun alone, then the
 # same image under podman with minirun as its OCI runtime (engine -> conmon -> runtime -> kernel),
-# then the runtime by hand, verb by verb, as conmon drives it.
+# what each layer did (`minirun run --explain`, and `minirun-oci --explain` under podman), then
+# the runtime by hand, verb by verb, as conmon drives it.
 # Run as root: sh examples/labs/05-the-oci-stack.sh   (needs podman; README "minirun as an OCI runtime")
 set -eu
 MINIRUN=${MINIRUN:-minirun}
@@ -20,6 +21,9 @@ trap cleanup EXIT
 
 step "minirun alone: one program is engine, monitor and runtime (minirun run)"
 $MINIRUN run --rm --network none busybox sh -c 'echo "pid $$, $(hostname), caps $(grep CapEff /proc/self/status)"'
+
+step "minirun run --explain: every step minirun took, as it happened (minirun/explain.py)"
+$MINIRUN run --rm --explain --network none busybox true 2>&1
 
 step "The same image for podman (minirun export | podman import)"
 $MINIRUN create --name "$name" busybox true >/dev/null
@@ -42,6 +46,21 @@ podman --runtime "$work/runtime" run -d --name "$name" --network none --ulimit n
     --ulimit nproc=1024:1024 localhost/lab-oci-busybox sleep 60 >/dev/null
 pid=$(podman inspect -f '{{.State.Pid}}' "$name")
 echo "container pid $pid, parent: $(ps -o comm= -p "$(ps -o ppid= -p "$pid" | tr -d ' ')")"
+podman rm -f -t 0 "$name" >/dev/null
+
+step "The runtime's side under podman: --runtime-flag explain=FILE (minirun-oci --explain)"
+# podman puts "--" before each --runtime-flag, so every call conmon and podman make is
+# `minirun-oci --explain=FILE VERB ...`: create and start narrate what they do, with the real
+# values, into FILE. A user namespace (--uidmap) and a cgroup namespace of its own, to see them.
+short() { sed -E 's/[0-9a-f]{64}/ID/g'; }
+podman --runtime "$work/runtime" --runtime-flag "explain=$work/explain" run -d --name "$name" \
+    --network none --cgroupns private --uidmap 0:300000:65536 --gidmap 0:300000:65536 \
+    --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 localhost/lab-oci-busybox sleep 60 >/dev/null
+pid=$(podman inspect -f '{{.State.Pid}}' "$name")
+echo "podman says: pid $pid, cgroup $(podman inspect -f '{{.State.CgroupPath}}' "$name")" | short
+echo "the kernel says: uid_map $(tr -s ' ' < "/proc/$pid/uid_map" | sed 's/^ //')"
+echo "what minirun-oci narrated ($work/explain, the long ids shortened):"
+short < "$work/explain"
 podman rm -f -t 0 "$name" >/dev/null
 
 step "The runtime by hand: a bundle, then create / state / start / state / delete"

@@ -3,7 +3,10 @@ process is moved in (the same order as minirun/cgroups.py, which this reuses for
 that do not depend on where the directory is: adding, killing, removing).
 
 cgroupsPath names one directory relative to each hierarchy's root (absolute or not: runc's
-cgroupfs driver reads both so); without one, /minirun-oci/ID. Each resource goes into the
+cgroupfs driver reads both so); without one, /minirun-oci/ID. With --systemd-cgroup (podman on
+a systemd host) it is "slice:prefix:name", and the directory is the one systemd would give that
+scope (systemd_path): minirun does not ask systemd over D-Bus for a scope, it makes the same
+path itself on cgroupfs, as crun does when systemd cannot be reached. Each resource goes into the
 hierarchy that has its controller: v1 file names on v1 and hybrid hosts, v2 names on a
 unified one (cgroup-v1/*.rst, cgroup-v2.rst). A resource this host cannot apply fails create.
 """
@@ -18,8 +21,42 @@ from minirun.cgroups import Cgroup
 from minirun.errors import MinirunError
 
 
-def places(cgroups_path: str | None, container_id: str) -> list[Path]:
-    relative = (cgroups_path or f"/minirun-oci/{container_id}").strip("/")
+def systemd_running() -> bool:
+    """Is this host booted with systemd (sd_booted(3): /run/systemd/system exists)?"""
+    return Path("/run/systemd/system").is_dir()
+
+
+def expand_slice(name: str) -> list[str]:
+    """A slice's place in the tree: each dash is a level (systemd.slice(5)), so user-1000.slice
+    is user.slice/user-1000.slice; "-.slice" (or "-") is the root slice."""
+    if name in ("-", "-.slice"):
+        return []
+    words = name.removesuffix(".slice").split("-")
+    if not name.endswith(".slice") or "/" in name or "" in words:
+        raise MinirunError(f"--systemd-cgroup: {name!r} is not a slice name (like machine.slice)")
+    return ["-".join(words[: i + 1]) + ".slice" for i in range(len(words))]
+
+
+def systemd_path(cgroups_path: str | None, container_id: str) -> str:
+    """--systemd-cgroup's "slice:prefix:name" as the cgroup path of the unit systemd would make:
+    SLICE-PATH/prefix-name.scope (systemd.scope(5)), or SLICE-PATH/name when name is a slice.
+    No cgroupsPath: system.slice:minirun-oci:ID (runc's default, with our prefix)."""
+    given = cgroups_path or f"system.slice:minirun-oci:{container_id}"
+    parts = given.split(":")
+    if len(parts) != 3:
+        raise MinirunError(f"--systemd-cgroup: linux.cgroupsPath {given!r} is not slice:prefix:name")
+    slice_, prefix, name = parts
+    if not name or "/" in prefix + name or name in (".", ".."):
+        raise MinirunError(f"--systemd-cgroup: linux.cgroupsPath {given!r}: a name without '/' is needed")
+    unit = name if name.endswith(".slice") else (f"{prefix}-{name}.scope" if prefix else f"{name}.scope")
+    return "/".join([*expand_slice(slice_ or "system.slice"), unit])
+
+
+def places(cgroups_path: str | None, container_id: str, systemd: bool = False) -> list[Path]:
+    if systemd:
+        relative = systemd_path(cgroups_path, container_id)
+    else:
+        relative = (cgroups_path or f"/minirun-oci/{container_id}").strip("/")
     if not relative or ".." in relative.split("/"):
         raise MinirunError(f"invalid linux.cgroupsPath {cgroups_path!r}")
     found = []
@@ -40,14 +77,7 @@ def create(paths: list[Path]) -> Cgroup:
             level = level.parent
         for new in reversed(missing):
             new.mkdir()
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                target = new / name
-                if (
-                    target.exists()
-                    and not (new / "cgroup.controllers").exists()
-                    and not target.read_text().strip()
-                ):
-                    target.write_text((new.parent / name).read_text())
+            cgroups.prepare_v1_cpuset(new)
         made.append(path)
     return Cgroup(tuple(made))
 
@@ -162,17 +192,7 @@ def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
         for r in ordered
         if r.get("allow") and r.get("type") in ("c", "b")
     )
-    from minirun import kernel
-
-    prog = kernel.bpf_load_device_program(cgroups.device_program(allow))
-    try:
-        fd = os.open(v2, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            kernel.bpf_attach_device_program(prog, fd)
-        finally:
-            os.close(fd)
-    finally:
-        os.close(prog)
+    cgroups.attach_device_program(v2, allow)
 
 
 def _freezer(paths: list[str]) -> tuple[Path, str, str, str] | None:
@@ -224,6 +244,22 @@ def remove(paths: list[str]) -> None:
         for path in existing:
             with contextlib.suppress(OSError):
                 _rmdir_retry(path)
+
+
+def remove_slices(paths: list[str]) -> None:
+    """--systemd-cgroup without systemd: the slice directories above the scope, deepest first,
+    each once it is empty (another container's scope keeps it). With systemd running they are
+    its units, and stay."""
+    if systemd_running():
+        return
+    for text in paths:
+        level = Path(text).parent
+        while level.name.endswith(".slice") and level.is_relative_to(cgroups.CGROUP_ROOT):
+            try:
+                level.rmdir()
+            except OSError:
+                break
+            level = level.parent
 
 
 def _rmdir_retry(path: Path) -> None:

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, rootfs, sync, tty
+from minirun import kernel, pid1, process, rootfs, sync, trace, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.kernel import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 from minirun.oci import hooks
@@ -97,6 +97,8 @@ class ChildPlan:
     console_fd: int  # connected --console-socket, or -1
     join_fds: dict[str, int]  # namespace type -> an open fd of the path to join
     state: dict[str, object]  # for the in-container hooks' stdin
+    preserve_fds: int = 0  # --preserve-fds N: fds 3 .. 3+N-1 go to the program as they are
+    fifo_path: str = ""  # ROOT/ID/exec.fifo as the host sees it (for --explain)
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -135,8 +137,10 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
             kernel.set_link_up("lo")
         if "mount" not in config.namespaces:
             raise MinirunError("config.json: a mount namespace is required (linux.namespaces type mount)")
+        trace.mark("oci: namespaces", "child", namespaces=config.namespaces, hostname=config.hostname)
         build_rootfs(plan)
         setup_stdio(plan)
+        trace.mark("oci: stdio", "child", terminal=config.process.terminal)
         for kind, soft, hard in config.process.rlimits:
             try:
                 resource.setrlimit(kind, (soft, hard))
@@ -145,14 +149,16 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         with contextlib.suppress(OSError):
             os.makedirs(config.process.cwd, exist_ok=True)
         process.reset_signals()
-        # Only 0, 1, 2 reach the program (CVE-2024-21626); before seccomp, whose profile may
-        # not know close_range(2).
-        kernel.close_range_cloexec(3)
+        # Before seccomp, whose profile may not know close_range(2).
+        close_inherited_fds(plan.preserve_fds)
         apply_security(config.process, plan.seccomp_filter)
+        trace.mark("oci: capabilities, seccomp, user", "child", bpf=plan.seccomp_filter,
+                   nnp=config.process.no_new_privileges)
         try:
             os.chdir(config.process.cwd)
         except OSError as e:
             raise MinirunError(f"process.cwd {config.process.cwd}: {e.strerror}") from None
+        trace.mark("oci: cwd; the sync socket closes", "child", fifo=plan.fifo_path)
         kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)  # create exits now; we are not to die with it
     except MinirunError as e:
         _report(sock, e.code, str(e))
@@ -163,7 +169,9 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
     sock.close()  # EOF: create records "created" and exits; we wait at the fifo
     try:
         wait_for_start(plan.fifo_fd)
+        trace.mark("oci: start opened the exec fifo", "child")
         hooks.exec_in_container(config.hooks.get("startContainer", []), plan.state)
+        trace.mark("oci: execve", "child", argv=config.process.args, preserved=plan.preserve_fds)
         pid1.execute(config.process.args, config.process.env)
     except MinirunError as e:
         code = e.code
@@ -173,6 +181,16 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         with contextlib.suppress(OSError):
             os.write(2, f"minirun-oci: {e}\n".encode())
     os._exit(code)
+
+
+def close_inherited_fds(preserve: int) -> None:
+    """Only 0, 1, 2 and the --preserve-fds ones (3 .. 3+N-1, as create's or exec's caller
+    passed them; LISTEN_FDS in process.env is the caller's business) reach the program: every
+    other fd is close-on-exec (close_range(2)), so a host directory fd cannot be the program's
+    working directory or a path out of its root (CVE-2024-21626)."""
+    kernel.close_range_cloexec(3 + preserve)
+    for fd in range(3, 3 + preserve):
+        os.set_inheritable(fd, True)
 
 
 def _report(sock: socket.socket, code: int, message: str) -> None:
@@ -209,9 +227,11 @@ def build_rootfs(plan: ChildPlan) -> None:
             mount_one(root_fd, config, m.destination, m.type, m.source, m.options)
         make_devices(root_fd, config)
         hooks.exec_in_container(config.hooks.get("createContainer", []), plan.state)
+        trace.mark("oci: mounts", "child", root=config.root, mounts=config.mounts)
     finally:
         os.close(root_fd)
     rootfs.pivot_into(config.root)
+    trace.mark("pivot_root", "child")
     if config.rootfs_propagation:
         kernel.mount(None, "/", None, PROPAGATION[config.rootfs_propagation])
     for key, value in config.sysctl.items():
@@ -223,13 +243,15 @@ def build_rootfs(plan: ChildPlan) -> None:
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for path in config.masked_paths:
-            mask(root, path)
+            rootfs.mask_path(root, path)
         for path in config.readonly_paths:
-            read_only(root, path)
+            rootfs.read_only_path(root, path)
     finally:
         os.close(root)
     if config.root_readonly:
         kernel.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags("/"))
+    trace.mark("oci: sysctl, masked and read-only paths", "child", masked=config.masked_paths,
+               readonly=config.readonly_paths, sysctl=config.sysctl, root_readonly=config.root_readonly)
 
 
 def mount_one(
@@ -250,9 +272,9 @@ def mount_one(
             )
     elif fstype == "cgroup":
         # The hierarchies as our cgroup namespace shows them (read-only), in the host's layout;
-        # like runc, only at the usual place.
+        # without a cgroup namespace, only our own cgroup of each. Like runc, only at the usual place.
         if destination == "/sys/fs/cgroup":
-            rootfs.mount_cgroupfs(root_fd)
+            rootfs.mount_cgroupfs(root_fd, own_only="cgroup" not in config.namespaces)
     else:
         rootfs.mount_in_root(root_fd, source or fstype, destination, fstype or None, flags, data or None)
     if propagation:
@@ -299,35 +321,6 @@ def make_devices(root_fd: int, config: Config) -> None:
         os.close(dev)
 
 
-def mask(root: int, path: str) -> None:
-    """A masked path cannot be read: /dev/null over a file, an empty read-only tmpfs over a
-    directory (as minirun/rootfs.py does for docker's list)."""
-    try:
-        fd = rootfs.open_in_root(root, path)
-    except FileNotFoundError:
-        return
-    try:
-        target = f"/proc/self/fd/{fd}"
-        if os.path.isdir(target):
-            kernel.mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
-        else:
-            kernel.mount("/dev/null", target, None, MS_BIND)
-    finally:
-        os.close(fd)
-
-
-def read_only(root: int, path: str) -> None:
-    try:
-        fd = rootfs.open_in_root(root, path)
-    except FileNotFoundError:
-        return
-    try:
-        kernel.mount(f"/proc/self/fd/{fd}", f"/proc/self/fd/{fd}", None, MS_BIND | MS_REC)
-    finally:
-        os.close(fd)
-    rootfs.mount_in_root(root, None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | rootfs.locked_flags(path))
-
-
 def setup_stdio(plan: ChildPlan) -> None:
     """A new session. With process.terminal, a pty from the container's devpts: /dev/console is
     its slave, and its master goes to whoever listens on --console-socket (SCM_RIGHTS, unix(7)),
@@ -337,19 +330,25 @@ def setup_stdio(plan: ChildPlan) -> None:
         return
     if plan.console_fd < 0:
         raise MinirunError("process.terminal needs --console-socket")
-    master, slave = tty.open_pty_in_container()
-    name = os.ttyname(slave)
+    slave = pty_to_console_socket(plan.console_fd)
     with contextlib.suppress(OSError):
         if not os.path.exists("/dev/console"):
             open("/dev/console", "w").close()
-        kernel.mount(name, "/dev/console", None, MS_BIND)
-    console = socket.socket(fileno=plan.console_fd)
+        kernel.mount(os.ttyname(slave), "/dev/console", None, MS_BIND)
+    tty.make_controlling_terminal(slave)
+
+
+def pty_to_console_socket(console_fd: int) -> int:
+    """A pty from the container's devpts; its master goes to --console-socket (SCM_RIGHTS),
+    which is closed after. Returns the slave (create's process and exec's)."""
+    master, slave = tty.open_pty_in_container()
+    console = socket.socket(fileno=console_fd)
     try:
         sync.send(console, "pty", fds=[master])
     finally:
         console.close()
         os.close(master)
-    tty.make_controlling_terminal(slave)
+    return slave
 
 
 def apply_security(proc: Process, seccomp_filter: bytes | None) -> None:

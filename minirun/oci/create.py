@@ -10,13 +10,14 @@ is left: the child is killed, the cgroup and the record removed.
 import contextlib
 import json
 import os
+import resource
 import signal
 import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, paths, state, sync, userns
+from minirun import kernel, paths, state, sync, trace, userns
 from minirun.errors import MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
@@ -81,8 +82,26 @@ def connect_console(path: str | None) -> int:
     return sock.detach()
 
 
-def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None) -> int:
+def preserved_fds(count: int) -> int:
+    """--preserve-fds N (runc's): fds 3 .. 3+N-1 of this process go to the container's program
+    as they are. Checked before this process opens anything: each must be open now, or a number
+    in the range could become one of minirun's own fds and reach the program."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if count < 0 or 3 + count > limit:
+        raise MinirunError(f"--preserve-fds {count}: a number from 0 to {limit - 3} is needed")
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise MinirunError(f"--preserve-fds {count}: fd {fd} is not open") from None
+    return count
+
+
+def run(root: str, container_id: str, bundle: str, pid_file: str | None, console_socket: str | None,
+        preserve_fds: int = 0, systemd_cgroup: bool = False) -> int:
+    preserve = preserved_fds(preserve_fds)
     cfg = config.load(bundle)
+    trace.mark("oci: config.json", config=cfg)
     if cfg.process.terminal and not console_socket:
         raise MinirunError("process.terminal is true: --console-socket is required")
     where = record.directory(root, container_id)
@@ -94,7 +113,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
     dirs: list[Path] = []
     pid = pidfd = -1
     try:
-        dirs = cgroup.places(cfg.cgroups_path, container_id)
+        dirs = cgroup.places(cfg.cgroups_path, container_id, systemd_cgroup)
         base = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -104,7 +123,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "annotations": cfg.annotations,
             "cgroup_paths": [str(p) for p in dirs],
             "hooks": hooks.to_json(cfg.hooks),
-            "default_cgroup": cfg.cgroups_path is None,
+            "default_cgroup": cfg.cgroups_path is None and not systemd_cgroup,
+            "systemd_cgroup": systemd_cgroup,
             "has_process": cfg.has_process,
         }
         # Written before anything else exists, naming what will: if this process is SIGKILLed
@@ -113,12 +133,16 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.save(root, container_id, {**base, "pid": 0, "creator": me,
                                          "creator_start": state.process_start_time(me)})
         bpf = seccomp_filter(cfg, where)
+        trace.mark("oci: seccomp", seccomp=cfg.seccomp, bpf=bpf)
         made = cgroup.create(dirs)
         cgroup.apply(made, cfg.resources)
+        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
+                   systemd=systemd_cgroup)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
         os.chmod(fifo_path, 0o622)  # whoever the program runs as may open it for writing
         fifo_fd = os.open(fifo_path, os.O_PATH | os.O_CLOEXEC)
+        trace.mark("oci: exec fifo", fifo=str(fifo_path))
         shown = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -127,7 +151,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "bundle": cfg.bundle,
             "annotations": cfg.annotations,
         }
-        plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown)
+        plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
+                               preserve, str(fifo_path))
         if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
             kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
         parent_end, child_end = sync.channel()
@@ -136,6 +161,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             parent_end.close()
             child.run(plan, child_end)
         child_end.close()
+        trace.mark("clone", pid=pid, flags=cfg.clone_flags())
         pidfd = os.pidfd_open(pid)
         for fd in [*plan.join_fds.values(), plan.console_fd, fifo_fd]:
             if fd >= 0:
@@ -143,12 +169,15 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         with parent_end:
             if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
                 userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
+                trace.mark("id maps", pid=pid)
             for path in made.paths:
                 (path / "cgroup.procs").write_text(str(pid))
+            trace.mark("join cgroup", pid=pid)
             if cfg.process.oom_score_adj is not None:
                 # Written by us: lowering it needs CAP_SYS_RESOURCE, which the program may lack (proc(5)).
                 Path(f"/proc/{pid}/oom_score_adj").write_text(str(cfg.process.oom_score_adj))
             sync.send(parent_end, "go")
+            trace.mark("oci: go")
             answer = sync.receive(parent_end)
             for fd in answer.fds:
                 os.close(fd)
@@ -164,6 +193,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         hooks.run("createRuntime", cfg.hooks.get("createRuntime", []), public)
         if pid_file:
             write_pid_file(pid_file, pid)
+        trace.mark("oci: created", pid=pid, record=str(where / "state.json"), pid_file=pid_file,
+                   hooks=len(cfg.hooks.get("createRuntime", [])))
     except BaseException:
         if pidfd >= 0:
             with contextlib.suppress(OSError):
@@ -171,7 +202,9 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
         cgroup.remove([str(p) for p in dirs])
-        if cfg.cgroups_path is None:
+        if systemd_cgroup:
+            cgroup.remove_slices([str(p) for p in dirs])
+        elif cfg.cgroups_path is None:
             remove_default_parent(dirs)
         record.remove(root, container_id)
         raise

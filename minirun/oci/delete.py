@@ -47,5 +47,7 @@ def destroy(root: str, container_id: str, data: dict[str, Any], current: str) ->
         for text in paths:
             with contextlib.suppress(OSError):
                 Path(text).parent.rmdir()
+    if data.get("systemd_cgroup"):
+        cgroup.remove_slices(paths)
     record.remove(root, container_id)
     hooks.run("poststop", hooks.from_json(data.get("hooks", {}), "poststop"), public, warn_only=True)

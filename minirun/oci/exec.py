@@ -10,7 +10,8 @@ The same steps as minirun/enter.py, for a container without a minirun record:
              process becomes exec's own child; the helper reports its pid and exits
   4 process  root in the user namespace; a new session (with --tty a pty from the container's
              devpts, its master sent to --console-socket); rlimits; the container's seccomp,
-             process.json's user and capabilities; cwd; signals reset; fds >= 3 close-on-exec;
+             process.json's user and capabilities; cwd; signals reset; fds >= 3 close-on-exec
+             but --preserve-fds N's 3 .. 3+N-1;
              execve (EOF on the sync socket) or "error CODE MESSAGE"
   5 exec     --pid-file; with --detach return now (conmon, the subreaper, reaps it), else wait
              and exit with its code (128+N for signal N)
@@ -26,7 +27,8 @@ import socket
 from pathlib import Path
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, state, sync, tty
+from minirun import kernel, pid1, process, state, sync, trace, tty
+from minirun.cgroups import Cgroup
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import child, config, create, record
 from minirun.oci.config import NAMESPACE_FLAGS, PROC_NS, Process
@@ -78,6 +80,7 @@ def namespaces_to_join(pid: int) -> int:
 
 
 def run(root: str, args: argparse.Namespace) -> int:
+    preserve = create.preserved_fds(args.preserve_fds)  # before this process opens anything
     data = record.load(root, args.id)
     current = record.status(root, args.id, data)
     if current not in ("running", "created"):
@@ -92,6 +95,7 @@ def run(root: str, args: argparse.Namespace) -> int:
     if state.process_start_time(pid) != data.get("start_time"):
         raise MinirunError(f"container {args.id}: its process is gone")
     flags = namespaces_to_join(pid)
+    trace.mark("oci: exec plan", pid=pid, flags=flags, process=proc, bpf=bpf)
     console = create.connect_console(args.console_socket if proc.terminal else None)
     ours, theirs = sync.channel()
     report_r, report_w = os.pipe()
@@ -100,7 +104,7 @@ def run(root: str, args: argparse.Namespace) -> int:
         ours.close()
         os.close(report_r)
         paths = data.get("cgroup_paths", [])
-        helper_main(proc, bpf, pidfd, flags, paths, console, theirs, report_w, args.detach)
+        helper_main(proc, bpf, pidfd, flags, paths, console, theirs, report_w, args.detach, preserve)
     theirs.close()
     os.close(report_w)
     if console >= 0:
@@ -146,6 +150,7 @@ def helper_main(
     sock: socket.socket,
     report: int,
     detach: bool,
+    preserve_fds: int,
 ) -> NoReturn:
     try:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -153,10 +158,12 @@ def helper_main(
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))
         kernel.setns(pidfd, flags)
+        trace.mark("exec: cgroup, setns", "helper", flags=flags,
+                   cgroup=Cgroup(tuple(Path(p) for p in cgroup_paths)))
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)
-            process_main(proc, bpf, flags, console, sock, detach)
+            process_main(proc, bpf, flags, console, sock, detach, preserve_fds)
         os.write(report, str(pid).encode())
         os._exit(0)
     except BaseException as e:
@@ -166,7 +173,7 @@ def helper_main(
 
 
 def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, sock: socket.socket,
-                 detach: bool) -> NoReturn:
+                 detach: bool, preserve_fds: int) -> NoReturn:
     code = RUNTIME_ERROR
     try:
         if flags & kernel.CLONE_NEWUSER:
@@ -175,25 +182,20 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
             process.guard_process()
         os.setsid()
         if proc.terminal:
-            master, slave = tty.open_pty_in_container()
-            link = socket.socket(fileno=console)
-            try:
-                sync.send(link, "pty", fds=[master])
-            finally:
-                link.close()
-                os.close(master)
-            tty.make_controlling_terminal(slave)
+            tty.make_controlling_terminal(child.pty_to_console_socket(console))
         for kind, soft, hard in proc.rlimits:
             resource.setrlimit(kind, (soft, hard))
         process.reset_signals()
-        kernel.close_range_cloexec(3)
+        child.close_inherited_fds(preserve_fds)
         child.apply_security(proc, bpf)
+        trace.mark("oci: capabilities, seccomp, user", "child", bpf=bpf, nnp=proc.no_new_privileges)
         try:
             os.chdir(proc.cwd)
         except OSError as e:
             raise MinirunError(f"process.cwd {proc.cwd}: {e.strerror}") from None
         if detach:  # exec returns at once: the process outlives it (conmon, the subreaper, reaps it)
             kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
+        trace.mark("oci: execve", "child", argv=proc.args, preserved=preserve_fds)
         pid1.execute(proc.args, proc.env)
     except MinirunError as e:
         code = e.code

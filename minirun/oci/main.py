@@ -1,7 +1,11 @@
 """`minirun-oci`: runc's command line, so that podman, conmon, CRI-O, containerd and the
 runtime-tools validation suite can drive minirun as they drive runc.
 
-  minirun-oci [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup] VERB ...
+  minirun-oci [--root DIR] [--log FILE] [--log-format text|json] [--debug] [--systemd-cgroup]
+              [--explain[=FILE]] VERB ...
+
+--explain narrates what create and start do, step by step with the real values (minirun/explain.py,
+as `minirun run --explain`), to FILE or stderr; podman passes it with `--runtime-flag explain=FILE`.
 
 Each verb is one module of minirun/oci (create, start, state, kill, delete, exec, pause,
 features). A failure is one line on stderr (and in --log, as JSON with --log-format json,
@@ -25,7 +29,7 @@ SPEC_VERSION = "1.0.2"
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        raise MinirunError(f"{self.prog}: {message}")
+        raise MinirunError(message)  # log() names the program
 
 
 def parser() -> Parser:
@@ -39,10 +43,12 @@ def parser() -> Parser:
     p.add_argument("--log", default=None)
     p.add_argument("--log-format", choices=("text", "json"), default="text")
     p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")  # accepted; minirun writes cgroupfs itself
+    # cgroupsPath is "slice:prefix:name"; minirun makes systemd's path itself (oci/cgroup.py)
+    p.add_argument("--systemd-cgroup", action="store_true")
     p.add_argument("--rootless", default=None)
     p.add_argument("--criu", default=None)
     p.add_argument("--version", "-v", action="store_true")
+    p.add_argument("--explain", default=None, metavar="FILE")  # a bare --explain is "-" (stderr)
     verbs = p.add_subparsers(dest="verb")
 
     def verb(name: str) -> argparse.ArgumentParser:
@@ -102,11 +108,13 @@ def dispatch(args: argparse.Namespace) -> int:
     if args.verb == "create":
         from minirun.oci import create
 
-        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
+        return create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds,
+                          args.systemd_cgroup)
     if args.verb == "run":  # create + start; without --detach wait for it, then delete it (runc run)
         from minirun.oci import create, delete, record, start
 
-        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket)
+        create.run(root, args.id, args.bundle, args.pid_file, args.console_socket, args.preserve_fds,
+                   args.systemd_cgroup)
         start.run(root, args.id)
         if args.detach:
             return 0
@@ -179,10 +187,46 @@ def log(args: argparse.Namespace | None, message: str) -> None:
             f.write(f"error: {message}\n")
 
 
+def explain_flag(argv: list[str]) -> list[str]:
+    """A bare global `--explain` (before the verb) means stderr: argparse's optional value would
+    take the verb for the file name."""
+    value_next = False
+    for i, arg in enumerate(argv):
+        if value_next:
+            value_next = False
+            continue
+        if not arg.startswith("-"):
+            break
+        if arg == "--explain":
+            return [*argv[:i], "--explain=-", *argv[i + 1 :]]
+        value_next = arg in ("--root", "--log", "--log-format", "--rootless", "--criu")
+    return argv
+
+
+def explain_to(path: str) -> None:
+    """--explain: narration on from here on (minirun/trace.py), appended to `path` or on stderr."""
+    from minirun import trace
+
+    if path == "-":
+        trace.explain_on()
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise MinirunError(f"--explain {path}: {e.strerror}") from None
+    trace.explain_on(fd)
+
+
 def program() -> None:
     args = None
     try:
-        args = parser().parse_args(sys.argv[1:])
+        args = parser().parse_args(explain_flag(sys.argv[1:]))
+        if getattr(args, "preserve_fds", 0):
+            from minirun.oci import create
+
+            create.preserved_fds(args.preserve_fds)  # before the --explain file takes a free fd
+        if args.explain:
+            explain_to(args.explain)
         code = dispatch(args)
     except MinirunError as e:
         log(args, str(e))

@@ -11,6 +11,7 @@ import contextlib
 import os
 import select
 
+from minirun import trace
 from minirun.errors import MinirunError
 from minirun.oci import delete, hooks, kill, record
 
@@ -31,6 +32,7 @@ def run(root: str, container_id: str) -> int:
         # runtime.md, "Lifecycle": the container is stopped and the lifecycle goes on at delete.
         delete.destroy(root, container_id, data, "created")
         raise
+    trace.mark("oci: prestart hooks", hooks=len(data.get("hooks", {}).get("prestart", [])))
     path = record.fifo(root, container_id)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
@@ -51,7 +53,10 @@ def run(root: str, container_id: str) -> int:
         os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+    trace.mark("oci: start", pid=data["pid"], fifo=str(path))
+    # The state at the hooks' moment: the program was exec'd (the fifo's EOF), so "running" with
+    # its pid, even when a short program has already exited by now (runtime.md, "poststart").
+    state = {**record.public(root, container_id, data), "status": "running", "pid": data["pid"]}
     # The spec: a poststart failure is a warning, and the next hooks still run.
-    hooks.run("poststart", hooks.from_json(data.get("hooks", {}), "poststart"),
-              record.public(root, container_id, data), warn_only=True)
+    hooks.run("poststart", hooks.from_json(data.get("hooks", {}), "poststart"), state, warn_only=True)
     return 0

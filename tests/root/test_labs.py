@@ -12,11 +12,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import REPO, Tier
+from helpers import REPO, Tier, oci_runtime
 
 LABS = REPO / "examples" / "labs"
 IMAGE = "mrt-lab-debian"
@@ -222,3 +222,45 @@ def test_lab_04_troubleshooting_containers(root_tier: Tier, lab_image: str) -> N
     signals = shown(section(out, "docker kill"))
     assert signals[-4:] == ["running", "137", "PID 1: still here", "(exit 143)"]
     assert "Cannot fork" in section(out, "unshare --pid --mount-proc /bin/bash")
+
+
+def test_lab_05_the_oci_stack(podman: Callable[..., subprocess.CompletedProcess[str]],
+                              tmp_path: Path) -> None:
+    """examples/labs/05-the-oci-stack.sh as a learner runs it: what each layer did, and the
+    runtime's own narration under podman naming what the kernel and podman say (its pid, its
+    cgroup, its id mappings), not what it was told to do."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
+           "MINIRUN": f"{sys.executable} -P -m minirun", "PYTHONPATH": str(REPO),
+           "MINIRUN_OCI": str(oci_runtime(tmp_path, tmp_path / "state"))}
+    done = subprocess.run(["sh", str(LABS / "05-the-oci-stack.sh")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    alone = section(out, "minirun run --explain")
+    assert re.search(r"clone\(CLONE_NEWUSER\|CLONE_NEWPID.*\): the child is host pid \d+", alone), alone
+    assert "pivot_root" in alone and "execve('true')" in alone
+    assert "exit code 3" in out
+    calls = "create --bundle BUNDLE --pid-file RUNDIR/pidfile ID\nstart ID\ndelete --force ID\n"
+    assert calls in out, out
+    assert "parent: conmon" in out
+    narrated = section(out, "The runtime's side under podman")
+    said = re.search(r"^podman says: pid (\d+), cgroup (\S+)$", narrated, re.M)
+    kernel = re.search(r"^the kernel says: uid_map (\d+ \d+ \d+)$", narrated, re.M)
+    assert said and kernel, narrated
+    pid, cgroup, uid_map = said[1], said[2], kernel[1]
+    assert uid_map == "0 300000 65536", narrated
+    # create's steps, in order, each with the value the kernel or podman shows
+    expected = [f"uidMappings: {uid_map} ", "linux.seccomp: defaultAction",
+                f"mkdir /sys/fs/cgroup/pids{cgroup};",
+                f"the child is host pid {pid} and PID 1 inside", f"uid_map: {uid_map}\n",
+                f"echo {pid} > cgroup.procs", "] oci: namespaces", "] oci: mounts", "] pivot_root",
+                "maskedPaths", "] oci: capabilities, seccomp, user", "seccomp(SECCOMP_SET_MODE_FILTER)",
+                "blocks in open(", f"pid {pid}, status created", "start opened the fifo",
+                "execve('sleep 60')", f"pid {pid} now runs 'sleep 60'"]
+    at = [narrated.find(text) for text in expected]
+    assert all(i >= 0 for i in at), [t for t, i in zip(expected, at, strict=True) if i < 0]
+    assert at == sorted(at), narrated
+    assert narrated.find("] oci: created") < narrated.find("] oci: start\n"), narrated
+    for status in ("created", "running", "stopped"):
+        assert f'"status": "{status}"' in out
+    assert "container lab1 does not exist" in out

@@ -13,6 +13,8 @@ import contextlib
 import json
 import os
 import re
+import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PODMAN_IMAGE, REPO, process_exists, wait_for
+from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
+
+from minirun import cgroups
 
 pytestmark = pytest.mark.root
 
@@ -44,9 +48,12 @@ class Oci:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60,
                  **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        if args and args[0] == "create":
+        verb = list(args)
+        while verb and verb[0].startswith("-"):  # the global options, some with a value
+            verb = verb[2:] if verb[0] in ("--root", "--log", "--log-format") else verb[1:]
+        if verb and verb[0] == "create":
             self.ids.add(args[-1])
-        if args and args[0] in ("create", "exec") and "stderr" not in kwargs:
+        if verb and verb[0] in ("create", "exec") and "stderr" not in kwargs:
             # The container inherits create's stdio: a pipe would stay open as long as it runs
             # (runc's "pass-through" mode), so that waiting for its EOF would wait for the container.
             with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
@@ -71,18 +78,9 @@ class Oci:
                         timeout=20, what=f"{container_id} {status}")
 
 
-def wrapper(directory: Path, root: Path) -> Path:
-    """What an engine is configured with: one executable whose argv is runc's."""
-    script = directory / "minirun-oci"
-    script.write_text(f"#!/bin/sh\nMINIRUN_OCI_ROOT={root} PYTHONPATH={REPO} exec {sys.executable} "
-                      f"-P -m minirun.oci \"$@\"\n")
-    script.chmod(0o755)
-    return script
-
-
 @pytest.fixture
 def oci(tmp_path: Path) -> Iterator[Oci]:
-    runtime = Oci(tmp_path / "state", wrapper(tmp_path, tmp_path / "state"))
+    runtime = Oci(tmp_path / "state", oci_runtime(tmp_path, tmp_path / "state"))
     yield runtime
     for container_id in runtime.ids:
         runtime("delete", "--force", container_id, check=False)
@@ -99,7 +97,7 @@ def bundle(tmp_path: Path) -> Callable[..., Path]:
         where = tmp_path / f"bundle{next(counter)}"
         (where / "rootfs").mkdir(parents=True)
         subprocess.run(["tar", "-xzf", str(ROOTFS), "-C", str(where / "rootfs")], check=True)
-        script = wrapper(tmp_path, tmp_path / "state")
+        script = oci_runtime(tmp_path, tmp_path / "state")
         subprocess.run([str(script), "spec", "--bundle", str(where)], check=True)
         config = json.loads((where / "config.json").read_text())
         config["process"].update({"args": args, "terminal": False, **(process or {})})
@@ -126,7 +124,8 @@ def test_lifecycle_waits_at_the_fifo_until_start(oci: Oci, bundle: Callable[...,
     oci("start", "c1")
     wait_for(lambda: (b / "rootfs" / "started").exists(), what="the program ran")
     assert oci.state("c1")["status"] == "running"
-    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep"
+    # sh wrote the file, then exec'd sleep: under load the exec may come a moment later
+    wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"sleep", what="sleep")
     again = oci("start", "c1", check=False)
     assert again.returncode == 125 and "running" in again.stderr
     refused = oci("delete", "c1", check=False)
@@ -216,6 +215,215 @@ def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callabl
     assert missing.returncode == 127, missing.stderr
     oci("delete", "--force", "c4")
     wait_for(lambda: not process_exists(exec_pid), what="exec'd process gone with the container")
+
+
+# Runs argv with some of our fds at given numbers (and, with subprocess's close_fds, nothing else
+# of ours above 2), as conmon hands a runtime the fds of `podman run --preserve-fds N`.
+PLACE_FDS = """import fcntl, os, sys
+pairs = [tuple(map(int, p.split(":"))) for p in sys.argv[1].split(",")]
+high = [(fcntl.fcntl(src, fcntl.F_DUPFD, 100), dst) for src, dst in pairs]
+for src, _ in pairs:
+    os.close(src)
+for fd, dst in high:
+    os.dup2(fd, dst)
+    os.close(fd)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def with_fds(oci: Oci, placed: dict[int, int], *args: str, output: Path) -> subprocess.CompletedProcess[str]:
+    """`minirun-oci ARGS` with placed[n] at fd n; its stdout and stderr (the container's) to `output`."""
+    if args[0] == "create":
+        oci.ids.add(args[-1])
+    spec = ",".join(f"{src}:{dst}" for dst, src in placed.items())
+    with open(output, "w") as out:
+        return subprocess.run([sys.executable, "-c", PLACE_FDS, spec, str(oci.script), *args],
+                              pass_fds=tuple(placed.values()), stdin=subprocess.DEVNULL, stdout=out,
+                              stderr=out, text=True, timeout=60, check=False)
+
+
+def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
+    got = b""
+    deadline = time.monotonic() + timeout
+    while wanted not in got and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            got += chunk
+    return got
+
+
+def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """runc's --preserve-fds N, for create and exec: the caller's fds 3 .. 3+N-1 reach the
+    program as they are (a pipe with data in, a pipe out); any other fd the runtime inherited
+    (here a file at fd 7) is closed at the program's execve."""
+    secret = tmp_path / "secret"
+    secret.write_text("not for the container\n")
+    other = os.open(secret, os.O_RDONLY)
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    in_ino, out_ino = os.fstat(in_r).st_ino, os.fstat(out_w).st_ino
+    os.write(in_w, b"through fd 3\n")
+    os.close(in_w)
+    b = bundle(["sh", "-c", "cat <&3 >&4; echo from the container >&4; exec sleep 60"])
+    try:
+        created = with_fds(oci, {3: in_r, 4: out_w, 7: other}, "create", "--preserve-fds", "2",
+                           "--bundle", str(b), "c10", output=tmp_path / "create.out")
+        assert created.returncode == 0, (tmp_path / "create.out").read_text()
+        os.close(in_r)
+        os.close(out_w)
+        pid = oci.state("c10")["pid"]
+        oci("start", "c10")
+        got = read_until(out_r, b"from the container\n")
+        assert got == b"through fd 3\nfrom the container\n", got
+        # `sleep` (the exec'd sh) holds 0-2 and the two pipes, nothing else: not fd 7, not the fifo.
+        wait_for(lambda: Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep"), what="sleep")
+        fds = {name: os.readlink(f"/proc/{pid}/fd/{name}") for name in os.listdir(f"/proc/{pid}/fd")}
+        assert sorted(fds) == ["0", "1", "2", "3", "4"], fds
+        assert (fds["3"], fds["4"]) == (f"pipe:[{in_ino}]", f"pipe:[{out_ino}]")
+        # exec --preserve-fds 1: a pipe with data at fd 3; fd 7 again not passed.
+        e_r, e_w = os.pipe()
+        os.write(e_w, b"exec data\n")
+        os.close(e_w)
+        command = "cat <&3; [ -e /proc/self/fd/7 ] && echo fd 7 leaked || echo no fd 7"
+        done = with_fds(oci, {3: e_r, 7: other}, "exec", "--preserve-fds", "1", "c10", "sh", "-c", command,
+                        output=tmp_path / "exec.out")
+        os.close(e_r)
+        assert done.returncode == 0 and (tmp_path / "exec.out").read_text() == "exec data\nno fd 7\n"
+        # Bad input: a count whose fds are not all open, or below zero; one line, 125, nothing made.
+        gap = with_fds(oci, {3: other}, "create", "--preserve-fds", "2", "--bundle", str(b), "c11",
+                       output=tmp_path / "gap.out")
+        assert gap.returncode == 125 and (tmp_path / "gap.out").read_text() == \
+            "minirun-oci: --preserve-fds 2: fd 4 is not open\n"
+        negative = oci("exec", "--preserve-fds", "-1", "c10", "true", check=False)
+        assert negative.returncode == 125 and len(negative.stderr.splitlines()) == 1, negative
+        assert not (oci.root / "c11").exists()
+    finally:
+        os.close(other)
+        os.close(out_r)
+
+
+def test_explain_narrates_create_and_start_and_never_reaches_the_program(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """--explain=FILE (podman's --runtime-flag explain=FILE): the steps with the kernel's values,
+    appended to FILE by create, its child and start; the program sees none of it (its fds are
+    0, 1, 2). A bare --explain after another global goes to stderr; exec narrates too."""
+    narration = tmp_path / "explain.txt"
+    b = bundle(["sleep", "30"])
+    oci(f"--explain={narration}", "create", "--bundle", str(b), "c12")
+    pid = oci.state("c12")["pid"]
+    oci(f"--explain={narration}", "start", "c12")
+    assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
+    text = narration.read_text()
+    steps = re.findall(r"^minirun explain: \[(parent|child) +[+-][\d.]+ ms\] (.+)$", text, re.M)
+    assert [s for _, s in steps] == [
+        "oci: config.json", "oci: seccomp", "oci: cgroup", "oci: exec fifo", "clone", "join cgroup",
+        "oci: go", "oci: namespaces", "oci: mounts", "pivot_root", "oci: sysctl, masked and read-only paths",
+        "oci: stdio",
+        "oci: capabilities, seccomp, user", "oci: cwd; the sync socket closes", "oci: created",
+        "oci: prestart hooks", "oci: start opened the exec fifo", "oci: execve", "oci: start"], text
+    cgroups = json.loads((oci.root / "c12" / "state.json").read_text())["cgroup_paths"]
+    assert f"the child is host pid {pid} and PID 1 inside" in text and f"mkdir {cgroups[0]};" in text
+    assert f"echo {pid} > cgroup.procs" in text and f"pid {pid} now runs 'sleep 30'" in text
+    oci("delete", "--force", "c12")
+    b2 = bundle(["true"])
+    shown = oci("--root", str(oci.root), "--explain", "create", "--bundle", str(b2), "c13")
+    assert "] oci: config.json" in shown.stderr and "] oci: created" in shown.stderr
+    joined = oci("--explain", "exec", "c13", "true")  # exec narrates too (podman passes it there)
+    steps = re.findall(r"^minirun explain: \[\w+ +[+-][\d.]+ ms\] (.+)$", joined.stderr, re.M)
+    assert steps == ["oci: exec plan", "exec: cgroup, setns", "oci: capabilities, seccomp, user",
+                     "oci: execve"], joined.stderr
+    assert f"exec into pid {oci.state('c13')['pid']} " in joined.stderr
+    oci("delete", "--force", "c13")
+    refused = oci(f"--explain={tmp_path}/no/such/dir/x", "create", "--bundle", str(b2), "c14", check=False)
+    assert refused.returncode == 125 and len(refused.stderr.splitlines()) == 1, refused.stderr
+    assert not (oci.root / "c14").exists()
+
+
+def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """--systemd-cgroup (podman's cgroup_manager=systemd): cgroupsPath "slice:prefix:name" is the
+    directory systemd would give the scope, made on cgroupfs in every hierarchy of this host
+    (v1 + the unified tree here), as the kernel shows in /proc/PID/cgroup; delete removes the
+    scope and, with no systemd on this host, the slices it made; a bad one is one line, 125."""
+    from minirun.oci.cgroup import systemd_running
+
+    hierarchies = [line.split(":", 2)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()]
+    for n, (given, expected) in enumerate([
+            ("machine.slice:libpod:mrt-c15", "/machine.slice/libpod-mrt-c15.scope"),
+            ("mrt-1000.slice:minirun:c16", "/mrt.slice/mrt-1000.slice/minirun-c16.scope"),
+            (None, f"/system.slice/minirun-oci-c17{os.getpid()}.scope")]):
+        container_id = f"c{15 + n}" + (str(os.getpid()) if given is None else "")
+        b = bundle(["sleep", "60"])
+        config = json.loads((b / "config.json").read_text())
+        config["linux"].pop("cgroupsPath", None)
+        if given is not None:
+            config["linux"]["cgroupsPath"] = given
+        (b / "config.json").write_text(json.dumps(config))
+        top = Path("/sys/fs/cgroup/pids") / expected.split("/")[1]
+        top_before = top.exists()
+        oci("--systemd-cgroup", "create", "--bundle", str(b), container_id)
+        pid = oci.state(container_id)["pid"]
+        seen = {line.split(":", 2)[1]: line.split(":", 2)[2]
+                for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()}
+        assert seen == {h: expected for h in hierarchies}, seen
+        assert str(pid) in (Path("/sys/fs/cgroup/pids") / expected.lstrip("/") / "cgroup.procs").read_text()
+        oci("start", container_id)
+        oci("delete", "--force", container_id)
+        assert not (Path("/sys/fs/cgroup/pids") / expected.lstrip("/")).exists()
+        if not systemd_running():
+            assert top.exists() == top_before, "the slices it made go with the last scope"
+    b = bundle(["true"])
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["cgroupsPath"] = "/not/a/systemd/path"
+    (b / "config.json").write_text(json.dumps(config))
+    refused = oci("--systemd-cgroup", "create", "--bundle", str(b), "c18", check=False)
+    assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "slice:prefix:name" in refused.stderr and not (oci.root / "c18").exists()
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_without_a_cgroup_namespace_only_its_own_cgroup_is_shown(oci: Oci, bundle: Callable[..., Path],
+                                                                  tmp_path: Path, userns: bool) -> None:
+    """A bundle without a cgroup namespace (podman's default on this v1/hybrid host): /sys/fs/cgroup
+    shows the container's own cgroup of each hierarchy, read-only, never the host's tree; in a user
+    namespace too (`podman run --uidmap`), where mounting cgroupfs is refused (EPERM)."""
+    v2 = cgroups.mode() == "v2"  # one tree: its own cgroup is /sys/fs/cgroup itself
+    pids = "/sys/fs/cgroup" if v2 else "/sys/fs/cgroup/pids"
+    command = f"ls /sys/fs/cgroup; ls -F {pids} /sys/fs/cgroup/memory | grep /$; " \
+              f"echo 1 > {pids}/pids.max && echo WRITABLE; cat {pids}/pids.max"
+    b = bundle(["sh", "-c", command])
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    config["linux"]["resources"] = {"pids": {"limit": 77}}
+    config["mounts"].append({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]})  # as podman's
+    if userns:
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    (b / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    with contextlib.ExitStack() as stack:
+        if userns:  # its root (host uid 300000) must reach the bundle: not through pytest's 0700 dirs
+            where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+            stack.callback(shutil.rmtree, where, ignore_errors=True)
+            where.chmod(0o755)
+            b = Path(shutil.move(b, where / "bundle"))
+        with open(out, "w") as o, open(tmp_path / "err", "w") as e:
+            oci("create", "--bundle", str(b), "c19", stdout=o, stderr=e)
+        oci("start", "c19")
+        oci.wait_status("c19", "stopped")
+        oci("delete", "c19")
+    shown = out.read_text().split()
+    expected = {"pids.max", "cgroup.procs"} if v2 else \
+        {h.mountpoint.name for h in cgroups.hierarchies() if h.mountpoint.parent == cgroups.CGROUP_ROOT}
+    assert expected and expected <= set(shown), (shown, (tmp_path / "err").read_text())
+    assert "WRITABLE" not in shown and shown[-1] == "77", shown  # its own pids.max, read-only
+    assert not [s for s in shown if s.endswith("/")], "no cgroup below its own: not the host's tree"
+    assert "Read-only file system" in (tmp_path / "err").read_text()
 
 
 def test_run_waits_for_the_program_and_removes_it(oci: Oci, bundle: Callable[..., Path]) -> None:
@@ -337,31 +545,12 @@ def test_a_mount_target_that_is_a_symlink_out_of_the_root_never_reaches_the_host
         assert not list(host.iterdir()) and not (oci.root / f"c9{link}").exists()
 
 
-def test_lab_03_the_oci_stack(podman: Callable[..., subprocess.CompletedProcess[str]],
-                              tmp_path: Path) -> None:
-    """examples/labs/05-the-oci-stack.sh as a learner runs it: what each layer did."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MINIRUN_")},
-           "MINIRUN": f"{sys.executable} -P -m minirun", "PYTHONPATH": str(REPO),
-           "MINIRUN_OCI": str(wrapper(tmp_path, tmp_path / "state"))}
-    done = subprocess.run(["sh", str(REPO / "examples" / "labs" / "05-the-oci-stack.sh")], env=env,
-                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "exit code 3" in out
-    calls = "create --bundle BUNDLE --pid-file RUNDIR/pidfile ID\nstart ID\ndelete --force ID\n"
-    assert calls in out, out
-    assert "parent: conmon" in out
-    for status in ("created", "running", "stopped"):
-        assert f'"status": "{status}"' in out
-    assert "container lab1 does not exist" in out
-
-
 @pytest.mark.timeout(1800)
 def test_runtime_tools_validation_suite(tmp_path: Path) -> None:
     """The conformance kit: build (offline, Debian's Go), run all 58 programs, classify."""
     out = Path(os.environ.get("MINIRUN_OCI_KIT_DIR", "/tmp/minirun-oci-validation"))
     subprocess.run(["bash", str(KIT / "build.sh"), str(out)], check=True, capture_output=True, timeout=600)
-    runtime = wrapper(tmp_path, tmp_path / "state")
+    runtime = oci_runtime(tmp_path, tmp_path / "state")
     subprocess.run(["bash", str(KIT / "run.sh"), str(runtime), str(out), "60"], check=True,
                    capture_output=True, timeout=1700)
     classified = (out / "results" / runtime.name / "classified.txt").read_text()
@@ -381,7 +570,7 @@ def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]
     """The engine on top: `podman --runtime minirun-oci` (conmon calls create/start/exec/kill/
     delete/pause/resume with runc's argv): exit codes, -t through the console socket, exec
     (-t, -d), pause/unpause, kill -s, stop, restart, wait, rm -f, and --pid=host's kill --all."""
-    runtime = wrapper(tmp_path, tmp_path / "state")
+    runtime = oci_runtime(tmp_path, tmp_path / "state")
     base = ["podman", "--runtime", str(runtime)]
     flags = ["--pull", "never", "--network", "none",
              "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]  # see README
@@ -401,6 +590,10 @@ def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]
 
     try:
         assert pm("run", "--rm", *flags, PODMAN_IMAGE, "sh", "-c", "echo hi; exit 3").returncode == 3
+        # podman's systemd cgroup manager: `--systemd-cgroup create` with machine.slice:libpod:ID
+        systemd = pm("--cgroup-manager", "systemd", "run", "--rm", *flags, PODMAN_IMAGE,
+                     "cat", "/proc/self/cgroup")
+        assert re.search(r"^0::/machine\.slice/libpod-[0-9a-f]{64}\.scope$", systemd.stdout, re.M), systemd
         tty = in_pty("run", "--rm", "-t", *flags, PODMAN_IMAGE, "sh", "-c", "tty; exit 4")
         assert tty.returncode == 4 and "/dev/pts/0" in tty.stdout, tty
         assert pm("run", "-d", "--name", name, *flags, PODMAN_IMAGE, "sleep", "100").returncode == 0

@@ -152,12 +152,12 @@ def test_cpuset_preparation_is_for_v1_directories_only(tmp_path: Path) -> None:
     v2.mkdir(parents=True)
     (v2 / "cgroup.controllers").write_text("cpuset cpu memory pids\n")
     (v2 / "cpuset.cpus").write_text("\n")
-    cgroups._prepare_v1_cpuset(v2)  # the parent (the "root") has no cpuset.cpus: nothing to do
+    cgroups.prepare_v1_cpuset(v2)  # the parent (the "root") has no cpuset.cpus: nothing to do
     assert (v2 / "cpuset.cpus").read_text() == "\n"
     v1 = tmp_path / "cpuset" / "minirun"
     v1.mkdir(parents=True)
     for name, value in (("cpuset.cpus", "0-1\n"), ("cpuset.mems", "0\n")):
         (v1.parent / name).write_text(value)
         (v1 / name).write_text("\n")
-    cgroups._prepare_v1_cpuset(v1)
+    cgroups.prepare_v1_cpuset(v1)
     assert ((v1 / "cpuset.cpus").read_text(), (v1 / "cpuset.mems").read_text()) == ("0-1\n", "0\n")

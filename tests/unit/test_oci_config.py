@@ -10,7 +10,7 @@ import pytest
 
 from minirun import kernel
 from minirun.errors import MinirunError
-from minirun.oci import config
+from minirun.oci import cgroup, config
 from minirun.oci.child import MS_SLAVE, parse_options
 from minirun.oci.features import default_spec
 
@@ -74,3 +74,25 @@ def test_mount_options_split_into_flags_propagation_and_data() -> None:
     assert flags == kernel.MS_NOSUID  # rw undoes ro; the last word wins, as mount(8)
     assert propagation == MS_SLAVE | kernel.MS_REC
     assert data == "mode=755,size=1m"  # tmpcopyup is an engine's hint, not a mount option
+
+
+@pytest.mark.parametrize(("given", "path"), [
+    ("machine.slice:libpod:abc", "machine.slice/libpod-abc.scope"),  # podman's, as root
+    ("user-1000.slice:minirun:x", "user.slice/user-1000.slice/minirun-x.scope"),  # a dash is a level
+    ("a-b-c.slice:p:n", "a.slice/a-b.slice/a-b-c.slice/p-n.scope"),
+    (":crio:n", "system.slice/crio-n.scope"),  # no slice: system.slice
+    ("-:p:n", "p-n.scope"),  # the root slice
+    ("machine.slice::n", "machine.slice/n.scope"),  # no prefix
+    ("machine.slice:p:sub.slice", "machine.slice/sub.slice"),  # a name that is a slice: as it is
+    (None, "system.slice/minirun-oci-ID.scope"),  # no cgroupsPath
+])
+def test_systemd_cgroups_path_is_the_path_systemd_would_give_the_scope(given: str | None, path: str) -> None:
+    assert cgroup.systemd_path(given, "ID") == path
+
+
+@pytest.mark.parametrize("given", ["/machine.slice/x", "a:b", "machine:p:n", "a/b.slice:p:n", "-a.slice:p:n",
+                                   "a--b.slice:p:n", "machine.slice:p:", "machine.slice:p:a/b",
+                                   "machine.slice:p:.."])
+def test_bad_systemd_cgroups_paths_are_refused(given: str) -> None:
+    with pytest.raises(MinirunError, match="--systemd-cgroup"):
+        cgroup.systemd_path(given, "ID")
