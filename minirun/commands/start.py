@@ -4,9 +4,16 @@ The container is started from the arguments its `run` or `create` was given (kep
 record), on the same container directory: what it wrote is still there. Without -a it runs
 detached (a monitor of its own) and its name is printed; with -a this process is its monitor,
 attached, and leaves with its exit code.
+
+The order matters against a concurrent `rm -f` and against signals: everything that can fail
+without side effects first (the record's flags, the image), then SIGINT/SIGTERM/SIGHUP... are
+held (runtime.hold_signals, as `run -d` does: a pending one reaches the container once it runs,
+and `start` leaves with 128+N), then the container is claimed under the records' lock
+(state.claim): either `rm` removed it before ("no such container") or it waits for this start.
 """
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,6 +21,7 @@ from pathlib import Path
 from minirun import paths, runtime, state
 from minirun.commands import run as run_verb
 from minirun.errors import MinirunError
+from minirun.state import Record
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -23,14 +31,21 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("names", nargs="+", metavar="CONTAINER")
 
 
-def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> int:
-    record = state.find(state_dir, name)
+def check_startable(record: Record, attach: bool) -> bool:
+    """May `start` start it? False: it runs already, and without -a that is not an error (docker)."""
     if record.status == "running" and not attach:
-        return 0  # docker: starting a running container is not an error
+        return False
     if record.status == "running":
         raise MinirunError(f"container {record.name} is running: use `minirun attach`")
-    if record.status == "created" and record.monitor_alive():
+    if record.starting:
         raise MinirunError(f"container {record.name} is starting already")
+    return True
+
+
+def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> tuple[int, Record]:
+    record = state.find(state_dir, name)
+    if not check_startable(record, attach):
+        return 0, record
     from minirun.cli import _Parser
 
     parser = _Parser(prog="minirun start", add_help=False)
@@ -43,7 +58,17 @@ def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> int:
     prepared = runtime.prepare(spec)
     if prepared.image.id != record.image_id:
         raise MinirunError(f"the image of container {record.name} ({record.image}) has changed or is gone")
-    return runtime.start(prepared, record, options, attach=attach)
+    runtime.hold_signals()  # from the claim until the command runs, as `run -d` (issue 12 item 10)
+    try:
+        record, claimed = state.claim(state_dir, record.id, name)
+        if not claimed and not check_startable(record, attach):  # started meanwhile by another
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
+            return 0, record
+    except BaseException:
+        # Nothing claimed: a signal held meanwhile ends us now, with 128+N (minirun/__init__.py).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
+        raise
+    return runtime.start(prepared, record, options, attach=attach), record
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,15 +77,16 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     for name in args.names:
         try:
-            result = start(paths.state_dir(), name, args.attach, args.interactive)
+            result, record = start(paths.state_dir(), name, args.attach, args.interactive)
         except MinirunError as e:
-            if args.attach:
+            if args.attach or e.code > 128:  # interrupted by a signal: 128+N, as `run -d`
                 raise
             print(f"minirun: {e}", file=sys.stderr)
             code = 1
             continue
         if args.attach:
             return result
-        print(name)
+        print(name, flush=True)
+        runtime.interrupted_detached(record)  # a signal held meanwhile: the container has it now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)  # none: the next name is not held
     return code
-

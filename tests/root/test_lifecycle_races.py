@@ -1,0 +1,64 @@
+"""Attack review of issue 11: the lifecycle verbs against each other and against their clients.
+
+- `rm -f` racing `start`: start claims the container under the lock rm uses (state.claim), so
+  either rm wins (start: "no such container", exit 1) or start wins (rm -f then waits for the
+  start, kills the container and removes it); never a "removed" container still running.
+"""
+
+import contextlib
+import random
+import secrets
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import leakcheck
+from helpers import IMAGE, Tier, wait_for
+from test_faults import marked_processes, traces
+from test_hostile_state import private_state
+
+RACES = 25  # per tier; each is a create, a start and an rm -f (about 0.4 s here)
+
+
+@pytest.fixture
+def private(minirun: Tier) -> Iterator[Tier]:
+    with private_state(minirun) as tier:
+        yield tier
+
+
+def test_rm_force_racing_start(private: Tier, names: Callable[[], str]) -> None:
+    marker = str(100000 + secrets.randbelow(800000))
+    outcomes: dict[str, int] = {}
+    # How long a `start` takes here and now: the moments of the rm cover all of it.
+    name = names()
+    private(["create", "--name", name, "--network", "none", IMAGE, "sleep", marker], check=0)
+    began = time.monotonic()
+    private(["start", name], check=0)
+    longest = time.monotonic() - began
+    private(["rm", "-f", name], check=0)
+    for _ in range(RACES):
+        name = names()
+        private(["create", "--name", name, "--network", "none", IMAGE, "sleep", marker], check=0)
+        start = private.popen(["start", name])
+        time.sleep(random.uniform(0.0, longest))
+        rm = private(["rm", "-f", name], timeout=60)
+        out, err = start.communicate(timeout=60)
+        assert "Traceback" not in err + rm.stderr, err + rm.stderr
+        assert rm.returncode == 0, f"rm -f: {rm.stderr}"
+        if start.returncode == 0:
+            outcome = "start won"
+            assert out == f"{name}\n"
+        else:
+            outcome = "rm won"
+            assert start.returncode == 1 and "no such container" in err, (start.returncode, err)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # rm said it removed it: nothing of it runs, nothing of it is recorded.
+        assert private(["inspect", name]).returncode == 1, f"{outcome}: the removed container is still there"
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not marked_processes(marker), timeout=10)
+        assert not marked_processes(marker), f"{outcome}: a removed container still runs"
+    print(f"{private.name}: {RACES} races, start up to {longest * 1000:.0f} ms: {outcomes}")
+    private(["prune"], check=0)
+    assert not traces(private), "prune left containers behind"
+    _, lines = leakcheck()
+    assert not [line for line in lines if marker in line], lines
