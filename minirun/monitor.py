@@ -53,6 +53,13 @@ CHUNK = 128 * 1024
 # this means processes outside its PID namespace still write (--pid=host, --pid=container:).
 DRAIN_AFTER_EXIT = 10.0
 MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read yet
+# Output an attach client has not taken yet. Each client has a buffer of its own and is written
+# to only when its socket is writable: one that does not read (a stopped `minirun attach`, a
+# terminal on hold) must not stop the relay for the log and every other client. Beyond this it
+# is dropped, as conmon drops one, and the container's output goes on without it.
+MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# After the exit, how long attach clients that do not take their backlog hold up the recording.
+CLIENT_DRAIN_AFTER_EXIT = 1.0
 
 
 class Watch(NamedTuple):
@@ -131,15 +138,17 @@ def relay_until_exit(watch: Watch) -> int:
         while True:
             if code is None and (code := reap(watch.pid)) is not None:
                 drained_by = time.monotonic() + DRAIN_AFTER_EXIT
-            if code is not None and not relay.outputs():
+            if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
-            events = relay.selector.select(None if code is None else 5.0)
+            # (Only attach clients' backlogs left: they get moments to take them, no more.)
+            events = relay.selector.select(None if code is None else 5.0 if relay.outputs()
+                                           else CLIENT_DRAIN_AFTER_EXIT)
             if code is not None and (not events or time.monotonic() > drained_by):
                 # 5 s without output after the exit: a holder outside the container. Or one that
                 # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
                 # and its exit must still be recorded (attack review of issue 11).
                 break
-            for key, _ in events:
+            for key, mask in events:
                 if key.data == "wake":
                     for number in os.read(wake_r, 1024):
                         if number in FORWARDED:
@@ -151,7 +160,7 @@ def relay_until_exit(watch: Watch) -> int:
                 elif key.data == "pidfd":
                     relay.selector.unregister(watch.pidfd)  # exited: reap() says how
                 else:
-                    relay.ready(key)
+                    relay.ready(key, mask)
     finally:
         # PID 1 has exited: a signal now must not interrupt the recording of its exit.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -238,7 +247,7 @@ class Relay:
         self.open_fds = {fd for fd in (watch.stdout, watch.stderr, watch.stdin) if fd >= 0}
         if watch.stdin >= 0:
             os.set_blocking(watch.stdin, False)
-        self.clients: list[socket.socket] = []  # attach clients (detached -i/-t)
+        self.clients: dict[socket.socket, bytearray] = {}  # attach clients (detached -i/-t): backlogs
         self.listener: socket.socket | None = None
         for fd, stream in ((watch.stdout, "stdout"), (watch.stderr, "stderr")):
             if fd >= 0:
@@ -261,7 +270,11 @@ class Relay:
         """Is a container output still open?"""
         return any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
 
-    def ready(self, key: selectors.SelectorKey) -> None:
+    def backlogged(self) -> bool:
+        """Has an attach client output it has not taken yet?"""
+        return any(self.clients.values())
+
+    def ready(self, key: selectors.SelectorKey, mask: int) -> None:
         if key.data in ("stdout", "stderr"):
             self.output(key.fd, key.data)
         elif key.data == "in":
@@ -271,10 +284,15 @@ class Relay:
         elif key.data == "listen":
             assert self.listener is not None
             client, _ = self.listener.accept()
-            self.clients.append(client)
+            client.setblocking(False)  # written to when writable only (send_to_client)
+            self.clients[client] = bytearray()
             self.selector.register(client, selectors.EVENT_READ, "client")
         elif key.data == "client":
-            self.client_input(key.fileobj)  # type: ignore[arg-type]
+            client = next(c for c in self.clients if c.fileno() == key.fd)
+            if mask & selectors.EVENT_WRITE:
+                self.send_to_client(client)
+            if mask & selectors.EVENT_READ and client in self.clients:
+                self.client_input(client)
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:
@@ -299,11 +317,27 @@ class Relay:
                 if not self.watch.tty:
                     self.selector.unregister(fd)
                     self.close_fd(fd)
-        for client in list(self.clients):
-            try:
-                client.sendall(data)
-            except OSError:
-                self.drop(client)
+        for client, backlog in list(self.clients.items()):
+            backlog += data
+            if len(backlog) > MAX_CLIENT_BACKLOG:
+                self.drop(client)  # it does not read: the others and the log go on without it
+            else:
+                self.send_to_client(client)
+
+    def send_to_client(self, client: "socket.socket") -> None:
+        """What the socket takes now of a client's backlog (non-blocking); the rest waits for
+        EVENT_WRITE, for which the client is registered only while it has a backlog."""
+        backlog = self.clients[client]
+        try:
+            del backlog[:client.send(backlog)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the client is gone
+            self.drop(client)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
+        if self.selector.get_key(client).events != events:
+            self.selector.modify(client, events, "client")
 
     def input(self, fd: int) -> None:
         """The caller's stdin (attached -i) to the container's. Our end of its pipe does not
@@ -363,6 +397,8 @@ class Relay:
     def client_input(self, client: "socket.socket") -> None:
         try:
             data = client.recv(CHUNK)
+        except BlockingIOError:
+            return
         except OSError:
             data = b""
         if not data:
@@ -378,8 +414,7 @@ class Relay:
     def drop(self, client: "socket.socket") -> None:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client)
-        with contextlib.suppress(ValueError):
-            self.clients.remove(client)
+        self.clients.pop(client, None)
         client.close()
 
     def close(self) -> None:

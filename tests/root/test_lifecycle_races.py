@@ -6,8 +6,10 @@
 """
 
 import contextlib
+import os
 import random
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -62,3 +64,31 @@ def test_rm_force_racing_start(private: Tier, names: Callable[[], str]) -> None:
     assert not traces(private), "prune left containers behind"
     _, lines = leakcheck()
     assert not [line for line in lines if marker in line], lines
+
+
+def test_an_attach_client_that_never_reads_stops_no_one(minirun: Tier, names: Callable[[], str]) -> None:
+    lines = 1_000_000  # `seq`: 6.9 MB, more than a client's backlog (4 MiB) and its socket hold
+    name = names()
+    minirun(["run", "-d", "-i", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             f"while [ ! -e /tmp/go ]; do sleep 0.05; done; seq 1 {lines}"], check=0)
+    stuck = minirun.popen(["attach", "--no-stdin", name])
+    time.sleep(1)  # connected
+    os.kill(stuck.pid, signal.SIGSTOP)  # a client that never reads again
+    reader = minirun.popen(["attach", "--no-stdin", name])
+    time.sleep(1)
+    began = time.monotonic()
+    minirun(["exec", name, "touch", "/tmp/go"], check=0)
+    try:
+        out, err = reader.communicate(timeout=60)
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+    took = time.monotonic() - began
+    expected = "".join(f"{i}\n" for i in range(1, lines + 1))
+    assert reader.returncode == 0, err
+    assert out == expected, f"the reading client got {len(out)} of {len(expected)} bytes"
+    assert minirun(["logs", name], check=0, timeout=60).stdout == expected, "the log lost output"
+    stuck_out, _ = stuck.communicate(timeout=30)  # dropped: its connection ended
+    assert expected.startswith(stuck_out) and len(stuck_out) < len(expected), len(stuck_out)
+    print(f"{minirun.name}: {len(expected)} bytes to the reading client in {took:.1f}s; "
+          f"the stopped one got {len(stuck_out)} before it was dropped")
+    minirun(["rm", name], check=0)
