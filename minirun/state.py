@@ -144,6 +144,20 @@ def write_exit_file(state: Path, container_id: str, code: int) -> None:
         os.close(fd)
 
 
+def open_exit_file(state: Path, container_id: str) -> int | None:
+    """An fd on the exit code file, for `wait`: the code is written in place into this inode
+    (write_exit_file), so it can be read through the fd even after --rm has removed the file."""
+    try:
+        return os.open(exit_path(state, container_id), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def read_exit_fd(fd: int) -> int | None:
+    text = os.pread(fd, EXIT_FILE_SIZE, 0).strip(b"\0 \n")
+    return int(text) if text.isdigit() else None
+
+
 def read_exit_file(state: Path, container_id: str) -> int | None:
     try:
         text = exit_path(state, container_id).read_bytes().strip(b"\0 \n")

@@ -92,3 +92,23 @@ def test_an_attach_client_that_never_reads_stops_no_one(minirun: Tier, names: Ca
     print(f"{minirun.name}: {len(expected)} bytes to the reading client in {took:.1f}s; "
           f"the stopped one got {len(stuck_out)} before it was dropped")
     minirun(["rm", name], check=0)
+
+
+def test_wait_prints_the_code_of_a_container_that_removes_itself(minirun: Tier,
+                                                                 names: Callable[[], str]) -> None:
+    name = names()
+    minirun(["run", "-d", "--rm", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             "sleep 1.5; exit 7"], check=0)
+    waiters = [minirun.popen(["wait", name]) for _ in range(3)]
+    killed = names()  # and one that rm -f removes while it is waited for: docker prints 137
+    minirun(["run", "-d", "--name", killed, "--network", "none", IMAGE, "sleep", "600"], check=0)
+    waiter_of_killed = minirun.popen(["wait", killed])
+    time.sleep(0.5)
+    minirun(["rm", "-f", killed], check=0)
+    for waiter in waiters:
+        out, err = waiter.communicate(timeout=60)
+        assert (waiter.returncode, out, err) == (0, "7\n", "")
+    out, err = waiter_of_killed.communicate(timeout=60)
+    assert (waiter_of_killed.returncode, out, err) == (0, "137\n", "")
+    gone = minirun(["wait", name], check=1)
+    assert gone.stdout == "" and gone.stderr == f"minirun: no such container: {name}\n"
