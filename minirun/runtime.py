@@ -452,7 +452,8 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [], bundle=str(where.bundle) if mapping.idmap_layers else "",
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
-        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
+        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host,
+        ipc_donor=sharing.ipc_donor(share) is not None)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
         interactive=spec.interactive, init=spec.init, stdio=stdio, uts_host=share.uts_host,
@@ -488,16 +489,19 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         trace.mark("network, record", settings=settings)
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
-        if plan.rootfs.layer_mounts:  # rootful remapped: "go" carries the idmapped layers + volumes
-            mounts = userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
-            try:
+        # Rootful remapped: "go" carries the idmapped layers + volumes; --ipc=container:NAME
+        # the other container's /dev/shm, last (rootfs.build).
+        mounts = []
+        try:
+            if plan.rootfs.layer_mounts:
+                mounts += userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
                 mounts += userns.detached_binds(plan.rootfs.binds)
-                sync.send(parent_end, "go", fds=mounts)
-            finally:
-                for fd in mounts:
-                    os.close(fd)
-        else:
-            sync.send(parent_end, "go")
+            if (donor := sharing.ipc_donor(share)) is not None:
+                mounts.append(sharing.donor_shm(donor))
+            sync.send(parent_end, "go", fds=mounts)
+        finally:
+            for fd in mounts:
+                os.close(fd)
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
         master = sync.receive_exec(parent_end)  # sync steps 4-6
         trace.mark("exec (waited for the child's set-up)")

@@ -7,7 +7,8 @@
 then lets it do only what that namespace's owner (the host's user namespace) allows, so what
 the container would normally create there is borrowed from the host instead (rootfs.py):
 the host's /proc (--pid=host), /dev/shm and /dev/mqueue (--ipc=host), and no sethostname
-(--uts=host).
+(--uts=host). Likewise --ipc=container:NAME takes the other container's /dev/shm (donor_shm), as
+docker does: POSIX shared memory is files there (shm_overview(7)), not part of the IPC namespace.
 
 `container:NAME` joins the namespaces of another running container, *and its user namespace*,
 as podman does for the containers of a pod. Every namespace belongs to the user namespace that
@@ -23,6 +24,7 @@ is minirun's own child, exactly as without sharing; the helper reports its pid a
 A monitor cannot do this itself: nobody can setns back out of a user namespace.
 """
 
+import contextlib
 import os
 import signal
 from dataclasses import dataclass, field
@@ -173,6 +175,56 @@ def clone(share: SharePlan) -> int:
         raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
                            f"{answer or 'the helper died'}")
     return int(answer)
+
+
+def ipc_donor(share: SharePlan) -> Donor | None:
+    """The container whose IPC namespace is joined (--ipc=container:NAME), if any."""
+    return next((d for d in share.donors if d.flags & kernel.CLONE_NEWIPC), None)
+
+
+def donor_shm(donor: Donor) -> int:
+    """A detached copy of the donor's /dev/shm mount (open_tree(2), OPEN_TREE_CLONE), for the
+    child to attach as its own /dev/shm (rootfs.mount_dev): the same tmpfs, so a file one
+    writes there the other reads. The mount lives in the donor's mount namespace, and open_tree
+    clones only mounts of the caller's own: a helper process joins the donor's user and mount
+    namespaces (one setns(2), the user namespace first: see enter.join), clones the mount there,
+    and hands the fd back over a socketpair (SCM_RIGHTS, unix(7)). The clone keeps its flags
+    (nosuid, nodev, noexec) and is attached only in the new container's mount namespace."""
+    import socket
+
+    pidfd = open_target(donor.record)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        helper = os.fork()
+        if helper == 0:
+            ours.close()
+            try:
+                kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+                kernel.setns(pidfd, kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)  # "/" is now the donor's
+                shm = kernel.open_tree("/dev/shm", kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE)
+                socket.send_fds(theirs, [b"shm"], [shm])
+                code = 0
+            except BaseException as e:  # one line for the user, through the parent
+                with contextlib.suppress(OSError):
+                    theirs.sendall(str(e).encode(errors="replace")[:4000])
+                code = 125
+            os._exit(code)
+        theirs.close()
+        try:
+            data, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+        finally:
+            os.waitpid(helper, 0)
+    finally:
+        os.close(pidfd)
+        ours.close()
+        with contextlib.suppress(OSError):
+            theirs.close()
+    if data != b"shm" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise MinirunError(f"cannot share the /dev/shm of container {donor.name}: "
+                           f"{data.decode(errors='replace') or 'the helper died'}")
+    return fds[0]
 
 
 def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
