@@ -283,16 +283,33 @@ class Relay:
             self.flush_input()
         elif key.data == "listen":
             assert self.listener is not None
-            client, _ = self.listener.accept()
-            client.setblocking(False)  # written to when writable only (send_to_client)
-            self.clients[client] = bytearray()
-            self.selector.register(client, selectors.EVENT_READ, "client")
+            self.accept()
         elif key.data == "client":
             client = next(c for c in self.clients if c.fileno() == key.fd)
             if mask & selectors.EVENT_WRITE:
                 self.send_to_client(client)
             if mask & selectors.EVENT_READ and client in self.clients:
                 self.client_input(client)
+
+    def accept(self) -> None:
+        """A new attach client. With -t it gets the pty master first (one byte "T" with the fd,
+        SCM_RIGHTS): `minirun attach` sets the size of the container's terminal to its own
+        (TIOCSWINSZ) now and at each SIGWINCH. The socket is the user's alone (listen: 0600),
+        and the user may take the fd from us anyway (pidfd_getfd(2)): it gains no power."""
+        from socket import SCM_RIGHTS, SOL_SOCKET
+
+        assert self.listener is not None
+        client, _ = self.listener.accept()
+        if self.watch.tty:
+            try:
+                fd = self.watch.stdout.to_bytes(4, sys.byteorder)  # an int array of one (cmsg(3))
+                client.sendmsg([b"T"], [(SOL_SOCKET, SCM_RIGHTS, fd)])
+            except OSError:
+                client.close()
+                return
+        client.setblocking(False)  # written to when writable only (send_to_client)
+        self.clients[client] = bytearray()
+        self.selector.register(client, selectors.EVENT_READ, "client")
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:

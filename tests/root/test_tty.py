@@ -5,7 +5,10 @@ window size, and `exit 3` that becomes minirun's exit code. Both tiers.
 Every read has a deadline (tests/helpers.py, PtyProcess.expect): a hang fails, it never blocks.
 """
 
-from helpers import IMAGE, Tier
+import time
+from collections.abc import Callable
+
+from helpers import IMAGE, Tier, one_line_error, set_window_size, wait_running
 
 PROMPT = r"# (\x1b\[J)?$"  # busybox ash: "/ # ", sometimes redrawn with "clear to end of screen" after
 
@@ -56,3 +59,39 @@ def test_ctrl_c_on_a_pid_1_command(minirun: Tier) -> None:
     term.expect(r"go\r\n")
     term.type("\x03")
     assert term.wait(timeout=30) == 130
+
+
+def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], str]) -> None:
+    """`attach --detach-keys` (docker's format; "" disables them) leaves the container running;
+    attach gives the container's terminal its own size, and a new one at every SIGWINCH."""
+    name = names()
+    minirun(["run", "-d", "-it", "--name", name, "--network", "none", IMAGE, "sh"], check=0)
+    wait_running(minirun, name)
+    term = minirun.spawn_pty(["attach", "--detach-keys", "ctrl-a,d", name], rows=30, cols=100)
+    time.sleep(0.5)
+    term.type("stty size\r")
+    term.expect(r"30 100\r\n")
+    set_window_size(term.master, 40, 120)  # the kernel sends SIGWINCH to attach (tty_ioctl(4))
+    time.sleep(0.3)
+    term.type("stty size\r")
+    term.expect(r"40 120\r\n")
+    term.type("\x10\x11")  # ctrl-p ctrl-q: typed keys now, sent on
+    time.sleep(0.5)
+    term.type("\x03echo still-$((6*7))\r")
+    term.expect("still-42")
+    term.type("\x01d")  # ctrl-a d
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
+
+    term = minirun.spawn_pty(["attach", "--detach-keys=", name])  # "": no keys detach
+    time.sleep(0.5)
+    term.type("\x10\x11")
+    time.sleep(0.5)
+    term.type("\x03echo again-$((6*7))\r")
+    term.expect("again-42")
+    term.type("exit 4\r")
+    assert term.wait(timeout=30) == 4
+    minirun(["rm", name], check=0)
+    bad = minirun(["attach", "--detach-keys", "ctrl-pq", name], check=125)
+    assert "invalid detach keys" in one_line_error(bad)
