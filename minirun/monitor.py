@@ -264,7 +264,12 @@ class Relay:
             from socket import socket as unix_socket
 
             self.listener = unix_socket(fileno=watch.listener)
+            self.listener.setblocking(False)
             self.selector.register(self.listener, selectors.EVENT_READ, "listen")
+            # A client that connected before the container ran (start_on_terminal: `run -it`)
+            # is taken before anything is relayed: it sees the output from its first byte.
+            while self.accept():
+                pass
 
     def outputs(self) -> bool:
         """Is a container output still open?"""
@@ -291,7 +296,7 @@ class Relay:
             if mask & selectors.EVENT_READ and client in self.clients:
                 self.client_input(client)
 
-    def accept(self) -> None:
+    def accept(self) -> bool:
         """A new attach client. With -t it gets the pty master first (one byte "T" with the fd,
         SCM_RIGHTS): `minirun attach` sets the size of the container's terminal to its own
         (TIOCSWINSZ) now and at each SIGWINCH. The socket is the user's alone (listen: 0600),
@@ -299,17 +304,21 @@ class Relay:
         from socket import SCM_RIGHTS, SOL_SOCKET
 
         assert self.listener is not None
-        client, _ = self.listener.accept()
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return False
         if self.watch.tty:
             try:
                 fd = self.watch.stdout.to_bytes(4, sys.byteorder)  # an int array of one (cmsg(3))
                 client.sendmsg([b"T"], [(SOL_SOCKET, SCM_RIGHTS, fd)])
             except OSError:
                 client.close()
-                return
+                return True
         client.setblocking(False)  # written to when writable only (send_to_client)
         self.clients[client] = bytearray()
         self.selector.register(client, selectors.EVENT_READ, "client")
+        return True
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:

@@ -28,6 +28,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p = sub.add_parser("start", help="start created or stopped containers")
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, exit with its code")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
+    run_verb.add_detach_keys(p)
     p.add_argument("names", nargs="+", metavar="CONTAINER")
 
 
@@ -42,7 +43,8 @@ def check_startable(record: Record, attach: bool) -> bool:
     return True
 
 
-def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> tuple[int, Record]:
+def start(state_dir: Path, name: str, attach: bool, interactive: bool,
+          detach_keys: str | None = None) -> tuple[int, Record]:
     record = state.find(state_dir, name)
     if not check_startable(record, attach):
         return 0, record
@@ -51,7 +53,10 @@ def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> tuple[
     parser = _Parser(prog="minirun start", add_help=False)
     run_verb.add_container_flags(parser)
     parser.add_argument("-d", "--detach", action="store_true")  # `run -d`: how it ran then, not now
+    run_verb.add_detach_keys(parser)  # `run --detach-keys`: then; `start --detach-keys`: now
     args = parser.parse_args(record.create_args)
+    if detach_keys is not None:
+        args.detach_keys = detach_keys
     spec = replace(run_verb.to_spec(args, check_tty=attach), name=None, pull="never",
                    interactive=args.interactive and (interactive or not attach))
     options = run_verb.to_options(args, "", detach=not attach)._replace(args=tuple(record.create_args))
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     for name in args.names:
         try:
-            result, record = start(paths.state_dir(), name, args.attach, args.interactive)
+            result, record = start(paths.state_dir(), name, args.attach, args.interactive, args.detach_keys)
         except MinirunError as e:
             if args.attach or e.code > 128:  # interrupted by a signal: 128+N, as `run -d`
                 raise

@@ -95,3 +95,47 @@ def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], s
     minirun(["rm", name], check=0)
     bad = minirun(["attach", "--detach-keys", "ctrl-pq", name], check=125)
     assert "invalid detach keys" in one_line_error(bad)
+
+
+def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[], str]) -> None:
+    """`run -it` and `start -ai` are attach clients of a monitor of their own, so their detach
+    keys leave the container running, as docker's; a resized terminal resizes the container's."""
+    name = names()
+    term = minirun.spawn_pty(["run", "-it", "--name", name, "--network", "none", IMAGE, "sh"],
+                             rows=30, cols=100)
+    term.expect(PROMPT)
+    term.type("echo in-$((2+3)); stty size\r")
+    term.expect(r"in-5\r\n30 100\r\n")
+    set_window_size(term.master, 33, 90)
+    time.sleep(0.3)
+    term.type("stty size\r")
+    term.expect(r"33 90\r\n")
+    term.type("\x10\x11")  # ctrl-p ctrl-q
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
+    minirun(["stop", "-t", "1", name], check=0)
+
+    term = minirun.spawn_pty(["start", "-ai", "--detach-keys", "ctrl-x,x", name])
+    term.expect(PROMPT)
+    term.type("\x10\x11")  # not the keys now: sent on
+    time.sleep(0.5)
+    term.type("\x03echo again-$((3+4))\r")
+    term.expect("again-7")
+    term.type("\x18x")  # ctrl-x x
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running"
+    term = minirun.spawn_pty(["attach", name])
+    time.sleep(0.5)
+    term.type("exit 5\r")
+    assert term.wait(timeout=30) == 5
+    assert minirun(["wait", name], check=0).stdout == "5\n"
+    minirun(["rm", name], check=0)
+
+    term = minirun.spawn_pty(["run", "--rm", "-it", "--detach-keys=", "--network", "none", IMAGE, "sh"])
+    term.expect(PROMPT)
+    term.type("\x10\x11")
+    time.sleep(0.5)
+    term.type("\x03exit 6\r")
+    assert term.wait(timeout=30) == 6, "no detach keys: the shell got them, and its exit code is ours"
