@@ -32,7 +32,7 @@ import selectors
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from minirun import logfile, trace
 from minirun.errors import exit_code
@@ -290,7 +290,9 @@ class Relay:
             assert self.listener is not None
             self.accept()
         elif key.data == "client":
-            client = next(c for c in self.clients if c.fileno() == key.fd)
+            client = cast("socket.socket", key.fileobj)
+            if client not in self.clients:
+                return  # dropped earlier in this round (its output failed): a stale event
             if mask & selectors.EVENT_WRITE:
                 self.send_to_client(client)
             if mask & selectors.EVENT_READ and client in self.clients:
