@@ -58,6 +58,9 @@ MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read y
 # terminal on hold) must not stop the relay for the log and every other client. Beyond this it
 # is dropped, as conmon drops one, and the container's output goes on without it.
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
+# its backlog is beyond the cap the container's output is not read (its writes block), as when
+# the foreground monitor wrote to that terminal itself.
 # After the exit, how long attach clients that do not take their backlog hold up the recording.
 CLIENT_DRAIN_AFTER_EXIT = 1.0
 
@@ -79,6 +82,9 @@ class Watch(NamedTuple):
     attached: bool  # foreground: relay to our own 0/1/2
     interactive: bool  # -i: our stdin (attached) or attach clients' input goes in
     listener: int = -1  # detached -i/-t: the listening `attach` socket (listen(), before "running")
+    # `run -it` / `start -ai` (runtime.start_on_terminal): the client connected before the container
+    # ran is its user's terminal, which paces its output as a foreground monitor's terminal did.
+    first_client_paces: bool = False
 
 
 # --- detached: the exec'd lean monitor ---------------------------------------------------------------
@@ -248,6 +254,8 @@ class Relay:
         if watch.stdin >= 0:
             os.set_blocking(watch.stdin, False)
         self.clients: dict[socket.socket, bytearray] = {}  # attach clients (detached -i/-t): backlogs
+        self.pacer: socket.socket | None = None  # see Watch.first_client_paces
+        self.paused: list[tuple[int, logfile.Stream]] = []  # outputs not read while the pacer is behind
         self.listener: socket.socket | None = None
         for fd, stream in ((watch.stdout, "stdout"), (watch.stderr, "stderr")):
             if fd >= 0:
@@ -270,10 +278,13 @@ class Relay:
             # is taken before anything is relayed: it sees the output from its first byte.
             while self.accept():
                 pass
+            if watch.first_client_paces and self.clients:
+                self.pacer = next(iter(self.clients))
 
     def outputs(self) -> bool:
-        """Is a container output still open?"""
-        return any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
+        """Is a container output still open (read, or paused: see pause)?"""
+        open_ = any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
+        return open_ or bool(self.paused)
 
     def backlogged(self) -> bool:
         """Has an attach client output it has not taken yet?"""
@@ -347,10 +358,24 @@ class Relay:
                     self.close_fd(fd)
         for client, backlog in list(self.clients.items()):
             backlog += data
-            if len(backlog) > MAX_CLIENT_BACKLOG:
+            if len(backlog) > MAX_CLIENT_BACKLOG and client is not self.pacer:
                 self.drop(client)  # it does not read: the others and the log go on without it
             else:
                 self.send_to_client(client)
+        if self.pacer in self.clients and len(self.clients[self.pacer]) > MAX_CLIENT_BACKLOG:
+            self.pause()
+
+    def pause(self) -> None:
+        """Stop reading the container's output until the pacing terminal has caught up."""
+        for key in list(self.selector.get_map().values()):
+            if key.data in ("stdout", "stderr"):
+                self.selector.unregister(key.fd)
+                self.paused.append((key.fd, key.data))
+
+    def resume(self) -> None:
+        for fd, stream in self.paused:
+            self.selector.register(fd, selectors.EVENT_READ, stream)
+        self.paused = []
 
     def send_to_client(self, client: "socket.socket") -> None:
         """What the socket takes now of a client's backlog (non-blocking); the rest waits for
@@ -363,6 +388,8 @@ class Relay:
         except OSError:  # the client is gone
             self.drop(client)
             return
+        if client is self.pacer and self.paused and len(backlog) <= MAX_CLIENT_BACKLOG // 2:
+            self.resume()
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
         if self.selector.get_key(client).events != events:
             self.selector.modify(client, events, "client")
@@ -444,6 +471,9 @@ class Relay:
             self.selector.unregister(client)
         self.clients.pop(client, None)
         client.close()
+        if client is self.pacer:  # gone (or detached): nothing paces the output any more
+            self.pacer = None
+            self.resume()
 
     def close(self) -> None:
         self.raw.close()  # the caller's terminal back to how it was

@@ -289,12 +289,9 @@ def fork_monitor(p: Prepared, record: Record, options: container.Options, listen
     with os.fdopen(report_r, "rb") as report:
         word = report.read().decode(errors="replace")
     if word == "running":
-        # A signal held meanwhile (hold_signals; the monitor inherited the mask, so it holds one
-        # sent to it as well, until it forwards): pass it on to the monitor, which forwards it to
-        # PID 1 as it would have a moment later. The caller then says so (interrupted_detached).
-        for number in held_signals():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, number)
+        # A signal held meanwhile stays pending here: the caller passes it on to the monitor
+        # (interrupted_detached; start_on_terminal's handlers), in the one place that checks.
+        record.monitor_pid, record.monitor_start = child, state.process_start_time(child) or 0
         return child
     os.waitpid(child, 0)  # it has recorded why and torn down: now say it
     code, _, message = word.partition(" ")
@@ -312,10 +309,17 @@ def held_signals() -> list[int]:
 
 
 def interrupted_detached(record: Record) -> None:
-    """`run -d` after its container runs: a signal it held during the start went to the container
-    (start_detached); leave with 128+N, as the foreground run's container would have, with the
-    id printed (the container exists, to inspect or rm)."""
+    """`run -d` / `start` after its container runs: a signal held during the start (hold_signals;
+    the monitor inherited the mask, so it holds one sent to it as well, until it forwards) goes
+    to the monitor, which forwards it to PID 1 as it would have a moment later; then we leave
+    with 128+N, as the foreground run's container would have, with the id printed (the container
+    exists, to inspect or rm). One check, here: a signal that came after an earlier check
+    would have been reported as the container's without reaching it. One that comes after this
+    stays held until we exit: we were done before it, and the container runs on, unsignalled."""
     pending = held_signals()
+    for number in pending:  # the monitor is our child (fork_monitor): its pid is not reused
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.monitor_pid, number)
     if pending:
         raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} while starting "
                            f"{record.id[:12]}: the container got the signal", 128 + pending[0])
@@ -368,6 +372,7 @@ def become_monitor(p: Prepared, record: Record, options: container.Options, repo
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    paced = listener >= 0  # start_on_terminal's: its client is the user's terminal
     try:
         state.update(p.state_dir, record, monitor_pid=os.getpid(),
                      monitor_start=state.process_start_time(os.getpid()) or 0)
@@ -375,7 +380,7 @@ def become_monitor(p: Prepared, record: Record, options: container.Options, repo
         watch = started.watch(p, record, options, attached=False)
         if listener < 0 and (p.spec.tty or p.spec.interactive):  # attach finds it once we say "running"
             listener = monitor.listen(str(p.state_dir), record.id)
-        watch = watch._replace(listener=listener)
+        watch = watch._replace(listener=listener, first_client_paces=paced)
     except BaseException as e:
         if listener >= 0:
             with contextlib.suppress(FileNotFoundError):

@@ -23,7 +23,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             _, record = start_verb.start(paths.state_dir(), name, attach=False, interactive=False)
             print(name, flush=True)
-            runtime.interrupted_detached(record)  # a signal held meanwhile: the container has it
+            if record is not None:  # a signal held meanwhile: the container gets it
+                runtime.interrupted_detached(record)
         except MinirunError as e:
             if e.code > 128:  # interrupted by a signal: 128+N
                 raise

@@ -44,10 +44,11 @@ def check_startable(record: Record, attach: bool) -> bool:
 
 
 def start(state_dir: Path, name: str, attach: bool, interactive: bool,
-          detach_keys: str | None = None) -> tuple[int, Record]:
+          detach_keys: str | None = None) -> tuple[int, Record | None]:
+    """Start one container; its code (with -a) and its record, None if it ran already."""
     record = state.find(state_dir, name)
     if not check_startable(record, attach):
-        return 0, record
+        return 0, None
     from minirun.cli import _Parser
 
     parser = _Parser(prog="minirun start", add_help=False)
@@ -68,7 +69,7 @@ def start(state_dir: Path, name: str, attach: bool, interactive: bool,
         record, claimed = state.claim(state_dir, record.id, name)
         if not claimed and not check_startable(record, attach):  # started meanwhile by another
             signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
-            return 0, record
+            return 0, None
     except BaseException:
         # Nothing claimed: a signal held meanwhile ends us now, with 128+N (minirun/__init__.py).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
@@ -92,6 +93,6 @@ def run(args: argparse.Namespace) -> int:
         if args.attach:
             return result
         print(name, flush=True)
-        runtime.interrupted_detached(record)  # a signal held meanwhile: the container has it now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)  # none: the next name is not held
+        if record is not None:  # we started it: a signal held meanwhile goes to it now
+            runtime.interrupted_detached(record)
     return code

@@ -5,6 +5,8 @@ window size, and `exit 3` that becomes minirun's exit code. Both tiers.
 Every read has a deadline (tests/helpers.py, PtyProcess.expect): a hang fails, it never blocks.
 """
 
+import os
+import select
 import time
 from collections.abc import Callable
 
@@ -139,3 +141,25 @@ def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[]
     time.sleep(0.5)
     term.type("\x03exit 6\r")
     assert term.wait(timeout=30) == 6, "no detach keys: the shell got them, and its exit code is ours"
+
+
+def test_run_it_terminal_that_lags_loses_nothing(minirun: Tier) -> None:
+    """The `run -it` terminal is an attach client that is never dropped (monitor.py): while it is
+    more than 4 MiB behind, the container's output waits for it, as it did for a foreground
+    monitor's terminal. Here it reads nothing for 3 s while the container writes 4.5 MB."""
+    lines = 600_000
+    term = minirun.spawn_pty(["run", "--rm", "-it", "--network", "none", IMAGE, "sh", "-c",
+                              f"seq 1 {lines}; echo done-$((1+1))"])
+    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while b"done-2" not in term.output and time.monotonic() < deadline:
+        if select.select([term.master], [], [], 1)[0]:
+            try:
+                term.output += os.read(term.master, 65536)
+            except OSError:  # EIO: minirun has exited and closed the terminal
+                break
+    assert term.wait(timeout=30) == 0
+    out = term.output.replace(b"\r\n", b"\n")
+    assert out.endswith(b"done-2\n"), out[-200:]
+    got = out.split(b"\n")[:lines]
+    assert got == [str(i).encode() for i in range(1, lines + 1)], f"{len(out)} bytes"
