@@ -201,7 +201,14 @@ def donor_shm(donor: Donor) -> int:
             try:
                 kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
                 kernel.setns(pidfd, kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)  # "/" is now the donor's
-                shm = kernel.open_tree("/dev/shm", kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE)
+                # The donor's root decides what /dev/shm is: no symbolic link may lead the clone
+                # elsewhere (a magic link of its /proc to another process's root, say).
+                root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                where = kernel.openat2(root, "/dev/shm", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                                       kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS
+                                       | kernel.RESOLVE_NO_MAGICLINKS)
+                clone = kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH
+                shm = kernel.open_tree("", clone, dirfd=where)
                 socket.send_fds(theirs, [b"shm"], [shm])
                 code = 0
             except BaseException as e:  # one line for the user, through the parent

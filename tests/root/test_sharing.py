@@ -101,6 +101,17 @@ def test_ipc_container_shares_the_donors_dev_shm(minirun: Tier, names: Callable[
         assert minirun(["exec", donor, "cat", "/dev/shm/b"], check=0).stdout == "from-joiner\n"
         alone = minirun(["run", "--rm", "--network", "none", IMAGE, "ls", "/dev/shm"], check=0).stdout
         assert alone == "", "a private IPC namespace has a /dev/shm of its own"
+    # A donor's root makes its /dev/shm a symbolic link (to its /etc): the joiner is refused, and
+    # gets neither that nor anything a link could lead to (a magic link of /proc, say).
+    linked = names()
+    swap = "umount /dev/shm && rmdir /dev/shm && ln -s /etc /dev/shm && echo up; sleep 300"
+    with container(minirun, linked, "--network", "none", "--ipc", "shareable", "--cap-add", "SYS_ADMIN",
+                   cmd=("sh", "-c", swap)) as (_, monitor):
+        assert monitor.stdout is not None
+        read_until(monitor.stdout, "up\n")
+        refused = minirun(["run", "--rm", "--network", "none", "--ipc", f"container:{linked}", IMAGE, "true"],
+                          check=125)
+        assert "openat2(/dev/shm)" in one_line_error(refused)
 
 
 def test_pid_host_sees_the_hosts_processes(minirun: Tier) -> None:
