@@ -52,6 +52,7 @@ class Options(NamedTuple):
     stop_timeout: int = DEFAULT_STOP_TIMEOUT  # --stop-timeout
     log: logfile.Options = logfile.Options()  # --log-driver, --log-opt
     args: tuple[str, ...] = ()  # the `run`/`create` arguments, kept for `start` and `restart`
+    detach_keys: bytes = b"\x10\x11"  # --detach-keys of `run -it` / `start -ai` (tty.parse_detach_keys)
 
     def log_config(self) -> dict[str, object]:
         """docker inspect's HostConfig.LogConfig."""

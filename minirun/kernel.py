@@ -65,6 +65,7 @@ CLOSE_RANGE_CLOEXEC = 0x4
 
 # openat2(2) resolve flags
 RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
 RESOLVE_IN_ROOT = 0x10
 
 # System call numbers that glibc has no wrapper for (or had none until recently).
@@ -322,10 +323,11 @@ def pivot_root(new_root: str, put_old: str) -> None:
            f"pivot_root({new_root}, {put_old})")
 
 
-def open_tree(path: str, flags: int) -> int:
+def open_tree(path: str, flags: int, dirfd: int = -100) -> int:
     """A file descriptor for a mount; with OPEN_TREE_CLONE, a private *detached* copy of it
-    (a bind mount not attached anywhere yet), which mount_setattr(2) can then change."""
-    fd = _libc.syscall(_NR["open_tree"], ctypes.c_int(-100), _path(path),
+    (a bind mount not attached anywhere yet), which mount_setattr(2) can then change.
+    (dirfd and AT_EMPTY_PATH with path "": the mount of an fd found by openat2.)"""
+    fd = _libc.syscall(_NR["open_tree"], ctypes.c_int(dirfd), _path(path),
                        ctypes.c_uint(flags | os.O_CLOEXEC))
     return _check(fd, f"open_tree({path})")
 

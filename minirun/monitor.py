@@ -32,7 +32,7 @@ import selectors
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from minirun import logfile, trace
 from minirun.errors import exit_code
@@ -53,6 +53,16 @@ CHUNK = 128 * 1024
 # this means processes outside its PID namespace still write (--pid=host, --pid=container:).
 DRAIN_AFTER_EXIT = 10.0
 MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read yet
+# Output an attach client has not taken yet. Each client has a buffer of its own and is written
+# to only when its socket is writable: one that does not read (a stopped `minirun attach`, a
+# terminal on hold) must not stop the relay for the log and every other client. Beyond this it
+# is dropped, as conmon drops one, and the container's output goes on without it.
+MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
+# its backlog is beyond the cap the container's output is not read (its writes block), as when
+# the foreground monitor wrote to that terminal itself.
+# After the exit, how long attach clients that do not take their backlog hold up the recording.
+CLIENT_DRAIN_AFTER_EXIT = 1.0
 
 
 class Watch(NamedTuple):
@@ -72,6 +82,9 @@ class Watch(NamedTuple):
     attached: bool  # foreground: relay to our own 0/1/2
     interactive: bool  # -i: our stdin (attached) or attach clients' input goes in
     listener: int = -1  # detached -i/-t: the listening `attach` socket (listen(), before "running")
+    # `run -it` / `start -ai` (runtime.start_on_terminal): the client connected before the container
+    # ran is its user's terminal, which paces its output as a foreground monitor's terminal did.
+    first_client_paces: bool = False
 
 
 # --- detached: the exec'd lean monitor ---------------------------------------------------------------
@@ -131,15 +144,17 @@ def relay_until_exit(watch: Watch) -> int:
         while True:
             if code is None and (code := reap(watch.pid)) is not None:
                 drained_by = time.monotonic() + DRAIN_AFTER_EXIT
-            if code is not None and not relay.outputs():
+            if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
-            events = relay.selector.select(None if code is None else 5.0)
+            # (Only attach clients' backlogs left: they get moments to take them, no more.)
+            events = relay.selector.select(None if code is None else 5.0 if relay.outputs()
+                                           else CLIENT_DRAIN_AFTER_EXIT)
             if code is not None and (not events or time.monotonic() > drained_by):
                 # 5 s without output after the exit: a holder outside the container. Or one that
                 # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
                 # and its exit must still be recorded (attack review of issue 11).
                 break
-            for key, _ in events:
+            for key, mask in events:
                 if key.data == "wake":
                     for number in os.read(wake_r, 1024):
                         if number in FORWARDED:
@@ -151,7 +166,7 @@ def relay_until_exit(watch: Watch) -> int:
                 elif key.data == "pidfd":
                     relay.selector.unregister(watch.pidfd)  # exited: reap() says how
                 else:
-                    relay.ready(key)
+                    relay.ready(key, mask)
     finally:
         # PID 1 has exited: a signal now must not interrupt the recording of its exit.
         signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
@@ -238,7 +253,9 @@ class Relay:
         self.open_fds = {fd for fd in (watch.stdout, watch.stderr, watch.stdin) if fd >= 0}
         if watch.stdin >= 0:
             os.set_blocking(watch.stdin, False)
-        self.clients: list[socket.socket] = []  # attach clients (detached -i/-t)
+        self.clients: dict[socket.socket, bytearray] = {}  # attach clients (detached -i/-t): backlogs
+        self.pacer: socket.socket | None = None  # see Watch.first_client_paces
+        self.paused: list[tuple[int, logfile.Stream]] = []  # outputs not read while the pacer is behind
         self.listener: socket.socket | None = None
         for fd, stream in ((watch.stdout, "stdout"), (watch.stderr, "stderr")):
             if fd >= 0:
@@ -255,13 +272,25 @@ class Relay:
             from socket import socket as unix_socket
 
             self.listener = unix_socket(fileno=watch.listener)
+            self.listener.setblocking(False)
             self.selector.register(self.listener, selectors.EVENT_READ, "listen")
+            # A client that connected before the container ran (start_on_terminal: `run -it`)
+            # is taken before anything is relayed: it sees the output from its first byte.
+            while self.accept():
+                pass
+            if watch.first_client_paces and self.clients:
+                self.pacer = next(iter(self.clients))
 
     def outputs(self) -> bool:
-        """Is a container output still open?"""
-        return any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
+        """Is a container output still open (read, or paused: see pause)?"""
+        open_ = any(key.data in ("stdout", "stderr") for key in self.selector.get_map().values())
+        return open_ or bool(self.paused)
 
-    def ready(self, key: selectors.SelectorKey) -> None:
+    def backlogged(self) -> bool:
+        """Has an attach client output it has not taken yet?"""
+        return any(self.clients.values())
+
+    def ready(self, key: selectors.SelectorKey, mask: int) -> None:
         if key.data in ("stdout", "stderr"):
             self.output(key.fd, key.data)
         elif key.data == "in":
@@ -270,11 +299,39 @@ class Relay:
             self.flush_input()
         elif key.data == "listen":
             assert self.listener is not None
-            client, _ = self.listener.accept()
-            self.clients.append(client)
-            self.selector.register(client, selectors.EVENT_READ, "client")
+            self.accept()
         elif key.data == "client":
-            self.client_input(key.fileobj)  # type: ignore[arg-type]
+            client = cast("socket.socket", key.fileobj)
+            if client not in self.clients:
+                return  # dropped earlier in this round (its output failed): a stale event
+            if mask & selectors.EVENT_WRITE:
+                self.send_to_client(client)
+            if mask & selectors.EVENT_READ and client in self.clients:
+                self.client_input(client)
+
+    def accept(self) -> bool:
+        """A new attach client. With -t it gets the pty master first (one byte "T" with the fd,
+        SCM_RIGHTS): `minirun attach` sets the size of the container's terminal to its own
+        (TIOCSWINSZ) now and at each SIGWINCH. The socket is the user's alone (listen: 0600),
+        and the user may take the fd from us anyway (pidfd_getfd(2)): it gains no power."""
+        from socket import SCM_RIGHTS, SOL_SOCKET
+
+        assert self.listener is not None
+        try:
+            client, _ = self.listener.accept()
+        except BlockingIOError:
+            return False
+        if self.watch.tty:
+            try:
+                fd = self.watch.stdout.to_bytes(4, sys.byteorder)  # an int array of one (cmsg(3))
+                client.sendmsg([b"T"], [(SOL_SOCKET, SCM_RIGHTS, fd)])
+            except OSError:
+                client.close()
+                return True
+        client.setblocking(False)  # written to when writable only (send_to_client)
+        self.clients[client] = bytearray()
+        self.selector.register(client, selectors.EVENT_READ, "client")
+        return True
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:
@@ -299,11 +356,43 @@ class Relay:
                 if not self.watch.tty:
                     self.selector.unregister(fd)
                     self.close_fd(fd)
-        for client in list(self.clients):
-            try:
-                client.sendall(data)
-            except OSError:
-                self.drop(client)
+        for client, backlog in list(self.clients.items()):
+            backlog += data
+            if len(backlog) > MAX_CLIENT_BACKLOG and client is not self.pacer:
+                self.drop(client)  # it does not read: the others and the log go on without it
+            else:
+                self.send_to_client(client)
+        if self.pacer in self.clients and len(self.clients[self.pacer]) > MAX_CLIENT_BACKLOG:
+            self.pause()
+
+    def pause(self) -> None:
+        """Stop reading the container's output until the pacing terminal has caught up."""
+        for key in list(self.selector.get_map().values()):
+            if key.data in ("stdout", "stderr"):
+                self.selector.unregister(key.fd)
+                self.paused.append((key.fd, key.data))
+
+    def resume(self) -> None:
+        for fd, stream in self.paused:
+            self.selector.register(fd, selectors.EVENT_READ, stream)
+        self.paused = []
+
+    def send_to_client(self, client: "socket.socket") -> None:
+        """What the socket takes now of a client's backlog (non-blocking); the rest waits for
+        EVENT_WRITE, for which the client is registered only while it has a backlog."""
+        backlog = self.clients[client]
+        try:
+            del backlog[:client.send(backlog)]
+        except BlockingIOError:
+            pass
+        except OSError:  # the client is gone
+            self.drop(client)
+            return
+        if client is self.pacer and self.paused and len(backlog) <= MAX_CLIENT_BACKLOG // 2:
+            self.resume()
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
+        if self.selector.get_key(client).events != events:
+            self.selector.modify(client, events, "client")
 
     def input(self, fd: int) -> None:
         """The caller's stdin (attached -i) to the container's. Our end of its pipe does not
@@ -363,6 +452,8 @@ class Relay:
     def client_input(self, client: "socket.socket") -> None:
         try:
             data = client.recv(CHUNK)
+        except BlockingIOError:
+            return
         except OSError:
             data = b""
         if not data:
@@ -378,9 +469,11 @@ class Relay:
     def drop(self, client: "socket.socket") -> None:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client)
-        with contextlib.suppress(ValueError):
-            self.clients.remove(client)
+        self.clients.pop(client, None)
         client.close()
+        if client is self.pacer:  # gone (or detached): nothing paces the output any more
+            self.pacer = None
+            self.resume()
 
     def close(self) -> None:
         self.raw.close()  # the caller's terminal back to how it was

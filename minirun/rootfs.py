@@ -59,6 +59,7 @@ class RootfsPlan:
     mask_system_paths: bool = True  # docker's masked and read-only /proc and /sys paths
     pid_host: bool = False  # --pid=host: the host's /proc, bound (minirun/sharing.py)
     ipc_host: bool = False  # --ipc=host: the host's /dev/shm and /dev/mqueue, bound
+    ipc_donor: bool = False  # --ipc=container:NAME: its /dev/shm, the last fd of "go" (sharing.donor_shm)
     # Rootful remapped: the container's directory. The remapped root may not pass STORE/containers
     # (root's, 0700): the child opens it while it is still host uid 0, the owner of that parent
     # (process.run_child), enters it as the remapped root and reaches upper/, work/, merged/, lower/N
@@ -212,8 +213,9 @@ def mount_proc(root_fd: int, pid_host: bool = False) -> None:
     mount_in_root(root_fd, "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
-def mount_dev(root_fd: int, tty_gid: int | None, ipc_host: bool = False) -> None:
-    """A small /dev of our own instead of the host's: a tmpfs with only the safe devices."""
+def mount_dev(root_fd: int, tty_gid: int | None, ipc_host: bool = False, shm_fd: int = -1) -> None:
+    """A small /dev of our own instead of the host's: a tmpfs with only the safe devices.
+    `shm_fd`: --ipc=container:NAME, the other container's /dev/shm (a detached mount)."""
     mount_in_root(root_fd, "tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k")
     fd = open_in_root(root_fd, "/dev")
     dev = f"/proc/self/fd/{fd}"
@@ -235,7 +237,12 @@ def mount_dev(root_fd: int, tty_gid: int | None, ipc_host: bool = False) -> None
                 if os.path.ismount(f"/dev/{name}"):
                     kernel.mount(f"/dev/{name}", f"{dev}/{name}", None, MS_BIND | MS_REC)
             return
-        kernel.mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k")
+        if shm_fd >= 0:
+            kernel.move_mount(shm_fd, f"{dev}/shm")
+            os.close(shm_fd)
+        else:
+            kernel.mount("shm", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                         "mode=1777,size=65536k")
         # POSIX message queues of the container's own IPC namespace (mq_overview(7)).
         kernel.mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     finally:
@@ -440,8 +447,10 @@ def open_bundle(plan: RootfsPlan) -> int:
 def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -> None:
     """All of the above, in order. Afterwards "/" is the container's root.
 
-    `fds`, rootful remapped only: the idmapped image layers, then one clone per -v source."""
-    fds = fds or []
+    `fds`, rootful remapped only: the idmapped image layers, then one clone per -v source;
+    then, with --ipc=container:NAME, the other container's /dev/shm."""
+    fds = list(fds or [])
+    shm_fd = fds.pop() if plan.ipc_donor and fds else -1
     bundle = plan.bundle  # the paths below become relative to it (enter_bundle)
     if bundle_fd >= 0:
         plan = enter_bundle(plan, bundle_fd)
@@ -453,7 +462,7 @@ def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         mount_proc(root_fd, plan.pid_host)
-        mount_dev(root_fd, plan.tty_gid, plan.ipc_host)
+        mount_dev(root_fd, plan.tty_gid, plan.ipc_host, shm_fd)
         mount_sys(root_fd, plan.own_netns, plan.cgroupns_host)
         bind_etc_files(root_fd, plan.etc_files)
         # The user's -v mounts come last so that they may cover any of the above, as in docker.

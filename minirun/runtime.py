@@ -234,6 +234,8 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
     p = p._replace(mapping=userns.with_range(p.mapping, record.id_range))  # its own ids, kept for restarts
     if not attach:
         return start_detached(p, record, options)
+    if p.spec.tty and p.spec.interactive and os.isatty(0):
+        return start_on_terminal(p, record, options)
     hold_signals()
     try:
         state.update(p.state_dir, record, monitor_pid=os.getpid(),
@@ -267,24 +269,30 @@ def hold_signals() -> None:
 def start_detached(p: Prepared, record: Record, options: container.Options) -> int:
     """`run -d` / `start`: fork the monitor, let it start the container, and wait only for its
     word that the command was exec'd (or why not: then we exit with that code, 125/126/127)."""
+    fork_monitor(p, record, options)
+    return 0  # the monitor lives on; it was never ours to wait for
+
+
+def fork_monitor(p: Prepared, record: Record, options: container.Options, listener: int = -1) -> int:
+    """Fork the monitor (become_monitor), and return its pid once it says the command runs;
+    raise its error (125/126/127, or 128+N if a held signal came) if it never did."""
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     child = os.fork()
     if child == 0:
         os.close(report_r)
-        os._exit(become_monitor(p, record, options, report_w))  # only returns on failure
+        os._exit(become_monitor(p, record, options, report_w, listener))  # only returns on failure
     os.close(report_w)
+    if listener >= 0:
+        os.close(listener)  # the monitor's now
     with os.fdopen(report_r, "rb") as report:
         word = report.read().decode(errors="replace")
     if word == "running":
-        # A signal held meanwhile (hold_signals; the monitor inherited the mask, so it holds one
-        # sent to it as well, until it forwards): pass it on to the monitor, which forwards it to
-        # PID 1 as it would have a moment later. The caller then says so (interrupted_detached).
-        for number in held_signals():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(child, number)
-        return 0  # the monitor lives on; it was never ours to wait for
+        # A signal held meanwhile stays pending here: the caller passes it on to the monitor
+        # (interrupted_detached; start_on_terminal's handlers), in the one place that checks.
+        record.monitor_pid, record.monitor_start = child, state.process_start_time(child) or 0
+        return child
     os.waitpid(child, 0)  # it has recorded why and torn down: now say it
     code, _, message = word.partition(" ")
     pending = held_signals()
@@ -301,35 +309,85 @@ def held_signals() -> list[int]:
 
 
 def interrupted_detached(record: Record) -> None:
-    """`run -d` after its container runs: a signal it held during the start went to the container
-    (start_detached); leave with 128+N, as the foreground run's container would have, with the
-    id printed (the container exists, to inspect or rm)."""
+    """`run -d` / `start` after its container runs: a signal held during the start (hold_signals;
+    the monitor inherited the mask, so it holds one sent to it as well, until it forwards) goes
+    to the monitor, which forwards it to PID 1 as it would have a moment later; then we leave
+    with 128+N, as the foreground run's container would have, with the id printed (the container
+    exists, to inspect or rm). One check, here: a signal that came after an earlier check
+    would have been reported as the container's without reaching it. One that comes after this
+    stays held until we exit: we were done before it, and the container runs on, unsignalled."""
     pending = held_signals()
+    for number in pending:  # the monitor is our child (fork_monitor): its pid is not reused
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(record.monitor_pid, number)
     if pending:
         raise MinirunError(f"interrupted by {signal.Signals(pending[0]).name} while starting "
                            f"{record.id[:12]}: the container got the signal", 128 + pending[0])
 
 
-def become_monitor(p: Prepared, record: Record, options: container.Options, report: int) -> int:
-    """In the forked monitor: leave the caller's session and terminal, start, report, exec."""
+def start_on_terminal(p: Prepared, record: Record, options: container.Options) -> int:
+    """`run -it` / `start -ai` on a terminal: a detached monitor, and this process its first
+    attach client, as docker's CLI is the daemon's. Then the detach keys (--detach-keys,
+    ctrl-p ctrl-q) can leave the container running: a foreground monitor could not, since the
+    container is its child and dies with it (PR_SET_PDEATHSIG). The client connects before the
+    container exists (the listening socket is made here and handed to the monitor), and the
+    monitor accepts it before it relays anything (monitor.Relay): no output is missed. It ends
+    with the container, whose code is the monitor's own exit status: the monitor is our child."""
+    import socket
+
+    from minirun import tty
+    from minirun.commands.attach import receive_pty
+
+    listener = monitor.listen(str(p.state_dir), record.id)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(monitor.attach_socket(str(p.state_dir), record.id))  # in the listen backlog
+        child = fork_monitor(p, record, options, listener)
+        # Signals to us now go to the monitor, which forwards them to PID 1 (as `run` does);
+        # one held during the start has gone there already (fork_monitor).
+        for sig in FORWARDED:
+            signal.signal(sig, lambda number, _frame: os.kill(child, number))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
+        master = receive_pty(conn)
+        try:
+            detached = tty.attach(conn, stdin_open=True, tty=True, detach_keys=options.detach_keys,
+                                  pty_master=master)
+        finally:
+            os.close(master)
+    finally:
+        conn.close()
+    if detached:
+        print("\r\nread escape sequence", file=sys.stderr)
+        return 0
+    _, status = os.waitpid(child, 0)
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+def become_monitor(p: Prepared, record: Record, options: container.Options, report: int,
+                   listener: int = -1) -> int:
+    """In the forked monitor: leave the caller's session and terminal, start, report, exec.
+    `listener`: the attach socket, made (and connected to) by start_on_terminal."""
     os.setsid()  # no controlling terminal: the starting shell's exit or SIGHUP never reaches us
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    paced = listener >= 0  # start_on_terminal's: its client is the user's terminal
     try:
         state.update(p.state_dir, record, monitor_pid=os.getpid(),
                      monitor_start=state.process_start_time(os.getpid()) or 0)
         started = launch(p, record, attached=False)
         watch = started.watch(p, record, options, attached=False)
-        if p.spec.tty or p.spec.interactive:  # attach must find it as soon as we say "running"
-            watch = watch._replace(listener=monitor.listen(str(p.state_dir), record.id))
-    except MinirunError as e:
-        os.write(report, f"{e.code} {e}".encode())
-        return e.code
+        if listener < 0 and (p.spec.tty or p.spec.interactive):  # attach finds it once we say "running"
+            listener = monitor.listen(str(p.state_dir), record.id)
+        watch = watch._replace(listener=listener, first_client_paces=paced)
     except BaseException as e:
-        os.write(report, f"{RUNTIME_ERROR} {e}".encode())
-        return RUNTIME_ERROR
+        if listener >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(monitor.attach_socket(str(p.state_dir), record.id))
+        code = e.code if isinstance(e, MinirunError) else RUNTIME_ERROR
+        os.write(report, f"{code} {e}".encode())
+        return code
     os.write(report, b"running")
     os.close(report)
     with contextlib.suppress(OSError):  # on failure we exit: PID 1 dies with us (PDEATHSIG)
@@ -452,7 +510,8 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
         if mapping.idmap_layers else [], bundle=str(where.bundle) if mapping.idmap_layers else "",
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
-        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host)
+        mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host,
+        ipc_donor=sharing.ipc_donor(share) is not None)
     return process.ProcessPlan(
         argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
         interactive=spec.interactive, init=spec.init, stdio=stdio, uts_host=share.uts_host,
@@ -495,16 +554,19 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         trace.mark("network, record", settings=settings)
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
-        if plan.rootfs.layer_mounts:  # rootful remapped: "go" carries the idmapped layers + volumes
-            mounts = userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
-            try:
+        # Rootful remapped: "go" carries the idmapped layers + volumes; --ipc=container:NAME
+        # the other container's /dev/shm, last (rootfs.build).
+        mounts = []
+        try:
+            if plan.rootfs.layer_mounts:
+                mounts += userns.idmapped_layers(pid, plan.rootfs.layers, idmap=not mapping.shifted_layers)
                 mounts += userns.detached_binds(plan.rootfs.binds)
-                sync.send(parent_end, "go", fds=mounts)
-            finally:
-                for fd in mounts:
-                    os.close(fd)
-        else:
-            sync.send(parent_end, "go")
+            if (donor := sharing.ipc_donor(share)) is not None:
+                mounts.append(sharing.donor_shm(donor))
+            sync.send(parent_end, "go", fds=mounts)
+        finally:
+            for fd in mounts:
+                os.close(fd)
         trace.mark("go (with idmapped layers)" if plan.rootfs.layer_mounts else "go")
         master = sync.receive_exec(parent_end)  # sync steps 4-6
         trace.mark("exec (waited for the child's set-up)")

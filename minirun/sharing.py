@@ -7,7 +7,8 @@
 then lets it do only what that namespace's owner (the host's user namespace) allows, so what
 the container would normally create there is borrowed from the host instead (rootfs.py):
 the host's /proc (--pid=host), /dev/shm and /dev/mqueue (--ipc=host), and no sethostname
-(--uts=host).
+(--uts=host). Likewise --ipc=container:NAME takes the other container's /dev/shm (donor_shm), as
+docker does: POSIX shared memory is files there (shm_overview(7)), not part of the IPC namespace.
 
 `container:NAME` joins the namespaces of another running container, *and its user namespace*,
 as podman does for the containers of a pod. Every namespace belongs to the user namespace that
@@ -178,6 +179,63 @@ def clone(share: SharePlan, cgroup_fd: int | None = None) -> tuple[int, bool]:
         raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
                            f"{answer or 'the helper died'}")
     return int(answer), False
+
+
+def ipc_donor(share: SharePlan) -> Donor | None:
+    """The container whose IPC namespace is joined (--ipc=container:NAME), if any."""
+    return next((d for d in share.donors if d.flags & kernel.CLONE_NEWIPC), None)
+
+
+def donor_shm(donor: Donor) -> int:
+    """A detached copy of the donor's /dev/shm mount (open_tree(2), OPEN_TREE_CLONE), for the
+    child to attach as its own /dev/shm (rootfs.mount_dev): the same tmpfs, so a file one
+    writes there the other reads. The mount lives in the donor's mount namespace, and open_tree
+    clones only mounts of the caller's own: a helper process joins the donor's user and mount
+    namespaces (one setns(2), the user namespace first: see enter.join), clones the mount there,
+    and hands the fd back over a socketpair (SCM_RIGHTS, unix(7)). The clone keeps its flags
+    (nosuid, nodev, noexec) and is attached only in the new container's mount namespace."""
+    import socket
+
+    pidfd = open_target(donor.record)
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        helper = os.fork()
+        if helper == 0:
+            ours.close()
+            try:
+                kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+                kernel.setns(pidfd, kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)  # "/" is now the donor's
+                # The donor's root decides what /dev/shm is: no symbolic link may lead the clone
+                # elsewhere (a magic link of its /proc to another process's root, say).
+                root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                where = kernel.openat2(root, "/dev/shm", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                                       kernel.RESOLVE_IN_ROOT | kernel.RESOLVE_NO_SYMLINKS
+                                       | kernel.RESOLVE_NO_MAGICLINKS)
+                clone = kernel.OPEN_TREE_CLONE | kernel.AT_RECURSIVE | kernel.AT_EMPTY_PATH
+                shm = kernel.open_tree("", clone, dirfd=where)
+                socket.send_fds(theirs, [b"shm"], [shm])
+                code = 0
+            except BaseException as e:  # one line for the user, through the parent
+                with contextlib.suppress(OSError):
+                    theirs.sendall(str(e).encode(errors="replace")[:4000])
+                code = 125
+            os._exit(code)
+        theirs.close()
+        try:
+            data, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+        finally:
+            os.waitpid(helper, 0)
+    finally:
+        os.close(pidfd)
+        ours.close()
+        with contextlib.suppress(OSError):
+            theirs.close()
+    if data != b"shm" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise MinirunError(f"cannot share the /dev/shm of container {donor.name}: "
+                           f"{data.decode(errors='replace') or 'the helper died'}")
+    return fds[0]
 
 
 def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:

@@ -93,6 +93,11 @@ class Record:
         return self.monitor_pid > 0 and process_start_time(self.monitor_pid) == self.monitor_start
 
     @property
+    def starting(self) -> bool:
+        """`run` or `start` has claimed it (`claim`) and its command does not run yet."""
+        return self.status == "created" and not self.error and self.monitor_alive()
+
+    @property
     def dead(self) -> bool:
         """True if the record says the container runs (or starts) but its monitor is gone.
 
@@ -137,6 +142,20 @@ def write_exit_file(state: Path, container_id: str, code: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def open_exit_file(state: Path, container_id: str) -> int | None:
+    """An fd on the exit code file, for `wait`: the code is written in place into this inode
+    (write_exit_file), so it can be read through the fd even after --rm has removed the file."""
+    try:
+        return os.open(exit_path(state, container_id), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
+def read_exit_fd(fd: int) -> int | None:
+    text = os.pread(fd, EXIT_FILE_SIZE, 0).strip(b"\0 \n")
+    return int(text) if text.isdigit() else None
 
 
 def read_exit_file(state: Path, container_id: str) -> int | None:
@@ -379,6 +398,26 @@ def exclusive(state: Path) -> Iterator[None]:
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(_lock(state)):
         yield
+
+
+def claim(state: Path, container_id: str, ref: str) -> tuple[Record, bool]:
+    """`start`: take a created or exited container for this process, under the lock `rm` and
+    `prune` remove under, so that the check ("it exists and is not running") and the claim are
+    one step. Before, an `rm -f` between the two removed it, reported success, and the start
+    then wrote the record again and ran it (attack review of issue 11). Claimed, it is
+    "created" with this process as its monitor (`starting`): rm -f waits for the start to end,
+    then stops and removes it; a second `start` is refused. If this process dies before the
+    container runs, the record says so (`_load_file`: "minirun died while starting it")."""
+    with locked(_lock(state)):
+        record = _load_file(_path(state, container_id), warn=False)
+        if record is None:
+            raise ContainerNotFound(f"no such container: {ref}")
+        if record.status == "running" or record.starting:
+            return record, False  # not claimed: the caller says what that means for it
+        record.status, record.error = "created", ""
+        record.monitor_pid, record.monitor_start = os.getpid(), process_start_time(os.getpid()) or 0
+        save(state, record)
+        return record, True
 
 
 def load(state: Path, container_id: str) -> Record | None:

@@ -15,7 +15,9 @@ for free: when the child's execve(2) succeeds its end closes, and the parent rea
         or slirp4netns, minirun/network), send "go"
         (rootful remapped: "go" carries one idmapped
         mount fd per image layer, then one detached
-        clone per -v source, userns.py)
+        clone per -v source, userns.py; with
+        --ipc=container:NAME, last, a clone of
+        NAME's /dev/shm, sharing.donor_shm)
   3                                                 setresuid(0) in the userns, not dumpable;
                                                     unshare(NEWCGROUP) (not with --cgroupns
                                                     host), hostname, lo up,

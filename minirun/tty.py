@@ -68,19 +68,54 @@ def raw_mode(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
-DETACH_KEYS = b"\x10\x11"  # ctrl-p ctrl-q, docker's default detach keys
+DETACH_KEYS = "ctrl-p,ctrl-q"  # docker's default detach keys
+# docker's names for the control characters beyond ctrl-a .. ctrl-z (ascii(7)).
+CTRL_SYMBOLS = {"@": 0, "[": 27, "\\": 28, "]": 29, "^": 30, "_": 31}
 
 
-def attach(conn: socket.socket, stdin_open: bool, tty: bool) -> bool:
+def parse_detach_keys(keys: str) -> bytes:
+    """--detach-keys as docker takes it: comma-separated keys, each one character or ctrl-X
+    (X a letter, or @ [ \\ ] ^ _), e.g. "ctrl-p,ctrl-q" or "ctrl-a,d"; "" disables detaching."""
+    sequence = bytearray()
+    for key in keys.split(",") if keys else []:
+        name = key.lower()
+        if len(key) == 1 and key.isascii():
+            sequence.append(ord(key))
+        elif name.startswith("ctrl-") and len(name) == 6 and "a" <= name[5] <= "z":
+            sequence.append(ord(name[5]) - ord("a") + 1)
+        elif name.startswith("ctrl-") and len(name) == 6 and name[5] in CTRL_SYMBOLS:
+            sequence.append(CTRL_SYMBOLS[name[5]])
+        else:
+            from minirun.errors import MinirunError
+
+            raise MinirunError(f"invalid detach keys {keys!r}: {key!r} is not a key (one character, "
+                               "or ctrl-a .. ctrl-z, ctrl-@, ctrl-[, ctrl-\\, ctrl-], ctrl-^, ctrl-_)")
+    return bytes(sequence)
+
+
+def attach(conn: socket.socket, stdin_open: bool, tty: bool, detach_keys: bytes = b"\x10\x11",
+           pty_master: int = -1) -> bool:
     """`minirun attach`: the user's terminal <-> the monitor's attach socket (monitor.py), in
-    raw mode with -t, until the container ends (False) or the user types ctrl-p ctrl-q (True).
+    raw mode with -t, until the container ends (False) or the user types the detach keys (True).
 
     The keys are the user's way out, so they are looked for in what the user types and never
-    sent on; a ctrl-p followed by anything else is sent as typed."""
+    sent on; the start of the sequence followed by anything else is sent as typed, as docker
+    does. `pty_master`: the container's pty (-t), which gets our terminal's size now and at
+    every SIGWINCH (TIOCSWINSZ: the kernel then sends SIGWINCH to the container's foreground
+    process group, ioctl_tty(2))."""
+    import signal
+
     selector = selectors.DefaultSelector()
     selector.register(conn, selectors.EVENT_READ)
     if stdin_open:
         selector.register(0, selectors.EVENT_READ)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    resizing = pty_master >= 0 and os.isatty(0)
+    if resizing:  # signals only mark the wake-up pipe (signal.set_wakeup_fd): the loop acts
+        previous = signal.signal(signal.SIGWINCH, lambda _n, _f: None)
+        old_wakeup = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        selector.register(wake_r, selectors.EVENT_READ)
+        copy_window_size(0, pty_master)
     held = b""
     try:
         with raw_mode(0) if tty else contextlib.nullcontext():
@@ -92,21 +127,32 @@ def attach(conn: socket.socket, stdin_open: bool, tty: bool) -> bool:
                             return False
                         _write_all(1, data)
                         continue
+                    if key.fileobj == wake_r:
+                        os.read(wake_r, 1024)
+                        copy_window_size(0, pty_master)  # the user's terminal was resized
+                        continue
                     data = os.read(0, 65536)
                     if not data:
                         selector.unregister(0)
                         conn.shutdown(socket.SHUT_WR)
                         continue
-                    data = held + data
-                    held = b""
-                    if DETACH_KEYS in data:
-                        conn.sendall(data[:data.index(DETACH_KEYS)])
+                    data, held = held + data, b""
+                    if detach_keys and detach_keys in data:
+                        conn.sendall(data[:data.index(detach_keys)])
                         return True
-                    if data.endswith(DETACH_KEYS[:1]):
-                        data, held = data[:-1], DETACH_KEYS[:1]
+                    # A possible start of the keys at the end: held until the next read says.
+                    for n in range(min(len(detach_keys) - 1, len(data)), 0, -1):
+                        if data.endswith(detach_keys[:n]):
+                            data, held = data[:-n], data[-n:]
+                            break
                     conn.sendall(data)
     finally:
+        if resizing:
+            signal.set_wakeup_fd(old_wakeup)
+            signal.signal(signal.SIGWINCH, previous)
         selector.close()
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -1,12 +1,21 @@
-"""`minirun rm [-f] NAME...`: remove containers; -f kills a running one first."""
+"""`minirun rm [-f] NAME...`: remove containers; -f kills a running one first.
+
+A container is removed under the records' lock, and only if, under that lock, it neither runs
+nor starts: `start` claims a container under the same lock (state.claim), so an `rm -f` racing
+a `start` either removes it first (the start then finds no such container) or waits for the
+start to end and then stops and removes what it started, never reports success while it runs.
+"""
 
 import argparse
 import signal
 import sys
+import time
 from pathlib import Path
 
 from minirun import container, paths, state
 from minirun.errors import ContainerNotFound, MinirunError
+
+START_WAIT = 120.0  # seconds rm -f waits for a start under way (a pull is not part of `start`)
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -28,9 +37,27 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
                 raise
             container.remove_orphan(state_dir, store, orphan, force)
         return
-    if record.status == "created" and record.monitor_alive():
-        raise MinirunError(f"container {record.name} is still starting: try again in a moment")
-    if record.status == "running":
+    deadline, killed = time.monotonic() + START_WAIT, False
+    while True:
+        with state.exclusive(state_dir):
+            try:
+                # Read it again, under the lock: its monitor may have recorded the exit and
+                # cleaned up what it could (with --rm, everything), or a `start` claimed it.
+                record = state.find(state_dir, record.id, warn=False)
+            except ContainerNotFound:
+                return
+            # (Killed and still "running": its monitor did not record the exit in time, or the
+            # record names a PID 1 that is not provably the container's: remove what it records.)
+            if not record.starting and (record.status != "running" or killed):
+                container.remove(state_dir, record)
+                return
+        if record.starting:  # wait for the start: then it runs (killed below) or it failed
+            if not force:
+                raise MinirunError(f"container {record.name} is still starting: try again in a moment")
+            if time.monotonic() > deadline:
+                raise MinirunError(f"container {record.name} is still starting after {START_WAIT:.0f} s")
+            time.sleep(0.02)
+            continue
         if not force:
             raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
         # Through a pidfd proven to be its PID 1, never the bare pid of the record; then its
@@ -40,14 +67,7 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
         exited = state.process_start_time(record.pid) != record.pid_start
         if container.send_signal(record, signal.SIGKILL) or exited:
             container.wait_monitor(state_dir, record, 10)
-    with state.exclusive(state_dir):
-        try:
-            # Read it again: its monitor has recorded the exit and cleaned up what it could
-            # (with --rm, everything), so only what is still listed is left to remove.
-            record = state.find(state_dir, record.id, warn=False)
-        except ContainerNotFound:
-            return
-        container.remove(state_dir, record)
+        killed = True
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 
-from minirun import container, logfile, runtime, spec
+from minirun import container, logfile, runtime, spec, tty
 from minirun.errors import MinirunError
 
 
@@ -16,7 +16,13 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("-d", "--detach", action="store_true", help="run in the background, print the id")
     p.add_argument("--explain", action="store_true",
                    help="narrate each step of the start on stderr: what it does, real values, man pages")
+    add_detach_keys(p)
     add_container_flags(p)
+
+
+def add_detach_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", default=None, metavar="KEYS",
+                   help='with -it: keys that detach and leave it running (default ctrl-p,ctrl-q; "": none)')
 
 
 def add_container_flags(p: argparse.ArgumentParser) -> None:
@@ -104,8 +110,10 @@ def to_options(args: argparse.Namespace, verb: str, detach: bool) -> container.O
     argv: list[str] = getattr(args, "argv", [])
     kept = [a for a in argv[argv.index(verb) + 1:] if a != "--explain"] if verb in argv else []
     stop_signal = signal.Signals(container.parse_signal(args.stop_signal)).name if args.stop_signal else ""
+    keys = getattr(args, "detach_keys", None)
     return container.Options(detach=detach, stop_signal=stop_signal, stop_timeout=args.stop_timeout,
-                             log=logfile.parse_options(args.log_driver, args.log_opt), args=tuple(kept))
+                             log=logfile.parse_options(args.log_driver, args.log_opt), args=tuple(kept),
+                             detach_keys=tty.parse_detach_keys(tty.DETACH_KEYS if keys is None else keys))
 
 
 def run(args: argparse.Namespace) -> int:

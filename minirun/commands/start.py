@@ -4,9 +4,16 @@ The container is started from the arguments its `run` or `create` was given (kep
 record), on the same container directory: what it wrote is still there. Without -a it runs
 detached (a monitor of its own) and its name is printed; with -a this process is its monitor,
 attached, and leaves with its exit code.
+
+The order matters against a concurrent `rm -f` and against signals: everything that can fail
+without side effects first (the record's flags, the image), then SIGINT/SIGTERM/SIGHUP... are
+held (runtime.hold_signals, as `run -d` does: a pending one reaches the container once it runs,
+and `start` leaves with 128+N), then the container is claimed under the records' lock
+(state.claim): either `rm` removed it before ("no such container") or it waits for this start.
 """
 
 import argparse
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,36 +21,60 @@ from pathlib import Path
 from minirun import paths, runtime, state
 from minirun.commands import run as run_verb
 from minirun.errors import MinirunError
+from minirun.state import Record
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser("start", help="start created or stopped containers")
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr, exit with its code")
     p.add_argument("-i", "--interactive", action="store_true", help="attach stdin too")
+    run_verb.add_detach_keys(p)
     p.add_argument("names", nargs="+", metavar="CONTAINER")
 
 
-def start(state_dir: Path, name: str, attach: bool, interactive: bool) -> int:
-    record = state.find(state_dir, name)
+def check_startable(record: Record, attach: bool) -> bool:
+    """May `start` start it? False: it runs already, and without -a that is not an error (docker)."""
     if record.status == "running" and not attach:
-        return 0  # docker: starting a running container is not an error
+        return False
     if record.status == "running":
         raise MinirunError(f"container {record.name} is running: use `minirun attach`")
-    if record.status == "created" and record.monitor_alive():
+    if record.starting:
         raise MinirunError(f"container {record.name} is starting already")
+    return True
+
+
+def start(state_dir: Path, name: str, attach: bool, interactive: bool,
+          detach_keys: str | None = None) -> tuple[int, Record | None]:
+    """Start one container; its code (with -a) and its record, None if it ran already."""
+    record = state.find(state_dir, name)
+    if not check_startable(record, attach):
+        return 0, None
     from minirun.cli import _Parser
 
     parser = _Parser(prog="minirun start", add_help=False)
     run_verb.add_container_flags(parser)
     parser.add_argument("-d", "--detach", action="store_true")  # `run -d`: how it ran then, not now
+    run_verb.add_detach_keys(parser)  # `run --detach-keys`: then; `start --detach-keys`: now
     args = parser.parse_args(record.create_args)
+    if detach_keys is not None:
+        args.detach_keys = detach_keys
     spec = replace(run_verb.to_spec(args, check_tty=attach), name=None, pull="never",
                    interactive=args.interactive and (interactive or not attach))
     options = run_verb.to_options(args, "", detach=not attach)._replace(args=tuple(record.create_args))
     prepared = runtime.prepare(spec)
     if prepared.image.id != record.image_id:
         raise MinirunError(f"the image of container {record.name} ({record.image}) has changed or is gone")
-    return runtime.start(prepared, record, options, attach=attach)
+    runtime.hold_signals()  # from the claim until the command runs, as `run -d` (issue 12 item 10)
+    try:
+        record, claimed = state.claim(state_dir, record.id, name)
+        if not claimed and not check_startable(record, attach):  # started meanwhile by another
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
+            return 0, None
+    except BaseException:
+        # Nothing claimed: a signal held meanwhile ends us now, with 128+N (minirun/__init__.py).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
+        raise
+    return runtime.start(prepared, record, options, attach=attach), record
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,15 +83,16 @@ def run(args: argparse.Namespace) -> int:
     code = 0
     for name in args.names:
         try:
-            result = start(paths.state_dir(), name, args.attach, args.interactive)
+            result, record = start(paths.state_dir(), name, args.attach, args.interactive, args.detach_keys)
         except MinirunError as e:
-            if args.attach:
+            if args.attach or e.code > 128:  # interrupted by a signal: 128+N, as `run -d`
                 raise
             print(f"minirun: {e}", file=sys.stderr)
             code = 1
             continue
         if args.attach:
             return result
-        print(name)
+        print(name, flush=True)
+        if record is not None:  # we started it: a signal held meanwhile goes to it now
+            runtime.interrupted_detached(record)
     return code
-

@@ -1,7 +1,14 @@
-"""`minirun wait CONTAINER...`: block until each container stops, print its exit code."""
+"""`minirun wait CONTAINER...`: block until each container stops, print its exit code.
+
+A --rm container removes itself once it has exited, record and exit code file included; a
+waiter that started while it ran still prints its code, as docker's does: it holds the exit
+code file open from before (state.open_exit_file), and the monitor writes the code into that
+very inode before it removes the name. One that is gone already: "no such container", exit 1."""
 
 import argparse
+import os
 import sys
+from dataclasses import replace
 
 from minirun import container, paths, state
 from minirun.errors import MinirunError
@@ -21,10 +28,19 @@ def run(args: argparse.Namespace) -> int:
             if record.status in ("running", "created"):
                 # Its monitor records the exit code, then ends: wait for that, however long.
                 # (A "created" container that never started has no monitor: its code is now.)
-                after = container.wait_monitor(state_dir, record)
-                if after is None:
+                code_fd = state.open_exit_file(state_dir, record.id)
+                try:
+                    after = container.wait_monitor(state_dir, record)
+                    kept = state.read_exit_fd(code_fd) if after is None and code_fd is not None else None
+                finally:
+                    if code_fd is not None:
+                        os.close(code_fd)
+                if after is not None:
+                    record = after
+                elif kept is not None:  # removed (--rm, rm -f) after its monitor wrote the code
+                    record = replace(record, exit_code=kept)
+                else:
                     raise MinirunError(f"container {name} was removed before its exit code could be read")
-                record = after
             print(record.exit_code, flush=True)
         except MinirunError as e:
             print(f"minirun: {e}", file=sys.stderr)

@@ -191,3 +191,64 @@ def test_a_signal_during_a_detached_start(private: Tier, sig: signal.Signals) ->
     assert not marked_processes(marker), "a container the held signal never reached"
     private(["prune"], check=0)
     assert not traces(private), "prune left containers behind"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_during_start(private: Tier, sig: signal.Signals) -> None:
+    """`start` of a created container holds the signals as `run -d` does (attack review of issue
+    11): from its claim (state.claim) until the command runs; a signal in between reaches the
+    container, and `start` leaves with 128+N after printing the name. One before the claim ends
+    it with 128+N and the container stays as it was (not running). Never a traceback, never a
+    container left running that nobody signalled, nothing `prune` cannot remove."""
+    marker = str(100000 + secrets.randbelow(800000))
+    codes: dict[int, int] = {}
+    finished_first: list[str] = []  # start was done before the signal: its container runs on
+    held: list[str] = []  # the signal came during the start, and the container got it
+    before: list[str] = []  # the signal ended start before it claimed the container
+    create = ["create", "--init", "--network", "none", IMAGE, "sleep", marker]
+    durations = []
+    for _ in range(3):
+        name = f"mrt-fault-start-{secrets.token_hex(4)}"
+        private(["create", "--name", name, *create[1:]], check=0)
+        began = time.monotonic()
+        private(["start", name], check=0)
+        durations.append(time.monotonic() - began)
+        finished_first.append(name)
+    longest = sorted(durations)[1]
+    started = time.monotonic()
+    for _ in range(FAULT_RUNS):
+        name = f"mrt-fault-start-{secrets.token_hex(4)}"
+        private(["create", "--name", name, *create[1:]], check=0)
+        proc = private.popen(["start", name])
+        time.sleep(random.uniform(0.005, longest))
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=60)
+        if proc.returncode == 0:
+            finished_first.append(name)
+            continue
+        if not out and interpreter_start_up(proc.returncode, err, sig):
+            codes[-1] = codes.get(-1, 0) + 1  # the interpreter's own start-up: see the module's docstring
+            before.append(name)
+            continue
+        codes[proc.returncode] = codes.get(proc.returncode, 0) + 1
+        assert "Traceback" not in err and "setup failed" not in err, err
+        assert proc.returncode == 128 + sig, f"exit {proc.returncode} after {sig.name}: {err}"
+        assert err.count("\n") <= 1, err
+        (held if out.strip() == name else before).append(name)
+    print(f"{private.name} start {sig.name}: {FAULT_RUNS} runs in {time.monotonic() - started:.1f}s, "
+          f"moments up to {longest * 1000:.0f} ms, exits {codes}, held until the command ran {len(held)}, "
+          f"before the claim {len(before)}, done before the signal {len(finished_first)}")
+    assert codes.get(128 + sig, 0) >= FAULT_RUNS // 4, "most signals came during the start"
+    assert len(held) >= FAULT_RUNS // 20, "no signal came between the claim and the command"
+    for name in held:  # held, not lost: the container died of it (not 137 with its monitor)
+        assert private(["wait", name], check=0, timeout=60).stdout.strip() == str(128 + sig)
+    for name in before:  # not started: nothing of it runs
+        assert private.inspect(name)["State"]["Status"] != "running", name
+    private(["rm", "-f", *finished_first], check=0)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not marked_processes(marker), timeout=30)
+    assert not marked_processes(marker), "a container the held signal never reached"
+    private(["prune"], check=0)
+    assert not traces(private), "prune left containers behind"
+    _, lines = leakcheck()
+    assert not [line for line in lines if marker in line], lines

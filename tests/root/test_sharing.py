@@ -85,6 +85,35 @@ def test_ipc_container_sees_the_others_segment(minirun: Tier, names: Callable[[]
         assert "shareable" in one_line_error(result)
 
 
+def test_ipc_container_shares_the_donors_dev_shm(minirun: Tier, names: Callable[[], str]) -> None:
+    """docker gives a container joining --ipc=container:NAME the donor's /dev/shm as well (POSIX
+    shared memory is files there, shm_overview(7)): what one writes the other reads, both ways."""
+    donor = names()
+    with container(minirun, donor, "--network", "none", "--ipc", "shareable",
+                   cmd=("sh", "-c", "echo from-donor > /dev/shm/a; echo up; sleep 300")) as (_, monitor):
+        assert monitor.stdout is not None
+        read_until(monitor.stdout, "up\n")
+        seen = minirun(["run", "--rm", "--network", "none", "--ipc", f"container:{donor}", IMAGE, "sh", "-c",
+                        "cat /dev/shm/a; echo from-joiner > /dev/shm/b; grep ' /dev/shm ' /proc/self/mounts"],
+                       check=0).stdout
+        assert seen.startswith("from-donor\n"), seen
+        assert "nosuid,nodev,noexec" in seen, seen
+        assert minirun(["exec", donor, "cat", "/dev/shm/b"], check=0).stdout == "from-joiner\n"
+        alone = minirun(["run", "--rm", "--network", "none", IMAGE, "ls", "/dev/shm"], check=0).stdout
+        assert alone == "", "a private IPC namespace has a /dev/shm of its own"
+    # A donor's root makes its /dev/shm a symbolic link (to its /etc): the joiner is refused, and
+    # gets neither that nor anything a link could lead to (a magic link of /proc, say).
+    linked = names()
+    swap = "umount /dev/shm && rmdir /dev/shm && ln -s /etc /dev/shm && echo up; sleep 300"
+    with container(minirun, linked, "--network", "none", "--ipc", "shareable", "--cap-add", "SYS_ADMIN",
+                   cmd=("sh", "-c", swap)) as (_, monitor):
+        assert monitor.stdout is not None
+        read_until(monitor.stdout, "up\n")
+        refused = minirun(["run", "--rm", "--network", "none", "--ipc", f"container:{linked}", IMAGE, "true"],
+                          check=125)
+        assert "openat2(/dev/shm)" in one_line_error(refused)
+
+
 def test_pid_host_sees_the_hosts_processes(minirun: Tier) -> None:
     out = minirun(["run", "--rm", "--network", "none", "--pid", "host", IMAGE, "sh", "-c",
                    "readlink /proc/self/ns/pid; echo $$"], check=0).stdout.split()

@@ -5,7 +5,12 @@ window size, and `exit 3` that becomes minirun's exit code. Both tiers.
 Every read has a deadline (tests/helpers.py, PtyProcess.expect): a hang fails, it never blocks.
 """
 
-from helpers import IMAGE, Tier
+import os
+import select
+import time
+from collections.abc import Callable
+
+from helpers import IMAGE, Tier, one_line_error, set_window_size, wait_running
 
 PROMPT = r"# (\x1b\[J)?$"  # busybox ash: "/ # ", sometimes redrawn with "clear to end of screen" after
 
@@ -56,3 +61,105 @@ def test_ctrl_c_on_a_pid_1_command(minirun: Tier) -> None:
     term.expect(r"go\r\n")
     term.type("\x03")
     assert term.wait(timeout=30) == 130
+
+
+def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], str]) -> None:
+    """`attach --detach-keys` (docker's format; "" disables them) leaves the container running;
+    attach gives the container's terminal its own size, and a new one at every SIGWINCH."""
+    name = names()
+    minirun(["run", "-d", "-it", "--name", name, "--network", "none", IMAGE, "sh"], check=0)
+    wait_running(minirun, name)
+    term = minirun.spawn_pty(["attach", "--detach-keys", "ctrl-a,d", name], rows=30, cols=100)
+    time.sleep(0.5)
+    term.type("stty size\r")
+    term.expect(r"30 100\r\n")
+    set_window_size(term.master, 40, 120)  # the kernel sends SIGWINCH to attach (tty_ioctl(4))
+    time.sleep(0.3)
+    term.type("stty size\r")
+    term.expect(r"40 120\r\n")
+    term.type("\x10\x11")  # ctrl-p ctrl-q: typed keys now, sent on
+    time.sleep(0.5)
+    term.type("\x03echo still-$((6*7))\r")
+    term.expect("still-42")
+    term.type("\x01d")  # ctrl-a d
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
+
+    term = minirun.spawn_pty(["attach", "--detach-keys=", name])  # "": no keys detach
+    time.sleep(0.5)
+    term.type("\x10\x11")
+    time.sleep(0.5)
+    term.type("\x03echo again-$((6*7))\r")
+    term.expect("again-42")
+    term.type("exit 4\r")
+    assert term.wait(timeout=30) == 4
+    minirun(["rm", name], check=0)
+    bad = minirun(["attach", "--detach-keys", "ctrl-pq", name], check=125)
+    assert "invalid detach keys" in one_line_error(bad)
+
+
+def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[], str]) -> None:
+    """`run -it` and `start -ai` are attach clients of a monitor of their own, so their detach
+    keys leave the container running, as docker's; a resized terminal resizes the container's."""
+    name = names()
+    term = minirun.spawn_pty(["run", "-it", "--name", name, "--network", "none", IMAGE, "sh"],
+                             rows=30, cols=100)
+    term.expect(PROMPT)
+    term.type("echo in-$((2+3)); stty size\r")
+    term.expect(r"in-5\r\n30 100\r\n")
+    set_window_size(term.master, 33, 90)
+    time.sleep(0.3)
+    term.type("stty size\r")
+    term.expect(r"33 90\r\n")
+    term.type("\x10\x11")  # ctrl-p ctrl-q
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
+    minirun(["stop", "-t", "1", name], check=0)
+
+    term = minirun.spawn_pty(["start", "-ai", "--detach-keys", "ctrl-x,x", name])
+    term.expect(PROMPT)
+    term.type("\x10\x11")  # not the keys now: sent on
+    time.sleep(0.5)
+    term.type("\x03echo again-$((3+4))\r")
+    term.expect("again-7")
+    term.type("\x18x")  # ctrl-x x
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+    assert minirun.inspect(name)["State"]["Status"] == "running"
+    term = minirun.spawn_pty(["attach", name])
+    time.sleep(0.5)
+    term.type("exit 5\r")
+    assert term.wait(timeout=30) == 5
+    assert minirun(["wait", name], check=0).stdout == "5\n"
+    minirun(["rm", name], check=0)
+
+    term = minirun.spawn_pty(["run", "--rm", "-it", "--detach-keys=", "--network", "none", IMAGE, "sh"])
+    term.expect(PROMPT)
+    term.type("\x10\x11")
+    time.sleep(0.5)
+    term.type("\x03exit 6\r")
+    assert term.wait(timeout=30) == 6, "no detach keys: the shell got them, and its exit code is ours"
+
+
+def test_run_it_terminal_that_lags_loses_nothing(minirun: Tier) -> None:
+    """The `run -it` terminal is an attach client that is never dropped (monitor.py): while it is
+    more than 4 MiB behind, the container's output waits for it, as it did for a foreground
+    monitor's terminal. Here it reads nothing for 3 s while the container writes 4.5 MB."""
+    lines = 600_000
+    term = minirun.spawn_pty(["run", "--rm", "-it", "--network", "none", IMAGE, "sh", "-c",
+                              f"seq 1 {lines}; echo done-$((1+1))"])
+    time.sleep(3)
+    deadline = time.monotonic() + 120
+    while b"done-2" not in term.output and time.monotonic() < deadline:
+        if select.select([term.master], [], [], 1)[0]:
+            try:
+                term.output += os.read(term.master, 65536)
+            except OSError:  # EIO: minirun has exited and closed the terminal
+                break
+    assert term.wait(timeout=30) == 0
+    out = term.output.replace(b"\r\n", b"\n")
+    assert out.endswith(b"done-2\n"), out[-200:]
+    got = out.split(b"\n")[:lines]
+    assert got == [str(i).encode() for i in range(1, lines + 1)], f"{len(out)} bytes"

@@ -1,0 +1,114 @@
+"""Attack review of issue 11: the lifecycle verbs against each other and against their clients.
+
+- `rm -f` racing `start`: start claims the container under the lock rm uses (state.claim), so
+  either rm wins (start: "no such container", exit 1) or start wins (rm -f then waits for the
+  start, kills the container and removes it); never a "removed" container still running.
+"""
+
+import contextlib
+import os
+import random
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from conftest import leakcheck
+from helpers import IMAGE, Tier, wait_for
+from test_faults import marked_processes, traces
+from test_hostile_state import private_state
+
+RACES = 25  # per tier; each is a create, a start and an rm -f (about 0.4 s here)
+
+
+@pytest.fixture
+def private(minirun: Tier) -> Iterator[Tier]:
+    with private_state(minirun) as tier:
+        yield tier
+
+
+def test_rm_force_racing_start(private: Tier, names: Callable[[], str]) -> None:
+    marker = str(100000 + secrets.randbelow(800000))
+    outcomes: dict[str, int] = {}
+    # How long a `start` takes here and now: the moments of the rm cover all of it.
+    name = names()
+    private(["create", "--name", name, "--network", "none", IMAGE, "sleep", marker], check=0)
+    began = time.monotonic()
+    private(["start", name], check=0)
+    longest = time.monotonic() - began
+    private(["rm", "-f", name], check=0)
+    for _ in range(RACES):
+        name = names()
+        private(["create", "--name", name, "--network", "none", IMAGE, "sleep", marker], check=0)
+        start = private.popen(["start", name])
+        time.sleep(random.uniform(0.0, longest))
+        rm = private(["rm", "-f", name], timeout=60)
+        out, err = start.communicate(timeout=60)
+        assert "Traceback" not in err + rm.stderr, err + rm.stderr
+        assert rm.returncode == 0, f"rm -f: {rm.stderr}"
+        if start.returncode == 0:
+            outcome = "start won"
+            assert out == f"{name}\n"
+        else:
+            outcome = "rm won"
+            assert start.returncode == 1 and "no such container" in err, (start.returncode, err)
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        # rm said it removed it: nothing of it runs, nothing of it is recorded.
+        assert private(["inspect", name]).returncode == 1, f"{outcome}: the removed container is still there"
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not marked_processes(marker), timeout=10)
+        assert not marked_processes(marker), f"{outcome}: a removed container still runs"
+    print(f"{private.name}: {RACES} races, start up to {longest * 1000:.0f} ms: {outcomes}")
+    private(["prune"], check=0)
+    assert not traces(private), "prune left containers behind"
+    _, lines = leakcheck()
+    assert not [line for line in lines if marker in line], lines
+
+
+def test_an_attach_client_that_never_reads_stops_no_one(minirun: Tier, names: Callable[[], str]) -> None:
+    lines = 1_000_000  # `seq`: 6.9 MB, more than a client's backlog (4 MiB) and its socket hold
+    name = names()
+    minirun(["run", "-d", "-i", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             f"while [ ! -e /tmp/go ]; do sleep 0.05; done; seq 1 {lines}"], check=0)
+    stuck = minirun.popen(["attach", "--no-stdin", name])
+    time.sleep(1)  # connected
+    os.kill(stuck.pid, signal.SIGSTOP)  # a client that never reads again
+    reader = minirun.popen(["attach", "--no-stdin", name])
+    time.sleep(1)
+    began = time.monotonic()
+    minirun(["exec", name, "touch", "/tmp/go"], check=0)
+    try:
+        out, err = reader.communicate(timeout=60)
+    finally:
+        os.kill(stuck.pid, signal.SIGCONT)
+    took = time.monotonic() - began
+    expected = "".join(f"{i}\n" for i in range(1, lines + 1))
+    assert reader.returncode == 0, err
+    assert out == expected, f"the reading client got {len(out)} of {len(expected)} bytes"
+    assert minirun(["logs", name], check=0, timeout=60).stdout == expected, "the log lost output"
+    stuck_out, _ = stuck.communicate(timeout=30)  # dropped: its connection ended
+    assert expected.startswith(stuck_out) and len(stuck_out) < len(expected), len(stuck_out)
+    print(f"{minirun.name}: {len(expected)} bytes to the reading client in {took:.1f}s; "
+          f"the stopped one got {len(stuck_out)} before it was dropped")
+    minirun(["rm", name], check=0)
+
+
+def test_wait_prints_the_code_of_a_container_that_removes_itself(minirun: Tier,
+                                                                 names: Callable[[], str]) -> None:
+    name = names()
+    minirun(["run", "-d", "--rm", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             "sleep 1.5; exit 7"], check=0)
+    waiters = [minirun.popen(["wait", name]) for _ in range(3)]
+    killed = names()  # and one that rm -f removes while it is waited for: docker prints 137
+    minirun(["run", "-d", "--name", killed, "--network", "none", IMAGE, "sleep", "600"], check=0)
+    waiter_of_killed = minirun.popen(["wait", killed])
+    time.sleep(0.5)
+    minirun(["rm", "-f", killed], check=0)
+    for waiter in waiters:
+        out, err = waiter.communicate(timeout=60)
+        assert (waiter.returncode, out, err) == (0, "7\n", "")
+    out, err = waiter_of_killed.communicate(timeout=60)
+    assert (waiter_of_killed.returncode, out, err) == (0, "137\n", "")
+    gone = minirun(["wait", name], check=1)
+    assert gone.stdout == "" and gone.stderr == f"minirun: no such container: {name}\n"
