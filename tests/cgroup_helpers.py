@@ -31,6 +31,10 @@ from minirun import cgroups
 ALLOCATE = ('r=$(dd if=/dev/zero of=/dev/null bs={mib}M count=1 2>&1); '
             '[ "${{r%%+*}}" = 1 ] && echo allocated $(({mib} * 1048576)); ')
 HOG = "exec dd if=/dev/zero of=/dev/null bs={mib}M count=1"
+# Inside a container: its cpuset.mems (v1: in the cpuset hierarchy; v2: its own file, empty
+# unless set), then the nodes the kernel lets it allocate memory on.
+MEMS = ('m=/sys/fs/cgroup/cpuset/cpuset.mems; [ -e $m ] || m=/sys/fs/cgroup/cpuset.mems; '
+        'echo "mems [$(cat $m)]"; grep Mems_allowed_list /proc/self/status')
 
 
 def container_cgroup_dirs(container_id: str) -> list[Path]:
