@@ -37,6 +37,15 @@ MEMS = ('m=/sys/fs/cgroup/cpuset/cpuset.mems; [ -e $m ] || m=/sys/fs/cgroup/cpus
         'echo "mems [$(cat $m)]"; grep Mems_allowed_list /proc/self/status')
 
 
+def pids_hierarchy() -> Path:
+    """Where the pids controller is: its v1 hierarchy (/sys/fs/cgroup/pids on a hybrid host) or
+    the one v2 tree (/sys/fs/cgroup). A test cgroup made there is one minirun would look at."""
+    found = [h.mountpoint for h in cgroups.hierarchies()
+             if "pids" in h.controllers and h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+    assert found, "no cgroup hierarchy with the pids controller"
+    return found[0]
+
+
 def container_cgroup_dirs(container_id: str) -> list[Path]:
     """Every cgroup directory named after the container, in any hierarchy (v1: one per
     controller, /sys/fs/cgroup/memory/minirun/ID; v2: /sys/fs/cgroup/minirun/ID)."""
