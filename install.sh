@@ -36,7 +36,8 @@ packages=(python3 python3-venv busybox-static uidmap iproute2 procps util-linux 
 packages+=(nftables slirp4netns)
 if [ "$DEV" = 1 ]; then
     # podman + runc: the exit-code comparison tests run the same cases through podman.
-    packages+=(podman runc)
+    # catatonit: podman's --init (a Recommends, which a minimal install such as the VM guest skips).
+    packages+=(podman runc catatonit)
     # The pull tests: a real registry (CNCF distribution), skopeo to push to it, htpasswd (bcrypt).
     packages+=(docker-registry skopeo apache2-utils curl)
     # gcc + libc6-dev: the escape tests build a small static probe (tests/escape_probe.c).
