@@ -47,7 +47,8 @@ if [ "$DEV" = 1 ]; then
     # libcap2-bin: setcap/getcap, for the file capability tests (tests/root/test_file_caps.py).
     packages+=(libcap2-bin)
     # mmdebstrap: the labs' Debian image, built offline from the apt mirror (rootfs-images/debian).
-    packages+=(mmdebstrap)
+    # jq: the labs pipe `minirun inspect` through it, as docker's users do (examples/labs).
+    packages+=(mmdebstrap jq)
     # The VM tier (tests/vm): qemu boots a pure cgroup v2 Debian guest that mmdebstrap builds;
     # cpio packs its initramfs, kmod (depmod, modprobe) finds the kernel modules it needs,
     # e2fsprogs makes its disk. A list of their own: tests/vm/build.sh gives the guest the others.
