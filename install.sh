@@ -36,7 +36,8 @@ packages=(python3 python3-venv busybox-static uidmap iproute2 procps util-linux 
 packages+=(nftables slirp4netns)
 if [ "$DEV" = 1 ]; then
     # podman + runc: the exit-code comparison tests run the same cases through podman.
-    packages+=(podman runc)
+    # catatonit: podman's --init (a Recommends, which a minimal install such as the VM guest skips).
+    packages+=(podman runc catatonit)
     # The pull tests: a real registry (CNCF distribution), skopeo to push to it, htpasswd (bcrypt).
     packages+=(docker-registry skopeo apache2-utils curl)
     # gcc + libc6-dev: the escape tests build a small static probe (tests/escape_probe.c).
@@ -46,7 +47,8 @@ if [ "$DEV" = 1 ]; then
     # libcap2-bin: setcap/getcap, for the file capability tests (tests/root/test_file_caps.py).
     packages+=(libcap2-bin)
     # mmdebstrap: the labs' Debian image, built offline from the apt mirror (rootfs-images/debian).
-    packages+=(mmdebstrap)
+    # jq: the labs pipe `minirun inspect` through it, as docker's users do (examples/labs).
+    packages+=(mmdebstrap jq)
     # The VM tier (tests/vm): qemu boots a pure cgroup v2 Debian guest that mmdebstrap builds;
     # cpio packs its initramfs, kmod (depmod, modprobe) finds the kernel modules it needs,
     # e2fsprogs makes its disk. A list of their own: tests/vm/build.sh gives the guest the others.

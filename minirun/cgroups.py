@@ -152,8 +152,13 @@ class V1:
                 files.append(("cpu.cfs_quota_us", str(limits.cpu_quota_us(CFS_PERIOD_US))))
             if limits.cpu_shares is not None:
                 files.append(("cpu.shares", str(limits.cpu_shares)))  # relative weight, 1024 = default
-        if controller == "cpuset" and limits.cpuset_cpus is not None:
-            files.append(("cpuset.cpus", limits.cpuset_cpus))
+        if controller == "cpuset":
+            # The new directory's cpus and mems were copied from its parent (_prepare_v1_cpuset),
+            # so each may be narrowed alone.
+            if limits.cpuset_cpus is not None:
+                files.append(("cpuset.cpus", limits.cpuset_cpus))
+            if limits.cpuset_mems is not None:
+                files.append(("cpuset.mems", limits.cpuset_mems))  # memory is allocated on these nodes
         if controller == "pids" and limits.pids is not None:
             files.append(("pids.max", str(limits.pids) if limits.pids > 0 else "max"))
         return files
@@ -192,8 +197,13 @@ class V2:
                 files.append(("cpu.max", f"{limits.cpu_quota_us(CFS_PERIOD_US)} {CFS_PERIOD_US}"))
             if limits.cpu_shares is not None:
                 files.append(("cpu.weight", str(shares_to_weight(limits.cpu_shares))))
-        if controller == "cpuset" and limits.cpuset_cpus is not None:
-            files.append(("cpuset.cpus", limits.cpuset_cpus))
+        if controller == "cpuset":
+            # Empty means "the parent's" here; the kernel intersects what is asked with what the
+            # parent has (cpuset.cpus.effective / cpuset.mems.effective, cgroup-v2.rst).
+            if limits.cpuset_cpus is not None:
+                files.append(("cpuset.cpus", limits.cpuset_cpus))
+            if limits.cpuset_mems is not None:
+                files.append(("cpuset.mems", limits.cpuset_mems))
         if controller == "pids" and limits.pids is not None:
             files.append(("pids.max", str(limits.pids) if limits.pids > 0 else "max"))
         return files

@@ -42,6 +42,7 @@ LIMIT_FILES = (
     "cpu.max",
     "cpu.weight",
     "cpuset.cpus",
+    "cpuset.mems",
     "memory.limit_in_bytes",
     "memory.memsw.limit_in_bytes",
     "cpu.cfs_quota_us",

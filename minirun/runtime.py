@@ -85,8 +85,8 @@ def limits_json(spec: ContainerSpec) -> dict[str, object]:
     limits = spec.limits
     return {"Memory": limits.memory or 0, "MemorySwap": limits.memory_swap or 0,
             "NanoCpus": round((limits.cpus or 0) * 1e9), "CpuShares": limits.cpu_shares or 0,
-            "CpusetCpus": limits.cpuset_cpus or "", "PidsLimit": limits.pids or 0,
-            "CgroupnsMode": spec.cgroupns}
+            "CpusetCpus": limits.cpuset_cpus or "", "CpusetMems": limits.cpuset_mems or "",
+            "PidsLimit": limits.pids or 0, "CgroupnsMode": spec.cgroupns}
 
 
 # --- the container's directory ("bundle"): layer, scratch and /etc files ---------------------

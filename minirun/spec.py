@@ -3,8 +3,8 @@
 Every flag of `minirun run` is turned into a field here and validated without side effects,
 so that a typo (`-v relative:path`, `--user ""`) fails with one line and exit code 125 before
 a cgroup, a directory or a record exists. This module reads the host (the -v paths, a seccomp
-profile file, the CPUs for --cpus/--cpuset-cpus, the environment for `-e NAME`) but never
-changes it.
+profile file, the CPUs for --cpus/--cpuset-cpus, the memory nodes for --cpuset-mems, the
+environment for `-e NAME`) but never changes it.
 """
 
 import os
@@ -45,19 +45,22 @@ class BindMount:
 @dataclass(frozen=True)
 class Limits:
     """Resource limits (`-m`, `--memory-swap`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`,
-    `--pids-limit`), in the kernel's units; None means "not asked for". cgroups.py writes them."""
+    `--cpuset-mems`, `--pids-limit`), in the kernel's units; None means "not asked for".
+    cgroups.py writes them."""
 
     memory: int | None = None  # bytes
     memory_swap: int | None = None  # memory + swap, bytes; -1: unlimited swap; None: docker's 2x memory
     cpus: float | None = None  # CPUs' worth of time per period (0.5 = half of one CPU)
     cpu_shares: int | None = None  # relative weight, 1024 is the default
     cpuset_cpus: str | None = None  # CPU list, e.g. "0-1,3"
+    cpuset_mems: str | None = None  # memory (NUMA) node list, same syntax, e.g. "0"
     pids: int | None = None  # max number of tasks; <= 0: unlimited
 
     def controllers(self) -> list[str]:
         """The cgroup controllers these limits need."""
         wanted = [("memory", self.memory), ("cpu", self.cpus if self.cpus is not None else self.cpu_shares),
-                  ("cpuset", self.cpuset_cpus), ("pids", self.pids)]
+                  ("cpuset", self.cpuset_cpus if self.cpuset_cpus is not None else self.cpuset_mems),
+                  ("pids", self.pids)]
         return [name for name, value in wanted if value is not None]
 
     def memory_and_swap(self) -> int:
@@ -372,28 +375,60 @@ def parse_size(flag: str, value: str) -> int:
     return size
 
 
-def parse_cpu_list(value: str, available: set[int]) -> str:
-    """--cpuset-cpus 0-1,3: every CPU named must be one this process may run on."""
-    if not CPU_LIST.match(value):
-        raise MinirunError(f"invalid --cpuset-cpus {value!r}: expected a list like 0-1,3")
+def parse_id_list(flag: str, what: str, value: str, available: set[int]) -> str:
+    """--cpuset-cpus 0-1,3 / --cpuset-mems 0: every CPU or node named must be one of `available`
+    (the list syntax of cpuset(7), "List format")."""
+    def unavailable() -> MinirunError:
+        return MinirunError(f"invalid {flag} {value!r}: requested {what} are not available "
+                            f"(available: {','.join(map(str, sorted(available)))})")
+
+    if not CPU_LIST.fullmatch(value):  # (match's `$` would let a trailing newline through)
+        raise MinirunError(f"invalid {flag} {value!r}: expected a list like 0-1,3")
     wanted: set[int] = set()
     for part in value.split(","):
         low, _, high = part.partition("-")
         if high and int(high) < int(low):
-            raise MinirunError(f"invalid --cpuset-cpus {value!r}: {part} is a backwards range")
+            raise MinirunError(f"invalid {flag} {value!r}: {part} is a backwards range")
         if int(high or low) > max(available):  # before range(): 0-99999999999 would fill the memory
-            raise MinirunError(f"invalid --cpuset-cpus {value!r}: requested CPUs are not available "
-                               f"(available: {','.join(map(str, sorted(available)))})")
+            raise unavailable()
         wanted |= set(range(int(low), int(high or low) + 1))
     if not wanted <= available:
-        raise MinirunError(f"invalid --cpuset-cpus {value!r}: requested CPUs are not available "
-                           f"(available: {','.join(map(str, sorted(available)))})")
+        raise unavailable()
     return value
+
+
+def parse_cpu_list(value: str, available: set[int]) -> str:
+    """--cpuset-cpus: the CPUs this process may run on (its affinity) are the ones to choose from."""
+    return parse_id_list("--cpuset-cpus", "CPUs", value, available)
+
+
+# The online memory (NUMA) nodes that have memory: the ones cpuset.mems accepts (the kernel's
+# top cpuset holds node_states[N_MEMORY]; a memoryless node is online but refused). Older
+# kernels without has_memory: every online node.
+NODE_LISTS = ("/sys/devices/system/node/has_memory", "/sys/devices/system/node/online")
+
+
+def online_nodes() -> set[int]:
+    """The host's online memory nodes, from sysfs (a list like "0-1"). A kernel built without
+    NUMA has neither file and one node, 0 (its cpuset.mems is "0")."""
+    for name in NODE_LISTS:
+        try:
+            with open(name) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        nodes: set[int] = set()
+        for part in filter(None, text.split(",")):
+            low, _, high = part.partition("-")
+            nodes |= set(range(int(low), int(high or low) + 1))
+        if nodes:
+            return nodes
+    return {0}
 
 
 def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus: str | None = None,
                  cpu_shares: str | None = None, cpuset_cpus: str | None = None,
-                 pids_limit: str | None = None) -> Limits:
+                 pids_limit: str | None = None, cpuset_mems: str | None = None) -> Limits:
     mem = parse_size("--memory", memory) if memory is not None else None
     if mem is not None and mem < MIN_MEMORY:
         raise MinirunError(f"invalid --memory {memory!r}: the minimum is 6m")
@@ -422,6 +457,11 @@ def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus
                                f"{CPU_SHARES_RANGE[0]} to {CPU_SHARES_RANGE[1]} (1024 is the default)")
         shares = int(cpu_shares)
     cpuset = parse_cpu_list(cpuset_cpus, os.sched_getaffinity(0)) if cpuset_cpus is not None else None
+    # docker checks the nodes up front too ("Requested memory nodes are not available"): the
+    # kernel refuses a node without memory only when cpuset.mems is written (EINVAL, v1 and v2:
+    # kernel/cgroup/cpuset.c, update_nodemask), after the container's cgroup exists.
+    mems = (parse_id_list("--cpuset-mems", "memory nodes", cpuset_mems, online_nodes())
+            if cpuset_mems is not None else None)
     pids = None
     if pids_limit is not None:
         try:
@@ -432,7 +472,7 @@ def parse_limits(memory: str | None = None, memory_swap: str | None = None, cpus
         if pids > PIDS_MAX:
             raise MinirunError(f"invalid --pids-limit {pids_limit!r}: the most is {PIDS_MAX} "
                                "(-1 for unlimited)")
-    return Limits(mem, swap, n_cpus, shares, cpuset, pids)
+    return Limits(mem, swap, n_cpus, shares, cpuset, mems, pids)
 
 
 def check_cgroupns(value: str) -> str:

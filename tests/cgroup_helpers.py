@@ -31,6 +31,19 @@ from minirun import cgroups
 ALLOCATE = ('r=$(dd if=/dev/zero of=/dev/null bs={mib}M count=1 2>&1); '
             '[ "${{r%%+*}}" = 1 ] && echo allocated $(({mib} * 1048576)); ')
 HOG = "exec dd if=/dev/zero of=/dev/null bs={mib}M count=1"
+# Inside a container: its cpuset.mems (v1: in the cpuset hierarchy; v2: its own file, empty
+# unless set), then the nodes the kernel lets it allocate memory on.
+MEMS = ('m=/sys/fs/cgroup/cpuset/cpuset.mems; [ -e $m ] || m=/sys/fs/cgroup/cpuset.mems; '
+        'echo "mems [$(cat $m)]"; grep Mems_allowed_list /proc/self/status')
+
+
+def pids_hierarchy() -> Path:
+    """Where the pids controller is: its v1 hierarchy (/sys/fs/cgroup/pids on a hybrid host) or
+    the one v2 tree (/sys/fs/cgroup). A test cgroup made there is one minirun would look at."""
+    found = [h.mountpoint for h in cgroups.hierarchies()
+             if "pids" in h.controllers and h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+    assert found, "no cgroup hierarchy with the pids controller"
+    return found[0]
 
 
 def container_cgroup_dirs(container_id: str) -> list[Path]:

@@ -52,6 +52,7 @@ def add_container_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpus", help="CPU time limit in CPUs, e.g. 0.5")
     p.add_argument("--cpu-shares", help="relative CPU weight (default 1024)")
     p.add_argument("--cpuset-cpus", help="CPUs the container may run on, e.g. 0-1")
+    p.add_argument("--cpuset-mems", help="memory (NUMA) nodes the container may allocate on, e.g. 0")
     p.add_argument("--pids-limit", help="maximum number of processes and threads (-1: unlimited)")
     p.add_argument("--cgroupns", default="private", help="private (default) or host cgroup namespace")
     p.add_argument("--pull", default="missing", help="pull the image: missing (default), always, never")
@@ -93,7 +94,7 @@ def to_spec(args: argparse.Namespace, check_tty: bool = True) -> spec.ContainerS
         ports=[spec.parse_publish(v) for v in args.publish],
         add_hosts=[spec.parse_add_host(v) for v in args.add_host], dns=[spec.parse_dns(v) for v in args.dns],
         limits=spec.parse_limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares, args.cpuset_cpus,
-                                 args.pids_limit),
+                                 args.pids_limit, args.cpuset_mems),
         cgroupns=spec.check_cgroupns(args.cgroupns),
         pull=spec.check_pull(args.pull), platform=spec.check_platform(args.platform),
         security=spec.parse_security(args.cap_add, args.cap_drop, args.security_opt, args.read_only,

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cgroup_helpers import pids_hierarchy
 from helpers import IMAGE, Tier, process_exists, wait_for, wait_running
 
-from minirun import state
+from minirun import cgroups, state
 
 
 @contextlib.contextmanager
@@ -147,8 +148,9 @@ def test_rm_does_not_remove_the_bundle_a_record_names(root_private: Tier, names:
 
 @pytest.fixture
 def victim_cgroup() -> Iterator[tuple[Path, subprocess.Popen[bytes]]]:
-    """A cgroup that is not minirun's (v1 pids hierarchy: PARENT/child), with a process in it."""
-    parent = Path("/sys/fs/cgroup/pids") / f"mrtvictim-{secrets.token_hex(3)}"
+    """A cgroup that is not minirun's (PARENT/child, where the pids controller is: its v1 hierarchy
+    or the v2 tree), with a process in it."""
+    parent = pids_hierarchy() / f"mrtvictim-{secrets.token_hex(3)}"
     child = parent / "child"
     child.mkdir(parents=True)
     proc = subprocess.Popen(["sleep", "600"])
@@ -239,7 +241,9 @@ def test_rm_does_not_delete_links_or_files_the_network_settings_name(
 def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -> None:
     state_dir, store = root_private.state_dir, root_private.store_dir
     ids = [secrets.token_hex(32) for _ in range(6)]
-    cgroup = Path("/sys/fs/cgroup/pids/minirun") / ids[0]  # killed in a removal, after the bundle went
+    # Killed in a removal, after the bundle went: where minirun puts containers (v1: in each
+    # hierarchy, this one the pids one; v2: the one tree).
+    cgroup = next(p for p in cgroups.planned(ids[0], rootless=False) if p.is_relative_to(pids_hierarchy()))
     cgroup.mkdir(parents=True)
     mine, foreign = store / "containers" / ids[1], store / "containers" / ids[2]
     for bundle, owner in ((mine, state_dir), (foreign, tmp_path)):

@@ -23,6 +23,7 @@ BAD_RUN_FLAGS = [
     (["-m", "64m", "--memory-swap", "99999999999999999999g"], "too large"),
     (["--pids-limit", "99999999999"], "the most is"),
     (["--cpuset-cpus", "0-99999999999"], "not available"),
+    (["--cpuset-mems", "0-99999999999"], "not available"),
     (["--tmpfs", "/t:size=zz"], "bad value"),
     (["--tmpfs", "/t:bogus"], "unknown option"),
     (["--tmpfs", "/t:size=99999999999999999999g"], "too large"),

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import ALLOCATE, HOG, container_cgroup_dirs
+from cgroup_helpers import ALLOCATE, HOG, MEMS, container_cgroup_dirs
 from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
+
+from minirun.spec import online_nodes
 
 MiB = 1024 * 1024
 
@@ -99,6 +101,15 @@ def test_cpuset_pins_to_cpu_0(root_minirun: Tier) -> None:
 
 
 @pytest.mark.root
+def test_cpuset_mems_pins_memory_to_node_0(root_minirun: Tier, names: Callable[[], str]) -> None:
+    name = names()
+    result = root_minirun(["run", "--name", name, "--cpuset-mems", "0", IMAGE, "sh", "-c", MEMS], check=0)
+    assert result.stdout.split() == ["mems", "[0]", "Mems_allowed_list:", "0"], result.stdout
+    assert root_minirun.inspect(name)["HostConfig"]["CpusetMems"] == "0"
+    root_minirun(["rm", name], check=0)
+
+
+@pytest.mark.root
 def test_limits_are_shown_by_inspect(root_minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
     root_minirun(["run", "--name", name, "-m", "64m", "--cpus", "0.5", "--cpu-shares", "512",
@@ -127,8 +138,13 @@ def test_cgroup_is_removed_after_the_monitor_is_killed(root_minirun: Tier, names
 # --- both tiers -----------------------------------------------------------------------------
 
 
+# A node this host does not have (these machines have node 0 only): docker's check, before anything.
+NO_SUCH_NODE = str(max(online_nodes()) + 1)
+
+
 @pytest.mark.parametrize("flag", [["--memory", "abc"], ["--cpus", "-1"], ["--memory", "1m"],
-                                  ["--cpu-shares", "1"], ["--pids-limit", "lots"], ["--cgroupns", "both"]])
+                                  ["--cpu-shares", "1"], ["--pids-limit", "lots"], ["--cgroupns", "both"],
+                                  ["--cpuset-mems", NO_SUCH_NODE], ["--cpuset-mems", "0-"]])
 def test_bad_limit_is_refused_before_anything_exists(minirun: Tier, names: Callable[[], str],
                                                      flag: list[str]) -> None:
     name = names()

@@ -256,12 +256,19 @@ def test_cpu_weight_divides_a_shared_cpu(limited: Tier, shared_dir: Path) -> Non
 
 @pytest.mark.cgroup2("cpuset")
 def test_cpuset_cpus_and_mems(limited: Tier) -> None:
+    """--cpuset-cpus 0 --cpuset-mems 0: the container's own cpuset.cpus and cpuset.mems (empty,
+    "the parent's", unless written), what the kernel grants (.effective), and the task's view."""
     require_v2("cpuset")
-    out = limited(["run", "--rm", "--cpuset-cpus", "0", IMAGE, "sh", "-c",
-                   f"read c < {CG}/cpuset.cpus.effective; echo cpus $c; read m < {CG}/cpuset.mems.effective; "
-                   "echo mems $m; grep Cpus_allowed_list /proc/self/status"], check=0).stdout
+    show = (f"read c < {CG}/cpuset.cpus.effective; echo cpus $c; read m < {CG}/cpuset.mems.effective; "
+            f'echo mems $m; echo "set [$(cat {CG}/cpuset.cpus)] [$(cat {CG}/cpuset.mems)]"; '
+            "grep _allowed_list /proc/self/status")
+    out = limited(["run", "--rm", "--cpuset-cpus", "0", "--cpuset-mems", "0", IMAGE, "sh", "-c", show],
+                  check=0).stdout
     got = values(out)
-    assert (got["cpus"], got["mems"], got["Cpus_allowed_list:"]) == ("0", "0", "0"), out
+    assert (got["cpus"], got["mems"], got["set"]) == ("0", "0", "[0] [0]"), out
+    assert (got["Cpus_allowed_list:"], got["Mems_allowed_list:"]) == ("0", "0"), out
+    unset = values(limited(["run", "--rm", "--cpuset-cpus", "0", IMAGE, "sh", "-c", show], check=0).stdout)
+    assert unset["set"] == "[0] []", "without --cpuset-mems the container's cpuset.mems stays empty"
 
 
 def test_stats_reads_the_cgroup_files(limited: Tier, names: Callable[[], str]) -> None:

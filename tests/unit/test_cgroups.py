@@ -12,7 +12,7 @@ import pytest
 from minirun import cgroups
 from minirun.cgroups import V1, V2, shares_to_weight
 from minirun.errors import MinirunError
-from minirun.spec import Limits, parse_limits, parse_size
+from minirun.spec import Limits, online_nodes, parse_limits, parse_size
 
 MiB = 1024 * 1024
 
@@ -40,6 +40,11 @@ def test_sizes_use_dockers_binary_units(text: str, size: int) -> None:
     ({"cpuset_cpus": "0-"}, "--cpuset-cpus"),
     ({"cpuset_cpus": "1-0"}, "--cpuset-cpus"),
     ({"cpuset_cpus": "4096"}, "not available"),
+    ({"cpuset_cpus": "0\n"}, "--cpuset-cpus"),
+    ({"cpuset_mems": "a"}, "--cpuset-mems"),
+    ({"cpuset_mems": "1-0"}, "backwards"),
+    ({"cpuset_mems": "0-99999999999"}, "memory nodes are not available"),
+    ({"cpuset_mems": str(max(online_nodes()) + 1)}, "memory nodes are not available"),
     ({"pids_limit": "many"}, "--pids-limit"),
 ])
 def test_bad_limits_are_one_clear_error(flags: dict[str, str], message: str) -> None:
@@ -50,15 +55,24 @@ def test_bad_limits_are_one_clear_error(flags: dict[str, str], message: str) -> 
 
 
 def test_good_limits() -> None:
-    limits = parse_limits(memory="32m", cpus="0.5", cpu_shares="512", cpuset_cpus="0", pids_limit="20")
-    assert limits == Limits(32 * MiB, None, 0.5, 512, "0", 20)
+    limits = parse_limits(memory="32m", cpus="0.5", cpu_shares="512", cpuset_cpus="0", pids_limit="20",
+                          cpuset_mems="0")
+    assert limits == Limits(32 * MiB, None, 0.5, 512, "0", "0", 20)
     assert limits.controllers() == ["memory", "cpu", "cpuset", "pids"]
+    assert Limits(cpuset_mems="0").controllers() == ["cpuset"]
     assert Limits().controllers() == []
     assert parse_limits(memory="32m", memory_swap="-1").memory_swap == -1
 
 
 def files(driver: V1 | V2, limits: Limits) -> dict[str, str]:
     return {name: value for c in limits.controllers() for name, value in driver.limit_files(c, limits)}
+
+
+def test_cpuset_mems_is_written_on_both_versions() -> None:
+    for driver in (V1(), V2()):
+        assert files(driver, Limits(cpuset_mems="0")) == {"cpuset.mems": "0"}
+        both = files(driver, Limits(cpuset_cpus="1", cpuset_mems="0"))
+        assert both == {"cpuset.cpus": "1", "cpuset.mems": "0"}
 
 
 def test_memory_swap_defaults_to_twice_memory_like_docker() -> None:
