@@ -93,6 +93,19 @@ def fault_runs(started: float) -> Iterator[int]:
         yield n
 
 
+def assert_all_ended(tier: Tier, marker: str, still_running: list[str]) -> None:
+    """The end of a signal fault test: the containers the signal came too late for are removed
+    with `rm -f`; then no process of the marker is left (every held signal reached its container)
+    and `prune` removes the rest."""
+    if still_running:
+        tier(["rm", "-f", *still_running], check=0)
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: not marked_processes(marker), timeout=30)
+    assert not marked_processes(marker), "a container the held signal never reached"
+    tier(["prune"], check=0)
+    assert not traces(tier), "prune left containers behind"
+
+
 def describe_traces(tier: Tier) -> str:
     """What is left, and where: for the assertion's message."""
     found = [str(p) for p in tier.state_dir.rglob("*")]
@@ -202,13 +215,7 @@ def test_a_signal_during_a_detached_start(private: Tier, sig: signal.Signals) ->
     assert len(held) >= max(1, runs // 20), "no signal came between the record and the command"
     for container_id in held:
         assert private(["wait", container_id], check=0, timeout=60).stdout.strip() == str(128 + sig)
-    if finished_first:
-        private(["rm", "-f", *finished_first], check=0)
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not marked_processes(marker), timeout=30)
-    assert not marked_processes(marker), "a container the held signal never reached"
-    private(["prune"], check=0)
-    assert not traces(private), "prune left containers behind"
+    assert_all_ended(private, marker, finished_first)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=lambda s: s.name)
@@ -263,11 +270,6 @@ def test_a_signal_during_start(private: Tier, sig: signal.Signals) -> None:
         assert private(["wait", name], check=0, timeout=60).stdout.strip() == str(128 + sig)
     for name in before:  # not started: nothing of it runs
         assert private.inspect(name)["State"]["Status"] != "running", name
-    private(["rm", "-f", *finished_first], check=0)
-    with contextlib.suppress(AssertionError):
-        wait_for(lambda: not marked_processes(marker), timeout=30)
-    assert not marked_processes(marker), "a container the held signal never reached"
-    private(["prune"], check=0)
-    assert not traces(private), "prune left containers behind"
+    assert_all_ended(private, marker, finished_first)
     _, lines = leakcheck()
     assert not [line for line in lines if marker in line], lines

@@ -10,7 +10,7 @@ import select
 import time
 from collections.abc import Callable
 
-from helpers import IMAGE, Tier, one_line_error, set_window_size, wait_running
+from helpers import IMAGE, PtyProcess, Tier, one_line_error, set_window_size, wait_running
 
 PROMPT = r"# (\x1b\[J)?$"  # busybox ash: "/ # ", sometimes redrawn with "clear to end of screen" after
 
@@ -63,6 +63,22 @@ def test_ctrl_c_on_a_pid_1_command(minirun: Tier) -> None:
     assert term.wait(timeout=30) == 130
 
 
+def ctrl_p_ctrl_q_reach_the_shell(term: PtyProcess) -> None:
+    """When they are not the detach keys, ctrl-p ctrl-q are keys like any other: the shell gets
+    them (it rings no bell for them, and ctrl-c clears the line), then runs what comes next."""
+    term.type("\x10\x11")
+    time.sleep(0.5)
+    term.type("\x03echo typed-$((6*7))\r")
+    term.expect("typed-42")
+
+
+def detach(term: PtyProcess, keys: str) -> None:
+    """Type the detach keys: the client says so and leaves with 0 (docker's "read escape sequence")."""
+    term.type(keys)
+    term.expect("read escape sequence")
+    assert term.wait(timeout=30) == 0
+
+
 def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], str]) -> None:
     """`attach --detach-keys` (docker's format; "" disables them) leaves the container running;
     attach gives the container's terminal its own size, and a new one at every SIGWINCH."""
@@ -77,21 +93,13 @@ def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], s
     time.sleep(0.3)
     term.type("stty size\r")
     term.expect(r"40 120\r\n")
-    term.type("\x10\x11")  # ctrl-p ctrl-q: typed keys now, sent on
-    time.sleep(0.5)
-    term.type("\x03echo still-$((6*7))\r")
-    term.expect("still-42")
-    term.type("\x01d")  # ctrl-a d
-    term.expect("read escape sequence")
-    assert term.wait(timeout=30) == 0
+    ctrl_p_ctrl_q_reach_the_shell(term)  # other detach keys: ctrl-p ctrl-q are typed keys now
+    detach(term, "\x01d")  # ctrl-a d
     assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
 
     term = minirun.spawn_pty(["attach", "--detach-keys=", name])  # "": no keys detach
     time.sleep(0.5)
-    term.type("\x10\x11")
-    time.sleep(0.5)
-    term.type("\x03echo again-$((6*7))\r")
-    term.expect("again-42")
+    ctrl_p_ctrl_q_reach_the_shell(term)
     term.type("exit 4\r")
     assert term.wait(timeout=30) == 4
     minirun(["rm", name], check=0)
@@ -112,21 +120,14 @@ def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[]
     time.sleep(0.3)
     term.type("stty size\r")
     term.expect(r"33 90\r\n")
-    term.type("\x10\x11")  # ctrl-p ctrl-q
-    term.expect("read escape sequence")
-    assert term.wait(timeout=30) == 0
+    detach(term, "\x10\x11")  # ctrl-p ctrl-q
     assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
     minirun(["stop", "-t", "1", name], check=0)
 
     term = minirun.spawn_pty(["start", "-ai", "--detach-keys", "ctrl-x,x", name])
     term.expect(PROMPT)
-    term.type("\x10\x11")  # not the keys now: sent on
-    time.sleep(0.5)
-    term.type("\x03echo again-$((3+4))\r")
-    term.expect("again-7")
-    term.type("\x18x")  # ctrl-x x
-    term.expect("read escape sequence")
-    assert term.wait(timeout=30) == 0
+    ctrl_p_ctrl_q_reach_the_shell(term)  # not the keys now: sent on
+    detach(term, "\x18x")  # ctrl-x x
     assert minirun.inspect(name)["State"]["Status"] == "running"
     term = minirun.spawn_pty(["attach", name])
     time.sleep(0.5)
