@@ -111,9 +111,11 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
     except FileExistsError:
         raise MinirunError(f"container {container_id} already exists") from None
     dirs: list[Path] = []
+    made: list[Path] = []  # the cgroup directories this create made, as it makes them
     pid = pidfd = -1
     try:
         dirs = cgroup.places(cfg.cgroups_path, container_id, systemd_cgroup)
+        to_make = cgroup.missing(dirs)
         base = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -122,6 +124,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "created": state.now(),
             "annotations": cfg.annotations,
             "cgroup_paths": [str(p) for p in dirs],
+            "cgroup_made": [str(p) for p in to_make],  # delete removes these, and only these
             "hooks": hooks.to_json(cfg.hooks),
             "default_cgroup": cfg.cgroups_path is None and not systemd_cgroup,
             "systemd_cgroup": systemd_cgroup,
@@ -134,9 +137,9 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                                          "creator_start": state.process_start_time(me)})
         bpf = seccomp_filter(cfg, where)
         trace.mark("oci: seccomp", seccomp=cfg.seccomp, bpf=bpf)
-        made = cgroup.create(dirs)
-        cgroup.apply(made, cfg.resources)
-        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
+        joined = cgroup.create(dirs, to_make, made)
+        cgroup.apply(joined, cfg.resources)
+        trace.mark("oci: cgroup", cgroup=joined, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
                    systemd=systemd_cgroup)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
@@ -170,7 +173,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
                 userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
                 trace.mark("id maps", pid=pid)
-            for path in made.paths:
+            for path in joined.paths:
                 (path / "cgroup.procs").write_text(str(pid))
             trace.mark("join cgroup", pid=pid)
             if cfg.process.oom_score_adj is not None:
@@ -201,7 +204,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
-        cgroup.remove([str(p) for p in dirs])
+        cgroup.remove([str(p) for p in dirs], [str(p) for p in made], kill=pid > 0)
         if systemd_cgroup:
             cgroup.remove_slices([str(p) for p in dirs])
         elif cfg.cgroups_path is None:

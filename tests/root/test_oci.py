@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cgroup_helpers import pids_hierarchy
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 from minirun import cgroups
@@ -382,6 +383,68 @@ def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Call
     refused = oci("--systemd-cgroup", "create", "--bundle", str(b), "c18", check=False)
     assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
     assert "slice:prefix:name" in refused.stderr and not (oci.root / "c18").exists()
+
+
+def own_hierarchies() -> list[Path]:
+    return [h.mountpoint for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+
+
+def test_a_cgroup_it_does_not_own_is_never_limited_killed_or_removed(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """Attack review of issue 15: a config.json's cgroupsPath naming a cgroup where something runs
+    already (here a slice whose process is one level down, as system.slice's services are), by
+    cgroupfs path or by --systemd-cgroup's slice:prefix:name, is refused (runc since 1.1), so its
+    pids.max is not written and delete kills nothing there (the victim was SIGKILLed, its slice
+    removed). A pre-existing empty cgroup may be joined but stays; the levels create made go."""
+    tag = f"mrt-victim{os.getpid()}"
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        for h in own_hierarchies():
+            (h / f"{tag}.slice" / "inner").mkdir(parents=True)
+            cgroups.prepare_v1_cpuset(h / f"{tag}.slice")
+            cgroups.prepare_v1_cpuset(h / f"{tag}.slice" / "inner")
+            (h / f"{tag}.slice" / "inner" / "cgroup.procs").write_text(str(victim.pid))
+            (h / f"{tag}-empty").mkdir()
+            cgroups.prepare_v1_cpuset(h / f"{tag}-empty")
+        limits = {"pids": {"limit": 5}}
+        for n, (flags, path) in enumerate([((), f"/{tag}.slice"), (("--systemd-cgroup",), f"-::{tag}.slice")]):
+            b = bundle(["sleep", "60"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"].update(cgroupsPath=path, resources=limits)
+            (b / "config.json").write_text(json.dumps(config))
+            refused = oci(*flags, "create", "--bundle", str(b), f"c30{n}", check=False)
+            assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+            assert "not empty" in refused.stderr and "Traceback" not in refused.stderr
+            assert oci(*flags, "delete", "--force", f"c30{n}").returncode == 0
+        pids_dir = pids_hierarchy() / f"{tag}.slice"
+        assert (pids_dir / "pids.max").read_text() == "max\n"
+        assert victim.poll() is None, "the victim lives"
+        assert all((h / f"{tag}.slice" / "inner").is_dir() for h in own_hierarchies())
+        # Joining an empty one is allowed (runc does); its directory is not create's to remove.
+        # A path of new levels: each is removed by delete.
+        for n, path in enumerate([f"/{tag}-empty", f"/{tag}-own/a/b"]):
+            b = bundle(["sleep", "60"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"]["cgroupsPath"] = path
+            (b / "config.json").write_text(json.dumps(config))
+            oci("create", "--bundle", str(b), f"c31{n}")
+            pid = oci.state(f"c31{n}")["pid"]
+            assert str(pid) in (pids_hierarchy() / path.lstrip("/") / "cgroup.procs").read_text()
+            oci("delete", "--force", f"c31{n}")
+        assert all((h / f"{tag}-empty").is_dir() and not (h / f"{tag}-own").exists() for h in own_hierarchies())
+        for path in ("/./", "."):  # each hierarchy's root cgroup
+            b = bundle(["true"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"]["cgroupsPath"] = path
+            (b / "config.json").write_text(json.dumps(config))
+            refused = oci("create", "--bundle", str(b), "c32", check=False)
+            assert refused.returncode == 125 and "invalid linux.cgroupsPath" in refused.stderr, refused.stderr
+    finally:
+        victim.kill()
+        victim.wait()
+        for h in own_hierarchies():
+            for d in (f"{tag}.slice/inner", f"{tag}.slice", f"{tag}-empty"):
+                with contextlib.suppress(OSError):
+                    (h / d).rmdir()
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
