@@ -407,7 +407,8 @@ def test_a_cgroup_it_does_not_own_is_never_limited_killed_or_removed(oci: Oci,
             (h / f"{tag}-empty").mkdir()
             cgroups.prepare_v1_cpuset(h / f"{tag}-empty")
         limits = {"pids": {"limit": 5}}
-        ways: list[tuple[tuple[str, ...], str]] = [((), f"/{tag}.slice"), (("--systemd-cgroup",), f"-::{tag}.slice")]
+        ways: list[tuple[tuple[str, ...], str]] = [((), f"/{tag}.slice"),
+                                                   (("--systemd-cgroup",), f"-::{tag}.slice")]
         for n, (flags, path) in enumerate(ways):
             b = bundle(["sleep", "60"])
             config = json.loads((b / "config.json").read_text())
