@@ -7,6 +7,7 @@ the record goes. --force on an unknown id succeeds, as runc's: podman calls it a
 container may be gone already."""
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,14 @@ from minirun.oci import cgroup, hooks, kill, record
 def run(root: str, container_id: str, force: bool) -> int:
     try:
         data = record.load(root, container_id)
-    except MinirunError:
+    except MinirunError as e:
         if force and not record.directory(root, container_id).exists():
+            return 0
+        if force and (record.directory(root, container_id) / "state.json").exists():
+            # Unreadable or changed by hand: nothing in it can be trusted to name a process or a
+            # cgroup, but the record itself goes, or the id could never be used again.
+            print(f"minirun-oci: warning: {e}; its record removed, nothing else", file=sys.stderr)
+            record.remove(root, container_id)
             return 0
         raise
     current = record.status(root, container_id, data)

@@ -542,6 +542,70 @@ def test_bad_input_is_one_line_and_125(oci: Oci, bundle: Callable[..., Path], tm
     assert oci("delete", "--force", "c6").returncode == 0  # as runc: --force on a gone id is fine
 
 
+def one_line_125(result: subprocess.CompletedProcess[str], wanted: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 125 and len(lines) == 1 and wanted in lines[0], result
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_ids_records_and_process_users_are_one_line(oci: Oci, bundle: Callable[..., Path],
+                                                        tmp_path: Path) -> None:
+    """Attack review of issue 15. User ids that are not uint32 (uid -1 is setresuid's "unchanged":
+    the program would stay root; a string in additionalGids was a traceback), in config.json and
+    in exec's process.json; an id longer than a file name may be (delete --force said "[Errno 36]");
+    a record changed by hand (cgroup_paths a string, whose letters became directories relative to
+    the cwd for delete to kill and rmdir; hooks not a table: tracebacks): one line and 125, and
+    delete --force removes such a record so that the id can be used again."""
+    for user in ({"uid": -1}, {"uid": 2**32}, {"uid": 0, "gid": 0, "additionalGids": ["a"]}):
+        b = bundle(["true"], process={"user": user})
+        one_line_125(oci("create", "--bundle", str(b), "c20", check=False), "an id from 0 to 4294967294")
+        assert not (oci.root / "c20").exists()
+    b = bundle(["sleep", "60"])
+    oci("create", "--bundle", str(b), "c21")
+    process = tmp_path / "process.json"
+    for user in ({"uid": -1, "gid": 0}, {"uid": 0, "gid": 0, "additionalGids": [1, "a"]}):
+        process.write_text(json.dumps({"args": ["id"], "cwd": "/", "user": user}))
+        one_line_125(oci("exec", "--process", str(process), "c21", check=False), "an id from 0 to 4294967294")
+    one_line_125(oci("delete", "--force", "x" * 1000, check=False), "invalid container id")
+    one_line_125(oci("state", "c" * 256, check=False), "invalid container id")
+    assert oci("state", "c" * 255, check=False).stderr.endswith("does not exist\n")
+    oci("delete", "--force", "c21")
+    (oci.root / "c22").mkdir()
+    (tmp_path / "h").mkdir()  # the letters of a cgroup_paths string, as directories of the cwd
+    for bad in ({"pid": 0, "cgroup_paths": "h"}, {"pid": 0, "cgroup_paths": [1]},
+                {"pid": 0, "cgroup_paths": ["/sys/fs/cgroup/../../tmp"]}, {"pid": 0, "hooks": "x"},
+                {"pid": 0, "hooks": {"poststop": [{"x": 1}]}}, {"pid": "1"}, []):
+        (oci.root / "c22" / "state.json").write_text(json.dumps(bad))
+        for verb in ("state", "kill", "delete"):
+            one_line_125(oci(verb, "c22", check=False, cwd=tmp_path), "bad state.json")
+        listed = oci("list").stdout
+        assert re.search(r"^c22 +0 +unknown", listed, re.M), listed
+        forced = oci("delete", "--force", "c22", check=False, cwd=tmp_path)
+        assert forced.returncode == 0 and "record removed" in forced.stderr, forced
+        assert not (oci.root / "c22").exists() and (tmp_path / "h").is_dir()
+        (oci.root / "c22").mkdir()
+    (oci.root / "c22").rmdir()
+
+
+def test_a_hook_in_the_container_is_killed_at_its_timeout(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """config.md: a hook's timeout is the seconds it may take. createContainer and startContainer
+    hooks run from the container's child (fork + execve) and were waited for without one: a hook
+    that hangs held create (or start) as long as it liked."""
+    hang = {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}
+    b = bundle(["true"], hooks={"createContainer": [hang]})
+    started = time.monotonic()
+    refused = oci("create", "--bundle", str(b), "c23", check=False, stderr=subprocess.PIPE)
+    assert time.monotonic() - started < 15, "create waited for the hook"
+    one_line_125(refused, "timed out after 1 s")
+    assert not (oci.root / "c23").exists()
+    b = bundle(["true"], hooks={"startContainer": [hang]})
+    oci("create", "--bundle", str(b), "c24")
+    started = time.monotonic()
+    oci("start", "c24", check=False)
+    assert time.monotonic() - started < 15, "start waited for the hook"
+    oci.wait_status("c24", "stopped")
+
+
 def test_a_container_killed_before_start_leaves_nothing(oci: Oci, bundle: Callable[..., Path]) -> None:
     """Attack from outside: the waiting process dies (an OOM kill, a stray kill -9) between
     create and start. start must not hang on the fifo, and delete must clean up."""
