@@ -57,7 +57,7 @@ def load(root: str, container_id: str) -> dict[str, Any]:
         raise MinirunError(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:
         raise MinirunError(f"container {container_id}: unreadable state: {e}") from None
-    if not well_formed(data):
+    if not isinstance(data, dict) or not well_formed(data):
         raise MinirunError(f"container {container_id}: bad state.json")
     return data
 

@@ -256,6 +256,108 @@ def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
     return got
 
 
+class Births:
+    """ptrace(2) from the test (host root): PTRACE_SEIZE a runtime with PTRACE_O_TRACEFORK/CLONE, so
+    each process it (or its children) forks is stopped at birth; every stop is let go but the
+    first new process born in a PID namespace below ours, which is held until release()."""
+
+    SEIZE, CONT, DETACH, GETEVENTMSG = 0x4206, 7, 17, 0x4201
+    FORKS = (1, 2, 3)  # PTRACE_EVENT_FORK, _VFORK, _CLONE
+    WALL = 0x40000000
+
+    def __init__(self, pid: int) -> None:
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.root, self.traced, self.held, self.root_status = pid, {pid}, 0, None
+        assert self.libc.ptrace(self.SEIZE, pid, None, 2 | 4 | 8) == 0, ctypes.get_errno()
+
+    def step(self) -> None:
+        import ctypes
+
+        for pid in list(self.traced):
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG | self.WALL)
+            except ChildProcessError:
+                continue
+            if not got:
+                continue
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self.traced.discard(pid)
+                self.root_status = status if pid == self.root else self.root_status
+                continue
+            event, sig = status >> 16, os.WSTOPSIG(status)
+            if event in self.FORKS:
+                child = ctypes.c_ulong()
+                self.libc.ptrace(self.GETEVENTMSG, pid, None, ctypes.byref(child))
+                self.traced.add(child.value)
+            elif event == 128 and not self.held and len(nspids(pid)) > 1:
+                self.held = pid  # born in the container's PID namespace: hold it here
+                continue
+            self.libc.ptrace(self.CONT, pid, None, None if event or sig in (signal.SIGTRAP, signal.SIGSTOP)
+                             else sig)
+
+    def release(self) -> None:
+        self.libc.ptrace(self.DETACH, self.held, None, None)
+        self.traced.discard(self.held)
+
+
+def nspids(pid: int) -> list[int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return [int(n) for n in re.search(r"^NSpid:(.*)$", status, re.M).group(1).split()]  # type: ignore[union-attr]
+
+
+def test_exec_is_not_dumpable_when_born_in_the_container(oci: Oci, bundle: Callable[..., Path],
+                                                         tmp_path: Path) -> None:
+    """Attack review of issue 15 (CVE-2016-9962, CVE-2019-5736): the process `exec` clones is born
+    in the container's user and PID namespaces, the host's python still. The test holds it there,
+    at birth (ptrace from the host), and root of the container, with CAP_SYS_PTRACE in its user
+    namespace, tries its /proc/PID/exe and environ: denied (not dumpable from its first moment),
+    while the same on the container's own sleep works. It was dumpable until its first setresuid."""
+    b = bundle(["sleep", "600"])
+    config = json.loads((b / "config.json").read_text())
+    config["linux"]["namespaces"].append({"type": "user"})
+    config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    (b / "config.json").write_text(json.dumps(config))
+    where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+    try:
+        where.chmod(0o755)  # its root (host uid 300000) must reach the bundle
+        b = Path(shutil.move(b, where / "bundle"))
+        oci("create", "--bundle", str(b), "c25")
+        oci("start", "c25")
+        (tmp_path / "target.json").write_text(json.dumps({"args": ["true"], "cwd": "/"}))
+        target = ["exec", "--process", str(tmp_path / "target.json"), "c25"]
+        runtime = subprocess.Popen([str(oci.script), *target], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        births = Births(runtime.pid)
+        deadline = time.monotonic() + 30
+        while not births.held and time.monotonic() < deadline:
+            births.step()
+            time.sleep(0.001)
+        assert births.held, "no process born in the container's PID namespace"
+        inside = nspids(births.held)[-1]
+        attack = ("for p in 1 {}; do "
+                  "readlink /proc/$p/exe >/dev/null 2>&1 && echo exe ok || echo exe denied; "
+                  "cat /proc/$p/environ >/dev/null 2>&1 && echo environ ok || echo environ denied; done")
+        caps = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE"]
+        (tmp_path / "attack.json").write_text(json.dumps({
+            "args": ["sh", "-c", attack.format(inside)], "cwd": "/", "env": ["PATH=/bin"],
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")}}))
+        seen = oci("exec", "--process", str(tmp_path / "attack.json"), "c25").stdout.split("\n")
+        births.release()
+        while births.traced and time.monotonic() < deadline:
+            births.step()
+            time.sleep(0.001)
+        assert births.root_status is not None and os.waitstatus_to_exitcode(births.root_status) == 0
+        assert seen[:2] == ["exe ok", "environ ok"], seen  # the baseline: the container's own sleep
+        assert seen[2:4] == ["exe denied", "environ denied"], seen
+    finally:
+        oci("delete", "--force", "c25", check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
         oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
     """runc's --preserve-fds N, for create and exec: the caller's fds 3 .. 3+N-1 reach the
