@@ -124,6 +124,10 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         mount_fds = sync.expect(sock, "go").fds
         for fd in mount_fds:
             os.close(fd)
+        # Not dumpable before it joins a user namespace by path (podman's pods share one, and a PID
+        # namespace): from that setns on, root of the other container has CAP_SYS_PTRACE over us,
+        # the host's python until execve (CVE-2019-5736). The parent needs our /proc files no more.
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         join_namespaces(plan.join_fds)
         if "user" in config.namespaces:
             process.become_namespace_root()  # setresuid(0) in the new user namespace (user_namespaces(7))
