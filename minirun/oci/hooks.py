@@ -25,6 +25,7 @@ import sys
 import time
 from typing import Any
 
+from minirun import kernel
 from minirun.errors import MinirunError
 from minirun.oci.config import Hook
 
@@ -89,6 +90,9 @@ def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
             os.close(w)
             os.dup2(r, 0)
             try:
+                # Its stdio and nothing more (as runc's hooks): not the fds create inherited from
+                # its caller, which only --preserve-fds hands on, and only to the program.
+                kernel.close_range_cloexec(3)
                 os.execve(
                     hook.path, hook.args or [hook.path], dict(e.split("=", 1) for e in hook.env if "=" in e)
                 )

@@ -472,6 +472,23 @@ def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
         os.close(out_r)
 
 
+def test_a_create_container_hook_gets_its_stdio_and_nothing_else(oci: Oci, bundle: Callable[..., Path],
+                                                                 tmp_path: Path) -> None:
+    """Attack review of issue 15: the createContainer hook is forked by the container's child
+    before its fds are closed, and got every fd create inherited (here a file at fd 7, as an
+    engine's own fds would be), which runc's hooks never see and the program does not either."""
+    listing = tmp_path / "hook-fds"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"ls /proc/self/fd > {listing}"]}
+    b = bundle(["sleep", "60"], hooks={"createContainer": [hook]})
+    secret = os.open(Path(__file__), os.O_RDONLY)
+    try:
+        created = with_fds(oci, {7: secret}, "create", "--bundle", str(b), "c28", output=tmp_path / "out")
+    finally:
+        os.close(secret)
+    assert created.returncode == 0, (tmp_path / "out").read_text()
+    assert listing.read_text().split() == ["0", "1", "2", "3"], "stdio and ls's own directory fd"
+
+
 def test_explain_narrates_create_and_start_and_never_reaches_the_program(
         oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
     """--explain=FILE (podman's --runtime-flag explain=FILE): the steps with the kernel's values,
