@@ -207,6 +207,9 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         if not isinstance(soft, int) or not isinstance(hard, int) or soft > hard:
             raise MinirunError(f"config.json: rlimit {kind}: soft and hard must be numbers, soft <= hard")
         rlimits.append((RLIMITS[kind], soft, hard))
+    oom = _get(raw, "oomScoreAdj", int, None, where)
+    if oom is not None and not -1000 <= oom <= 1000:  # OOM_SCORE_ADJ_MIN .. _MAX, proc(5)
+        raise MinirunError(f"config.json: {where}oomScoreAdj {oom}: a number from -1000 to 1000 is needed")
     console = _get(raw, "consoleSize", dict, {}, where)
     del console  # the pty's size is the console socket's holder's business (conmon sets it)
     return Process(
@@ -221,7 +224,7 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         capabilities=caps,
         rlimits=rlimits,
         no_new_privileges=_get(raw, "noNewPrivileges", bool, False, where),
-        oom_score_adj=_get(raw, "oomScoreAdj", int, None, where),
+        oom_score_adj=oom,
         terminal=_get(raw, "terminal", bool, False, where),
     )
 

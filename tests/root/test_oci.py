@@ -734,14 +734,17 @@ def test_bad_ids_records_and_process_users_are_one_line(oci: Oci, bundle: Callab
                                                         tmp_path: Path) -> None:
     """Attack review of issue 15. User ids that are not uint32 (uid -1 is setresuid's "unchanged":
     the program would stay root; a string in additionalGids was a traceback), in config.json and
-    in exec's process.json; an id longer than a file name may be (delete --force said "[Errno 36]");
-    a record changed by hand (cgroup_paths a string, whose letters became directories relative to
-    the cwd for delete to kill and rmdir; hooks not a table: tracebacks): one line and 125, and
-    delete --force removes such a record so that the id can be used again."""
+    in exec's process.json; an oomScoreAdj out of -1000..1000; an id longer than a file name may
+    be (delete --force said "[Errno 36]"); a record changed by hand (cgroup_paths a string, whose
+    letters became directories relative to the cwd for delete to kill and rmdir; hooks not a
+    table: tracebacks): one line and 125, and delete --force removes such a record so that the
+    id can be used again."""
     for user in ({"uid": -1}, {"uid": 2**32}, {"uid": 0, "gid": 0, "additionalGids": ["a"]}):
         b = bundle(["true"], process={"user": user})
         one_line_125(oci("create", "--bundle", str(b), "c20", check=False), "an id from 0 to 4294967294")
         assert not (oci.root / "c20").exists()
+    b = bundle(["true"], process={"oomScoreAdj": 5000})  # was "[Errno 22] Invalid argument"
+    one_line_125(oci("create", "--bundle", str(b), "c20", check=False), "oomScoreAdj 5000: a number")
     b = bundle(["sleep", "60"])
     oci("create", "--bundle", str(b), "c21")
     process = tmp_path / "process.json"
