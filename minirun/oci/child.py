@@ -349,6 +349,8 @@ def pty_to_console_socket(console_fd: int) -> int:
     console = socket.socket(fileno=console_fd)
     try:
         sync.send(console, "pty", fds=[master])
+    except OSError as e:  # EPIPE/ECONNRESET: the listener closed its end before reading it
+        raise MinirunError(f"--console-socket: cannot send the terminal: {e.strerror}") from None
     finally:
         console.close()
         os.close(master)

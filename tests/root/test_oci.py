@@ -191,6 +191,34 @@ def test_terminal_goes_over_the_console_socket(oci: Oci, bundle: Callable[..., P
     assert re.search(r"^c.* 136, +0 .*/dev/console", text, re.M), text  # the pty's slave is the console
 
 
+def test_a_console_socket_that_is_no_listener_is_one_line(oci: Oci, bundle: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    """Attack review of issue 15: --console-socket naming a file that is not a socket, a symbolic
+    link to a listener that closes the connection before it reads the terminal (which was
+    "container setup failed: [Errno 32] Broken pipe"): one line naming --console-socket, 125,
+    no record left."""
+    b = bundle(["true"], process={"terminal": True})
+    (tmp_path / "file").write_text("")
+    one_line_125(oci("create", "--bundle", str(b), "--console-socket", str(tmp_path / "file"), "c29",
+                     check=False), "--console-socket")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "console.sock"))
+    listener.listen(1)
+    listener.settimeout(20)
+    (tmp_path / "link").symlink_to(tmp_path / "console.sock")
+    create = subprocess.Popen([str(oci.script), "create", "--bundle", str(b), "--console-socket",
+                               str(tmp_path / "link"), "c29"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    oci.ids.add("c29")
+    conn, _ = listener.accept()
+    conn.close()  # at once: the child sends the terminal only once the container is set up
+    listener.close()
+    _, err = create.communicate(timeout=30)
+    one_line_125(subprocess.CompletedProcess(create.args, create.returncode, "", err),
+                 "--console-socket: cannot send the terminal")
+    assert not (oci.root / "c29").exists()
+
+
 def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callable[..., Path],
                                                        tmp_path: Path) -> None:
     b = bundle(["sleep", "60"])
