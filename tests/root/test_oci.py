@@ -779,6 +779,7 @@ def test_bad_ids_records_and_process_users_are_one_line(oci: Oci, bundle: Callab
     for user in ({"uid": -1, "gid": 0}, {"uid": 0, "gid": 0, "additionalGids": [1, "a"]}):
         process.write_text(json.dumps({"args": ["id"], "cwd": "/", "user": user}))
         one_line_125(oci("exec", "--process", str(process), "c21", check=False), "an id from 0 to 4294967294")
+    one_line_125(oci("exec", "--user", "99999999999", "c21", "id", check=False), "--user 99999999999: an id")
     one_line_125(oci("delete", "--force", "x" * 1000, check=False), "invalid container id")
     one_line_125(oci("state", "c" * 256, check=False), "invalid container id")
     assert oci("state", "c" * 255, check=False).stderr.endswith("does not exist\n")
