@@ -203,11 +203,13 @@ def _report(sock: socket.socket, code: int, message: str) -> None:
 
 
 def join_namespaces(fds: dict[str, int]) -> None:
-    """setns(2) into each namespace given by path; the user namespace first, since the kernel
-    checks the others with the capabilities we hold there."""
-    for kind in sorted(fds, key=lambda k: k != "user"):
-        if kind == "pid":
-            continue  # joined by create before clone: it applies to children only
+    """setns(2) into each namespace given by path, which the kernel checks with the capabilities
+    we hold in our user namespace (joined already, if it was given by path)."""
+    for kind in fds:
+        if kind in ("pid", "user"):
+            # joined before clone: pid because it applies to children only, user so that the
+            # namespaces clone made are its own (create.clone_in_user_namespace)
+            continue
         try:
             kernel.setns(fds[kind], NAMESPACE_FLAGS[kind])
         except OSError as e:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from minirun import kernel, paths, state, sync, trace, userns
-from minirun.errors import MinirunError
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
 
@@ -156,10 +156,13 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         }
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
                                preserve, str(fifo_path))
-        if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
-            kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
         parent_end, child_end = sync.channel()
-        pid = kernel.clone(cfg.clone_flags())
+        if cfg.namespaces.get("user"):  # joined: the new namespaces must be made inside it
+            pid = clone_in_user_namespace(plan.join_fds["user"], plan.join_fds.get("pid"), cfg.clone_flags())
+        else:
+            if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
+                kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
+            pid = kernel.clone(cfg.clone_flags())
         if pid == 0:
             parent_end.close()
             child.run(plan, child_end)
@@ -212,6 +215,46 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.remove(root, container_id)
         raise
     return 0
+
+
+def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int:
+    """clone(flags) from inside the user namespace `user_fd` names (a pod's, by path): a namespace
+    belongs to the user namespace of the process that makes it (user_namespaces(7)), and the
+    child, root of the joined one only, could not sethostname or mount in namespaces made by host
+    root (EPERM). A helper joins it (create itself keeps the host's capabilities for the rest),
+    and the PID namespace `pid_fd` for its children if given, and clones with CLONE_PARENT, so
+    the child is create's own. The helper stays in our PID namespace, so the pid it reports is
+    one of ours (a helper inside the joined one would give the pid there). 0 in the child, its
+    pid here."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        try:
+            kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # its child is born in the joined namespace
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+            kernel.setns(user_fd, NAMESPACE_FLAGS["user"])
+            if pid_fd is not None:
+                kernel.setns(pid_fd, NAMESPACE_FLAGS["pid"])
+            pid = kernel.clone(flags | kernel.CLONE_PARENT)
+            if pid == 0:
+                os.close(report_r)
+                os.close(report_w)
+                return 0
+            os.write(report_w, str(pid).encode())
+            os._exit(0)
+        except BaseException as e:
+            with contextlib.suppress(BaseException):
+                os.write(report_w, f"cannot join the user namespace: {e}".encode())
+            os._exit(RUNTIME_ERROR)
+    os.close(report_w)
+    try:
+        answer = os.read(report_r, 4096).decode(errors="replace")
+    finally:
+        os.close(report_r)
+        os.waitpid(helper, 0)
+    if not answer.isdigit():
+        raise MinirunError(answer or "cannot join the user namespace: the helper died")
+    return int(answer)
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -287,30 +287,20 @@ def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
 class Births:
     """ptrace(2) from the test (host root): PTRACE_SEIZE a runtime with PTRACE_O_TRACEFORK/CLONE, so
     each process it (or its children) forks is stopped at birth; every stop is let go but the
-    first new process born in a PID namespace below ours, which is held until release(): at
-    birth, or with `syscall` when that system call (x86_64 number) first returns in it."""
+    first new process born in a PID namespace below ours, which is held until release()."""
 
-    SEIZE, CONT, DETACH, GETEVENTMSG, SYSCALL, GETREGS = 0x4206, 7, 17, 0x4201, 24, 12
+    SEIZE, CONT, DETACH, GETEVENTMSG = 0x4206, 7, 17, 0x4201
     FORKS = (1, 2, 3)  # PTRACE_EVENT_FORK, _VFORK, _CLONE
     WALL = 0x40000000
 
-    def __init__(self, pid: int, syscall: int | None = None) -> None:
+    def __init__(self, pid: int) -> None:
         import ctypes
 
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
         self.root, self.traced, self.held, self.root_status = pid, {pid}, 0, None
-        self.syscall, self.stepping, self.entered = syscall, 0, False
-        # PTRACE_O_TRACESYSGOOD | _TRACEFORK | _TRACEVFORK | _TRACECLONE
-        assert self.libc.ptrace(self.SEIZE, pid, None, 1 | 2 | 4 | 8) == 0, ctypes.get_errno()
-
-    def number(self, pid: int) -> int:
-        """The system call a syscall-stop is at: orig_rax of struct user_regs_struct."""
-        import ctypes
-
-        regs = (ctypes.c_ulonglong * 27)()
-        self.libc.ptrace(self.GETREGS, pid, None, ctypes.byref(regs))
-        return int(regs[15])
+        # PTRACE_O_TRACEFORK | _TRACEVFORK | _TRACECLONE
+        assert self.libc.ptrace(self.SEIZE, pid, None, 2 | 4 | 8) == 0, ctypes.get_errno()
 
     def step(self) -> None:
         import ctypes
@@ -331,19 +321,11 @@ class Births:
                 child = ctypes.c_ulong()
                 self.libc.ptrace(self.GETEVENTMSG, pid, None, ctypes.byref(child))
                 self.traced.add(child.value)
-            elif event == 128 and not self.held and not self.stepping and len(nspids(pid)) > 1:
-                if self.syscall is None:
-                    self.held = pid  # born in the container's PID namespace: hold it here
-                    continue
-                self.stepping = pid
-            elif pid == self.stepping and sig == signal.SIGTRAP | 0x80:
-                self.entered = not self.entered
-                if not self.entered and self.number(pid) == self.syscall:
-                    self.held = pid  # the system call has returned: hold it here
-                    continue
-            request = self.SYSCALL if pid == self.stepping else self.CONT
-            self.libc.ptrace(request, pid, None, None if event or sig in (signal.SIGTRAP, signal.SIGSTOP,
-                                                                          signal.SIGTRAP | 0x80) else sig)
+            elif event == 128 and not self.held and len(nspids(pid)) > 1:
+                self.held = pid  # born in the container's PID namespace: hold it here
+                continue
+            self.libc.ptrace(self.CONT, pid, None, None if event or sig in (signal.SIGTRAP, signal.SIGSTOP)
+                             else sig)
 
     def release(self) -> None:
         self.libc.ptrace(self.DETACH, self.held, None, None)
@@ -424,14 +406,15 @@ def test_exec_is_not_dumpable_when_born_in_the_container(oci: Oci, bundle: Calla
         shutil.rmtree(where, ignore_errors=True)
 
 
-def test_create_joining_a_user_namespace_is_not_dumpable_there(oci: Oci, bundle: Callable[..., Path],
-                                                               tmp_path: Path) -> None:
-    """The same for create with namespaces by path (a podman pod: the pod's user and PID
-    namespaces): its child is born in the other container's PID namespace and, from its setns(2)
-    into that user namespace on, was dumpable until its setresuid. Held at that setns's return.
-    (The create fails later here: the namespaces it makes new are made before it joins the user
-    namespace, so they are not that namespace's and sethostname/mount are refused, EPERM: a gap
-    of its own, the report of this review; the window attacked here comes before.)"""
+def test_create_joining_a_pods_user_namespace_makes_its_namespaces_there(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """Attack review of issue 15: a bundle joining another container's user and PID namespaces
+    by path (a podman pod's) and making the rest new. A namespace belongs to the user namespace
+    of the process that makes it: the child cloned them as host root, then joined, and was
+    refused sethostname and its mounts (EPERM), so such a create always failed. Now a helper
+    joins first and clones there: the container runs, in both namespaces joined, with its own
+    hostname. And the process born in the pod's PID namespace (held there at birth, ptrace from
+    the host) is not dumpable: root of the pod cannot open its /proc/PID/exe or environ."""
     where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
     try:
         where.chmod(0o755)
@@ -439,11 +422,22 @@ def test_create_joining_a_user_namespace_is_not_dumpable_there(oci: Oci, bundle:
         oci("start", "c26")
         pid = oci.state("c26")["pid"]
         joining = userns_bundle(bundle, where, "b", {k: f"/proc/{pid}/ns/{k}" for k in ("user", "pid")})
+        config = json.loads((joining / "config.json").read_text())
+        config["hostname"] = "joiner"
+        (joining / "config.json").write_text(json.dumps(config))
         oci.ids.add("c27")
         runtime = subprocess.Popen([str(oci.script), "create", "--bundle", str(joining), "c27"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        births = Births(runtime.pid, syscall=308)  # setns(2) on x86_64; the user namespace comes first
+        births = Births(runtime.pid)
         assert attack_held(oci, "c26", runtime, births, tmp_path) == ["exe denied", "environ denied"]
+        assert births.root_status is not None and os.waitstatus_to_exitcode(births.root_status) == 0
+        joiner = oci.state("c27")["pid"]
+        for kind in ("user", "pid"):
+            assert os.readlink(f"/proc/{joiner}/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
+        assert os.readlink(f"/proc/{joiner}/ns/mnt") != os.readlink(f"/proc/{pid}/ns/mnt")
+        oci("start", "c27")
+        assert oci("exec", "c27", "hostname").stdout == "joiner\n"
+        oci("delete", "--force", "c27")
     finally:
         oci("delete", "--force", "c26", check=False)
         shutil.rmtree(where, ignore_errors=True)
