@@ -57,7 +57,8 @@ def places(cgroups_path: str | None, container_id: str, systemd: bool = False) -
         relative = systemd_path(cgroups_path, container_id)
     else:
         relative = (cgroups_path or f"/minirun-oci/{container_id}").strip("/")
-    if not relative or ".." in relative.split("/"):
+    # "" or "." would be each hierarchy's root cgroup (pathlib drops "."), ".." a way out of it.
+    if not relative or {".", ".."} & set(relative.split("/")):
         raise MinirunError(f"invalid linux.cgroupsPath {cgroups_path!r}")
     found = []
     for h in cgroups.hierarchies():
@@ -66,20 +67,50 @@ def places(cgroups_path: str | None, container_id: str, systemd: bool = False) -
     return found
 
 
-def create(paths: list[Path]) -> Cgroup:
-    """mkdir each level (a v1 cpuset level needs cpus and mems before it may hold a task)."""
-    made = []
+def missing(paths: list[Path]) -> list[Path]:
+    """The directories create will make, each level once, the outermost first: what the record
+    names as minirun's, so that delete removes those and nothing else."""
+    found: list[Path] = []
     for path in paths:
-        missing = []
+        levels = []
         level = path
-        while not level.exists():
-            missing.append(level)
+        while not level.exists() and level not in found:
+            levels.append(level)
             level = level.parent
-        for new in reversed(missing):
-            new.mkdir()
-            cgroups.prepare_v1_cpuset(new)
-        made.append(path)
-    return Cgroup(tuple(made))
+        found += reversed(levels)
+    return found
+
+
+def refuse_unfit(path: Path) -> None:
+    """A cgroup that exists already is joined only if nothing runs in it, anywhere below it, and it
+    is not frozen: runc refuses the same since 1.1 (opencontainers/runc#3223; config-linux.md lets a
+    runtime reject an unfit cgroup). Otherwise a config.json's cgroupsPath ("/system.slice", or
+    --systemd-cgroup's "-::system.slice") would get its limits written into the host's cgroup,
+    and delete would kill what runs there (cgroup.kill, or SIGKILL to each of cgroup.procs)."""
+    for where, _, _ in os.walk(path):
+        try:
+            procs = (Path(where) / "cgroup.procs").read_text().split()
+        except OSError:
+            continue
+        if procs:
+            raise MinirunError(f"linux.cgroupsPath {path}: the cgroup is not empty "
+                               f"({len(procs)} process(es) in {where}); a container needs one of its own")
+    if frozen([str(path)]):
+        raise MinirunError(f"linux.cgroupsPath {path}: the cgroup is frozen")
+
+
+def create(paths: list[Path], to_make: list[Path], made: list[Path]) -> Cgroup:
+    """mkdir each level of `to_make` (a v1 cpuset level needs cpus and mems before it may hold a
+    task), appending it to `made` as it goes (what a failure half-way removes); a directory
+    there already must be fit to join (refuse_unfit)."""
+    for path in paths:
+        if path not in to_make:
+            refuse_unfit(path)
+    for new in to_make:
+        new.mkdir()  # EEXIST if another made it meanwhile: then it is not ours
+        made.append(new)
+        cgroups.prepare_v1_cpuset(new)
+    return Cgroup(tuple(paths))
 
 
 def _write(cgroup: Cgroup, controller: str, v1: list[tuple[str, Any]], v2: list[tuple[str, Any]]) -> None:
@@ -235,15 +266,23 @@ def pids(paths: list[str]) -> list[int]:
     return sorted(found)
 
 
-def remove(paths: list[str]) -> None:
-    """Kill what is left and rmdir (minirun/cgroups.py's remove, with retries on EBUSY)."""
+def remove(paths: list[str], made: list[str] | None, kill: bool = True) -> None:
+    """Kill what is left (with kill: the container had joined) and rmdir what create made: the
+    container's directories with retries on EBUSY (minirun/cgroups.py's remove), then the levels
+    above them it made, innermost first, each once it is empty (another container may use it).
+    A directory that was there before stays (refuse_unfit: it was empty when joined). made None:
+    a record from before minirun-oci named them, whose own directories are all removed."""
     existing = tuple(Path(p) for p in paths if Path(p).is_dir())
-    if existing:
-        cgroup = Cgroup(existing)
-        cgroups.kill(cgroup)
-        for path in existing:
+    if existing and kill:
+        cgroups.kill(Cgroup(existing))
+    for path in existing:
+        if made is None or str(path) in made:
             with contextlib.suppress(OSError):
                 _rmdir_retry(path)
+    for text in reversed(made or []):
+        if text not in paths:
+            with contextlib.suppress(OSError):
+                Path(text).rmdir()
 
 
 def remove_slices(paths: list[str]) -> None:

@@ -124,6 +124,10 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         mount_fds = sync.expect(sock, "go").fds
         for fd in mount_fds:
             os.close(fd)
+        # Not dumpable before it joins a user namespace by path (podman's pods share one, and a PID
+        # namespace): from that setns on, root of the other container has CAP_SYS_PTRACE over us,
+        # the host's python until execve (CVE-2019-5736). The parent needs our /proc files no more.
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         join_namespaces(plan.join_fds)
         if "user" in config.namespaces:
             process.become_namespace_root()  # setresuid(0) in the new user namespace (user_namespaces(7))
@@ -199,11 +203,13 @@ def _report(sock: socket.socket, code: int, message: str) -> None:
 
 
 def join_namespaces(fds: dict[str, int]) -> None:
-    """setns(2) into each namespace given by path; the user namespace first, since the kernel
-    checks the others with the capabilities we hold there."""
-    for kind in sorted(fds, key=lambda k: k != "user"):
-        if kind == "pid":
-            continue  # joined by create before clone: it applies to children only
+    """setns(2) into each namespace given by path, which the kernel checks with the capabilities
+    we hold in our user namespace (joined already, if it was given by path)."""
+    for kind in fds:
+        if kind in ("pid", "user"):
+            # joined before clone: pid because it applies to children only, user so that the
+            # namespaces clone made are its own (create.clone_in_user_namespace)
+            continue
         try:
             kernel.setns(fds[kind], NAMESPACE_FLAGS[kind])
         except OSError as e:
@@ -345,6 +351,8 @@ def pty_to_console_socket(console_fd: int) -> int:
     console = socket.socket(fileno=console_fd)
     try:
         sync.send(console, "pty", fds=[master])
+    except OSError as e:  # EPIPE/ECONNRESET: the listener closed its end before reading it
+        raise MinirunError(f"--console-socket: cannot send the terminal: {e.strerror}") from None
     finally:
         console.close()
         os.close(master)

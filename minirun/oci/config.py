@@ -170,6 +170,14 @@ def _caps(obj: dict[str, Any], key: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def check_id(value: Any, name: str) -> int:
+    """A uid or gid: uint32 in config-linux.md, and not (uid_t)-1, which setresuid(2) and
+    setgroups(2) read as "leave it unchanged" (the process would stay root)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
+        raise MinirunError(f"{name} {value!r}: an id from 0 to {2**32 - 2} is needed")
+    return value
+
+
 def parse_process(raw: Any, where: str = "process.") -> Process:
     if not isinstance(raw, dict):
         raise MinirunError(f"config.json: {where.rstrip('.')} must be an object")
@@ -199,20 +207,24 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         if not isinstance(soft, int) or not isinstance(hard, int) or soft > hard:
             raise MinirunError(f"config.json: rlimit {kind}: soft and hard must be numbers, soft <= hard")
         rlimits.append((RLIMITS[kind], soft, hard))
+    oom = _get(raw, "oomScoreAdj", int, None, where)
+    if oom is not None and not -1000 <= oom <= 1000:  # OOM_SCORE_ADJ_MIN .. _MAX, proc(5)
+        raise MinirunError(f"config.json: {where}oomScoreAdj {oom}: a number from -1000 to 1000 is needed")
     console = _get(raw, "consoleSize", dict, {}, where)
     del console  # the pty's size is the console socket's holder's business (conmon sets it)
     return Process(
         args=args,
         env=_strings(raw, "env", where),
         cwd=cwd,
-        uid=_get(user, "uid", int, 0, where + "user."),
-        gid=_get(user, "gid", int, 0, where + "user."),
-        additional_gids=[int(g) for g in _get(user, "additionalGids", list, [], where + "user.")],
+        uid=check_id(0 if user.get("uid") is None else user["uid"], f"config.json: {where}user.uid"),
+        gid=check_id(0 if user.get("gid") is None else user["gid"], f"config.json: {where}user.gid"),
+        additional_gids=[check_id(g, f"config.json: {where}user.additionalGids")
+                         for g in _get(user, "additionalGids", list, [], where + "user.")],
         umask=_get(user, "umask", int, None, where + "user."),
         capabilities=caps,
         rlimits=rlimits,
         no_new_privileges=_get(raw, "noNewPrivileges", bool, False, where),
-        oom_score_adj=_get(raw, "oomScoreAdj", int, None, where),
+        oom_score_adj=oom,
         terminal=_get(raw, "terminal", bool, False, where),
     )
 

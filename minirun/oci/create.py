@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from minirun import kernel, paths, state, sync, trace, userns
-from minirun.errors import MinirunError
+from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
 
@@ -111,9 +111,11 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
     except FileExistsError:
         raise MinirunError(f"container {container_id} already exists") from None
     dirs: list[Path] = []
+    made: list[Path] = []  # the cgroup directories this create made, as it makes them
     pid = pidfd = -1
     try:
         dirs = cgroup.places(cfg.cgroups_path, container_id, systemd_cgroup)
+        to_make = cgroup.missing(dirs)
         base = {
             "ociVersion": "1.0.2",
             "id": container_id,
@@ -122,6 +124,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "created": state.now(),
             "annotations": cfg.annotations,
             "cgroup_paths": [str(p) for p in dirs],
+            "cgroup_made": [str(p) for p in to_make],  # delete removes these, and only these
             "hooks": hooks.to_json(cfg.hooks),
             "default_cgroup": cfg.cgroups_path is None and not systemd_cgroup,
             "systemd_cgroup": systemd_cgroup,
@@ -134,9 +137,9 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                                          "creator_start": state.process_start_time(me)})
         bpf = seccomp_filter(cfg, where)
         trace.mark("oci: seccomp", seccomp=cfg.seccomp, bpf=bpf)
-        made = cgroup.create(dirs)
-        cgroup.apply(made, cfg.resources)
-        trace.mark("oci: cgroup", cgroup=made, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
+        joined = cgroup.create(dirs, to_make, made)
+        cgroup.apply(joined, cfg.resources)
+        trace.mark("oci: cgroup", cgroup=joined, cgroups_path=cfg.cgroups_path, resources=cfg.resources,
                    systemd=systemd_cgroup)
         fifo_path = record.fifo(root, container_id)
         os.mkfifo(fifo_path, 0o622)
@@ -153,10 +156,13 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         }
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
                                preserve, str(fifo_path))
-        if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
-            kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
         parent_end, child_end = sync.channel()
-        pid = kernel.clone(cfg.clone_flags())
+        if cfg.namespaces.get("user"):  # joined: the new namespaces must be made inside it
+            pid = clone_in_user_namespace(plan.join_fds["user"], plan.join_fds.get("pid"), cfg.clone_flags())
+        else:
+            if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
+                kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
+            pid = kernel.clone(cfg.clone_flags())
         if pid == 0:
             parent_end.close()
             child.run(plan, child_end)
@@ -170,7 +176,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
                 userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
                 trace.mark("id maps", pid=pid)
-            for path in made.paths:
+            for path in joined.paths:
                 (path / "cgroup.procs").write_text(str(pid))
             trace.mark("join cgroup", pid=pid)
             if cfg.process.oom_score_adj is not None:
@@ -201,7 +207,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                 signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(pid, 0)
-        cgroup.remove([str(p) for p in dirs])
+        cgroup.remove([str(p) for p in dirs], [str(p) for p in made], kill=pid > 0)
         if systemd_cgroup:
             cgroup.remove_slices([str(p) for p in dirs])
         elif cfg.cgroups_path is None:
@@ -209,6 +215,46 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.remove(root, container_id)
         raise
     return 0
+
+
+def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int:
+    """clone(flags) from inside the user namespace `user_fd` names (a pod's, by path): a namespace
+    belongs to the user namespace of the process that makes it (user_namespaces(7)), and the
+    child, root of the joined one only, could not sethostname or mount in namespaces made by host
+    root (EPERM). A helper joins it (create itself keeps the host's capabilities for the rest),
+    and the PID namespace `pid_fd` for its children if given, and clones with CLONE_PARENT, so
+    the child is create's own. The helper stays in our PID namespace, so the pid it reports is
+    one of ours (a helper inside the joined one would give the pid there). 0 in the child, its
+    pid here."""
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    helper = os.fork()
+    if helper == 0:
+        try:
+            kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # its child is born in the joined namespace
+            kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+            kernel.setns(user_fd, NAMESPACE_FLAGS["user"])
+            if pid_fd is not None:
+                kernel.setns(pid_fd, NAMESPACE_FLAGS["pid"])
+            pid = kernel.clone(flags | kernel.CLONE_PARENT)
+            if pid == 0:
+                os.close(report_r)
+                os.close(report_w)
+                return 0
+            os.write(report_w, str(pid).encode())
+            os._exit(0)
+        except BaseException as e:
+            with contextlib.suppress(BaseException):
+                os.write(report_w, f"cannot join the user namespace: {e}".encode())
+            os._exit(RUNTIME_ERROR)
+    os.close(report_w)
+    try:
+        answer = os.read(report_r, 4096).decode(errors="replace")
+    finally:
+        os.close(report_r)
+        os.waitpid(helper, 0)
+    if not answer.isdigit():
+        raise MinirunError(answer or "cannot join the user namespace: the helper died")
+    return int(answer)
 
 
 def write_pid_file(path: str, pid: int) -> None:

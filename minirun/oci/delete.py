@@ -7,6 +7,7 @@ the record goes. --force on an unknown id succeeds, as runc's: podman calls it a
 container may be gone already."""
 
 import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,14 @@ from minirun.oci import cgroup, hooks, kill, record
 def run(root: str, container_id: str, force: bool) -> int:
     try:
         data = record.load(root, container_id)
-    except MinirunError:
+    except MinirunError as e:
         if force and not record.directory(root, container_id).exists():
+            return 0
+        if force and (record.directory(root, container_id) / "state.json").exists():
+            # Unreadable or changed by hand: nothing in it can be trusted to name a process or a
+            # cgroup, but the record itself goes, or the id could never be used again.
+            print(f"minirun-oci: warning: {e}; its record removed, nothing else", file=sys.stderr)
+            record.remove(root, container_id)
             return 0
         raise
     current = record.status(root, container_id, data)
@@ -42,7 +49,8 @@ def destroy(root: str, container_id: str, data: dict[str, Any], current: str) ->
         while record.alive(data) and time.monotonic() < deadline:
             time.sleep(0.02)
     public = record.public(root, container_id, data)
-    cgroup.remove(paths)
+    made = data.get("cgroup_made")
+    cgroup.remove(paths, made if isinstance(made, list) else None)
     if data.get("default_cgroup"):
         for text in paths:
             with contextlib.suppress(OSError):

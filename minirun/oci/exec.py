@@ -4,8 +4,9 @@ this is runc's command line, which conmon uses for `podman exec`).
 
 The same steps as minirun/enter.py, for a container without a minirun record:
   1 exec     pidfd of the container's process (checked against its start time)
-  2 helper   (forked) joins the container's cgroups, then setns(pidfd, every namespace of the
-             process that differs from ours) in one call (Linux 5.8; the user namespace first)
+  2 helper   (forked) not dumpable; joins the container's cgroups, then setns(pidfd, every
+             namespace of the process that differs from ours) in one call (Linux 5.8; the user
+             namespace first)
   3 helper   clone(CLONE_PARENT): the PID namespace applies to children only, and the new
              process becomes exec's own child; the helper reports its pid and exits
   4 process  root in the user namespace; a new session (with --tty a pty from the container's
@@ -50,7 +51,7 @@ def process_of(args: argparse.Namespace, cfg: config.Config) -> Process:
         name, _, group = args.user.partition(":")
         if not name.isdigit() or (group and not group.isdigit()):
             raise MinirunError(f"exec --user {args.user!r}: numeric UID[:GID] expected")
-        uid, gid = int(name), int(group or 0)
+        uid, gid = config.check_id(int(name), "exec --user"), config.check_id(int(group or 0), "exec --user")
     return Process(
         args=list(args.command),
         env=env,
@@ -153,11 +154,17 @@ def helper_main(
     preserve_fds: int,
 ) -> NoReturn:
     try:
+        # Not dumpable before it joins anything (CVE-2016-9962, CVE-2019-5736): the process it clones
+        # next is born in the container's user and PID namespaces with this flag, and until then is
+        # the host's python with the runtime's fds; root of the container (CAP_SYS_PTRACE in its
+        # user namespace) could otherwise ptrace it, read its /proc/PID/environ or open /proc/PID/exe.
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
         for path in cgroup_paths:
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))
         kernel.setns(pidfd, flags)
+        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
         trace.mark("exec: cgroup, setns", "helper", flags=flags,
                    cgroup=Cgroup(tuple(Path(p) for p in cgroup_paths)))
         pid = kernel.clone(kernel.CLONE_PARENT)

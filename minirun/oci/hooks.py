@@ -19,10 +19,13 @@ container is destroyed); poststart and poststop failures are warnings (the spec 
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from typing import Any
 
+from minirun import kernel
 from minirun.errors import MinirunError
 from minirun.oci.config import Hook
 
@@ -87,6 +90,9 @@ def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
             os.close(w)
             os.dup2(r, 0)
             try:
+                # Its stdio and nothing more (as runc's hooks): not the fds create inherited from
+                # its caller, which only --preserve-fds hands on, and only to the program.
+                kernel.close_range_cloexec(3)
                 os.execve(
                     hook.path, hook.args or [hook.path], dict(e.split("=", 1) for e in hook.env if "=" in e)
                 )
@@ -96,6 +102,24 @@ def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a hook that does not read its stdin
             os.write(w, payload)
         os.close(w)
-        _, status = os.waitpid(pid, 0)
+        status = _wait(pid, hook.timeout)
+        if status is None:
+            raise MinirunError(f"hook {hook.path} timed out after {hook.timeout} s")
         if os.waitstatus_to_exitcode(status) != 0:
             raise MinirunError(f"hook {hook.path} failed (exit {os.waitstatus_to_exitcode(status)})")
+
+
+def _wait(pid: int, timeout: int | None) -> int | None:
+    """waitpid, but a hook's "timeout" (config.md: seconds, the hook is killed and the
+    runtime fails) holds here too: its wait status, or None once it was SIGKILLed for it."""
+    if timeout is None:
+        return os.waitpid(pid, 0)[1]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return None

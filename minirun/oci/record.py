@@ -22,13 +22,16 @@ from minirun import state as records
 from minirun.errors import MinirunError
 
 DEFAULT_ROOT = "/run/minirun-oci"
-# runc's rule for ids: no path separators, nothing a file name cannot be.
-CONTAINER_ID = re.compile(r"^[\w+.-]{1,1024}$")
+CGROUP_ROOT = "/sys/fs/cgroup/"
+# runc's rule for ids: no path separators, nothing a file name cannot be (ASCII, as Go's \w;
+# at most NAME_MAX = 255 bytes, the longest file name, path_resolution(7)).
+CONTAINER_ID = re.compile(r"^[\w+.-]{1,255}$", re.ASCII)
 
 
 def check_id(container_id: str) -> str:
-    if not CONTAINER_ID.match(container_id) or container_id in (".", ".."):
-        raise MinirunError(f"invalid container id {container_id!r}: letters, digits, _ + . - only")
+    if not CONTAINER_ID.fullmatch(container_id) or container_id in (".", ".."):
+        raise MinirunError(f"invalid container id {container_id!r}: letters, digits, _ + . - only, "
+                           "at most 255")
     return container_id
 
 
@@ -54,9 +57,29 @@ def load(root: str, container_id: str) -> dict[str, Any]:
         raise MinirunError(f"container {container_id} does not exist") from None
     except (OSError, ValueError) as e:
         raise MinirunError(f"container {container_id}: unreadable state: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("pid"), int):
+    if not isinstance(data, dict) or not well_formed(data):
         raise MinirunError(f"container {container_id}: bad state.json")
     return data
+
+
+def well_formed(data: Any) -> bool:
+    """What the verbs act on has the types create wrote: a pid, cgroup directories (the only
+    places delete and kill --all reach) under /sys/fs/cgroup, hooks with a path each. A record
+    changed by hand is refused in one line, not followed (a string of cgroup_paths would be
+    its letters, each a directory relative to the cwd)."""
+    if not isinstance(data, dict) or not isinstance(data.get("pid"), int) or isinstance(data["pid"], bool):
+        return False
+    for key in ("cgroup_paths", "cgroup_made"):
+        paths = data.get(key, [])
+        if paths is None and key == "cgroup_made":
+            continue
+        if not isinstance(paths, list) or not all(
+                isinstance(p, str) and p.startswith(CGROUP_ROOT) and "/../" not in f"{p}/" for p in paths):
+            return False
+    hooks = data.get("hooks", {})
+    return isinstance(hooks, dict) and all(
+        isinstance(kind, list) and all(isinstance(h, dict) and isinstance(h.get("path"), str) for h in kind)
+        for kind in hooks.values())
 
 
 def alive(data: dict[str, Any]) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 
+from minirun.errors import MinirunError
 from minirun.oci import record
 
 
@@ -19,7 +20,11 @@ def list_all(root: str) -> int:
     base = Path(root)
     for entry in sorted(base.iterdir() if base.is_dir() else []):
         if (entry / "state.json").exists():
-            data = record.load(root, entry.name)
+            try:
+                data = record.load(root, entry.name)
+            except MinirunError:  # one bad record (`delete --force` removes it) hides no other
+                print(f"{entry.name:<40} {0:<8} {'unknown':<10} (bad state.json)")
+                continue
             shown = record.public(root, entry.name, data)
             print(f"{entry.name:<40} {shown['pid']:<8} {shown['status']:<10} {shown['bundle']}")
     return 0

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cgroup_helpers import pids_hierarchy
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 from minirun import cgroups
@@ -190,6 +191,34 @@ def test_terminal_goes_over_the_console_socket(oci: Oci, bundle: Callable[..., P
     assert re.search(r"^c.* 136, +0 .*/dev/console", text, re.M), text  # the pty's slave is the console
 
 
+def test_a_console_socket_that_is_no_listener_is_one_line(oci: Oci, bundle: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    """Attack review of issue 15: --console-socket naming a file that is not a socket, a symbolic
+    link to a listener that closes the connection before it reads the terminal (which was
+    "container setup failed: [Errno 32] Broken pipe"): one line naming --console-socket, 125,
+    no record left."""
+    b = bundle(["true"], process={"terminal": True})
+    (tmp_path / "file").write_text("")
+    one_line_125(oci("create", "--bundle", str(b), "--console-socket", str(tmp_path / "file"), "c29",
+                     check=False), "--console-socket")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "console.sock"))
+    listener.listen(1)
+    listener.settimeout(20)
+    (tmp_path / "link").symlink_to(tmp_path / "console.sock")
+    create = subprocess.Popen([str(oci.script), "create", "--bundle", str(b), "--console-socket",
+                               str(tmp_path / "link"), "c29"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    oci.ids.add("c29")
+    conn, _ = listener.accept()
+    conn.close()  # at once: the child sends the terminal only once the container is set up
+    listener.close()
+    _, err = create.communicate(timeout=30)
+    one_line_125(subprocess.CompletedProcess(create.args, create.returncode, "", err),
+                 "--console-socket: cannot send the terminal")
+    assert not (oci.root / "c29").exists()
+
+
 def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callable[..., Path],
                                                        tmp_path: Path) -> None:
     b = bundle(["sleep", "60"])
@@ -255,6 +284,165 @@ def read_until(fd: int, wanted: bytes, timeout: float = 20) -> bytes:
     return got
 
 
+class Births:
+    """ptrace(2) from the test (host root): PTRACE_SEIZE a runtime with PTRACE_O_TRACEFORK/CLONE, so
+    each process it (or its children) forks is stopped at birth; every stop is let go but the
+    first new process born in a PID namespace below ours, which is held until release()."""
+
+    SEIZE, CONT, DETACH, GETEVENTMSG = 0x4206, 7, 17, 0x4201
+    FORKS = (1, 2, 3)  # PTRACE_EVENT_FORK, _VFORK, _CLONE
+    WALL = 0x40000000
+
+    def __init__(self, pid: int) -> None:
+        import ctypes
+
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+        self.root, self.traced, self.held, self.root_status = pid, {pid}, 0, None
+        # PTRACE_O_TRACEFORK | _TRACEVFORK | _TRACECLONE
+        assert self.libc.ptrace(self.SEIZE, pid, None, 2 | 4 | 8) == 0, ctypes.get_errno()
+
+    def step(self) -> None:
+        import ctypes
+
+        for pid in list(self.traced):
+            try:
+                got, status = os.waitpid(pid, os.WNOHANG | self.WALL)
+            except ChildProcessError:
+                continue
+            if not got:
+                continue
+            if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                self.traced.discard(pid)
+                self.root_status = status if pid == self.root else self.root_status
+                continue
+            event, sig = status >> 16, os.WSTOPSIG(status)
+            if event in self.FORKS:
+                child = ctypes.c_ulong()
+                self.libc.ptrace(self.GETEVENTMSG, pid, None, ctypes.byref(child))
+                self.traced.add(child.value)
+            elif event == 128 and not self.held and len(nspids(pid)) > 1:
+                self.held = pid  # born in the container's PID namespace: hold it here
+                continue
+            self.libc.ptrace(self.CONT, pid, None, None if event or sig in (signal.SIGTRAP, signal.SIGSTOP)
+                             else sig)
+
+    def release(self) -> None:
+        self.libc.ptrace(self.DETACH, self.held, None, None)
+        self.traced.discard(self.held)
+
+
+def nspids(pid: int) -> list[int]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return [int(n) for n in re.search(r"^NSpid:(.*)$", status, re.M).group(1).split()]  # type: ignore[union-attr]
+
+
+def userns_bundle(bundle: Callable[..., Path], where: Path, name: str,
+                  namespaces: dict[str, str] | None = None) -> Path:
+    """A bundle of `sleep 600` in a user namespace (0 -> host 300000) or, with namespaces, one that
+    joins those by path, in `where` (0755: its root must reach the bundle)."""
+    b = bundle(["sleep", "600"])
+    config = json.loads((b / "config.json").read_text())
+    if namespaces is None:
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 300000, "size": 65536}]
+    else:
+        kept = [n for n in config["linux"]["namespaces"] if n["type"] not in namespaces]
+        config["linux"]["namespaces"] = kept + [{"type": k, "path": v} for k, v in namespaces.items()]
+    (b / "config.json").write_text(json.dumps(config))
+    return Path(shutil.move(b, where / name))
+
+
+def attack_held(oci: Oci, container_id: str, runtime: subprocess.Popen[bytes], births: Births,
+                tmp_path: Path) -> list[str]:
+    """Run `runtime` under `births` until it holds a process, attack that process from inside
+    `container_id` (its root, CAP_SYS_PTRACE in its user namespace): /proc/PID/exe and environ,
+    first of the container's own PID 1 (the baseline), then release it and let the runtime end."""
+    deadline = time.monotonic() + 30
+    while not births.held and time.monotonic() < deadline:
+        births.step()
+        time.sleep(0.001)
+    assert births.held, "no process held in the container's PID namespace"
+    inside = nspids(births.held)[-1]
+    attack = ("for p in 1 {}; do "
+              "readlink /proc/$p/exe >/dev/null 2>&1 && echo exe ok || echo exe denied; "
+              "cat /proc/$p/environ >/dev/null 2>&1 && echo environ ok || echo environ denied; done")
+    caps = ["CAP_SYS_PTRACE", "CAP_DAC_OVERRIDE"]
+    (tmp_path / "attack.json").write_text(json.dumps({
+        "args": ["sh", "-c", attack.format(inside)], "cwd": "/", "env": ["PATH=/bin"],
+        "capabilities": {k: caps for k in ("bounding", "effective", "permitted")}}))
+    seen = oci("exec", "--process", str(tmp_path / "attack.json"), container_id).stdout.split("\n")
+    births.release()
+    while births.traced and time.monotonic() < deadline:
+        births.step()
+        time.sleep(0.001)
+    assert births.root_status is not None, "the runtime has not ended"
+    assert seen[:2] == ["exe ok", "environ ok"], seen  # the baseline: the container's own sleep
+    return seen[2:4]
+
+
+def test_exec_is_not_dumpable_when_born_in_the_container(oci: Oci, bundle: Callable[..., Path],
+                                                         tmp_path: Path) -> None:
+    """Attack review of issue 15 (CVE-2016-9962, CVE-2019-5736): the process `exec` clones is born
+    in the container's user and PID namespaces, the host's python still. The test holds it there,
+    at birth (ptrace from the host), and root of the container, with CAP_SYS_PTRACE in its user
+    namespace, tries its /proc/PID/exe and environ: denied (not dumpable from its first moment),
+    while the same on the container's own sleep works. It was dumpable until its first setresuid."""
+    where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+    try:
+        where.chmod(0o755)
+        oci("create", "--bundle", str(userns_bundle(bundle, where, "a")), "c25")
+        oci("start", "c25")
+        (tmp_path / "target.json").write_text(json.dumps({"args": ["true"], "cwd": "/"}))
+        target = ["exec", "--process", str(tmp_path / "target.json"), "c25"]
+        runtime = subprocess.Popen([str(oci.script), *target], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        births = Births(runtime.pid)
+        assert attack_held(oci, "c25", runtime, births, tmp_path) == ["exe denied", "environ denied"]
+        assert births.root_status is not None and os.waitstatus_to_exitcode(births.root_status) == 0
+    finally:
+        oci("delete", "--force", "c25", check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_create_joining_a_pods_user_namespace_makes_its_namespaces_there(
+        oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
+    """Attack review of issue 15: a bundle joining another container's user and PID namespaces
+    by path (a podman pod's) and making the rest new. A namespace belongs to the user namespace
+    of the process that makes it: the child cloned them as host root, then joined, and was
+    refused sethostname and its mounts (EPERM), so such a create always failed. Now a helper
+    joins first and clones there: the container runs, in both namespaces joined, with its own
+    hostname. And the process born in the pod's PID namespace (held there at birth, ptrace from
+    the host) is not dumpable: root of the pod cannot open its /proc/PID/exe or environ."""
+    where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+    try:
+        where.chmod(0o755)
+        oci("create", "--bundle", str(userns_bundle(bundle, where, "a")), "c26")
+        oci("start", "c26")
+        pid = oci.state("c26")["pid"]
+        joining = userns_bundle(bundle, where, "b", {k: f"/proc/{pid}/ns/{k}" for k in ("user", "pid")})
+        config = json.loads((joining / "config.json").read_text())
+        config["hostname"] = "joiner"
+        (joining / "config.json").write_text(json.dumps(config))
+        oci.ids.add("c27")
+        runtime = subprocess.Popen([str(oci.script), "create", "--bundle", str(joining), "c27"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        births = Births(runtime.pid)
+        assert attack_held(oci, "c26", runtime, births, tmp_path) == ["exe denied", "environ denied"]
+        assert births.root_status is not None and os.waitstatus_to_exitcode(births.root_status) == 0
+        joiner = oci.state("c27")["pid"]
+        for kind in ("user", "pid"):
+            assert os.readlink(f"/proc/{joiner}/ns/{kind}") == os.readlink(f"/proc/{pid}/ns/{kind}")
+        assert os.readlink(f"/proc/{joiner}/ns/mnt") != os.readlink(f"/proc/{pid}/ns/mnt")
+        oci("start", "c27")
+        assert oci("exec", "c27", "hostname").stdout == "joiner\n"
+        oci("delete", "--force", "c27")
+    finally:
+        oci("delete", "--force", "c26", check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
 def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
         oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
     """runc's --preserve-fds N, for create and exec: the caller's fds 3 .. 3+N-1 reach the
@@ -304,6 +492,23 @@ def test_preserve_fds_gives_the_program_3_to_3_plus_n_and_nothing_else(
     finally:
         os.close(other)
         os.close(out_r)
+
+
+def test_a_create_container_hook_gets_its_stdio_and_nothing_else(oci: Oci, bundle: Callable[..., Path],
+                                                                 tmp_path: Path) -> None:
+    """Attack review of issue 15: the createContainer hook is forked by the container's child
+    before its fds are closed, and got every fd create inherited (here a file at fd 7, as an
+    engine's own fds would be), which runc's hooks never see and the program does not either."""
+    listing = tmp_path / "hook-fds"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"ls /proc/self/fd > {listing}"]}
+    b = bundle(["sleep", "60"], hooks={"createContainer": [hook]})
+    secret = os.open(Path(__file__), os.O_RDONLY)
+    try:
+        created = with_fds(oci, {7: secret}, "create", "--bundle", str(b), "c28", output=tmp_path / "out")
+    finally:
+        os.close(secret)
+    assert created.returncode == 0, (tmp_path / "out").read_text()
+    assert listing.read_text().split() == ["0", "1", "2", "3"], "stdio and ls's own directory fd"
 
 
 def test_explain_narrates_create_and_start_and_never_reaches_the_program(
@@ -382,6 +587,72 @@ def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Call
     refused = oci("--systemd-cgroup", "create", "--bundle", str(b), "c18", check=False)
     assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
     assert "slice:prefix:name" in refused.stderr and not (oci.root / "c18").exists()
+
+
+def own_hierarchies() -> list[Path]:
+    return [h.mountpoint for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+
+
+def test_a_cgroup_it_does_not_own_is_never_limited_killed_or_removed(oci: Oci,
+                                                                    bundle: Callable[..., Path]) -> None:
+    """Attack review of issue 15: a config.json's cgroupsPath naming a cgroup where something runs
+    already (here a slice whose process is one level down, as system.slice's services are), by
+    cgroupfs path or by --systemd-cgroup's slice:prefix:name, is refused (runc since 1.1), so its
+    pids.max is not written and delete kills nothing there (the victim was SIGKILLed, its slice
+    removed). A pre-existing empty cgroup may be joined but stays; the levels create made go."""
+    tag = f"mrt-victim{os.getpid()}"
+    victim = subprocess.Popen(["sleep", "300"])
+    try:
+        for h in own_hierarchies():
+            (h / f"{tag}.slice" / "inner").mkdir(parents=True)
+            cgroups.prepare_v1_cpuset(h / f"{tag}.slice")
+            cgroups.prepare_v1_cpuset(h / f"{tag}.slice" / "inner")
+            (h / f"{tag}.slice" / "inner" / "cgroup.procs").write_text(str(victim.pid))
+            (h / f"{tag}-empty").mkdir()
+            cgroups.prepare_v1_cpuset(h / f"{tag}-empty")
+        limits = {"pids": {"limit": 5}}
+        ways: list[tuple[tuple[str, ...], str]] = [((), f"/{tag}.slice"),
+                                                   (("--systemd-cgroup",), f"-::{tag}.slice")]
+        for n, (flags, path) in enumerate(ways):
+            b = bundle(["sleep", "60"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"].update(cgroupsPath=path, resources=limits)
+            (b / "config.json").write_text(json.dumps(config))
+            refused = oci(*flags, "create", "--bundle", str(b), f"c30{n}", check=False)
+            assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+            assert "not empty" in refused.stderr and "Traceback" not in refused.stderr
+            assert oci(*flags, "delete", "--force", f"c30{n}").returncode == 0
+        pids_dir = pids_hierarchy() / f"{tag}.slice"
+        assert (pids_dir / "pids.max").read_text() == "max\n"
+        assert victim.poll() is None, "the victim lives"
+        assert all((h / f"{tag}.slice" / "inner").is_dir() for h in own_hierarchies())
+        # Joining an empty one is allowed (runc does); its directory is not create's to remove.
+        # A path of new levels: each is removed by delete.
+        for n, path in enumerate([f"/{tag}-empty", f"/{tag}-own/a/b"]):
+            b = bundle(["sleep", "60"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"]["cgroupsPath"] = path
+            (b / "config.json").write_text(json.dumps(config))
+            oci("create", "--bundle", str(b), f"c31{n}")
+            pid = oci.state(f"c31{n}")["pid"]
+            assert str(pid) in (pids_hierarchy() / path.lstrip("/") / "cgroup.procs").read_text()
+            oci("delete", "--force", f"c31{n}")
+        assert all((h / f"{tag}-empty").is_dir() for h in own_hierarchies())
+        assert not any((h / f"{tag}-own").exists() for h in own_hierarchies())
+        for path in ("/./", "."):  # each hierarchy's root cgroup
+            b = bundle(["true"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"]["cgroupsPath"] = path
+            (b / "config.json").write_text(json.dumps(config))
+            refused = oci("create", "--bundle", str(b), "c32", check=False)
+            assert refused.returncode == 125 and "invalid linux.cgroupsPath" in refused.stderr, refused.stderr
+    finally:
+        victim.kill()
+        victim.wait()
+        for h in own_hierarchies():
+            for d in (f"{tag}.slice/inner", f"{tag}.slice", f"{tag}-empty"):
+                with contextlib.suppress(OSError):
+                    (h / d).rmdir()
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
@@ -473,6 +744,74 @@ def test_bad_input_is_one_line_and_125(oci: Oci, bundle: Callable[..., Path], tm
     assert oci("create", "--bundle", str(b), "c6", check=False).returncode == 125  # the id is taken
     oci("delete", "--force", "c6")
     assert oci("delete", "--force", "c6").returncode == 0  # as runc: --force on a gone id is fine
+
+
+def one_line_125(result: subprocess.CompletedProcess[str], wanted: str) -> None:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 125 and len(lines) == 1 and wanted in lines[0], result
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_ids_records_and_process_users_are_one_line(oci: Oci, bundle: Callable[..., Path],
+                                                        tmp_path: Path) -> None:
+    """Attack review of issue 15. User ids that are not uint32 (uid -1 is setresuid's "unchanged":
+    the program would stay root; a string in additionalGids was a traceback), in config.json and
+    in exec's process.json; an oomScoreAdj out of -1000..1000; an id longer than a file name may
+    be (delete --force said "[Errno 36]"); a record changed by hand (cgroup_paths a string, whose
+    letters became directories relative to the cwd for delete to kill and rmdir; hooks not a
+    table: tracebacks): one line and 125, and delete --force removes such a record so that the
+    id can be used again."""
+    for user in ({"uid": -1}, {"uid": 2**32}, {"uid": 0, "gid": 0, "additionalGids": ["a"]}):
+        b = bundle(["true"], process={"user": user})
+        one_line_125(oci("create", "--bundle", str(b), "c20", check=False), "an id from 0 to 4294967294")
+        assert not (oci.root / "c20").exists()
+    b = bundle(["true"], process={"oomScoreAdj": 5000})  # was "[Errno 22] Invalid argument"
+    one_line_125(oci("create", "--bundle", str(b), "c20", check=False), "oomScoreAdj 5000: a number")
+    b = bundle(["sleep", "60"])
+    oci("create", "--bundle", str(b), "c21")
+    process = tmp_path / "process.json"
+    for user in ({"uid": -1, "gid": 0}, {"uid": 0, "gid": 0, "additionalGids": [1, "a"]}):
+        process.write_text(json.dumps({"args": ["id"], "cwd": "/", "user": user}))
+        one_line_125(oci("exec", "--process", str(process), "c21", check=False), "an id from 0 to 4294967294")
+    one_line_125(oci("exec", "--user", "99999999999", "c21", "id", check=False), "--user 99999999999: an id")
+    one_line_125(oci("delete", "--force", "x" * 1000, check=False), "invalid container id")
+    one_line_125(oci("state", "c" * 256, check=False), "invalid container id")
+    assert oci("state", "c" * 255, check=False).stderr.endswith("does not exist\n")
+    oci("delete", "--force", "c21")
+    (oci.root / "c22").mkdir()
+    (tmp_path / "h").mkdir()  # the letters of a cgroup_paths string, as directories of the cwd
+    for bad in ({"pid": 0, "cgroup_paths": "h"}, {"pid": 0, "cgroup_paths": [1]},
+                {"pid": 0, "cgroup_paths": ["/sys/fs/cgroup/../../tmp"]}, {"pid": 0, "hooks": "x"},
+                {"pid": 0, "hooks": {"poststop": [{"x": 1}]}}, {"pid": "1"}, []):
+        (oci.root / "c22" / "state.json").write_text(json.dumps(bad))
+        for verb in ("state", "kill", "delete"):
+            one_line_125(oci(verb, "c22", check=False, cwd=tmp_path), "bad state.json")
+        listed = oci("list").stdout
+        assert re.search(r"^c22 +0 +unknown", listed, re.M), listed
+        forced = oci("delete", "--force", "c22", check=False, cwd=tmp_path)
+        assert forced.returncode == 0 and "record removed" in forced.stderr, forced
+        assert not (oci.root / "c22").exists() and (tmp_path / "h").is_dir()
+        (oci.root / "c22").mkdir()
+    (oci.root / "c22").rmdir()
+
+
+def test_a_hook_in_the_container_is_killed_at_its_timeout(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """config.md: a hook's timeout is the seconds it may take. createContainer and startContainer
+    hooks run from the container's child (fork + execve) and were waited for without one: a hook
+    that hangs held create (or start) as long as it liked."""
+    hang = {"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}
+    b = bundle(["true"], hooks={"createContainer": [hang]})
+    started = time.monotonic()
+    refused = oci("create", "--bundle", str(b), "c23", check=False, stderr=subprocess.PIPE)
+    assert time.monotonic() - started < 15, "create waited for the hook"
+    one_line_125(refused, "timed out after 1 s")
+    assert not (oci.root / "c23").exists()
+    b = bundle(["true"], hooks={"startContainer": [hang]})
+    oci("create", "--bundle", str(b), "c24")
+    started = time.monotonic()
+    oci("start", "c24", check=False)
+    assert time.monotonic() - started < 15, "start waited for the hook"
+    oci.wait_status("c24", "stopped")
 
 
 def test_a_container_killed_before_start_leaves_nothing(oci: Oci, bundle: Callable[..., Path]) -> None:
