@@ -67,7 +67,10 @@ def places(cgroups_path: str | None, container_id: str, systemd: bool = False) -
 
 
 def create(paths: list[Path]) -> Cgroup:
-    """mkdir each level (a v1 cpuset level needs cpus and mems before it may hold a task)."""
+    """mkdir each level (a v1 cpuset level needs cpus and mems before it may hold a task). On v2
+    a new level has only the controllers its parent's cgroup.subtree_control hands down, so each
+    parent hands down those minirun applies first, as runc does from the root down: otherwise
+    linux.resources finds no pids or memory files (cgroup-v2.rst, "Enabling and Disabling")."""
     made = []
     for path in paths:
         missing = []
@@ -76,6 +79,8 @@ def create(paths: list[Path]) -> Cgroup:
             missing.append(level)
             level = level.parent
         for new in reversed(missing):
+            if (new.parent / "cgroup.subtree_control").exists():
+                cgroups.enable_v2_controllers(new.parent)
             new.mkdir()
             cgroups.prepare_v1_cpuset(new)
         made.append(path)
