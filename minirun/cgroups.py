@@ -395,7 +395,7 @@ def _mkdir_under_shared_parent(path: Path) -> None:
             path.parent.mkdir(exist_ok=True)
             prepare_v1_cpuset(path.parent)
             if (path.parent / "cgroup.subtree_control").exists():
-                _enable_v2_controllers(path.parent)
+                enable_v2_controllers(path.parent)
             path.mkdir()  # from here on PARENT is not empty, so nobody can remove it
             return
         except FileNotFoundError as e:
@@ -404,11 +404,12 @@ def _mkdir_under_shared_parent(path: Path) -> None:
     raise OSError(errno.EAGAIN, f"cannot create cgroup {path}: {last}")
 
 
-def _enable_v2_controllers(parent: Path) -> None:
-    """Give minirun's containers the controllers it knows, as far as the place above offers
-    them; what cannot be had (no such controller, or EBUSY/EACCES above) is left out, and
-    `apply` says so if a limit needs it."""
+def enable_v2_controllers(parent: Path) -> None:
+    """Give the children of `parent` the controllers minirun knows, as far as the place above
+    offers them (the root offers all it has); what cannot be had (no such controller, or
+    EBUSY/EACCES above) is left out, and `apply` says so if a limit needs it."""
     offered = set(_read(parent.parent / "cgroup.controllers").split())
+    offered |= set(_read(parent / "cgroup.controllers").split())
     for name in V2_CONTROLLERS:
         if name in offered:
             with contextlib.suppress(OSError):

@@ -63,6 +63,10 @@ MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
 # the foreground monitor wrote to that terminal itself.
 # After the exit, how long attach clients that do not take their backlog hold up the recording.
 CLIENT_DRAIN_AFTER_EXIT = 1.0
+# ... except the pacing terminal, which is never dropped: at the exit it may be up to
+# MAX_CLIENT_BACKLOG behind (a slow terminal, a slow machine), and it gets the time to take it
+# while it takes it (no 5 s without taking anything), up to this bound after the exit.
+PACER_DRAIN_AFTER_EXIT = 120.0
 
 
 class Watch(NamedTuple):
@@ -140,16 +144,19 @@ def relay_until_exit(watch: Watch) -> int:
     try:
         relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
         relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
-        drained_by = 0.0
+        drained_by = paced_by = 0.0
         while True:
             if code is None and (code := reap(watch.pid)) is not None:
                 drained_by = time.monotonic() + DRAIN_AFTER_EXIT
+                paced_by = time.monotonic() + PACER_DRAIN_AFTER_EXIT
             if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
             # (Only attach clients' backlogs left: they get moments to take them, no more.)
-            events = relay.selector.select(None if code is None else 5.0 if relay.outputs()
+            pacing = relay.pacer_behind()
+            events = relay.selector.select(None if code is None else 5.0 if relay.outputs() or pacing
                                            else CLIENT_DRAIN_AFTER_EXIT)
-            if code is not None and (not events or time.monotonic() > drained_by):
+            deadline = paced_by if pacing else drained_by
+            if code is not None and (not events or time.monotonic() > deadline):
                 # 5 s without output after the exit: a holder outside the container. Or one that
                 # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
                 # and its exit must still be recorded (attack review of issue 11).
@@ -289,6 +296,10 @@ class Relay:
     def backlogged(self) -> bool:
         """Has an attach client output it has not taken yet?"""
         return any(self.clients.values())
+
+    def pacer_behind(self) -> bool:
+        """Is the pacing terminal (never dropped) still behind the container's output?"""
+        return self.pacer in self.clients and bool(self.paused or self.clients[self.pacer])
 
     def ready(self, key: selectors.SelectorKey, mask: int) -> None:
         if key.data in ("stdout", "stderr"):

@@ -62,7 +62,10 @@ def raw_mode(fd: int) -> Iterator[None]:
         return
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        # TCSANOW, not setraw's default TCSAFLUSH: what the user typed before minirun got here
+        # (python's start-up takes a while) goes to the container, as docker's attach keeps it,
+        # instead of being thrown away after the terminal has echoed it (termios(3)).
+        tty.setraw(fd, termios.TCSANOW)
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -338,6 +338,12 @@ class PtyProcess:
             if ready:
                 with contextlib.suppress(OSError):
                     self.output += os.read(self.master, 65536)
+        # What minirun wrote before it exited is still in the terminal: read it to the end (EIO
+        # once no process holds the other side; a detached container may still hold it: then up
+        # to what is there). On a slow machine that can be most of the output.
+        with contextlib.suppress(OSError):
+            while select.select([self.master], [], [], 0.05)[0] and (chunk := os.read(self.master, 65536)):
+                self.output += chunk
         with contextlib.suppress(OSError):
             os.close(self.master)
         return os.waitstatus_to_exitcode(self.status)

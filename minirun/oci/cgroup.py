@@ -107,6 +107,12 @@ def create(paths: list[Path], to_make: list[Path], made: list[Path]) -> Cgroup:
         if path not in to_make:
             refuse_unfit(path)
     for new in to_make:
+        # On v2 a new level has only the controllers its parent's cgroup.subtree_control hands
+        # down, so each parent hands down those minirun applies first, as runc does from the root
+        # down: otherwise linux.resources finds no pids or memory files (cgroup-v2.rst, "Enabling
+        # and Disabling").
+        if (new.parent / "cgroup.subtree_control").exists():
+            cgroups.enable_v2_controllers(new.parent)
         new.mkdir()  # EEXIST if another made it meanwhile: then it is not ours
         made.append(new)
         cgroups.prepare_v1_cpuset(new)

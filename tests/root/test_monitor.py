@@ -135,21 +135,22 @@ def test_ten_megabytes_of_logs_complete_and_in_order(minirun: Tier, names: Calla
     name = names()
     lines = 1_400_000  # `seq` prints ~10 MB
     run_d(minirun, name, IMAGE, "sh", "-c", f"seq 1 {lines}; echo to-stderr >&2")
-    began = time.monotonic()
     assert minirun(["wait", name], check=0, timeout=600).stdout == "0\n"
-    # Reading the 10 MB back is work of the same kind as writing it (JSON lines through Python):
-    # a bound that scales with this machine's speed (the VM tier's emulated guest took over 120 s).
-    result = minirun(["logs", name], check=0, timeout=max(120, 4 * (time.monotonic() - began)))
+    # Reading the 10 MB back is JSON lines through Python: seconds here, minutes in the VM
+    # tier's emulated guest (over 120 s there, where the wait above took less than 30 s: the
+    # container had written most of it before `wait` began, so the wait measures no speed).
+    # `logs --tail` reads the whole log too.
+    result = minirun(["logs", name], check=0, timeout=600)
     expected = "".join(f"{i}\n" for i in range(1, lines + 1))
     assert len(result.stdout) > 10_000_000
     assert result.stdout == expected, "every line, once, in order"
     assert result.stderr == "to-stderr\n"
-    tail = minirun(["logs", "--tail", "3", "-t", name], check=0).stdout.splitlines()  # +1 on stderr
+    tail = minirun(["logs", "--tail", "3", "-t", name], check=0, timeout=600).stdout.splitlines()  # +stderr
     assert [line.split(" ", 1)[1] for line in tail] == [str(lines - 1), str(lines)]
     assert all(line[:4].isdigit() and line.split(" ", 1)[0].endswith("Z") for line in tail), tail
     # --tail holds its lines, not the log (~100 MB of JSON here; it took 733 MB before).
     argv = [sys.executable, "-c", MAX_RSS_OF_CHILD, *minirun.argv(["logs", "--tail", "1", name])]
-    measured = subprocess.run(argv, env=minirun.env, capture_output=True, text=True, timeout=120, check=True)
+    measured = subprocess.run(argv, env=minirun.env, capture_output=True, text=True, timeout=600, check=True)
     assert int(measured.stdout.split()[-1]) < 100_000, f"logs --tail 1 peaked at {measured.stdout} KiB"
     log = Path(minirun.inspect(name)["LogPath"])
     minirun(["rm", name], check=0)

@@ -551,10 +551,12 @@ def test_explain_narrates_create_and_start_and_never_reaches_the_program(
 def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Callable[..., Path]) -> None:
     """--systemd-cgroup (podman's cgroup_manager=systemd): cgroupsPath "slice:prefix:name" is the
     directory systemd would give the scope, made on cgroupfs in every hierarchy of this host
-    (v1 + the unified tree here), as the kernel shows in /proc/PID/cgroup; delete removes the
-    scope and, with no systemd on this host, the slices it made; a bad one is one line, 125."""
+    (v1 + the unified tree on a hybrid host, the one tree on v2), as the kernel shows in
+    /proc/PID/cgroup; delete removes the scope and, with no systemd on this host, the slices it
+    made; a bad one is one line, 125."""
     from minirun.oci.cgroup import systemd_running
 
+    pids = pids_hierarchy()  # v1: /sys/fs/cgroup/pids; v2: /sys/fs/cgroup
     hierarchies = [line.split(":", 2)[1] for line in Path("/proc/self/cgroup").read_text().splitlines()]
     for n, (given, expected) in enumerate([
             ("machine.slice:libpod:mrt-c15", "/machine.slice/libpod-mrt-c15.scope"),
@@ -567,17 +569,17 @@ def test_systemd_cgroup_path_is_the_one_systemd_would_use(oci: Oci, bundle: Call
         if given is not None:
             config["linux"]["cgroupsPath"] = given
         (b / "config.json").write_text(json.dumps(config))
-        top = Path("/sys/fs/cgroup/pids") / expected.split("/")[1]
+        top = pids / expected.split("/")[1]
         top_before = top.exists()
         oci("--systemd-cgroup", "create", "--bundle", str(b), container_id)
         pid = oci.state(container_id)["pid"]
         seen = {line.split(":", 2)[1]: line.split(":", 2)[2]
                 for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()}
         assert seen == {h: expected for h in hierarchies}, seen
-        assert str(pid) in (Path("/sys/fs/cgroup/pids") / expected.lstrip("/") / "cgroup.procs").read_text()
+        assert str(pid) in (pids / expected.lstrip("/") / "cgroup.procs").read_text()
         oci("start", container_id)
         oci("delete", "--force", container_id)
-        assert not (Path("/sys/fs/cgroup/pids") / expected.lstrip("/")).exists()
+        assert not (pids / expected.lstrip("/")).exists()
         if not systemd_running():
             assert top.exists() == top_before, "the slices it made go with the last scope"
     b = bundle(["true"])
@@ -717,14 +719,24 @@ def test_pause_resume_and_kill_all(oci: Oci, bundle: Callable[..., Path]) -> Non
                     what="three processes")
     oci("pause", "c5")
     assert oci.state("c5")["status"] == "paused"
-    frozen = next(Path(p) / "freezer.state" for p in paths if (Path(p) / "freezer.state").exists())
-    assert frozen.read_text().strip() == "FROZEN"
+    assert wait_for(lambda: frozen(paths), what="the cgroup frozen")
     oci("resume", "c5")
     assert oci.state("c5")["status"] == "running"
     oci("kill", "--all", "c5", "KILL")
     wait_for(lambda: not any(process_exists(p) for p in pids), what="every process of the cgroup killed")
     oci.wait_status("c5", "stopped")
     oci("delete", "c5")
+
+
+def frozen(paths: list[str]) -> bool:
+    """What the kernel says, not what was asked: v1's freezer.state reads FROZEN once every task
+    is; v2's cgroup.freeze is only the request, cgroup.events says `frozen 1` once it is done
+    (cgroup-v2.rst, "cgroup.freeze")."""
+    for p in map(Path, paths):
+        if (p / "freezer.state").exists():
+            return (p / "freezer.state").read_text().strip() == "FROZEN"
+    events = next(p / "cgroup.events" for p in map(Path, paths) if (p / "cgroup.freeze").exists())
+    return "frozen 1" in events.read_text().splitlines()
 
 
 def test_bad_input_is_one_line_and_125(oci: Oci, bundle: Callable[..., Path], tmp_path: Path) -> None:
@@ -929,9 +941,11 @@ def test_podman_drives_it(podman: Callable[..., subprocess.CompletedProcess[str]
 
     try:
         assert pm("run", "--rm", *flags, PODMAN_IMAGE, "sh", "-c", "echo hi; exit 3").returncode == 3
-        # podman's systemd cgroup manager: `--systemd-cgroup create` with machine.slice:libpod:ID
-        systemd = pm("--cgroup-manager", "systemd", "run", "--rm", *flags, PODMAN_IMAGE,
-                     "cat", "/proc/self/cgroup")
+        # podman's systemd cgroup manager: `--systemd-cgroup create` with machine.slice:libpod:ID.
+        # The host's cgroup namespace, so the path shows: podman's default is a private one on a
+        # v2 host (where the container sees its cgroup as "0::/"), the host's on v1 and hybrid.
+        systemd = pm("--cgroup-manager", "systemd", "run", "--rm", "--cgroupns", "host", *flags,
+                     PODMAN_IMAGE, "cat", "/proc/self/cgroup")
         assert re.search(r"^0::/machine\.slice/libpod-[0-9a-f]{64}\.scope$", systemd.stdout, re.M), systemd
         tty = in_pty("run", "--rm", "-t", *flags, PODMAN_IMAGE, "sh", "-c", "tty; exit 4")
         assert tty.returncode == 4 and "/dev/pts/0" in tty.stdout, tty

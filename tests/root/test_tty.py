@@ -10,6 +10,7 @@ import select
 import time
 from collections.abc import Callable
 
+import pytest
 from helpers import IMAGE, PtyProcess, Tier, one_line_error, set_window_size, wait_running
 
 PROMPT = r"# (\x1b\[J)?$"  # busybox ash: "/ # ", sometimes redrawn with "clear to end of screen" after
@@ -144,6 +145,7 @@ def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[]
     assert term.wait(timeout=30) == 6, "no detach keys: the shell got them, and its exit code is ours"
 
 
+@pytest.mark.timeout(900)  # 4.5 MB through a terminal: minutes in the VM tier's emulated guest
 def test_run_it_terminal_that_lags_loses_nothing(minirun: Tier) -> None:
     """The `run -it` terminal is an attach client that is never dropped (monitor.py): while it is
     more than 4 MiB behind, the container's output waits for it, as it did for a foreground
@@ -152,7 +154,7 @@ def test_run_it_terminal_that_lags_loses_nothing(minirun: Tier) -> None:
     term = minirun.spawn_pty(["run", "--rm", "-it", "--network", "none", IMAGE, "sh", "-c",
                               f"seq 1 {lines}; echo done-$((1+1))"])
     time.sleep(3)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # it ends at done-2: seconds here, 2-3 minutes emulated
     while b"done-2" not in term.output and time.monotonic() < deadline:
         if select.select([term.master], [], [], 1)[0]:
             try:
@@ -164,3 +166,26 @@ def test_run_it_terminal_that_lags_loses_nothing(minirun: Tier) -> None:
     assert out.endswith(b"done-2\n"), out[-200:]
     got = out.split(b"\n")[:lines]
     assert got == [str(i).encode() for i in range(1, lines + 1)], f"{len(out)} bytes"
+
+
+@pytest.mark.timeout(900)
+def test_run_it_slow_terminal_gets_the_whole_backlog_after_the_exit(minirun: Tier) -> None:
+    """A terminal slower than the container: the container writes 2 MB and exits at once, and the
+    `run -it` terminal, which is never dropped, is still megabytes behind. It gets them all before
+    minirun exits with the code (the monitor gave it 10 s after the exit, and cut the rest)."""
+    lines = 300_000  # ~2 MB: under the 4 MiB cap, so the container never waits for the terminal
+    term = minirun.spawn_pty(["run", "--rm", "-it", "--network", "none", IMAGE, "sh", "-c",
+                              f"seq 1 {lines}; echo done-$((1+1)); exit 3"])
+    time.sleep(3)  # the container has written it all and exited (seconds here, emulated: more)
+    began = time.monotonic()
+    while b"done-2" not in term.output and time.monotonic() < began + 600:
+        if select.select([term.master], [], [], 1)[0]:  # 4 KiB each 25 ms: ~160 KB/s, ~13 s
+            try:
+                term.output += os.read(term.master, 4096)
+            except OSError:  # EIO: minirun has exited and closed the terminal
+                break
+            time.sleep(0.025)
+    assert term.wait(timeout=30) == 3
+    out = term.output.replace(b"\r\n", b"\n")
+    assert out.endswith(b"done-2\n"), f"{len(out)} bytes, {time.monotonic() - began:.0f} s: {out[-100:]!r}"
+    assert out.split(b"\n")[:lines] == [str(i).encode() for i in range(1, lines + 1)]

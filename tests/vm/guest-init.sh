@@ -66,10 +66,11 @@ service=$cg/system.slice/mrtests.service
 mkdir -p $service
 echo $$ >$service/cgroup.procs
 
-# --- the checkout and leakcheck, where the suite looks for them -------------------------------
+# --- the checkout, leakcheck and the OCI kit, where the suite looks for them -----------------
 mkdir -p /work/checkout /work/shared/tools
 tar -C /xfer/checkout -cf - . | tar -C /work/checkout -xf -
 install -m 755 /xfer/leakcheck /work/shared/tools/leakcheck
+cp -a /xfer/oci-validation /work/shared/tools/  # the OCI kit: its rootfs makes test_oci's bundles
 # The labs' Debian image, built by the host from the apt mirror (the guest has no network), where
 # rootfs-images/debian/build.sh looks for it: the same recipe, so the same cache key. A link, not
 # a copy (177 MB through 9p cost 20-30 s of boot); the share is world-readable for mrtest.
