@@ -128,23 +128,25 @@ static long do_io_uring_socket(int family, int type) {
 }
 
 /* For SECONDS, try to seize (PTRACE_SEIZE) each process as it is born (the pids just above the
- * host's ns_last_pid: the container runs with --pid=host) that is the host's root, which a
- * remapped container sees as the overflow uid 65534 (user_namespaces(7)). One seized is stopped,
- * printed with the fds it holds (readable while we trace it) and let go; at the end "done". */
-static int host_root(int pid) {
+ * host's ns_last_pid: the container runs with --pid=host) whose uid is UID: the host's root is
+ * the overflow uid 65534 to a remapped container (user_namespaces(7)), the user is 0 to a rootless
+ * one. One seized is stopped, printed with its name and let go (once a pid); at the end "done". */
+static int has_uid(int pid, int uid) {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", pid);
     FILE *status = fopen(path, "r");
     int found = 0;
     while (status && fgets(line, sizeof line, status))
-        if (!strncmp(line, "Uid:", 4)) found = atoi(line + 4) == 65534;
+        if (!strncmp(line, "Uid:", 4)) found = atoi(line + 4) == uid;
     if (status) fclose(status);
     return found;
 }
 
-static int ptrace_newcomers(int seconds) {
+static unsigned char seen[4194304 / 8];  /* PID_MAX_LIMIT: each pid is seized once */
+
+static int ptrace_newcomers(int seconds, int uid) {
     time_t end = time(NULL) + seconds;
-    char path[64], line[64], link[256];
+    char path[64], line[64], name[64];
     while (time(NULL) < end) {
         int fd = open("/proc/sys/kernel/ns_last_pid", O_RDONLY);
         ssize_t n = fd < 0 ? -1 : read(fd, line, sizeof line - 1);
@@ -153,20 +155,16 @@ static int ptrace_newcomers(int seconds) {
         line[n] = 0;
         int last = atoi(line);
         for (int pid = last - 1; pid <= last + 2; pid++) {
-            if (pid <= 1 || !host_root(pid) || ptrace(PTRACE_SEIZE, pid, NULL, NULL) != 0) continue;
+            if (pid <= 1 || pid >= 4194304 || seen[pid / 8] & 1 << pid % 8 || !has_uid(pid, uid)
+                || ptrace(PTRACE_SEIZE, pid, NULL, NULL) != 0) continue;
+            seen[pid / 8] |= 1 << pid % 8;
             ptrace(PTRACE_INTERRUPT, pid, NULL, NULL);
             waitpid(pid, NULL, __WALL);
             snprintf(path, sizeof path, "/proc/%d/comm", pid);
             int comm = open(path, O_RDONLY);
-            ssize_t got = comm < 0 ? 0 : read(comm, link, sizeof link - 1);
+            ssize_t got = comm < 0 ? 0 : read(comm, name, sizeof name - 1);
             if (comm >= 0) close(comm);
-            printf("seized %d (%.*s), the host's root; its fds:", pid, got > 0 ? (int)got - 1 : 0, link);
-            for (int i = 0; i < 64; i++) {
-                snprintf(path, sizeof path, "/proc/%d/fd/%d", pid, i);
-                ssize_t len = readlink(path, link, sizeof link - 1);
-                if (len > 0) printf(" %d=%.*s", i, (int)len, link);
-            }
-            printf("\n");
+            printf("seized %d (%.*s)\n", pid, got > 0 ? (int)got - 1 : 0, name);
             fflush(stdout);
             ptrace(PTRACE_DETACH, pid, NULL, NULL);
         }
@@ -229,7 +227,7 @@ int main(int argc, char **argv) {
         if (r == 0) ptrace(PTRACE_DETACH, atoi(arg), NULL, NULL);
         return report(r);
     }
-    if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg));
+    if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg), argc > 3 ? atoi(argv[3]) : 65534);
     fprintf(stderr, "unknown action %s\n", a);
     return 2;
 }
