@@ -58,6 +58,11 @@ MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read y
 # terminal on hold) must not stop the relay for the log and every other client. Beyond this it
 # is dropped, as conmon drops one, and the container's output goes on without it.
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# Attach clients at a time. Each costs an fd and up to MAX_CLIENT_BACKLOG of memory: a script
+# that connected in a loop made accept(2) fail with EMFILE, which killed the monitor and the
+# container with it (its exit code lost, "Exited (137)"), or made it hold N x 4 MiB. One more is
+# closed at once (it reads EOF); so at most 8 x 4 MiB of backlogs.
+MAX_CLIENTS = 8
 # The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
 # its backlog is beyond the cap the container's output is not read (its writes block), as when
 # the foreground monitor wrote to that terminal itself.
@@ -321,6 +326,12 @@ class Relay:
             client, _ = self.listener.accept()
         except BlockingIOError:
             return False
+        except OSError:  # EMFILE, ENFILE, ENOBUFS (accept(2)): not now; again when a client leaves
+            self.selector.unregister(self.listener)
+            return False
+        if len(self.clients) >= MAX_CLIENTS:
+            client.close()
+            return True
         if self.watch.tty:
             try:
                 fd = self.watch.stdout.to_bytes(4, sys.byteorder)  # an int array of one (cmsg(3))
@@ -471,6 +482,8 @@ class Relay:
             self.selector.unregister(client)
         self.clients.pop(client, None)
         client.close()
+        if self.listener is not None and self.listener not in self.selector.get_map():
+            self.selector.register(self.listener, selectors.EVENT_READ, "listen")  # see accept
         if client is self.pacer:  # gone (or detached): nothing paces the output any more
             self.pacer = None
             self.resume()
