@@ -359,3 +359,25 @@ def test_a_record_with_odd_values_gets_one_line_never_a_traceback(private: Tier,
     assert process_exists(pid), "nothing acted on the odd record's values"
     no_traceback(private(["rm", "-f", container_id], check=0))  # through what the kernel knows
     wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
+
+
+def test_a_record_that_lies_about_its_monitor_does_not_make_rm_leave_it_running(
+        private: Tier, names: Callable[[], str]) -> None:
+    """A record whose monitor_start names no live process looks "dead" (exited, its monitor
+    gone): `rm` removed its directory and reported success while the container ran on, and
+    rootless (no cgroup to kill) nothing could find it afterwards. The kernel knows better: its
+    detached monitor (container.find_detached_monitor) still runs."""
+    name = names()
+    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
+                           check=0).stdout.strip()
+    pid = private.inspect(name)["State"]["Pid"]
+    path = private.state_dir / f"{container_id}.json"
+    raw = json.loads(path.read_text())
+    raw["monitor_start"] += 1
+    path.write_text(json.dumps(raw))
+    refused = private(["rm", name], check=1)
+    assert "running" in refused.stderr, refused.stderr
+    assert (private.store_dir / "containers" / container_id).exists(), "rm removed a running one's files"
+    no_traceback(private(["rm", "-f", name], check=0))
+    wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
+    assert not (private.store_dir / "containers" / container_id).exists()
