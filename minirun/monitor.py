@@ -259,6 +259,7 @@ class Relay:
         if watch.stdin >= 0:
             os.set_blocking(watch.stdin, False)
         self.clients: dict[socket.socket, bytearray] = {}  # attach clients (detached -i/-t): backlogs
+        self.inputs_ended: set[socket.socket] = set()  # clients that send no more (half-closed)
         self.pacer: socket.socket | None = None  # see Watch.first_client_paces
         self.paused: list[tuple[int, logfile.Stream]] = []  # outputs not read while the pacer is behind
         self.listener: socket.socket | None = None
@@ -329,6 +330,8 @@ class Relay:
         except OSError:  # EMFILE, ENFILE, ENOBUFS (accept(2)): not now; again when a client leaves
             self.selector.unregister(self.listener)
             return False
+        for gone in [c for c in self.inputs_ended if _hung_up(c)]:  # not polled for it: see watch_client
+            self.drop(gone)
         if len(self.clients) >= MAX_CLIENTS:
             client.close()
             return True
@@ -341,8 +344,20 @@ class Relay:
                 return True
         client.setblocking(False)  # written to when writable only (send_to_client)
         self.clients[client] = bytearray()
-        self.selector.register(client, selectors.EVENT_READ, "client")
+        self.watch_client(client)
         return True
+
+    def watch_client(self, client: "socket.socket") -> None:
+        """Poll a client for its input until it has ended, for writability while it has a backlog."""
+        events = (0 if client in self.inputs_ended else selectors.EVENT_READ) | \
+            (selectors.EVENT_WRITE if self.clients[client] else 0)
+        key = self.selector.get_map().get(client)
+        if key is None and events:
+            self.selector.register(client, events, "client")
+        elif key is not None and not events:
+            self.selector.unregister(client)
+        elif key is not None and key.events != events:
+            self.selector.modify(client, events, "client")
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:
@@ -401,9 +416,7 @@ class Relay:
             return
         if client is self.pacer and self.paused and len(backlog) <= MAX_CLIENT_BACKLOG // 2:
             self.resume()
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
-        if self.selector.get_key(client).events != events:
-            self.selector.modify(client, events, "client")
+        self.watch_client(client)
 
     def input(self, fd: int) -> None:
         """The caller's stdin (attached -i) to the container's. Our end of its pipe does not
@@ -467,8 +480,15 @@ class Relay:
             return
         except OSError:
             data = b""
-        if not data:
+        if not data and _hung_up(client):  # gone
             self.drop(client)
+            return
+        if not data:
+            # Its input has ended (`echo hi | minirun attach`: shutdown(SHUT_WR)), not its
+            # interest in the output: it gets that until the container ends, and so its exit code,
+            # as docker's attach (it was dropped, and waited 30 s for nothing).
+            self.inputs_ended.add(client)
+            self.watch_client(client)
             return
         if self.stdin >= 0 and self.watch.interactive:
             if len(self.pending) + len(data) > MAX_PENDING_INPUT:
@@ -481,6 +501,7 @@ class Relay:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client)
         self.clients.pop(client, None)
+        self.inputs_ended.discard(client)
         client.close()
         if self.listener is not None and self.listener not in self.selector.get_map():
             self.selector.register(self.listener, selectors.EVENT_READ, "listen")  # see accept
@@ -525,6 +546,16 @@ def attach_socket(state_dir: str, container_id: str) -> str:
     """Where a detached monitor with -i or -t serves `minirun attach` (a unix socket's path is
     limited to 107 bytes, unix(7): the short id keeps it well under)."""
     return os.path.join(state_dir, f"{container_id[:12]}.attach")
+
+
+def _hung_up(client: "socket.socket") -> bool:
+    """Has the peer closed its socket, not only its sending side? (POLLHUP, poll(2): a unix
+    stream socket reports it once both directions are shut down.)"""
+    import select
+
+    poller = select.poll()
+    poller.register(client, select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 def _write_all(fd: int, data: bytes) -> None:

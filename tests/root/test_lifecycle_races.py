@@ -168,3 +168,20 @@ def wait_readable(client: socket.socket) -> bytes | None:
     if not select.select([client], [], [], 1.0)[0]:
         return None
     return client.recv(1)
+
+
+def test_attach_with_input_from_a_pipe_gets_the_output_and_the_exit_code(minirun: Tier,
+                                                                        names: Callable[[], str]) -> None:
+    """`echo hello | minirun attach NAME`: the end of its input (shutdown(SHUT_WR)) made the
+    monitor drop the client, which then missed the answer, waited 30 s and said 0. docker's
+    attach keeps the output until the container ends, then leaves with its code. A last byte
+    that might have begun the detach keys (ctrl-p) was lost at the end of the input too."""
+    name = names()
+    minirun(["run", "-d", "-i", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             'read line; echo "got $line"; dd bs=1 count=1 2>/dev/null | od -An -c; exit 3'], check=0)
+    began = time.monotonic()
+    attached = minirun(["attach", name], input="hello\n\x10", timeout=60)
+    took = time.monotonic() - began
+    assert (attached.returncode, attached.stdout.split()) == (3, ["got", "hello", "020"]), attached
+    assert took < 20, f"attach took {took:.0f} s"
+    minirun(["rm", name], check=0)
