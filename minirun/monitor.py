@@ -68,6 +68,9 @@ MAX_CLIENTS = 8
 # the foreground monitor wrote to that terminal itself.
 # After the exit, how long attach clients that do not take their backlog hold up the recording.
 CLIENT_DRAIN_AFTER_EXIT = 1.0
+# How long PID 1 may have exited (its pidfd is readable) without a wait(2) giving its status
+# before the monitor reads it elsewhere (held_exit_code).
+HELD_EXIT = 1.0
 
 
 class Watch(NamedTuple):
@@ -145,15 +148,19 @@ def relay_until_exit(watch: Watch) -> int:
     try:
         relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
         relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
-        drained_by = 0.0
+        drained_by = exited_at = 0.0
         while True:
-            if code is None and (code := reap(watch.pid)) is not None:
-                drained_by = time.monotonic() + DRAIN_AFTER_EXIT
+            if code is None:
+                code = reap(watch.pid)
+                if code is None and exited_at and time.monotonic() > exited_at + HELD_EXIT:
+                    code = held_exit_code(watch.pid)
+                if code is not None:
+                    drained_by = time.monotonic() + DRAIN_AFTER_EXIT
             if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
             # (Only attach clients' backlogs left: they get moments to take them, no more.)
-            events = relay.selector.select(None if code is None else 5.0 if relay.outputs()
-                                           else CLIENT_DRAIN_AFTER_EXIT)
+            events = relay.selector.select((HELD_EXIT / 4 if exited_at else None) if code is None
+                                           else 5.0 if relay.outputs() else CLIENT_DRAIN_AFTER_EXIT)
             if code is not None and (not events or time.monotonic() > drained_by):
                 # 5 s without output after the exit: a holder outside the container. Or one that
                 # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
@@ -170,6 +177,7 @@ def relay_until_exit(watch: Watch) -> int:
                             tty.copy_window_size(0, watch.stdout)
                 elif key.data == "pidfd":
                     relay.selector.unregister(watch.pidfd)  # exited: reap() says how
+                    exited_at = time.monotonic()
                 else:
                     relay.ready(key, mask)
     finally:
@@ -199,6 +207,20 @@ def reap(pid: int) -> int | None:
             return code
         if child == pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
             code = exit_code(status)
+
+
+def held_exit_code(pid: int) -> int | None:
+    """The exit code of PID 1 when it has exited (its pidfd says so) but cannot be reaped: a
+    tracer outside the container (a donor it joined, --pid=host, with CAP_SYS_PTRACE in their
+    user namespace) seized it and does not wait, and ptrace(2) gives the zombie to the tracer
+    first; the monitor waited for good, its exit code lost. /proc/PID/stat has it: field 52,
+    exit_code, in waitpid(2)'s form (proc(5)); the zombie keeps its pid until it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return exit_code(int(fields[49])) if fields[0] == "Z" else None  # fields[0] is field 3
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def finish(watch: Watch, code: int) -> None:

@@ -227,6 +227,13 @@ int main(int argc, char **argv) {
         if (r == 0) ptrace(PTRACE_DETACH, atoi(arg), NULL, NULL);
         return report(r);
     }
+    if (!strcmp(a, "ptrace-hold")) {  /* seize PID and never wait for it: its exit is ours to reap */
+        long r = ptrace(PTRACE_SEIZE, atoi(arg), NULL, NULL);
+        report(r);
+        fflush(stdout);
+        if (r == 0) sleep(600);
+        return 0;
+    }
     if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg), argc > 3 ? atoi(argv[3]) : 65534);
     fprintf(stderr, "unknown action %s\n", a);
     return 2;

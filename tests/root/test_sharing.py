@@ -272,3 +272,29 @@ def test_a_donor_cannot_ptrace_the_helpers_that_join_it(minirun: Tier, names: Ca
             seized = [line for line in minirun(["logs", donor], check=0).stdout.splitlines()
                       if "(python" in line or "(minirun" in line]
             assert not seized, f"join {attempt + 1}: the donor seized minirun's helper: {seized}"
+
+
+def test_a_donor_that_holds_the_joiners_exit_does_not_hang_its_monitor(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """A joiner is in the donor's user namespace, where the donor's root may ptrace it (with
+    --pid=host it sees it). A tracer that never waits holds the joiner's PID 1, once it has
+    exited, as a zombie its monitor cannot reap (ptrace(2): the tracer is told first): the
+    monitor waited for good, `wait` with it, and the exit code was lost. The pidfd says it has
+    exited, /proc/PID/stat (field 52, exit_code) says how (monitor.held_exit_code)."""
+    donor, joiner = names(), names()
+    # PID 1 gets no signal (a tracee stops for each, until its tracer lets it go): it waits on
+    # a fifo nobody writes, then exits by itself.
+    ends = "mkfifo /tmp/never; read -t 4 line <> /tmp/never; exit 5"
+    with container(minirun, donor, "--network", "none", "--pid", "host", "--ipc", "shareable",
+                   "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro"):
+        minirun(["run", "-d", "--name", joiner, "--network", "none", "--ipc", f"container:{donor}", IMAGE,
+                 "sh", "-c", ends], check=0)
+        try:
+            pid = minirun.inspect(joiner)["State"]["Pid"]
+            hold = f"/probe/escape_probe ptrace-hold {pid} > /dev/shm/held"
+            minirun(["exec", "-d", donor, "sh", "-c", hold], check=0)
+            wait_for(lambda: minirun(["exec", donor, "cat", "/dev/shm/held"]).stdout == "ok\n", timeout=10,
+                     what="the donor to seize the joiner's PID 1")
+            assert minirun(["wait", joiner], check=0, timeout=60).stdout == "5\n"
+        finally:
+            minirun(["rm", "-f", joiner], timeout=60)
