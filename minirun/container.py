@@ -478,19 +478,24 @@ def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) 
     if not force and (cgroups.has_processes(cgroup) or monitor is not None):
         raise MinirunError(f"container {container_id[:12]} is running: stop it first, or use rm -f")
     if monitor is not None:
-        # No cgroup to kill (rootless without a delegated subtree): the monitor's death kills
-        # PID 1 (PR_SET_PDEATHSIG), and with it the container's whole PID namespace.
-        try:
-            signal.pidfd_send_signal(monitor, signal.SIGKILL)
-            wait_pidfd(monitor, 10)
-        except ProcessLookupError:
-            pass
-        finally:
-            os.close(monitor)
+        kill_monitor(monitor)
     cgroups.remove(cgroup)
     remove_bundle(layout(store, container_id).bundle)
     state.delete_id(state_dir, container_id)
     release_ids(state_dir, container_id)
+
+
+def kill_monitor(monitor: int) -> None:
+    """SIGKILL a detached monitor through its pidfd and wait for its end (the pidfd is closed).
+    No cgroup to kill (rootless without a delegated subtree): the monitor's death kills PID 1
+    (PR_SET_PDEATHSIG), and with it the container's whole PID namespace."""
+    try:
+        signal.pidfd_send_signal(monitor, signal.SIGKILL)
+        wait_pidfd(monitor, 10)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(monitor)
 
 
 # --- how inspect shows it ---------------------------------------------------------------------------

@@ -58,6 +58,11 @@ MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read y
 # terminal on hold) must not stop the relay for the log and every other client. Beyond this it
 # is dropped, as conmon drops one, and the container's output goes on without it.
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# Attach clients at a time. Each costs an fd and up to MAX_CLIENT_BACKLOG of memory: a script
+# that connected in a loop made accept(2) fail with EMFILE, which killed the monitor and the
+# container with it (its exit code lost, "Exited (137)"), or made it hold N x 4 MiB. One more is
+# closed at once (it reads EOF); so at most 8 x 4 MiB of backlogs.
+MAX_CLIENTS = 8
 # The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
 # its backlog is beyond the cap the container's output is not read (its writes block), as when
 # the foreground monitor wrote to that terminal itself.
@@ -67,6 +72,9 @@ CLIENT_DRAIN_AFTER_EXIT = 1.0
 # MAX_CLIENT_BACKLOG behind (a slow terminal, a slow machine), and it gets the time to take it
 # while it takes it (no 5 s without taking anything), up to this bound after the exit.
 PACER_DRAIN_AFTER_EXIT = 120.0
+# How long PID 1 may have exited (its pidfd is readable) without a wait(2) giving its status
+# before the monitor reads it elsewhere (held_exit_code).
+HELD_EXIT = 1.0
 
 
 class Watch(NamedTuple):
@@ -144,17 +152,21 @@ def relay_until_exit(watch: Watch) -> int:
     try:
         relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
         relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
-        drained_by = paced_by = 0.0
+        drained_by = paced_by = exited_at = 0.0
         while True:
-            if code is None and (code := reap(watch.pid)) is not None:
-                drained_by = time.monotonic() + DRAIN_AFTER_EXIT
-                paced_by = time.monotonic() + PACER_DRAIN_AFTER_EXIT
+            if code is None:
+                code = reap(watch.pid)
+                if code is None and exited_at and time.monotonic() > exited_at + HELD_EXIT:
+                    code = held_exit_code(watch.pid)
+                if code is not None:
+                    drained_by = time.monotonic() + DRAIN_AFTER_EXIT
+                    paced_by = time.monotonic() + PACER_DRAIN_AFTER_EXIT
             if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
             # (Only attach clients' backlogs left: they get moments to take them, no more.)
             pacing = relay.pacer_behind()
-            events = relay.selector.select(None if code is None else 5.0 if relay.outputs() or pacing
-                                           else CLIENT_DRAIN_AFTER_EXIT)
+            events = relay.selector.select((HELD_EXIT / 4 if exited_at else None) if code is None
+                                           else 5.0 if relay.outputs() or pacing else CLIENT_DRAIN_AFTER_EXIT)
             deadline = paced_by if pacing else drained_by
             if code is not None and (not events or time.monotonic() > deadline):
                 # 5 s without output after the exit: a holder outside the container. Or one that
@@ -172,6 +184,7 @@ def relay_until_exit(watch: Watch) -> int:
                             tty.copy_window_size(0, watch.stdout)
                 elif key.data == "pidfd":
                     relay.selector.unregister(watch.pidfd)  # exited: reap() says how
+                    exited_at = time.monotonic()
                 else:
                     relay.ready(key, mask)
     finally:
@@ -201,6 +214,20 @@ def reap(pid: int) -> int | None:
             return code
         if child == pid and (os.WIFEXITED(status) or os.WIFSIGNALED(status)):
             code = exit_code(status)
+
+
+def held_exit_code(pid: int) -> int | None:
+    """The exit code of PID 1 when it has exited (its pidfd says so) but cannot be reaped: a
+    tracer outside the container (a donor it joined, --pid=host, with CAP_SYS_PTRACE in their
+    user namespace) seized it and does not wait, and ptrace(2) gives the zombie to the tracer
+    first; the monitor waited for good, its exit code lost. /proc/PID/stat has it: field 52,
+    exit_code, in waitpid(2)'s form (proc(5)); the zombie keeps its pid until it is reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return exit_code(int(fields[49])) if fields[0] == "Z" else None  # fields[0] is field 3
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def finish(watch: Watch, code: int) -> None:
@@ -261,6 +288,7 @@ class Relay:
         if watch.stdin >= 0:
             os.set_blocking(watch.stdin, False)
         self.clients: dict[socket.socket, bytearray] = {}  # attach clients (detached -i/-t): backlogs
+        self.inputs_ended: set[socket.socket] = set()  # clients that send no more (half-closed)
         self.pacer: socket.socket | None = None  # see Watch.first_client_paces
         self.paused: list[tuple[int, logfile.Stream]] = []  # outputs not read while the pacer is behind
         self.listener: socket.socket | None = None
@@ -332,6 +360,14 @@ class Relay:
             client, _ = self.listener.accept()
         except BlockingIOError:
             return False
+        except OSError:  # EMFILE, ENFILE, ENOBUFS (accept(2)): not now; again when a client leaves
+            self.selector.unregister(self.listener)
+            return False
+        for gone in [c for c in self.inputs_ended if _hung_up(c)]:  # not polled for it: see watch_client
+            self.drop(gone)
+        if len(self.clients) >= MAX_CLIENTS:
+            client.close()
+            return True
         if self.watch.tty:
             try:
                 fd = self.watch.stdout.to_bytes(4, sys.byteorder)  # an int array of one (cmsg(3))
@@ -341,8 +377,20 @@ class Relay:
                 return True
         client.setblocking(False)  # written to when writable only (send_to_client)
         self.clients[client] = bytearray()
-        self.selector.register(client, selectors.EVENT_READ, "client")
+        self.watch_client(client)
         return True
+
+    def watch_client(self, client: "socket.socket") -> None:
+        """Poll a client for its input until it has ended, for writability while it has a backlog."""
+        events = (0 if client in self.inputs_ended else selectors.EVENT_READ) | \
+            (selectors.EVENT_WRITE if self.clients[client] else 0)
+        key = self.selector.get_map().get(client)
+        if key is None and events:
+            self.selector.register(client, events, "client")
+        elif key is not None and not events:
+            self.selector.unregister(client)
+        elif key is not None and key.events != events:
+            self.selector.modify(client, events, "client")
 
     def output(self, fd: int, stream: logfile.Stream) -> None:
         try:
@@ -401,9 +449,7 @@ class Relay:
             return
         if client is self.pacer and self.paused and len(backlog) <= MAX_CLIENT_BACKLOG // 2:
             self.resume()
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if backlog else 0)
-        if self.selector.get_key(client).events != events:
-            self.selector.modify(client, events, "client")
+        self.watch_client(client)
 
     def input(self, fd: int) -> None:
         """The caller's stdin (attached -i) to the container's. Our end of its pipe does not
@@ -467,8 +513,15 @@ class Relay:
             return
         except OSError:
             data = b""
-        if not data:
+        if not data and _hung_up(client):  # gone
             self.drop(client)
+            return
+        if not data:
+            # Its input has ended (`echo hi | minirun attach`: shutdown(SHUT_WR)), not its
+            # interest in the output: it gets that until the container ends, and so its exit code,
+            # as docker's attach (it was dropped, and waited 30 s for nothing).
+            self.inputs_ended.add(client)
+            self.watch_client(client)
             return
         if self.stdin >= 0 and self.watch.interactive:
             if len(self.pending) + len(data) > MAX_PENDING_INPUT:
@@ -481,7 +534,10 @@ class Relay:
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(client)
         self.clients.pop(client, None)
+        self.inputs_ended.discard(client)
         client.close()
+        if self.listener is not None and self.listener not in self.selector.get_map():
+            self.selector.register(self.listener, selectors.EVENT_READ, "listen")  # see accept
         if client is self.pacer:  # gone (or detached): nothing paces the output any more
             self.pacer = None
             self.resume()
@@ -523,6 +579,16 @@ def attach_socket(state_dir: str, container_id: str) -> str:
     """Where a detached monitor with -i or -t serves `minirun attach` (a unix socket's path is
     limited to 107 bytes, unix(7): the short id keeps it well under)."""
     return os.path.join(state_dir, f"{container_id[:12]}.attach")
+
+
+def _hung_up(client: "socket.socket") -> bool:
+    """Has the peer closed its socket, not only its sending side? (POLLHUP, poll(2): a unix
+    stream socket reports it once both directions are shut down.)"""
+    import select
+
+    poller = select.poll()
+    poller.register(client, select.POLLOUT)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 def _write_all(fd: int, data: bytes) -> None:

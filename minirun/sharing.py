@@ -204,6 +204,7 @@ def donor_shm(donor: Donor) -> int:
             ours.close()
             try:
                 kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+                _not_dumpable()  # before it joins the donor's user namespace: see _helper
                 kernel.setns(pidfd, kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)  # "/" is now the donor's
                 # The donor's root decides what /dev/shm is: no symbolic link may lead the clone
                 # elsewhere (a magic link of its /proc to another process's root, say).
@@ -242,13 +243,20 @@ def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
     """Join, clone, report the pid, exit. Returns only in the cloned child."""
     try:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+        # Not dumpable *before* the setns: from then on this process is the host's root (rootless,
+        # the user) in the donor's user namespace, where the donor's root has CAP_SYS_PTRACE, and
+        # a donor that sees the host's PIDs (--pid=host) could seize it and, through it, open
+        # anything as the host's root with its fds (/proc/1/root/...). ptrace(2), "Ptrace access
+        # mode checking": a process that is not dumpable needs CAP_SYS_PTRACE in the user
+        # namespace its memory was created in, the host's (CVE-2019-5736 is the same door).
+        _not_dumpable()
         for donor, pidfd in zip(share.donors, pidfds, strict=True):
             kernel.setns(pidfd, donor.flags)  # the first one with CLONE_NEWUSER: see enter.join
-        # Born not dumpable: in a joined PID namespace the other container's processes see the
-        # new one at once, while it is still the host's python in a copy of the host's mounts
-        # (and rootless, the same user as they are): they must not ptrace it or open its /proc
-        # files before its execve (CVE-2019-5736). setns(USER) may have reset the flag.
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        # The child is born not dumpable too: in a joined PID namespace the other container's
+        # processes see it at once, while it is still the host's python in a copy of the host's
+        # mounts; it stays so until its execve. (A change of credentials may set the flag to
+        # fs.suid_dumpable, commit_creds in kernel/cred.c: set it again.)
+        _not_dumpable()
         pid = kernel.clone(share.new | kernel.CLONE_PARENT)
         if pid == 0:
             for fd in [report, *pidfds]:
@@ -260,3 +268,9 @@ def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
         os.write(report, str(e).encode(errors="replace")[:4000])
         code = 125
     os._exit(code)
+
+
+def _not_dumpable() -> None:
+    """PR_SET_DUMPABLE 0 (prctl(2)): no ptrace, no /proc/PID/{fd,mem,root,exe} for anyone who
+    lacks CAP_SYS_PTRACE in the host's user namespace, whatever namespaces this process joins."""
+    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)

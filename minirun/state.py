@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -213,8 +214,7 @@ def checked(raw: Any, container_id: str) -> Record:
             if f.default is MISSING and f.default_factory is MISSING:
                 raise ValueError(f"no {f.name!r}")
         elif not _has_type(raw[f.name], hints[f.name]):
-            expected = getattr(hints[f.name], "__name__", hints[f.name])
-            raise ValueError(f"{f.name!r} is {raw[f.name]!r}, not {expected}")
+            raise ValueError(f"{f.name!r} is {str(raw[f.name])[:40]!r}, not {_type_name(hints[f.name])}")
     record = Record(**raw)
     if record.id != container_id or not ID_RULE.match(record.id):
         raise ValueError(f"its id {record.id!r} is not its file name")
@@ -227,19 +227,66 @@ def checked(raw: Any, container_id: str) -> Record:
     for number in ("pid", "pid_start", "monitor_pid", "monitor_start", "exit_code"):
         if getattr(record, number) < 0:
             raise ValueError(f"{number!r} is negative")
+    # A pid beyond PID_MAX_LIMIT (proc(5), /proc/sys/kernel/pid_max) or a count beyond a C long
+    # made pidfd_open, kill and friends raise OverflowError, which no verb expects.
+    if record.pid > PID_MAX_LIMIT or record.monitor_pid > PID_MAX_LIMIT:
+        raise ValueError("a pid beyond PID_MAX_LIMIT (4194304)")
+    if max(record.pid_start, record.monitor_start, *record.id_range, 0) >= 2**63 or record.exit_code > 255:
+        raise ValueError("a number out of range")
+    for stamp in ("created", "started_at", "finished_at"):
+        if not TIMESTAMP.match(getattr(record, stamp)) and (stamp == "created" or getattr(record, stamp)):
+            raise ValueError(f"{stamp!r} is {getattr(record, stamp)[:40]!r}, not an RFC 3339 time")
+    for name, keys in NESTED.items():
+        inner = getattr(record, name)
+        for key, hint in keys.items():
+            if key in inner and not _has_type(inner[key], hint):
+                raise ValueError(f"{name}[{key!r}] is {str(inner[key])[:40]!r}, not {_type_name(hint)}")
     return record
 
 
+PID_MAX_LIMIT = 4194304  # include/linux/threads.h
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")  # state.now(), UTC
+# The keys of config, host_config and network_settings that minirun reads back, and their JSON
+# types: a record edited to {"Env": 5} broke exec, {"Ports": 5} ps, {"LogConfig": 5} logs, with
+# a traceback (attack review of issues 11 and 12). Other keys are shown by inspect as they are.
+NESTED: dict[str, dict[str, Any]] = {
+    "config": {"Cmd": list[str], "Env": list[str], "Hostname": str, "Image": str, "OpenStdin": bool,
+               "StopSignal": str, "StopTimeout": int, "Tty": bool, "User": str, "WorkingDir": str},
+    "host_config": {"AutoRemove": bool, "Binds": list[str], "Capabilities": list[str], "CgroupnsMode": str,
+                    "CpuShares": int, "CpusetCpus": str, "CpusetMems": str,
+                    "IDMappings": dict[str, list[str]], "Init": bool, "IpcMode": str,
+                    "LayersMode": str, "LogConfig": dict[str, Any], "Memory": int, "MemorySwap": int,
+                    "NanoCpus": int, "NetworkMode": str, "NoNewPrivileges": bool, "PidMode": str,
+                    "PidsLimit": int, "SeccompFilter": str, "SeccompProfile": str, "UTSMode": str,
+                    "UsernsMode": str},
+    "network_settings": {"Bridge": str, "Gateway": str, "HostVeth": str, "IPAddress": str, "IPPrefixLen": int,
+                         "MacAddress": str, "Mode": str, "Ports": dict[str, list[dict[str, str]] | None],
+                         "SandboxKey": str, "Slirp4netnsPid": int, "Slirp4netnsStart": int,
+                         "Slirp4netnsSocket": str},
+}
+
+
 def _has_type(value: Any, hint: Any) -> bool:
-    """Is a JSON value of a Record field's declared type? (bool is not an int here)"""
-    origin = typing.get_origin(hint)
+    """Is a JSON value of a declared type (a Record field's, or NESTED's)? (bool is not an int here)"""
+    if hint is Any:
+        return True
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is types.UnionType:
+        return any(_has_type(value, h) for h in args)
+    if hint is type(None):
+        return value is None
     if origin is list:
-        return isinstance(value, list) and all(_has_type(v, typing.get_args(hint)[0]) for v in value)
+        return isinstance(value, list) and all(_has_type(v, args[0]) for v in value)
     if origin is dict:
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
+        return isinstance(value, dict) and all(isinstance(k, str) and _has_type(v, args[1])
+                                               for k, v in value.items())
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint)
 
 
 def all_records(state: Path, warn: bool = True) -> list[Record]:

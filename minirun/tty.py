@@ -135,7 +135,9 @@ def attach(conn: socket.socket, stdin_open: bool, tty: bool, detach_keys: bytes 
                         copy_window_size(0, pty_master)  # the user's terminal was resized
                         continue
                     data = os.read(0, 65536)
-                    if not data:
+                    if not data:  # what was held as a possible start of the keys was input after all
+                        conn.sendall(held)
+                        held = b""
                         selector.unregister(0)
                         conn.shutdown(socket.SHUT_WR)
                         continue

@@ -320,3 +320,64 @@ def test_a_full_state_dir_keeps_the_exit_code(tiny_state: Tier, names: Callable[
     assert str(tiny_state.state_dir) in err, f"the error names no path: {err}"
     state_ = tiny_state.inspect(name)["State"]
     assert (state_["Status"], state_["ExitCode"]) == ("exited", 7), state_
+
+
+# Values of the right JSON type at the top but odd inside, or out of range: each crashed a verb
+# with a traceback (OverflowError from pidfd_open, TypeError in exec, AttributeError in ps,
+# port and logs, ValueError from ps's date). Attack review of issues 11 and 12.
+ODD_VALUES = {
+    "pid": ("pid", 10**30),
+    "monitor_start": ("monitor_start", 2**70),
+    "exit_code": ("exit_code", 10**9),
+    "created": ("created", "garbage"),
+    "env": ("config", {"Env": 5, "Tty": [1], "User": 7}),
+    "log_config": ("host_config", {"LogConfig": 5, "Capabilities": 7}),
+    "ports": ("network_settings", {"Ports": 5}),
+}
+
+
+@pytest.mark.parametrize("odd", sorted(ODD_VALUES))
+def test_a_record_with_odd_values_gets_one_line_never_a_traceback(private: Tier, names: Callable[[], str],
+                                                                  odd: str) -> None:
+    name = names()
+    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
+                           check=0).stdout.strip()
+    pid = private.inspect(name)["State"]["Pid"]
+    path = private.state_dir / f"{container_id}.json"
+    raw = json.loads(path.read_text())
+    field, value = ODD_VALUES[odd]
+    raw[field] = {**raw[field], **value} if isinstance(value, dict) else value
+    path.write_text(json.dumps(raw))
+    verbs = (["ps", "-a"], ["inspect", name], ["logs", name], ["port", name], ["exec", name, "true"],
+             ["kill", name], ["stop", "-t", "1", name], ["start", name], ["attach", name], ["wait", name])
+    for args in verbs:
+        result = private(args, timeout=30)
+        no_traceback(result)
+        assert result.returncode in (0, 1, 125), (args, result.returncode, result.stderr)
+        assert str(path) in result.stderr, (args, result.stderr)  # the one invalid record, named
+        assert len(result.stderr.splitlines()) <= 2, (args, result.stderr)
+    assert process_exists(pid), "nothing acted on the odd record's values"
+    no_traceback(private(["rm", "-f", container_id], check=0))  # through what the kernel knows
+    wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
+
+
+def test_a_record_that_lies_about_its_monitor_does_not_make_rm_leave_it_running(
+        private: Tier, names: Callable[[], str]) -> None:
+    """A record whose monitor_start names no live process looks "dead" (exited, its monitor
+    gone): `rm` removed its directory and reported success while the container ran on, and
+    rootless (no cgroup to kill) nothing could find it afterwards. The kernel knows better: its
+    detached monitor (container.find_detached_monitor) still runs."""
+    name = names()
+    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
+                           check=0).stdout.strip()
+    pid = private.inspect(name)["State"]["Pid"]
+    path = private.state_dir / f"{container_id}.json"
+    raw = json.loads(path.read_text())
+    raw["monitor_start"] += 1
+    path.write_text(json.dumps(raw))
+    refused = private(["rm", name], check=1)
+    assert "running" in refused.stderr, refused.stderr
+    assert (private.store_dir / "containers" / container_id).exists(), "rm removed a running one's files"
+    no_traceback(private(["rm", "-f", name], check=0))
+    wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
+    assert not (private.store_dir / "containers" / container_id).exists()

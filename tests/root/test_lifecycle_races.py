@@ -10,6 +10,8 @@ import os
 import random
 import secrets
 import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
@@ -112,3 +114,74 @@ def test_wait_prints_the_code_of_a_container_that_removes_itself(minirun: Tier,
     assert (waiter_of_killed.returncode, out, err) == (0, "137\n", "")
     gone = minirun(["wait", name], check=1)
     assert gone.stdout == "" and gone.stderr == f"minirun: no such container: {name}\n"
+
+
+def test_a_crowd_of_attach_clients_neither_kills_the_monitor_nor_grows_it(minirun: Tier,
+                                                                          names: Callable[[], str]) -> None:
+    """A script that connects to the attach socket in a loop and never reads. With a shell's
+    usual limit of open files the monitor's accept(2) failed with EMFILE: the monitor died, the
+    container with it, "Exited (137)" instead of its code; below that, each client could hold
+    4 MiB of output (N x 4 MiB). At most monitor.MAX_CLIENTS are served, the others get EOF."""
+    name = names()
+    cid = minirun(["run", "-d", "-i", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+                   "while [ ! -e /tmp/go ]; do sleep 0.05; done; head -c 12m /dev/zero; touch /tmp/out; "
+                   "while [ ! -e /tmp/end ]; do sleep 0.05; done; exit 7"], check=0).stdout.strip()
+    pid = int(minirun(["inspect", "-f", "{{.State.Pid}}", name], check=0).stdout)
+    with open(f"/proc/{pid}/stat") as f:
+        monitor = int(f.read().rsplit(")", 1)[1].split()[1])
+    # 64 open files: a crowd of 100 here is a crowd of 1000 under a shell's default 1024. (As the
+    # monitor's user: this sandbox's root lacks CAP_SYS_RESOURCE, which prlimit(2) asks of others.)
+    as_user = ["setpriv", f"--reuid={minirun.uid}", f"--regid={minirun.gid}", "--clear-groups"]
+    subprocess.run([*(as_user if minirun.rootless else []), "prlimit", f"--pid={monitor}", "--nofile=64:64"],
+                   check=True)
+    crowd = []
+    try:
+        for _ in range(100):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            crowd.append(client)
+            try:
+                client.connect(str(minirun.state_dir / f"{cid[:12]}.attach"))
+            except OSError as e:
+                state = minirun(["inspect", "-f", "{{.State.Status}} {{.State.Error}}", name]).stdout
+                raise AssertionError(f"client {len(crowd)}: {e}; the container: {state}") from None
+        served = [c for c in crowd if wait_readable(c) != b""]  # the rest read EOF at once
+        minirun(["exec", name, "touch", "/tmp/go"], check=0)
+        wait_for(lambda: minirun(["exec", name, "test", "-e", "/tmp/out"]).returncode == 0, timeout=60,
+                 what="the output written")
+        with open(f"/proc/{monitor}/status") as f:
+            peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) // 1024
+        minirun(["exec", name, "touch", "/tmp/end"], check=0)
+        assert minirun(["wait", name], check=0, timeout=60).stdout == "7\n", "the exit code was lost"
+    finally:
+        for client in crowd:
+            client.close()
+        minirun(["rm", "-f", name], timeout=60)
+    print(f"{minirun.name}: {len(crowd)} clients, {len(served)} served; monitor peak RSS {peak} MiB")
+    assert len(served) <= 8, len(served)
+    assert peak < 64, f"the monitor grew to {peak} MiB"
+
+
+def wait_readable(client: socket.socket) -> bytes | None:
+    """b"" if the monitor closed this client (EOF), None if it holds it open (nothing to read)."""
+    import select
+
+    if not select.select([client], [], [], 1.0)[0]:
+        return None
+    return client.recv(1)
+
+
+def test_attach_with_input_from_a_pipe_gets_the_output_and_the_exit_code(minirun: Tier,
+                                                                        names: Callable[[], str]) -> None:
+    """`echo hello | minirun attach NAME`: the end of its input (shutdown(SHUT_WR)) made the
+    monitor drop the client, which then missed the answer, waited 30 s and said 0. docker's
+    attach keeps the output until the container ends, then leaves with its code. A last byte
+    that might have begun the detach keys (ctrl-p) was lost at the end of the input too."""
+    name = names()
+    minirun(["run", "-d", "-i", "--name", name, "--network", "none", IMAGE, "sh", "-c",
+             'read line; echo "got $line"; dd bs=1 count=1 2>/dev/null | od -An -c; exit 3'], check=0)
+    began = time.monotonic()
+    attached = minirun(["attach", name], input="hello\n\x10", timeout=60)
+    took = time.monotonic() - began
+    assert (attached.returncode, attached.stdout.split()) == (3, ["got", "hello", "020"]), attached
+    assert took < 20, f"attach took {took:.0f} s"
+    minirun(["rm", name], check=0)

@@ -248,3 +248,53 @@ def test_pid_host_exit_is_recorded_while_a_child_keeps_writing(root_minirun: Tie
         assert minirun(["wait", name], check=0, timeout=60).stdout == "3\n"
     finally:
         minirun(["rm", "-f", name], check=0)
+
+
+def test_a_donor_cannot_ptrace_the_helpers_that_join_it(minirun: Tier, names: Callable[[], str],
+                                                        escape_probe_dir: Path) -> None:
+    """A joining container is cloned by a helper that joins the donor's user namespace (and, for
+    --ipc=container:NAME, one more that clones its /dev/shm). Each is the host's root (rootless,
+    the user) with minirun's fds (the user's terminal, the joiner's -v clones), no seccomp filter
+    and every capability in a namespace where the donor's root has CAP_SYS_PTRACE: a dumpable one
+    was seized by a donor that sees the host's PIDs (--pid=host) in one of 1-3 joins. ptrace(2),
+    "Ptrace access mode checking": not dumpable before the setns(2), only CAP_SYS_PTRACE in the
+    host's user namespace may. (Seizing the joiner's own command after its execve is allowed:
+    it joined the donor's user namespace.)"""
+    donor = names()
+    hunt = f"/probe/escape_probe ptrace-newcomers 200 {0 if minirun.rootless else 65534}"
+    with container(minirun, donor, "--network", "none", "--pid", "host", "--ipc", "shareable",
+                   "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro",
+                   cmd=("sh", "-c", f"{hunt} & {hunt}; sleep 300")):
+        for attempt in range(30):
+            joined = minirun(["run", "--rm", "--network", "none", "--ipc", f"container:{donor}", IMAGE,
+                              "echo", "joined"], check=0)
+            assert joined.stdout == "joined\n", joined.stderr
+            seized = [line for line in minirun(["logs", donor], check=0).stdout.splitlines()
+                      if "(python" in line or "(minirun" in line]
+            assert not seized, f"join {attempt + 1}: the donor seized minirun's helper: {seized}"
+
+
+def test_a_donor_that_holds_the_joiners_exit_does_not_hang_its_monitor(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """A joiner is in the donor's user namespace, where the donor's root may ptrace it (with
+    --pid=host it sees it). A tracer that never waits holds the joiner's PID 1, once it has
+    exited, as a zombie its monitor cannot reap (ptrace(2): the tracer is told first): the
+    monitor waited for good, `wait` with it, and the exit code was lost. The pidfd says it has
+    exited, /proc/PID/stat (field 52, exit_code) says how (monitor.held_exit_code)."""
+    donor, joiner = names(), names()
+    # PID 1 gets no signal (a tracee stops for each, until its tracer lets it go): it waits on
+    # a fifo nobody writes, then exits by itself.
+    ends = "mkfifo /tmp/never; read -t 4 line <> /tmp/never; exit 5"
+    with container(minirun, donor, "--network", "none", "--pid", "host", "--ipc", "shareable",
+                   "--cap-add", "SYS_PTRACE", "-v", f"{escape_probe_dir}:/probe:ro"):
+        minirun(["run", "-d", "--name", joiner, "--network", "none", "--ipc", f"container:{donor}", IMAGE,
+                 "sh", "-c", ends], check=0)
+        try:
+            pid = minirun.inspect(joiner)["State"]["Pid"]
+            hold = f"/probe/escape_probe ptrace-hold {pid} > /dev/shm/held"
+            minirun(["exec", "-d", donor, "sh", "-c", hold], check=0)
+            wait_for(lambda: minirun(["exec", donor, "cat", "/dev/shm/held"]).stdout == "ok\n", timeout=10,
+                     what="the donor to seize the joiner's PID 1")
+            assert minirun(["wait", joiner], check=0, timeout=60).stdout == "5\n"
+        finally:
+            minirun(["rm", "-f", joiner], timeout=60)
