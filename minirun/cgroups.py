@@ -32,9 +32,8 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from minirun.errors import MinirunError
 from minirun.spec import Limits
@@ -46,15 +45,13 @@ V2_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
 CFS_PERIOD_US = 100_000  # the scheduler period a --cpus quota is a fraction of (100 ms, as docker)
 
 
-@dataclass(frozen=True)
-class Hierarchy:
+class Hierarchy(NamedTuple):
     mountpoint: Path
     version: int  # 1 or 2
     controllers: tuple[str, ...]  # v1: the mount's controllers; v2: those in cgroup.controllers
 
 
-@dataclass(frozen=True)
-class Cgroup:
+class Cgroup(NamedTuple):
     """A container's cgroup: one directory per hierarchy it was created in."""
 
     paths: tuple[Path, ...]
@@ -74,8 +71,7 @@ class Cgroup:
         return None
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What `minirun stats` shows, read from the cgroup files."""
 
     memory: int | None  # bytes in use (without reclaimable page cache, as docker shows it)

@@ -29,7 +29,6 @@ import select
 import signal
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -503,7 +502,6 @@ def kill_monitor(monitor: int) -> None:
 
 def record_json(record: Record) -> dict[str, object]:
     """A record in the shape of `docker inspect`."""
-    raw = asdict(record)
     return {
         "Id": record.id, "Name": "/" + record.name, "Created": record.created,
         "Path": record.command[0] if record.command else "", "Args": record.command[1:],
@@ -512,9 +510,9 @@ def record_json(record: Record) -> dict[str, object]:
                   "Pid": record.pid if record.status == "running" else 0, "ExitCode": record.exit_code,
                   "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
                   "FinishedAt": record.finished_at, "Dead": record.dead},
-        "Config": raw["config"], "HostConfig": raw["host_config"],
+        "Config": record.config, "HostConfig": record.host_config,
         "NetworkSettings": {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {},
-                            **raw["network_settings"]},
+                            **record.network_settings},
         "GraphDriver": {"Name": "overlay", "Data": {"UpperDir": f"{record.bundle}/upper",
                                                    "WorkDir": f"{record.bundle}/work"}},
         "LogPath": str(Path(record.bundle) / f"{record.id}-json.log") if record.bundle else "",

@@ -34,9 +34,8 @@ import os
 import signal
 import socket
 import zlib
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from minirun import (
     cgroups,
@@ -62,8 +61,7 @@ NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": ke
               "cgroup": kernel.CLONE_NEWCGROUP}
 
 
-@dataclass(frozen=True)
-class ExecPlan:
+class ExecPlan(NamedTuple):
     """Everything the new process will do, decided by minirun before it forks."""
 
     argv: list[str]
@@ -214,7 +212,7 @@ def namespaces_to_join(record: state.Record) -> int:
 def run(record: state.Record, exec_plan: ExecPlan) -> int:
     pidfd = open_target(record)
     stdio = _pipes(exec_plan)  # (the process's ends, ours): never our own 0/1/2 (issue 12)
-    exec_plan = replace(exec_plan, stdio=stdio[0] if stdio else None)
+    exec_plan = exec_plan._replace(stdio=stdio[0] if stdio else None)
     try:
         flags = namespaces_to_join(record)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None

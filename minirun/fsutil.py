@@ -14,9 +14,8 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 
 def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
@@ -119,8 +118,7 @@ def open_directory(name: str, dir_fd: int) -> int:
     return fd
 
 
-@dataclass(frozen=True)
-class Visit:
+class Visit(NamedTuple):
     """One step of walk(): `name` in the directory whose open fds (one per tree that has it) are
     `parent_fds`, at `path` (names from the top). kind "entry": seen, before anything below it;
     "left": a directory, after everything below it was visited (what a remover needs)."""
@@ -140,8 +138,7 @@ class Visit:
 Children = Callable[[dict[int, int]], list[tuple[str, tuple[int, ...]]]]
 
 
-@dataclass
-class _Level:
+class _Level(NamedTuple):
     ids: dict[int, tuple[int, int]]  # (st_dev, st_ino) of this directory in each tree
     todo: list[tuple[str, tuple[int, ...]]]  # children still to visit, the next one last
 

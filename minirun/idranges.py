@@ -27,9 +27,8 @@ import fcntl
 import json
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from minirun.errors import MinirunError
 from minirun.fsutil import atomic_write_json, locked, remove_abandoned_tmp
@@ -45,13 +44,12 @@ MAX_ID = 2**32 - 2  # (uid_t)-1 is "no id" to chown(2) and setresuid(2): never m
 SUBID_FILES = {"uid": ("MINIRUN_SUBUID", "/etc/subuid"), "gid": ("MINIRUN_SUBGID", "/etc/subgid")}
 
 
-@dataclass(frozen=True)
-class IdRange:
+class IdRange(NamedTuple):
     """Container ids 0..count-1 are host uids uid.. and gids gid.."""
 
     uid: int
     gid: int
-    count: int
+    count: int  # type: ignore[assignment]  # hides tuple.count(), which nothing here calls
 
     def as_list(self) -> list[int]:
         return [self.uid, self.gid, self.count]
@@ -94,8 +92,7 @@ def shared_range(kind: str) -> tuple[int, int]:
     return start, min(count, SHARED_SIZE)
 
 
-@dataclass(frozen=True)
-class Pool:
+class Pool(NamedTuple):
     """The host ids per-container ranges are cut from, as [start, end) intervals, per kind."""
 
     uids: list[tuple[int, int]]
@@ -151,13 +148,12 @@ def first_fit(free: list[tuple[int, int]], taken: list[tuple[int, int]], size: i
 # --- the book: claims, under its lock ------------------------------------------------------------
 
 
-@dataclass
-class Claim:
+class Claim(NamedTuple):
     uid: int
     gid: int
-    count: int
+    count: int  # type: ignore[assignment]  # hides tuple.count(), as IdRange's
     store: str  # where its shifted layer copies are (userns.layer_dirs), removed with the range
-    holders: list[list[str]] = field(default_factory=list)  # [state directory, container id]
+    holders: list[list[str]]  # [state directory, container id]; changed in place, under the book's lock
 
     @property
     def range(self) -> IdRange:
@@ -178,14 +174,14 @@ def opened(book_dir: Path = BOOK_DIR) -> Iterator[list[Claim]]:
                     if not all(isinstance(n, int) and n >= 0 for n in (c.uid, c.gid, c.count)) or not all(
                             isinstance(h, list) and len(h) == 2 and all(isinstance(x, str) for x in h)
                             for h in c.holders) or not isinstance(c.store, str):
-                        raise ValueError(f"a bad claim: {vars(c)}")
+                        raise ValueError(f"a bad claim: {c._asdict()}")
             except (ValueError, TypeError, KeyError) as e:
                 # Never hand out ids that may be in use: a broken book stops allocation, with its path.
                 raise MinirunError(f"the id range book {path} is corrupt ({e}): remove it when no "
                                    "rootful container runs") from None
         yield claims
         if claims:
-            atomic_write_json(path, {"claims": [vars(c) for c in claims]}, mode=0o600)
+            atomic_write_json(path, {"claims": [c._asdict() for c in claims]}, mode=0o600)
         else:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
@@ -269,7 +265,7 @@ def _drop(book_dir: Path, which: Callable[[list[str]], bool], before_free: Calla
             kept = [h for h in claim.holders if not which(h)]
             dropped += len(claim.holders) - len(kept)
             if kept:
-                claim.holders = kept
+                claim.holders[:] = kept
                 continue
             before_free(claim)
             claims.remove(claim)

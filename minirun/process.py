@@ -11,7 +11,6 @@ import os
 import select
 import signal
 import socket
-from dataclasses import dataclass
 from typing import NamedTuple, NoReturn
 
 from minirun import kernel, pid1, rootfs, security, sync, trace, tty
@@ -31,8 +30,7 @@ class Stdio(NamedTuple):
     monitor_ends: tuple[int, ...]
 
 
-@dataclass(frozen=True)
-class ProcessPlan:
+class ProcessPlan(NamedTuple):
     """Everything the child needs, decided by the parent before clone."""
 
     argv: list[str]
@@ -49,8 +47,7 @@ class ProcessPlan:
     uts_host: bool = False  # --uts=host: the host's name, which the container may not change
 
 
-@dataclass(frozen=True)
-class User:
+class User(NamedTuple):
     uid: int
     gid: int
     groups: list[int]

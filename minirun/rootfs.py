@@ -17,7 +17,9 @@ leaves no mount behind on the host. Man pages: mount(2), mount_namespaces(7), ov
 """
 
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import NamedTuple
 
 from minirun import cgroups, kernel, trace, userns
 from minirun.errors import MinirunError
@@ -42,20 +44,19 @@ DEV_SYMLINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/p
                 "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}
 
 
-@dataclass(frozen=True)
-class RootfsPlan:
+class RootfsPlan(NamedTuple):
     layers: list[str]  # image layer directories, lowest first
     upper: str  # this container's writable layer
     work: str  # overlay's scratch directory, on the same file system as upper
     merged: str  # where the overlay is mounted: the future "/"
-    binds: list[BindMount] = field(default_factory=list)
-    etc_files: dict[str, str] = field(default_factory=dict)  # container path -> host file
+    binds: tuple[BindMount, ...] = ()
+    etc_files: Mapping[str, str] = MappingProxyType({})  # container path -> host file
     own_netns: bool = True  # sysfs may only be mounted by the owner of the network namespace
     tty_gid: int | None = 5  # group of /dev/pts/*; None if gid 5 is not mapped
     cgroupns_host: bool = False  # --cgroupns=host: show the host's whole cgroup tree (read-only)
-    layer_mounts: list[str] = field(default_factory=list)  # remapped: where idmapped layers are attached
+    layer_mounts: tuple[str, ...] = ()  # remapped: where idmapped layers are attached
     read_only: bool = False  # --read-only: the container's "/" cannot be written
-    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs: container path -> options
+    tmpfs: Mapping[str, str] = MappingProxyType({})  # --tmpfs: container path -> options
     mask_system_paths: bool = True  # docker's masked and read-only /proc and /sys paths
     pid_host: bool = False  # --pid=host: the host's /proc, bound (minirun/sharing.py)
     ipc_host: bool = False  # --ipc=host: the host's /dev/shm and /dev/mqueue, bound
@@ -123,8 +124,8 @@ def enter_bundle(plan: RootfsPlan, bundle_fd: int) -> RootfsPlan:
     def inside(path: str) -> str:
         return os.path.relpath(path, plan.bundle) if path.startswith(plan.bundle + "/") else path
 
-    return replace(plan, upper=inside(plan.upper), work=inside(plan.work), merged=inside(plan.merged),
-                   layer_mounts=[inside(p) for p in plan.layer_mounts],
+    return plan._replace(upper=inside(plan.upper), work=inside(plan.work), merged=inside(plan.merged),
+                   layer_mounts=tuple(inside(p) for p in plan.layer_mounts),
                    etc_files={target: inside(source) for target, source in plan.etc_files.items()})
 
 
@@ -139,7 +140,7 @@ def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> list[str]:
     for fd, target in zip(layer_fds, plan.layer_mounts, strict=True):
         kernel.move_mount(fd, target)
         os.close(fd)
-    return plan.layer_mounts
+    return list(plan.layer_mounts)
 
 
 def mount_overlay(plan: RootfsPlan) -> None:
@@ -170,7 +171,7 @@ def locked_flags(path: str) -> int:
     return flags
 
 
-def bind_volumes(root_fd: int, binds: list[BindMount], fds: list[int] | None = None) -> None:
+def bind_volumes(root_fd: int, binds: Sequence[BindMount], fds: list[int] | None = None) -> None:
     """-v mounts. Rootful remapped, the container's root may not even reach a host path (host
     root's 0700 directories are closed to it): the parent cloned each source already, read-only
     if asked (userns.detached_binds), and here the clones are only attached."""
@@ -345,7 +346,7 @@ def bind_host_cgroupfs(root_fd: int) -> None:
         os.close(fd)
 
 
-def bind_etc_files(root_fd: int, etc_files: dict[str, str]) -> None:
+def bind_etc_files(root_fd: int, etc_files: Mapping[str, str]) -> None:
     """/etc/hostname, /etc/hosts, /etc/resolv.conf: written by minirun, bound over the image's."""
     for target, source in etc_files.items():
         mount_in_root(root_fd, source, target, None, MS_BIND, create="file")
@@ -364,7 +365,7 @@ def pivot_into(new_root: str) -> None:
     os.chdir("/")
 
 
-def mount_tmpfs(root_fd: int, tmpfs: dict[str, str]) -> None:
+def mount_tmpfs(root_fd: int, tmpfs: Mapping[str, str]) -> None:
     """--tmpfs PATH[:OPTIONS]: docker's defaults are nosuid, nodev, noexec and mode 1777; the
     words ro/rw/exec/suid/dev change the flags, the rest (size=64m, mode=...) goes to tmpfs."""
     words = {"ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY), "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC),
@@ -457,7 +458,7 @@ def build(plan: RootfsPlan, fds: list[int] | None = None, bundle_fd: int = -1) -
     layer_fds, bind_fds = fds[:len(plan.layer_mounts)], fds[len(plan.layer_mounts):]
     make_mounts_private()
     lower = attach_layers(plan, layer_fds)
-    mount_overlay(replace(plan, layers=lower))
+    mount_overlay(plan._replace(layers=lower))
     trace.mark("overlay", "child", merged=os.path.join(bundle, plan.merged), bundle=bundle)
     root_fd = os.open(plan.merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

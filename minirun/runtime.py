@@ -15,8 +15,7 @@ import fcntl
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,7 +58,7 @@ def command_line(spec: ContainerSpec, config: images.ImageConfig) -> list[str]:
     return argv
 
 
-def merge_env(image_env: list[str], user_env: list[str]) -> list[str]:
+def merge_env(image_env: Sequence[str], user_env: Sequence[str]) -> list[str]:
     return [f"{k}={v}" for k, v in env_dict([*image_env, *user_env]).items()]
 
 
@@ -93,7 +92,7 @@ def limits_json(spec: ContainerSpec) -> dict[str, object]:
 
 
 def etc_files(where: container.Layout, hostname: str, network: str,
-              add_hosts: list[tuple[str, str]] | None = None, dns: list[str] | None = None,
+              add_hosts: Sequence[tuple[str, str]] = (), dns: Sequence[str] = (),
               join_bundle: str = "") -> dict[str, str]:
     """Write the files docker provides in every container, and say where they go."""
     if network == "host":
@@ -160,7 +159,7 @@ def prepare(spec: ContainerSpec) -> Prepared:
     userns.check_kernel_allows(rootless)
     store, state_dir = paths.store_dir(), paths.state_dir()
     net = network.choose(spec, rootless, state_dir)  # checked before anything is created
-    spec = replace(spec, network=net.mode)  # "default" resolved to bridge, slirp4netns or none
+    spec = spec._replace(network=net.mode)  # "default" resolved to bridge, slirp4netns or none
     share = sharing.plan(spec, state_dir)  # the namespaces clone creates, the host's, or joined
     image = images.get(store, spec.image, spec.pull, spec.platform)  # pulls only if not local (--pull)
     trace.mark("image lookup")
@@ -507,8 +506,8 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         etc_files=etc_files(where, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
         own_netns=network.has_own_netns(spec.network),
         tty_gid=5 if mapping.maps_gid(5) else None, cgroupns_host=spec.cgroupns == "host",
-        layer_mounts=[str(where.lower(i)) for i in range(len(image.layers))]
-        if mapping.idmap_layers else [], bundle=str(where.bundle) if mapping.idmap_layers else "",
+        layer_mounts=tuple(str(where.lower(i)) for i in range(len(image.layers)))
+        if mapping.idmap_layers else (), bundle=str(where.bundle) if mapping.idmap_layers else "",
         read_only=spec.security.read_only, tmpfs=spec.security.tmpfs,
         mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host,
         ipc_donor=sharing.ipc_donor(share) is not None)

@@ -27,8 +27,8 @@ A monitor cannot do this itself: nobody can setns back out of a user namespace.
 import contextlib
 import os
 import signal
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from minirun import kernel, network, state, userns
 from minirun.enter import open_target, target_pid  # PID 1, or its command (--init, rootless)
@@ -39,8 +39,7 @@ KINDS = {"pid": kernel.CLONE_NEWPID, "ipc": kernel.CLONE_NEWIPC, "uts": kernel.C
          "net": kernel.CLONE_NEWNET}
 
 
-@dataclass(frozen=True)
-class Donor:
+class Donor(NamedTuple):
     """A running container whose namespaces are joined, and which ones."""
 
     record: state.Record
@@ -55,10 +54,9 @@ class Donor:
         return self.record.pid
 
 
-@dataclass(frozen=True)
-class SharePlan:
+class SharePlan(NamedTuple):
     new: int  # the CLONE_NEW* flags clone(2) creates (the cgroup namespace comes later, process.py)
-    donors: list[Donor] = field(default_factory=list)  # joined, in this order; the first with its userns
+    donors: tuple[Donor, ...] = ()  # joined, in this order; the first with its userns
     pid_host: bool = False
     ipc_host: bool = False
     uts_host: bool = False
@@ -122,7 +120,7 @@ def plan(spec: ContainerSpec, state_dir: Path) -> SharePlan:
             raise MinirunError(f"cannot join the namespaces of container {donor.name}: it runs with "
                                "--userns=host, and a container joining it would run as the host's root")
     donors[0] = Donor(donors[0].record, donors[0].flags | kernel.CLONE_NEWUSER)
-    return SharePlan(new, donors, pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
+    return SharePlan(new, tuple(donors), pid_host=spec.pid == "host", ipc_host=spec.ipc == "host",
                      uts_host=spec.uts == "host")
 
 

@@ -9,8 +9,9 @@ environment for `-e NAME`) but never changes it.
 
 import os
 import re
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Literal, NamedTuple
 
 from minirun import state
 from minirun.errors import MinirunError
@@ -26,8 +27,7 @@ ENV_NAME = re.compile(r"^[^=\s]+$")
 HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
 
 
-@dataclass(frozen=True)
-class BindMount:
+class BindMount(NamedTuple):
     """`-v HOST:CONTAINER[:OPTIONS]`: a host path made visible inside the container.
 
     nosuid and nodev unless `suid`/`dev` are asked for, as podman does (docker does not): a
@@ -42,8 +42,7 @@ class BindMount:
     noexec: bool = False
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Resource limits (`-m`, `--memory-swap`, `--cpus`, `--cpu-shares`, `--cpuset-cpus`,
     `--cpuset-mems`, `--pids-limit`), in the kernel's units; None means "not asked for".
     cgroups.py writes them."""
@@ -73,8 +72,7 @@ class Limits:
         return round(self.cpus * period_us)
 
 
-@dataclass(frozen=True)
-class PortMapping:
+class PortMapping(NamedTuple):
     """`-p [HOST_IP:]HOST_PORT:CONTAINER_PORT[/udp]`: a host port forwarded into the container."""
 
     host_ip: str  # "" means every address of the host
@@ -83,51 +81,49 @@ class PortMapping:
     proto: str = "tcp"  # tcp | udp
 
 
-@dataclass(frozen=True)
-class ContainerSpec:
-    image: str
-    command: list[str] = field(default_factory=list)  # empty: the image's Cmd
-    entrypoint: list[str] | None = None  # None: the image's Entrypoint
-    name: str | None = None
-    hostname: str | None = None
-    env: list[str] = field(default_factory=list)  # KEY=VALUE, applied over the image's Env
-    workdir: str | None = None
-    user: str | None = None  # "uid[:gid]" or "name[:group]", resolved inside the container
-    binds: list[BindMount] = field(default_factory=list)
-    network: str = "default"  # bridge for root, slirp4netns rootless (minirun/network/__init__.py)
-    ports: list[PortMapping] = field(default_factory=list)  # -p
-    add_hosts: list[tuple[str, str]] = field(default_factory=list)  # --add-host NAME:IP, for /etc/hosts
-    dns: list[str] = field(default_factory=list)  # --dns IP, for /etc/resolv.conf
-    interactive: bool = False
-    tty: bool = False
-    init: bool = False
-    remove: bool = False
-    limits: Limits = field(default_factory=Limits)
-    cgroupns: str = "private"  # "private": the container sees its own cgroup as the root; "host"
-    pull: str = "missing"  # docker's --pull: "missing" (pull if not local), "always", "never"
-    platform: str | None = None  # --platform OS/ARCH[/VARIANT] for a pull; None: this host's
-    security: "Security" = field(default_factory=lambda: Security())
-    # Namespaces shared instead of new ones (minirun/sharing.py): "private", "host",
-    # "container:NAME"; --ipc also "shareable" (private, and other containers may join it).
-    pid: str = "private"
-    ipc: str = "private"
-    uts: str = "private"
-
-
-@dataclass(frozen=True)
-class Security:
+class Security(NamedTuple):
     """`--cap-add/--cap-drop`, `--security-opt`, `--read-only`, `--tmpfs`, `--userns`."""
 
     capabilities: frozenset[str] = DEFAULT_CAPABILITIES
     seccomp_profile: str | None = DEFAULT_SECCOMP_PROFILE  # None: --security-opt seccomp=unconfined
     no_new_privileges: bool = False
     read_only: bool = False  # the root file system is mounted read-only
-    tmpfs: dict[str, str] = field(default_factory=dict)  # --tmpfs PATH[:OPTIONS]: path -> options
+    tmpfs: Mapping[str, str] = MappingProxyType({})  # --tmpfs PATH[:OPTIONS]: path -> options
     # rootful: "auto" (ids of its own, podman's --userns=auto), "shared" (one range for every such
     # container, docker's userns-remap) or "host" (identity); minirun/idranges.py
     userns: UsernsMode = "auto"
     userns_size: int = 65536  # --userns=auto:size=N: how many ids (container ids 0..N-1)
     mask_system_paths: bool = True  # False: --security-opt systempaths=unconfined
+
+
+class ContainerSpec(NamedTuple):
+    image: str
+    command: tuple[str, ...] = ()  # empty: the image's Cmd
+    entrypoint: list[str] | None = None  # None: the image's Entrypoint
+    name: str | None = None
+    hostname: str | None = None
+    env: tuple[str, ...] = ()  # KEY=VALUE, applied over the image's Env
+    workdir: str | None = None
+    user: str | None = None  # "uid[:gid]" or "name[:group]", resolved inside the container
+    binds: tuple[BindMount, ...] = ()
+    network: str = "default"  # bridge for root, slirp4netns rootless (minirun/network/__init__.py)
+    ports: tuple[PortMapping, ...] = ()  # -p
+    add_hosts: tuple[tuple[str, str], ...] = ()  # --add-host NAME:IP, for /etc/hosts
+    dns: tuple[str, ...] = ()  # --dns IP, for /etc/resolv.conf
+    interactive: bool = False
+    tty: bool = False
+    init: bool = False
+    remove: bool = False
+    limits: Limits = Limits()
+    cgroupns: str = "private"  # "private": the container sees its own cgroup as the root; "host"
+    pull: str = "missing"  # docker's --pull: "missing" (pull if not local), "always", "never"
+    platform: str | None = None  # --platform OS/ARCH[/VARIANT] for a pull; None: this host's
+    security: Security = Security()
+    # Namespaces shared instead of new ones (minirun/sharing.py): "private", "host",
+    # "container:NAME"; --ipc also "shareable" (private, and other containers may join it).
+    pid: str = "private"
+    ipc: str = "private"
+    uts: str = "private"
 
 
 def parse_security(cap_add: list[str], cap_drop: list[str], security_opts: list[str], read_only: bool,

@@ -20,7 +20,6 @@ import time
 import types
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,8 @@ from minirun.fsutil import atomic_write_json, locked, read_json
 NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MAX_NAME_LENGTH = 255
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")  # 256 random bits in hex, as docker's ids
+
+T = typing.TypeVar("T")
 
 EXIT_KILLED_WITH_MONITOR = 137  # the monitor's death SIGKILLs the container (PR_SET_PDEATHSIG)
 
@@ -57,8 +58,49 @@ def process_start_time(pid: int) -> int | None:
     return None if fields[0] in ("Z", "X") else int(fields[19])
 
 
-@dataclass
-class Record:
+class _Default:
+    """A field's default made anew for each record (a list or dict of its own, never shared)."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    return typing.cast(T, _Default(default_factory))
+
+
+@typing.dataclass_transform(kw_only_default=True, field_specifiers=(field,))
+class Fields:
+    """A record that changes in place: fields declared with type hints (and defaults) as for
+    @dataclass, set from keyword arguments. The record changes as its container lives
+    (`update`), and the start and its teardown share one object (runtime.launch: what
+    start_child recorded is what teardown removes), so it is not an immutable NamedTuple as the
+    plans are. Not @dataclass either: `dataclasses` imports inspect, ast and dis and writes each
+    class with exec, ~10 ms of every `minirun run` (README, "Start-up time")."""
+
+    def __init__(self, **values: Any) -> None:
+        for name in field_names(type(self)):
+            if name in values:
+                value = values.pop(name)
+            elif hasattr(type(self), name):
+                default = getattr(type(self), name)
+                value = default.make() if isinstance(default, _Default) else default
+            else:
+                raise TypeError(f"{type(self).__name__}: no {name!r}")
+            setattr(self, name, value)
+        if values:
+            raise TypeError(f"{type(self).__name__}: unknown field {next(iter(values))!r}")
+
+
+def field_names(cls: type[Fields]) -> list[str]:
+    return list(cls.__annotations__)
+
+
+def as_dict(record: Fields) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in field_names(type(record))}
+
+
+class Record(Fields):
     """What `minirun inspect` shows, flattened; field names follow docker's where one exists."""
 
     id: str
@@ -172,7 +214,7 @@ def _lock(state: Path) -> Path:
 
 
 def save(state: Path, record: Record) -> None:
-    atomic_write_json(_path(state, record.id), asdict(record), mode=0o600)
+    atomic_write_json(_path(state, record.id), as_dict(record), mode=0o600)
 
 
 def _load_file(path: Path, warn: bool = True) -> Record | None:
@@ -206,15 +248,14 @@ def checked(raw: Any, container_id: str) -> Record:
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     hints = typing.get_type_hints(Record)
-    known = {f.name for f in fields(Record)}
-    if unknown := sorted(set(raw) - known):
+    if unknown := sorted(set(raw) - set(hints)):
         raise ValueError(f"unknown field {unknown[0]!r}")
-    for f in fields(Record):
-        if f.name not in raw:
-            if f.default is MISSING and f.default_factory is MISSING:
-                raise ValueError(f"no {f.name!r}")
-        elif not _has_type(raw[f.name], hints[f.name]):
-            raise ValueError(f"{f.name!r} is {str(raw[f.name])[:40]!r}, not {_type_name(hints[f.name])}")
+    for name, hint in hints.items():
+        if name not in raw:
+            if not hasattr(Record, name):  # no default: an older record has every such field
+                raise ValueError(f"no {name!r}")
+        elif not _has_type(raw[name], hint):
+            raise ValueError(f"{name!r} is {str(raw[name])[:40]!r}, not {_type_name(hint)}")
     record = Record(**raw)
     if record.id != container_id or not ID_RULE.match(record.id):
         raise ValueError(f"its id {record.id!r} is not its file name")

@@ -23,27 +23,25 @@ A new user namespace starts with no ids mapped; its processes run as the overflo
 
 import os
 import pwd
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from minirun import idranges, kernel, paths
 from minirun.errors import MinirunError
 from minirun.spec import BindMount, UsernsMode
 
 
-@dataclass(frozen=True)
-class IdMap:
+class IdMap(NamedTuple):
     inside: int
     outside: int
-    count: int
+    count: int  # type: ignore[assignment]  # hides tuple.count(), which nothing here calls
 
     def line(self) -> str:
         return f"{self.inside} {self.outside} {self.count}"
 
 
-@dataclass(frozen=True)
-class IdMapping:
+class IdMapping(NamedTuple):
     uids: list[IdMap]
     gids: list[IdMap]
     helpers: bool  # write through newuidmap/newgidmap (rootless with a subordinate range)
@@ -108,7 +106,7 @@ def with_range(mapping: IdMapping, id_range: list[int]) -> IdMapping:
         uid, count = idranges.shared_range("uid")
         id_range = [uid, idranges.shared_range("gid")[0], count]
     uid, gid, count = id_range
-    return replace(mapping, uids=[IdMap(0, uid, count)], gids=[IdMap(0, gid, count)])
+    return mapping._replace(uids=[IdMap(0, uid, count)], gids=[IdMap(0, gid, count)])
 
 
 def range_of(mapping: IdMapping) -> list[int]:
@@ -223,7 +221,7 @@ def bind_attributes(bind: BindMount) -> int:
     return sum(flag for on, flag in wanted if on)
 
 
-def detached_binds(binds: list[BindMount]) -> list[int]:
+def detached_binds(binds: Sequence[BindMount]) -> list[int]:
     """A detached clone of each -v source (open_tree(2)), with its flags (read-only for `:ro`,
     nosuid and nodev by default) set on every mount below it (mount_setattr(2)). Done by the parent
     because a remapped root may not be able to look the path up at all; the child attaches the

@@ -8,7 +8,6 @@ WORKDIR, USER, EXPOSE.
 """
 
 import argparse
-import dataclasses
 import json
 import signal
 import sys
@@ -54,26 +53,26 @@ def apply_change(config: ImageConfig, change: str) -> ImageConfig:
         return ["/bin/sh", "-c", value]
 
     if keyword == "CMD":
-        return dataclasses.replace(config, cmd=command())
+        return config._replace(cmd=tuple(command()))
     if keyword == "ENTRYPOINT":
-        return dataclasses.replace(config, entrypoint=command())
+        return config._replace(entrypoint=tuple(command()))
     if keyword == "ENV":
         name, sep, val = value.partition("=") if "=" in value.split(" ")[0] else value.partition(" ")
         if not name or not sep:
             raise MinirunError(f"import: --change {change!r}: ENV NAME=VALUE expected")
         env = [e for e in config.env if e.split("=", 1)[0] != name] + [f"{name}={val.strip()}"]
-        return dataclasses.replace(config, env=env)
+        return config._replace(env=tuple(env))
     if keyword == "WORKDIR":
-        return dataclasses.replace(config, working_dir=value)
+        return config._replace(working_dir=value)
     if keyword == "USER":
-        return dataclasses.replace(config, user=value)
+        return config._replace(user=value)
     if keyword == "EXPOSE":
         ports = [p if "/" in p else f"{p}/tcp" for p in value.split()]
-        return dataclasses.replace(config, exposed_ports=config.exposed_ports + ports)
+        return config._replace(exposed_ports=(*config.exposed_ports, *ports))
     if keyword == "STOPSIGNAL":  # what `stop` sends first (container.image_stop_signal)
         from minirun import container
 
-        return dataclasses.replace(config, stop_signal=signal.Signals(container.parse_signal(value)).name)
+        return config._replace(stop_signal=signal.Signals(container.parse_signal(value)).name)
     raise MinirunError(f"import: --change {change!r}: {keyword} is not supported "
                        "(CMD, ENTRYPOINT, ENV, WORKDIR, USER, EXPOSE, STOPSIGNAL)")
 

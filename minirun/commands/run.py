@@ -84,15 +84,16 @@ def to_spec(args: argparse.Namespace, check_tty: bool = True) -> spec.ContainerS
     if check_tty and args.tty and not os.isatty(0):
         raise MinirunError("the input device is not a TTY; drop -t, or run from a terminal")
     return spec.ContainerSpec(
-        image=args.image, command=list(args.command),
+        image=args.image, command=tuple(args.command),
         entrypoint=None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else []),
         name=spec.check_name(args.name), hostname=spec.check_hostname(args.hostname),
-        env=spec.parse_env(args.env),
+        env=tuple(spec.parse_env(args.env)),
         workdir=spec.check_workdir(args.workdir), user=spec.check_user(args.user),
-        binds=[spec.parse_bind(v) for v in args.volume], network=spec.check_network(args.network),
+        binds=tuple(spec.parse_bind(v) for v in args.volume), network=spec.check_network(args.network),
         interactive=args.interactive, tty=args.tty, init=args.init, remove=args.rm,
-        ports=[spec.parse_publish(v) for v in args.publish],
-        add_hosts=[spec.parse_add_host(v) for v in args.add_host], dns=[spec.parse_dns(v) for v in args.dns],
+        ports=tuple(spec.parse_publish(v) for v in args.publish),
+        add_hosts=tuple(spec.parse_add_host(v) for v in args.add_host),
+        dns=tuple(spec.parse_dns(v) for v in args.dns),
         limits=spec.parse_limits(args.memory, args.memory_swap, args.cpus, args.cpu_shares, args.cpuset_cpus,
                                  args.pids_limit, args.cpuset_mems),
         cgroupns=spec.check_cgroupns(args.cgroupns),

@@ -15,7 +15,6 @@ and `start` leaves with 128+N), then the container is claimed under the records'
 import argparse
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from minirun import paths, runtime, state
@@ -58,7 +57,7 @@ def start(state_dir: Path, name: str, attach: bool, interactive: bool,
     args = parser.parse_args(record.create_args)
     if detach_keys is not None:
         args.detach_keys = detach_keys
-    spec = replace(run_verb.to_spec(args, check_tty=attach), name=None, pull="never",
+    spec = run_verb.to_spec(args, check_tty=attach)._replace(name=None, pull="never",
                    interactive=args.interactive and (interactive or not attach))
     options = run_verb.to_options(args, "", detach=not attach)._replace(args=tuple(record.create_args))
     prepared = runtime.prepare(spec)

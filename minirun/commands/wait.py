@@ -8,7 +8,6 @@ very inode before it removes the name. One that is gone already: "no such contai
 import argparse
 import os
 import sys
-from dataclasses import replace
 
 from minirun import container, paths, state
 from minirun.errors import MinirunError
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
                 if after is not None:
                     record = after
                 elif kept is not None:  # removed (--rm, rm -f) after its monitor wrote the code
-                    record = replace(record, exit_code=kept)
+                    record.exit_code = kept
                 else:
                     raise MinirunError(f"container {name} was removed before its exit code could be read")
             print(record.exit_code, flush=True)

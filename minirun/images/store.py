@@ -42,9 +42,8 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from minirun.errors import ImageNotFound, MinirunError
 from minirun.fsutil import (
@@ -62,28 +61,26 @@ DEFAULT_TAG = "latest"
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class ImageConfig:
+class ImageConfig(NamedTuple):
     """The part of the OCI image config (image-spec config.md, "config") that `run` honours."""
 
-    env: list[str] = field(default_factory=lambda: [DEFAULT_PATH])
-    cmd: list[str] = field(default_factory=lambda: ["/bin/sh"])
-    entrypoint: list[str] = field(default_factory=list)
+    env: tuple[str, ...] = (DEFAULT_PATH,)
+    cmd: tuple[str, ...] = ("/bin/sh",)
+    entrypoint: tuple[str, ...] = ()
     working_dir: str = ""
     user: str = ""
-    exposed_ports: list[str] = field(default_factory=list)  # "80/tcp": recorded, not published
+    exposed_ports: tuple[str, ...] = ()  # "80/tcp": recorded, not published
     stop_signal: str = ""  # what `stop` sends first ("SIGQUIT" for nginx's images); "": SIGTERM
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(NamedTuple):
     id: str  # "sha256:<64 hex>"
     repo_tags: list[str]  # e.g. ["busybox:latest"]; empty for an image no name points to
     layers: list[Path]  # the layers' rootfs directories, LOWEST first
     config: ImageConfig
     created: str  # RFC 3339, UTC
     size: int  # bytes of file data in its layers
-    repo_digests: list[str] = field(default_factory=list)  # "alpine@sha256:<manifest digest>"
+    repo_digests: tuple[str, ...] = ()  # "alpine@sha256:<manifest digest>"
     platform: str = ""  # "linux/amd64" for a pulled image
 
 
@@ -212,7 +209,7 @@ def _load_image(store: Path, image_hex: str, repositories: dict[str, str]) -> Im
         config=config_from_json(record["config"]),
         created=record["created"],
         size=record["size"],
-        repo_digests=list(record.get("repo_digests", [])),
+        repo_digests=tuple(record.get("repo_digests", [])),
         platform=record.get("platform", ""),
     )
 
@@ -238,12 +235,12 @@ def config_from_json(value: dict[str, Any]) -> ImageConfig:
     # In OCI configs from elsewhere any key may be missing or null.
     default = ImageConfig()
     return ImageConfig(
-        env=list(value.get("Env") or default.env),
-        cmd=list(value.get("Cmd") or []),
-        entrypoint=list(value.get("Entrypoint") or []),
+        env=tuple(value.get("Env") or default.env),
+        cmd=tuple(value.get("Cmd") or []),
+        entrypoint=tuple(value.get("Entrypoint") or []),
         working_dir=value.get("WorkingDir") or "",
         user=value.get("User") or "",
-        exposed_ports=sorted(value.get("ExposedPorts") or {}),
+        exposed_ports=tuple(sorted(value.get("ExposedPorts") or {})),
         stop_signal=stop if isinstance(stop := value.get("StopSignal"), str) else "",
     )
 

@@ -18,19 +18,18 @@ Everything a mode needs (netlink.py's socket, the nft and slirp4netns programs) 
 the modes that need it: `--network none` costs nothing.
 """
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from minirun import state
 from minirun.errors import MinirunError
 from minirun.spec import ContainerSpec, PortMapping
 
 
-@dataclass(frozen=True)
-class NetworkPlan:
+class NetworkPlan(NamedTuple):
     mode: str  # bridge | slirp4netns | none | host | container:NAME
-    ports: list[PortMapping] = field(default_factory=list)
+    ports: tuple[PortMapping, ...] = ()
     join_bundle: str = ""  # container:NAME: its directory, for its /etc/hosts and /etc/resolv.conf
 
 
@@ -63,7 +62,7 @@ def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
             # (docker refuses the same combination: "conflicting options").
             raise MinirunError("--dns and --add-host cannot be used with --network container:NAME")
         return join_plan(mode, rootless, state_dir)
-    return NetworkPlan(mode, list(spec.ports))
+    return NetworkPlan(mode, spec.ports)
 
 
 def join_plan(mode: str, rootless: bool, state_dir: Path) -> NetworkPlan:
@@ -85,10 +84,10 @@ def connect(plan: NetworkPlan, container_id: str, pid: int, state_dir: Path) -> 
     """Sync step 2: wire the network into the child's namespace. Returns NetworkSettings."""
     if plan.mode == "bridge":
         from minirun.network import bridge  # leases, nft, netlink: only now
-        settings = bridge.connect(container_id, pid, state_dir, plan.ports)
+        settings = bridge.connect(container_id, pid, state_dir, list(plan.ports))
     elif plan.mode == "slirp4netns":
         from minirun.network import slirp
-        settings = slirp.connect(container_id, pid, state_dir, plan.ports)
+        settings = slirp.connect(container_id, pid, state_dir, list(plan.ports))
     else:
         settings = {"Mode": plan.mode}
     return {**settings, "Ports": ports_json(plan.ports)}
@@ -117,7 +116,7 @@ def sweep() -> None:
         bridge.sweep()
 
 
-def ports_json(ports: list[PortMapping]) -> dict[str, list[dict[str, str]]]:
+def ports_json(ports: Sequence[PortMapping]) -> dict[str, list[dict[str, str]]]:
     """docker inspect's NetworkSettings.Ports: {"80/tcp": [{"HostIp": ..., "HostPort": ...}]}."""
     result: dict[str, list[dict[str, str]]] = {}
     for p in ports:

@@ -22,8 +22,8 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from minirun import state
 from minirun.errors import MinirunError
@@ -32,8 +32,7 @@ from minirun.fsutil import atomic_write_json, locked, remove_abandoned_tmp
 DEFAULT_SUBNET = "10.209.0.0/16"
 
 
-@dataclass(frozen=True)
-class Network:
+class Network(NamedTuple):
     """A bridge network: its name (also the bridge's interface name) and its subnet."""
 
     name: str
@@ -57,8 +56,7 @@ def configured_network(name: str = "minirun0") -> Network:
     return Network(name, subnet)
 
 
-@dataclass
-class Lease:
+class Lease(NamedTuple):
     container_id: str
     monitor_pid: int
     monitor_start: int
@@ -67,12 +65,11 @@ class Lease:
         return self.monitor_pid > 0 and state.process_start_time(self.monitor_pid) == self.monitor_start
 
 
-@dataclass
-class LeaseBook:
+class LeaseBook(NamedTuple):
     """The leases of one network: address -> holder."""
 
     network: Network
-    leases: dict[str, Lease] = field(default_factory=dict)
+    leases: dict[str, Lease]  # changed in place while the book is open
 
     def address_of(self, container_id: str) -> ipaddress.IPv4Address | None:
         return next((ipaddress.IPv4Address(ip) for ip, lease in self.leases.items()
@@ -147,7 +144,7 @@ def sweep_other_namespaces(directory: Path = BOOKS) -> list[Path]:
                     removed.append(Path(entry.path))
                 elif alive != book:
                     atomic_write_json(Path(entry.path), {"subnet": raw["subnet"], "leases": {
-                        ip: vars(lease) for ip, lease in alive.items()}}, mode=0o600)
+                        ip: lease._asdict() for ip, lease in alive.items()}}, mode=0o600)
     remove_abandoned_tmp(directory)
     return removed
 
@@ -158,18 +155,17 @@ def opened(directory: Path, network: Network) -> Iterator[LeaseBook]:
     `directory`: BOOKS (the tests use their own)."""
     book_path, lock_path = _paths(directory, network)
     with locked(lock_path):
-        book = LeaseBook(network)
+        book = LeaseBook(network, {})
         with contextlib.suppress(FileNotFoundError):
             raw = json.loads(book_path.read_text())
             if raw["subnet"] != str(network.subnet) and raw["leases"]:
                 raise MinirunError(f"network {network.name} is in use with subnet {raw['subnet']}: "
                                    f"stop its containers before changing MINIRUN_SUBNET")
-            book.leases = {ip: Lease(**lease) for ip, lease in raw["leases"].items()}
+            book.leases.update({ip: Lease(**lease) for ip, lease in raw["leases"].items()})
         yield book
         if book.leases:
-            atomic_write_json(book_path, {"subnet": str(network.subnet),
-                                          "leases": {ip: vars(lease) for ip, lease in book.leases.items()}},
-                              mode=0o600)
+            leases = {ip: lease._asdict() for ip, lease in book.leases.items()}
+            atomic_write_json(book_path, {"subnet": str(network.subnet), "leases": leases}, mode=0o600)
         else:
             with contextlib.suppress(FileNotFoundError):
                 book_path.unlink()

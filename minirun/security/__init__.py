@@ -18,15 +18,14 @@ that is rarely exercised. The kernel's answers, applied in this order in the chi
 A filter, once loaded, stays for the process and all its children, across execve(2).
 """
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from minirun import kernel
 from minirun.security import capabilities, seccomp
 
 
-@dataclass(frozen=True)
-class SecurityPlan:
+class SecurityPlan(NamedTuple):
     capabilities: frozenset[str]  # e.g. {"CAP_CHOWN", ...}: what the container's root keeps
     seccomp_filter: bytes | None  # the compiled profile (BPF); None = unconfined
     no_new_privileges: bool = False

@@ -171,9 +171,9 @@ def test_missing_store_is_empty_and_not_created(store: Path) -> None:
 
 def test_config_is_stored_and_part_of_the_id(store: Path) -> None:
     config = ImageConfig(
-        env=["PATH=/bin", "A=1"],
-        cmd=["echo", "hi"],
-        entrypoint=["/bin/sh", "-c"],
+        env=("PATH=/bin", "A=1"),
+        cmd=("echo", "hi"),
+        entrypoint=("/bin/sh", "-c"),
         working_dir="/tmp",
         user="1000:1000",
     )
@@ -255,7 +255,7 @@ def test_retag_keeps_an_old_image_with_other_names(store: Path) -> None:
 
 def test_retag_keeps_a_layer_another_image_shares(store: Path) -> None:
     do_import(store, rootfs_tar("one"), "busybox")
-    shared = do_import(store, rootfs_tar("one"), "custom", ImageConfig(cmd=["true"]))
+    shared = do_import(store, rootfs_tar("one"), "custom", ImageConfig(cmd=("true",)))
     do_import(store, rootfs_tar("two"), "busybox")  # the first image goes, its layer stays
     assert (resolve(store, shared).layers[0] / "etc/marker").read_text() == "one"
 
