@@ -7,6 +7,7 @@ Every read has a deadline (tests/helpers.py, PtyProcess.expect): a hang fails, i
 
 import os
 import select
+import termios
 import time
 from collections.abc import Callable
 
@@ -64,6 +65,17 @@ def test_ctrl_c_on_a_pid_1_command(minirun: Tier) -> None:
     assert term.wait(timeout=30) == 130
 
 
+def wait_raw(term: PtyProcess, timeout: float = 60) -> None:
+    """Wait until the client has put its terminal in raw mode (ICANON and ISIG cleared: termios(3);
+    tcgetattr on the master reads the terminal's settings). Before that the line discipline
+    itself takes ctrl-c (SIGINT to the client) and ctrl-q (IXON), so keys typed to the container
+    must wait for it; a slow (emulated) machine takes more than a fixed half second."""
+    deadline = time.monotonic() + timeout
+    while termios.tcgetattr(term.master)[3] & (termios.ICANON | termios.ISIG):
+        assert time.monotonic() < deadline, "the client never put its terminal in raw mode"
+        time.sleep(0.05)
+
+
 def ctrl_p_ctrl_q_reach_the_shell(term: PtyProcess) -> None:
     """When they are not the detach keys, ctrl-p ctrl-q are keys like any other: the shell gets
     them (it rings no bell for them, and ctrl-c clears the line), then runs what comes next."""
@@ -87,7 +99,7 @@ def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], s
     minirun(["run", "-d", "-it", "--name", name, "--network", "none", IMAGE, "sh"], check=0)
     wait_running(minirun, name)
     term = minirun.spawn_pty(["attach", "--detach-keys", "ctrl-a,d", name], rows=30, cols=100)
-    time.sleep(0.5)
+    wait_raw(term)
     term.type("stty size\r")
     term.expect(r"30 100\r\n")
     set_window_size(term.master, 40, 120)  # the kernel sends SIGWINCH to attach (tty_ioctl(4))
@@ -99,7 +111,7 @@ def test_attach_detach_keys_and_window_size(minirun: Tier, names: Callable[[], s
     assert minirun.inspect(name)["State"]["Status"] == "running", "detaching leaves it running"
 
     term = minirun.spawn_pty(["attach", "--detach-keys=", name])  # "": no keys detach
-    time.sleep(0.5)
+    wait_raw(term)
     ctrl_p_ctrl_q_reach_the_shell(term)
     term.type("exit 4\r")
     assert term.wait(timeout=30) == 4
@@ -131,7 +143,7 @@ def test_run_it_and_start_ai_detach_and_resize(minirun: Tier, names: Callable[[]
     detach(term, "\x18x")  # ctrl-x x
     assert minirun.inspect(name)["State"]["Status"] == "running"
     term = minirun.spawn_pty(["attach", name])
-    time.sleep(0.5)
+    wait_raw(term)
     term.type("exit 5\r")
     assert term.wait(timeout=30) == 5
     assert minirun(["wait", name], check=0).stdout == "5\n"
