@@ -266,11 +266,7 @@ def _pipes(exec_plan: ExecPlan) -> tuple[process.Stdio, tuple[int, int, int]] | 
 def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
     """Step 4 from minirun's side: the new process's pid (the helper's error comes on the sync
     socket instead); reap the helper, then let the process go on."""
-    try:
-        answer = os.read(report, 64).decode(errors="replace")
-    finally:
-        os.close(report)
-        os.waitpid(helper, 0)
+    answer = process.helper_answer(report, helper)
     if not answer.isdigit():
         message = sync.receive(sock)
         if message.name == "error":

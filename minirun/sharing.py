@@ -30,7 +30,7 @@ import signal
 from pathlib import Path
 from typing import NamedTuple
 
-from minirun import kernel, network, state, userns
+from minirun import kernel, network, process, state, userns
 from minirun.enter import open_target, target_pid  # PID 1, or its command (--init, rootless)
 from minirun.errors import MinirunError
 from minirun.spec import ContainerSpec
@@ -168,11 +168,7 @@ def clone(share: SharePlan, cgroup_fd: int | None = None) -> tuple[int, bool]:
         return 0, False
     for fd in [report_w, *pidfds]:
         os.close(fd)
-    try:
-        answer = os.read(report_r, 4096).decode(errors="replace")
-    finally:
-        os.close(report_r)
-        os.waitpid(helper, 0)
+    answer = process.helper_answer(report_r, helper)
     if not answer.isdigit():
         raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
                            f"{answer or 'the helper died'}")

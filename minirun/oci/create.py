@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, paths, state, sync, trace, userns
+from minirun import kernel, paths, process, state, sync, trace, userns
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
@@ -247,11 +247,7 @@ def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int
                 os.write(report_w, f"cannot join the user namespace: {e}".encode())
             os._exit(RUNTIME_ERROR)
     os.close(report_w)
-    try:
-        answer = os.read(report_r, 4096).decode(errors="replace")
-    finally:
-        os.close(report_r)
-        os.waitpid(helper, 0)
+    answer = process.helper_answer(report_r, helper)
     if not answer.isdigit():
         raise MinirunError(answer or "cannot join the user namespace: the helper died")
     return int(answer)

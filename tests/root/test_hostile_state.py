@@ -98,13 +98,17 @@ def test_a_record_of_wrong_types_breaks_nothing_else(private: Tier, names: Calla
 
 
 @pytest.mark.parametrize("damage", ["garbage", "empty", "deleted"])
+def running_with_record(tier: Tier, name: str) -> tuple[str, int, Path]:
+    """A detached container to damage: its id, the host pid of its PID 1 and its record's path."""
+    container_id = tier(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
+                        check=0).stdout.strip()
+    return container_id, tier.inspect(name)["State"]["Pid"], tier.state_dir / f"{container_id}.json"
+
+
 def test_a_broken_record_does_not_hide_a_running_container(private: Tier, names: Callable[[], str],
                                                            damage: str) -> None:
     name = names()
-    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
-                           check=0).stdout.strip()
-    pid = private.inspect(name)["State"]["Pid"]
-    path = private.state_dir / f"{container_id}.json"
+    container_id, pid, path = running_with_record(private, name)
     if damage == "deleted":
         path.unlink()
     else:
@@ -340,10 +344,7 @@ ODD_VALUES = {
 def test_a_record_with_odd_values_gets_one_line_never_a_traceback(private: Tier, names: Callable[[], str],
                                                                   odd: str) -> None:
     name = names()
-    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
-                           check=0).stdout.strip()
-    pid = private.inspect(name)["State"]["Pid"]
-    path = private.state_dir / f"{container_id}.json"
+    container_id, pid, path = running_with_record(private, name)
     raw = json.loads(path.read_text())
     field, value = ODD_VALUES[odd]
     raw[field] = {**raw[field], **value} if isinstance(value, dict) else value
@@ -368,10 +369,7 @@ def test_a_record_that_lies_about_its_monitor_does_not_make_rm_leave_it_running(
     rootless (no cgroup to kill) nothing could find it afterwards. The kernel knows better: its
     detached monitor (container.find_detached_monitor) still runs."""
     name = names()
-    container_id = private(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
-                           check=0).stdout.strip()
-    pid = private.inspect(name)["State"]["Pid"]
-    path = private.state_dir / f"{container_id}.json"
+    container_id, pid, path = running_with_record(private, name)
     raw = json.loads(path.read_text())
     raw["monitor_start"] += 1
     path.write_text(json.dumps(raw))
