@@ -97,7 +97,6 @@ def test_a_record_of_wrong_types_breaks_nothing_else(private: Tier, names: Calla
     assert private(["ps", "-a", "-q"], check=0).stdout.split() == []
 
 
-@pytest.mark.parametrize("damage", ["garbage", "empty", "deleted"])
 def running_with_record(tier: Tier, name: str) -> tuple[str, int, Path]:
     """A detached container to damage: its id, the host pid of its PID 1 and its record's path."""
     container_id = tier(["run", "-d", "--name", name, "--network", "none", IMAGE, "sleep", "600"],
@@ -105,6 +104,7 @@ def running_with_record(tier: Tier, name: str) -> tuple[str, int, Path]:
     return container_id, tier.inspect(name)["State"]["Pid"], tier.state_dir / f"{container_id}.json"
 
 
+@pytest.mark.parametrize("damage", ["garbage", "empty", "deleted"])
 def test_a_broken_record_does_not_hide_a_running_container(private: Tier, names: Callable[[], str],
                                                            damage: str) -> None:
     name = names()
