@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, NoReturn
 from minirun import (
     cgroups,
     container,
+    helper,
     kernel,
     logfile,
     monitor,
@@ -219,8 +220,8 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
         trace.mark("exec: plan", flags=flags, cgroup=cgroup, security=exec_plan.security, argv=exec_plan.argv)
         ours, theirs = sync.channel()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid
-        helper = os.fork()
-        if helper == 0:
+        helper_pid = os.fork()
+        if helper_pid == 0:
             ours.close()
             os.close(report_r)
             helper_main(exec_plan, pidfd, flags, cgroup, theirs, report_w)  # never returns
@@ -233,7 +234,7 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     theirs.close()
     os.close(report_w)
     with ours:
-        pid = _receive_pid(ours, report_r, helper)
+        pid = _receive_pid(ours, report_r, helper_pid)
         pidfd = kernel.pidfd_open(pid)
         with sync.killed_on_error(pid, pidfd):
             master = sync.receive_exec(ours)  # steps 5-6
@@ -263,10 +264,10 @@ def _pipes(exec_plan: ExecPlan) -> tuple[process.Stdio, tuple[int, int, int]] | 
     return process.Stdio(in_r, out_w, err_w, tuple(fd for fd in ours if fd >= 0)), ours
 
 
-def _receive_pid(sock: socket.socket, report: int, helper: int) -> int:
+def _receive_pid(sock: socket.socket, report: int, helper_pid: int) -> int:
     """Step 4 from minirun's side: the new process's pid (the helper's error comes on the sync
     socket instead); reap the helper, then let the process go on."""
-    answer = process.helper_answer(report, helper)
+    answer = helper.answer(report, helper_pid)
     if not answer.isdigit():
         message = sync.receive(sock)
         if message.name == "error":
@@ -284,17 +285,17 @@ def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgr
                 sock: socket.socket, report: int) -> NoReturn:
     code = RUNTIME_ERROR
     try:
-        # If minirun dies, so does the helper; nothing in the container may ptrace it or open
-        # its /proc files (it holds a pidfd and is the host's python) - although it is never in
-        # the container's PID namespace, its children will be.
+        # If minirun dies, so does the helper; nothing in the container may ptrace it
+        # (helper.not_dumpable) - although it is never in the container's PID namespace, its
+        # children will be.
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        helper.not_dumpable()
         if cgroup is not None:
             cgroups.add_process(cgroup, os.getpid())
         join(pidfd, flags)
         trace.mark("exec: cgroup, setns", "helper", flags=flags, cgroup=cgroup)
         os.close(pidfd)
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
+        helper.not_dumpable()  # again: a change of credentials may have reset it
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)

@@ -239,13 +239,3 @@ def reset_signals() -> None:
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
-
-
-def helper_answer(report: int, helper: int) -> str:
-    """What a forked helper (exec's, a join's, minirun-oci's) wrote on its report pipe before it
-    exited: the pid of the process it cloned, or why it failed. Close the pipe, reap the helper."""
-    try:
-        return os.read(report, 4096).decode(errors="replace")
-    finally:
-        os.close(report)
-        os.waitpid(helper, 0)

@@ -17,7 +17,7 @@ a user namespace of its own, a container that joined the other's network namespa
 even bind port 80 in it (seed 002: "bind() to 0.0.0.0:80 failed (13: Permission denied)").
 In the other's user namespace, its root is that container's root, with the same id map.
 
-How (clone below): a helper process joins the other container's namespaces with one
+How (clone below, `helper.py`): a helper process joins the other container's namespaces with one
 setns(2) on a pidfd of its PID 1, user namespace first (see enter.join), then clones the
 container's process with the namespaces still to create and CLONE_PARENT, so that the process
 is minirun's own child, exactly as without sharing; the helper reports its pid and exits.
@@ -30,7 +30,7 @@ import signal
 from pathlib import Path
 from typing import NamedTuple
 
-from minirun import kernel, network, process, state, userns
+from minirun import helper, kernel, network, state, userns
 from minirun.enter import open_target, target_pid  # PID 1, or its command (--init, rootless)
 from minirun.errors import MinirunError
 from minirun.spec import ContainerSpec
@@ -152,27 +152,18 @@ def clone(share: SharePlan, cgroup_fd: int | None = None) -> tuple[int, bool]:
                 return kernel.clone_into_cgroup(share.new, cgroup_fd), True
         return kernel.clone(share.new), False
 
-    pidfds = []
+    pidfds: list[int] = []
     try:
         for donor in share.donors:
             pidfds.append(open_target(donor.record))
-    except BaseException:
+        joins = [(pidfd, donor.flags) for donor, pidfd in zip(share.donors, pidfds, strict=True)]
+        # The first join carries CLONE_NEWUSER: see enter.join
+        what = f"join the namespaces of container {share.donors[0].name}"
+        pid = helper.clone_joined(joins, share.new, what)
+    finally:
         for fd in pidfds:
             os.close(fd)
-        raise
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    helper = os.fork()
-    if helper == 0:
-        os.close(report_r)
-        _helper(share, pidfds, report_w)  # returns only in the new child
-        return 0, False
-    for fd in [report_w, *pidfds]:
-        os.close(fd)
-    answer = process.helper_answer(report_r, helper)
-    if not answer.isdigit():
-        raise MinirunError(f"cannot join the namespaces of container {share.donors[0].name}: "
-                           f"{answer or 'the helper died'}")
-    return int(answer), False
+    return pid, False
 
 
 def ipc_donor(share: SharePlan) -> Donor | None:
@@ -193,12 +184,12 @@ def donor_shm(donor: Donor) -> int:
     pidfd = open_target(donor.record)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        helper = os.fork()
-        if helper == 0:
+        helper_pid = os.fork()
+        if helper_pid == 0:
             ours.close()
             try:
                 kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-                _not_dumpable()  # before it joins the donor's user namespace: see _helper
+                helper.not_dumpable()  # before it joins the donor's user namespace
                 kernel.setns(pidfd, kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS)  # "/" is now the donor's
                 # The donor's root decides what /dev/shm is: no symbolic link may lead the clone
                 # elsewhere (a magic link of its /proc to another process's root, say).
@@ -219,7 +210,7 @@ def donor_shm(donor: Donor) -> int:
         try:
             data, fds, _, _ = socket.recv_fds(ours, 4096, 1)
         finally:
-            os.waitpid(helper, 0)
+            os.waitpid(helper_pid, 0)
     finally:
         os.close(pidfd)
         ours.close()
@@ -231,40 +222,3 @@ def donor_shm(donor: Donor) -> int:
         raise MinirunError(f"cannot share the /dev/shm of container {donor.name}: "
                            f"{data.decode(errors='replace') or 'the helper died'}")
     return fds[0]
-
-
-def _helper(share: SharePlan, pidfds: list[int], report: int) -> None:
-    """Join, clone, report the pid, exit. Returns only in the cloned child."""
-    try:
-        kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        # Not dumpable *before* the setns: from then on this process is the host's root (rootless,
-        # the user) in the donor's user namespace, where the donor's root has CAP_SYS_PTRACE, and
-        # a donor that sees the host's PIDs (--pid=host) could seize it and, through it, open
-        # anything as the host's root with its fds (/proc/1/root/...). ptrace(2), "Ptrace access
-        # mode checking": a process that is not dumpable needs CAP_SYS_PTRACE in the user
-        # namespace its memory was created in, the host's (CVE-2019-5736 is the same door).
-        _not_dumpable()
-        for donor, pidfd in zip(share.donors, pidfds, strict=True):
-            kernel.setns(pidfd, donor.flags)  # the first one with CLONE_NEWUSER: see enter.join
-        # The child is born not dumpable too: in a joined PID namespace the other container's
-        # processes see it at once, while it is still the host's python in a copy of the host's
-        # mounts; it stays so until its execve. (A change of credentials may set the flag to
-        # fs.suid_dumpable, commit_creds in kernel/cred.c: set it again.)
-        _not_dumpable()
-        pid = kernel.clone(share.new | kernel.CLONE_PARENT)
-        if pid == 0:
-            for fd in [report, *pidfds]:
-                os.close(fd)
-            return
-        os.write(report, str(pid).encode())
-        code = 0
-    except BaseException as e:  # one line for the user, through the monitor
-        os.write(report, str(e).encode(errors="replace")[:4000])
-        code = 125
-    os._exit(code)
-
-
-def _not_dumpable() -> None:
-    """PR_SET_DUMPABLE 0 (prctl(2)): no ptrace, no /proc/PID/{fd,mem,root,exe} for anyone who
-    lacks CAP_SYS_PTRACE in the host's user namespace, whatever namespaces this process joins."""
-    kernel.prctl(kernel.PR_SET_DUMPABLE, 0)

@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, rootfs, sync, trace, tty
+from minirun import helper, kernel, pid1, process, rootfs, sync, trace, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.kernel import MS_BIND, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT
 from minirun.oci import hooks
@@ -124,10 +124,11 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         mount_fds = sync.expect(sock, "go").fds
         for fd in mount_fds:
             os.close(fd)
-        # Not dumpable before it joins a user namespace by path (podman's pods share one, and a PID
-        # namespace): from that setns on, root of the other container has CAP_SYS_PTRACE over us,
-        # the host's python until execve (CVE-2019-5736). The parent needs our /proc files no more.
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        # Not dumpable before it joins namespaces by path (podman's pods share them): from that
+        # setns on, the other container's root could ptrace us, the host's python until execve
+        # (helper.not_dumpable). Born so already when create's helper cloned it into a pod's user
+        # namespace; the parent needs our /proc files no more.
+        helper.not_dumpable()
         join_namespaces(plan.join_fds)
         if "user" in config.namespaces:
             process.become_namespace_root()  # setresuid(0) in the new user namespace (user_namespaces(7))

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from minirun import kernel, paths, process, state, sync, trace, userns
-from minirun.errors import RUNTIME_ERROR, MinirunError
+from minirun import helper, kernel, paths, state, sync, trace, userns
+from minirun.errors import MinirunError
 from minirun.oci import cgroup, child, config, hooks, record
 from minirun.oci.config import NAMESPACE_FLAGS, Config
 
@@ -226,31 +226,10 @@ def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int
     the child is create's own. The helper stays in our PID namespace, so the pid it reports is
     one of ours (a helper inside the joined one would give the pid there). 0 in the child, its
     pid here."""
-    report_r, report_w = os.pipe2(os.O_CLOEXEC)
-    helper = os.fork()
-    if helper == 0:
-        try:
-            kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # its child is born in the joined namespace
-            kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-            kernel.setns(user_fd, NAMESPACE_FLAGS["user"])
-            if pid_fd is not None:
-                kernel.setns(pid_fd, NAMESPACE_FLAGS["pid"])
-            pid = kernel.clone(flags | kernel.CLONE_PARENT)
-            if pid == 0:
-                os.close(report_r)
-                os.close(report_w)
-                return 0
-            os.write(report_w, str(pid).encode())
-            os._exit(0)
-        except BaseException as e:
-            with contextlib.suppress(BaseException):
-                os.write(report_w, f"cannot join the user namespace: {e}".encode())
-            os._exit(RUNTIME_ERROR)
-    os.close(report_w)
-    answer = process.helper_answer(report_r, helper)
-    if not answer.isdigit():
-        raise MinirunError(answer or "cannot join the user namespace: the helper died")
-    return int(answer)
+    joins = [(user_fd, NAMESPACE_FLAGS["user"])]
+    if pid_fd is not None:
+        joins.append((pid_fd, NAMESPACE_FLAGS["pid"]))
+    return helper.clone_joined(joins, flags, "join the user namespace")
 
 
 def write_pid_file(path: str, pid: int) -> None:

@@ -28,7 +28,7 @@ import socket
 from pathlib import Path
 from typing import NoReturn
 
-from minirun import kernel, pid1, process, state, sync, trace, tty
+from minirun import helper, kernel, pid1, process, state, sync, trace, tty
 from minirun.cgroups import Cgroup
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.oci import child, config, create, record
@@ -100,8 +100,8 @@ def run(root: str, args: argparse.Namespace) -> int:
     console = create.connect_console(args.console_socket if proc.terminal else None)
     ours, theirs = sync.channel()
     report_r, report_w = os.pipe()
-    helper = os.fork()
-    if helper == 0:
+    helper_pid = os.fork()
+    if helper_pid == 0:
         ours.close()
         os.close(report_r)
         paths = data.get("cgroup_paths", [])
@@ -110,9 +110,7 @@ def run(root: str, args: argparse.Namespace) -> int:
     os.close(report_w)
     if console >= 0:
         os.close(console)
-    with os.fdopen(report_r, "rb") as report:
-        text = report.read().decode()
-    os.waitpid(helper, 0)
+    text = helper.answer(report_r, helper_pid)
     if not text.isdigit():
         message = sync.receive(ours)
         raise (
@@ -154,17 +152,15 @@ def helper_main(
     preserve_fds: int,
 ) -> NoReturn:
     try:
-        # Not dumpable before it joins anything (CVE-2016-9962, CVE-2019-5736): the process it clones
-        # next is born in the container's user and PID namespaces with this flag, and until then is
-        # the host's python with the runtime's fds; root of the container (CAP_SYS_PTRACE in its
-        # user namespace) could otherwise ptrace it, read its /proc/PID/environ or open /proc/PID/exe.
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
+        # Not dumpable before it joins anything (helper.not_dumpable; CVE-2016-9962 too): the
+        # process it clones next is born in the container's namespaces with this flag.
+        helper.not_dumpable()
         for path in cgroup_paths:
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))
         kernel.setns(pidfd, flags)
-        kernel.prctl(kernel.PR_SET_DUMPABLE, 0)  # a change of credentials may have reset it
+        helper.not_dumpable()  # again: a change of credentials may have reset it
         trace.mark("exec: cgroup, setns", "helper", flags=flags,
                    cgroup=Cgroup(tuple(Path(p) for p in cgroup_paths)))
         pid = kernel.clone(kernel.CLONE_PARENT)
