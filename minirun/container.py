@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from minirun import fsutil, logfile, paths, state
+from minirun import fsutil, logfile, paths, procfs, state
 from minirun.errors import MinirunError
 from minirun.state import Record
 
@@ -328,8 +328,7 @@ def in_container(record: Record, pid: int) -> bool:
         except OSError:
             return False
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        parent = procfs.parent(pid)
         with open(f"/proc/{pid}/status") as f:
             nspid = next((line.split()[1:] for line in f if line.startswith("NSpid:")), [])
     except OSError:
@@ -473,21 +472,32 @@ def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) 
     from minirun import cgroups
 
     cgroup = cgroups.of_container(container_id)
-    monitor = find_detached_monitor(container_id)
-    if not force and (cgroups.has_processes(cgroup) or monitor is not None):
+    if not force and cgroups.has_processes(cgroup):
         raise MinirunError(f"container {container_id[:12]} is running: stop it first, or use rm -f")
-    if monitor is not None:
-        kill_monitor(monitor)
+    # No cgroup to kill (rootless without a delegated subtree): the monitor's death kills PID 1
+    # (PR_SET_PDEATHSIG), and with it the container's whole PID namespace.
+    end_detached_monitor(container_id, force, container_id[:12])
     cgroups.remove(cgroup)
     remove_bundle(layout(store, container_id).bundle)
     state.delete_id(state_dir, container_id)
     release_ids(state_dir, container_id)
 
 
+def end_detached_monitor(container_id: str, force: bool, name: str) -> None:
+    """Before rm removes a container's files: if the kernel shows a detached monitor still
+    watching it (whatever the record says: a pid field may be edited or corrupted), the container
+    runs. Refuse without -f; with it, end the monitor first (its PID 1 dies with it)."""
+    monitor = find_detached_monitor(container_id)
+    if monitor is None:
+        return
+    if not force:
+        os.close(monitor)
+        raise MinirunError(f"container {name} is running: stop it first, or use rm -f")
+    kill_monitor(monitor)
+
+
 def kill_monitor(monitor: int) -> None:
-    """SIGKILL a detached monitor through its pidfd and wait for its end (the pidfd is closed).
-    No cgroup to kill (rootless without a delegated subtree): the monitor's death kills PID 1
-    (PR_SET_PDEATHSIG), and with it the container's whole PID namespace."""
+    """SIGKILL a detached monitor through its pidfd and wait for its end (the pidfd is closed)."""
     try:
         signal.pidfd_send_signal(monitor, signal.SIGKILL)
         wait_pidfd(monitor, 10)

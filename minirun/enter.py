@@ -46,6 +46,7 @@ from minirun import (
     monitor,
     pid1,
     process,
+    procfs,
     security,
     state,
     sync,
@@ -167,7 +168,7 @@ def open_target(record: state.Record) -> int:
         child_fd = os.pidfd_open(target)
     except ProcessLookupError:
         return pidfd  # setns will say why
-    if _parent(target) != record.pid:
+    if procfs.parent(target) != record.pid:
         os.close(child_fd)
         return pidfd
     os.close(pidfd)
@@ -182,15 +183,9 @@ def target_pid(record: state.Record) -> int:
 
 
 def _children(pid: int) -> list[int]:
-    return [int(entry) for entry in os.listdir("/proc") if entry.isdigit() and _parent(int(entry)) == pid]
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and procfs.parent(int(entry)) == pid]
 
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def namespaces_to_join(record: state.Record) -> int:

@@ -34,7 +34,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, NamedTuple, cast
 
-from minirun import logfile, trace
+from minirun import logfile, procfs, trace
 from minirun.errors import exit_code
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 
 # Every module imported here stays in every detached monitor's memory for the container's
 # whole life (~5 MiB with these; the start stack would be ~15): the record (state.py,
-# container.py: dataclasses, datetime, pathlib) is loaded only when the container has exited,
-# socket only by a monitor that serves `attach`.
+# container.py, pathlib) is loaded only when the container has exited, socket only by a monitor
+# that serves `attach`.
 
 WALL = 0x40000000  # wait(2): children of any kind, clone children and ptrace'd threads too
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
@@ -58,20 +58,20 @@ MAX_PENDING_INPUT = 4 * 1024 * 1024  # attach input the container has not read y
 # terminal on hold) must not stop the relay for the log and every other client. Beyond this it
 # is dropped, as conmon drops one, and the container's output goes on without it.
 MAX_CLIENT_BACKLOG = 4 * 1024 * 1024
+# The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
+# its backlog is beyond the cap the container's output is not read (its writes block), as when
+# the foreground monitor wrote to that terminal itself.
+# After the exit, how long attach clients that do not take their backlog hold up the recording;
+# the pacing terminal, at the exit up to MAX_CLIENT_BACKLOG behind (a slow terminal, a slow
+# machine), gets the time to take it while it takes it (no 5 s without taking anything), up to
+# PACER_DRAIN_AFTER_EXIT.
+CLIENT_DRAIN_AFTER_EXIT = 1.0
+PACER_DRAIN_AFTER_EXIT = 120.0
 # Attach clients at a time. Each costs an fd and up to MAX_CLIENT_BACKLOG of memory: a script
 # that connected in a loop made accept(2) fail with EMFILE, which killed the monitor and the
 # container with it (its exit code lost, "Exited (137)"), or made it hold N x 4 MiB. One more is
 # closed at once (it reads EOF); so at most 8 x 4 MiB of backlogs.
 MAX_CLIENTS = 8
-# The one exception: the terminal of `run -it` (Watch.first_client_paces) is never dropped; while
-# its backlog is beyond the cap the container's output is not read (its writes block), as when
-# the foreground monitor wrote to that terminal itself.
-# After the exit, how long attach clients that do not take their backlog hold up the recording.
-CLIENT_DRAIN_AFTER_EXIT = 1.0
-# ... except the pacing terminal, which is never dropped: at the exit it may be up to
-# MAX_CLIENT_BACKLOG behind (a slow terminal, a slow machine), and it gets the time to take it
-# while it takes it (no 5 s without taking anything), up to this bound after the exit.
-PACER_DRAIN_AFTER_EXIT = 120.0
 # How long PID 1 may have exited (its pidfd is readable) without a wait(2) giving its status
 # before the monitor reads it elsewhere (held_exit_code).
 HELD_EXIT = 1.0
@@ -152,23 +152,17 @@ def relay_until_exit(watch: Watch) -> int:
     try:
         relay.selector.register(wake_r, selectors.EVENT_READ, "wake")
         relay.selector.register(watch.pidfd, selectors.EVENT_READ, "pidfd")
-        drained_by = paced_by = exited_at = 0.0
+        ended_at = exited_at = 0.0  # when its exit code came; when its pidfd said "exited"
         while True:
             if code is None:
-                code = reap(watch.pid)
-                if code is None and exited_at and time.monotonic() > exited_at + HELD_EXIT:
-                    code = held_exit_code(watch.pid)
-                if code is not None:
-                    drained_by = time.monotonic() + DRAIN_AFTER_EXIT
-                    paced_by = time.monotonic() + PACER_DRAIN_AFTER_EXIT
+                code = _exit_code(watch.pid, exited_at)
+                ended_at = time.monotonic() if code is not None else 0.0
             if code is not None and not relay.outputs() and not relay.backlogged():
                 break  # exited, and every write end of its pipes is closed: all output is in
-            # (Only attach clients' backlogs left: they get moments to take them, no more.)
             pacing = relay.pacer_behind()
-            events = relay.selector.select((HELD_EXIT / 4 if exited_at else None) if code is None
-                                           else 5.0 if relay.outputs() or pacing else CLIENT_DRAIN_AFTER_EXIT)
-            deadline = paced_by if pacing else drained_by
-            if code is not None and (not events or time.monotonic() > deadline):
+            events = relay.selector.select(_timeout(code, exited_at, bool(relay.outputs()) or pacing))
+            drain = PACER_DRAIN_AFTER_EXIT if pacing else DRAIN_AFTER_EXIT
+            if code is not None and (not events or time.monotonic() > ended_at + drain):
                 # 5 s without output after the exit: a holder outside the container. Or one that
                 # keeps writing: with --pid=host or container:NAME, PID 1's end kills nothing else,
                 # and its exit must still be recorded (attack review of issue 11).
@@ -201,6 +195,24 @@ def relay_until_exit(watch: Watch) -> int:
     return code
 
 
+def _exit_code(pid: int, exited_at: float) -> int | None:
+    """PID 1's exit code once there is one: reaped, or read where a tracer holds it
+    (held_exit_code) once its pidfd has said "exited" for HELD_EXIT without a wait(2) giving it."""
+    code = reap(pid)
+    if code is None and exited_at and time.monotonic() > exited_at + HELD_EXIT:
+        code = held_exit_code(pid)
+    return code
+
+
+def _timeout(code: int | None, exited_at: float, busy: bool) -> float | None:
+    """How long the loop's select waits: while PID 1 runs, until a signal or its pidfd wakes it
+    (then in short steps for a held exit code); after the exit, 5 s while output still flows or
+    the pacing terminal takes its backlog, else moments for attach clients' backlogs."""
+    if code is None:
+        return HELD_EXIT / 4 if exited_at else None
+    return 5.0 if busy else CLIENT_DRAIN_AFTER_EXIT
+
+
 def reap(pid: int) -> int | None:
     """Reap every child that has exited (waitpid(-1, WNOHANG | __WALL)); PID 1's exit code once
     it has. Other children: slirp4netns, and ptrace'd container threads (see the docstring)."""
@@ -222,11 +234,10 @@ def held_exit_code(pid: int) -> int | None:
     user namespace) seized it and does not wait, and ptrace(2) gives the zombie to the tracer
     first; the monitor waited for good, its exit code lost. /proc/PID/stat has it: field 52,
     exit_code, in waitpid(2)'s form (proc(5)); the zombie keeps its pid until it is reaped."""
+    fields = procfs.stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return exit_code(int(fields[49])) if fields[0] == "Z" else None  # fields[0] is field 3
-    except (OSError, ValueError, IndexError):
+        return exit_code(int(fields[49])) if fields and fields[0] == "Z" else None  # fields 52, 3
+    except (ValueError, IndexError):
         return None
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from minirun import procfs
 from minirun.errors import ContainerNotFound, MinirunError
 from minirun.fsutil import atomic_write_json, locked, read_json
 
@@ -48,14 +49,8 @@ def process_start_time(pid: int) -> int | None:
     A zombie (state Z, proc(5)) has exited and only waits for its parent to collect the status:
     as a monitor it is dead, even though /proc/PID still exists.
     """
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may contain spaces or ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+    fields = procfs.stat_fields(pid)
+    return None if fields is None or fields[0] in ("Z", "X") else int(fields[19])  # fields 3, 22
 
 
 class _Default:

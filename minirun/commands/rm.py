@@ -7,7 +7,6 @@ start to end and then stops and removes what it started, never reports success w
 """
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -50,15 +49,10 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
             # (Killed and still "running": its monitor did not record the exit in time, or the
             # record names a PID 1 that is not provably the container's: remove what it records.)
             if not record.starting and (record.status != "running" or killed):
-                # A record may say its monitor is gone (a pid field edited or corrupted) while
-                # the kernel shows that monitor still watching this id: the container runs, and
-                # is not removed from under it, nor left running without its files.
-                monitor = None if record.monitor_alive() else container.find_detached_monitor(record.id)
-                if monitor is not None and not force:
-                    os.close(monitor)
-                    raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
-                if monitor is not None:
-                    container.kill_monitor(monitor)
+                # A record may say its monitor is gone while the kernel shows it still watching:
+                # the container is not removed from under it, nor left running without its files.
+                if not record.monitor_alive():
+                    container.end_detached_monitor(record.id, force, record.name)
                 container.remove(state_dir, record)
                 return
         if record.starting:  # wait for the start: then it runs (killed below) or it failed

@@ -10,7 +10,7 @@ import contextlib
 import os
 import subprocess
 
-from minirun import paths, state
+from minirun import paths, procfs, state
 from minirun.errors import MinirunError
 
 
@@ -38,11 +38,7 @@ def processes(pid1: int) -> list[int]:
 def _below(pid: int, ancestor: int) -> bool:
     """Is `pid` a descendant of `ancestor` (for namespaces a container's own children made)?"""
     for _ in range(64):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                pid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            return False
+        pid = procfs.parent(pid)
         if pid == ancestor:
             return True
         if pid <= 1:

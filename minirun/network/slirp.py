@@ -28,7 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from minirun import state
+from minirun import procfs, state
 from minirun.errors import MinirunError
 from minirun.spec import PortMapping
 
@@ -117,7 +117,7 @@ def disconnect(settings: dict[str, Any], api: Path) -> None:
     """Stop slirp4netns (if it is still the process we started: our child) and remove its
     socket (`api`, derived from the id: never a path the record names)."""
     pid, start = settings.get("Slirp4netnsPid", 0), settings.get("Slirp4netnsStart", 0)
-    ours = isinstance(pid, int) and pid > 1 and _parent(pid) == os.getpid()
+    ours = isinstance(pid, int) and pid > 1 and procfs.parent(pid) == os.getpid()
     if ours and state.process_start_time(pid) == start:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -130,10 +130,3 @@ def disconnect(settings: dict[str, Any], api: Path) -> None:
 def _unblock_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
-
-def _parent(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return 0

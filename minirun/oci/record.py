@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from minirun import procfs
 from minirun import state as records
 from minirun.errors import MinirunError
 
@@ -88,11 +89,8 @@ def alive(data: dict[str, Any]) -> bool:
     pid = data["pid"]
     if pid <= 0 or records.process_start_time(pid) != data.get("start_time"):
         return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    fields = procfs.stat_fields(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
 
 
 def status(root: str, container_id: str, data: dict[str, Any]) -> str:
