@@ -31,6 +31,26 @@ from minirun.fsutil import atomic_write_json, locked, read_json
 NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 MAX_NAME_LENGTH = 255
 ID_RULE = re.compile(r"^[0-9a-f]{64}$")  # 256 random bits in hex, as docker's ids
+PID_MAX_LIMIT = 4194304  # include/linux/threads.h: no pid is larger (proc(5), /proc/sys/kernel/pid_max)
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")  # state.now(), UTC
+# The keys of config, host_config and network_settings that minirun reads back, and their JSON
+# types: a record edited to {"Env": 5} broke exec, {"Ports": 5} ps, {"LogConfig": 5} logs, with
+# a traceback (attack review of issues 11 and 12). Other keys are shown by inspect as they are.
+NESTED: dict[str, dict[str, Any]] = {
+    "config": {"Cmd": list[str], "Env": list[str], "Hostname": str, "Image": str, "OpenStdin": bool,
+               "StopSignal": str, "StopTimeout": int, "Tty": bool, "User": str, "WorkingDir": str},
+    "host_config": {"AutoRemove": bool, "Binds": list[str], "Capabilities": list[str], "CgroupnsMode": str,
+                    "CpuShares": int, "CpusetCpus": str, "CpusetMems": str,
+                    "IDMappings": dict[str, list[str]], "Init": bool, "IpcMode": str,
+                    "LayersMode": str, "LogConfig": dict[str, Any], "Memory": int, "MemorySwap": int,
+                    "NanoCpus": int, "NetworkMode": str, "NoNewPrivileges": bool, "PidMode": str,
+                    "PidsLimit": int, "SeccompFilter": str, "SeccompProfile": str, "UTSMode": str,
+                    "UsernsMode": str},
+    "network_settings": {"Bridge": str, "Gateway": str, "HostVeth": str, "IPAddress": str, "IPPrefixLen": int,
+                         "MacAddress": str, "Mode": str, "Ports": dict[str, list[dict[str, str]] | None],
+                         "SandboxKey": str, "Slirp4netnsPid": int, "Slirp4netnsStart": int,
+                         "Slirp4netnsSocket": str},
+}
 
 T = typing.TypeVar("T")
 
@@ -240,6 +260,15 @@ def _load_file(path: Path, warn: bool = True) -> Record | None:
 def checked(raw: Any, container_id: str) -> Record:
     """A Record from JSON, every field of the type it is declared with (ValueError if not):
     `rm`, `ps` and the monitor act on these values, so a bad one stops here, not in them."""
+    _check_fields(raw)
+    record = Record(**raw)
+    _check_values(record, container_id)
+    _check_nested(record)
+    return record
+
+
+def _check_fields(raw: Any) -> None:
+    """A JSON object of Record's fields, each of its declared type."""
     if not isinstance(raw, dict):
         raise ValueError("not a JSON object")
     hints = typing.get_type_hints(Record)
@@ -251,7 +280,10 @@ def checked(raw: Any, container_id: str) -> Record:
                 raise ValueError(f"no {name!r}")
         elif not _has_type(raw[name], hint):
             raise ValueError(f"{name!r} is {str(raw[name])[:40]!r}, not {_type_name(hint)}")
-    record = Record(**raw)
+
+
+def _check_values(record: Record, container_id: str) -> None:
+    """Its identity, status, numbers and times within what minirun itself writes."""
     if record.id != container_id or not ID_RULE.match(record.id):
         raise ValueError(f"its id {record.id!r} is not its file name")
     if not NAME_RULE.match(record.name) or record.name.startswith("/"):
@@ -263,43 +295,24 @@ def checked(raw: Any, container_id: str) -> Record:
     for number in ("pid", "pid_start", "monitor_pid", "monitor_start", "exit_code"):
         if getattr(record, number) < 0:
             raise ValueError(f"{number!r} is negative")
-    # A pid beyond PID_MAX_LIMIT (proc(5), /proc/sys/kernel/pid_max) or a count beyond a C long
-    # made pidfd_open, kill and friends raise OverflowError, which no verb expects.
+    # No pid is beyond PID_MAX_LIMIT; past a C int (pid_t) or a C long, pidfd_open, kill and
+    # friends raise OverflowError, which no verb expects.
     if record.pid > PID_MAX_LIMIT or record.monitor_pid > PID_MAX_LIMIT:
-        raise ValueError("a pid beyond PID_MAX_LIMIT (4194304)")
+        raise ValueError(f"a pid beyond PID_MAX_LIMIT ({PID_MAX_LIMIT})")
     if max(record.pid_start, record.monitor_start, *record.id_range, 0) >= 2**63 or record.exit_code > 255:
         raise ValueError("a number out of range")
     for stamp in ("created", "started_at", "finished_at"):
         if not TIMESTAMP.match(getattr(record, stamp)) and (stamp == "created" or getattr(record, stamp)):
             raise ValueError(f"{stamp!r} is {getattr(record, stamp)[:40]!r}, not an RFC 3339 time")
+
+
+def _check_nested(record: Record) -> None:
+    """The keys of its dicts that minirun reads back (NESTED), each of its JSON type."""
     for name, keys in NESTED.items():
         inner = getattr(record, name)
         for key, hint in keys.items():
             if key in inner and not _has_type(inner[key], hint):
                 raise ValueError(f"{name}[{key!r}] is {str(inner[key])[:40]!r}, not {_type_name(hint)}")
-    return record
-
-
-PID_MAX_LIMIT = 4194304  # include/linux/threads.h
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")  # state.now(), UTC
-# The keys of config, host_config and network_settings that minirun reads back, and their JSON
-# types: a record edited to {"Env": 5} broke exec, {"Ports": 5} ps, {"LogConfig": 5} logs, with
-# a traceback (attack review of issues 11 and 12). Other keys are shown by inspect as they are.
-NESTED: dict[str, dict[str, Any]] = {
-    "config": {"Cmd": list[str], "Env": list[str], "Hostname": str, "Image": str, "OpenStdin": bool,
-               "StopSignal": str, "StopTimeout": int, "Tty": bool, "User": str, "WorkingDir": str},
-    "host_config": {"AutoRemove": bool, "Binds": list[str], "Capabilities": list[str], "CgroupnsMode": str,
-                    "CpuShares": int, "CpusetCpus": str, "CpusetMems": str,
-                    "IDMappings": dict[str, list[str]], "Init": bool, "IpcMode": str,
-                    "LayersMode": str, "LogConfig": dict[str, Any], "Memory": int, "MemorySwap": int,
-                    "NanoCpus": int, "NetworkMode": str, "NoNewPrivileges": bool, "PidMode": str,
-                    "PidsLimit": int, "SeccompFilter": str, "SeccompProfile": str, "UTSMode": str,
-                    "UsernsMode": str},
-    "network_settings": {"Bridge": str, "Gateway": str, "HostVeth": str, "IPAddress": str, "IPPrefixLen": int,
-                         "MacAddress": str, "Mode": str, "Ports": dict[str, list[dict[str, str]] | None],
-                         "SandboxKey": str, "Slirp4netnsPid": int, "Slirp4netnsStart": int,
-                         "Slirp4netnsSocket": str},
-}
 
 
 def _has_type(value: Any, hint: Any) -> bool:

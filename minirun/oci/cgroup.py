@@ -83,10 +83,11 @@ def missing(paths: list[Path]) -> list[Path]:
 
 def refuse_unfit(path: Path) -> None:
     """A cgroup that exists already is joined only if nothing runs in it, anywhere below it, and it
-    is not frozen: runc refuses the same since 1.1 (opencontainers/runc#3223; config-linux.md lets a
-    runtime reject an unfit cgroup). Otherwise a config.json's cgroupsPath ("/system.slice", or
-    --systemd-cgroup's "-::system.slice") would get its limits written into the host's cgroup,
-    and delete would kill what runs there (cgroup.kill, or SIGKILL to each of cgroup.procs)."""
+    is not frozen: runc refuses the same since 1.2, 1.1 warned (opencontainers/runc#3132, #3223;
+    config-linux.md lets a runtime reject an unfit cgroup). Otherwise a config.json's cgroupsPath
+    ("/system.slice", or --systemd-cgroup's "-::system.slice") would get its limits written into
+    the host's cgroup, and delete would kill what runs there (cgroup.kill, or SIGKILL to each of
+    cgroup.procs)."""
     for where, _, _ in os.walk(path):
         try:
             procs = (Path(where) / "cgroup.procs").read_text().split()

@@ -170,7 +170,7 @@ def _caps(obj: dict[str, Any], key: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def check_id(value: Any, name: str) -> int:
+def check_user_id(value: Any, name: str) -> int:
     """A uid or gid: uint32 in config-linux.md, and not (uid_t)-1, which setresuid(2) and
     setgroups(2) read as "leave it unchanged" (the process would stay root)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**32 - 1:
@@ -216,9 +216,9 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         args=args,
         env=_strings(raw, "env", where),
         cwd=cwd,
-        uid=check_id(0 if user.get("uid") is None else user["uid"], f"config.json: {where}user.uid"),
-        gid=check_id(0 if user.get("gid") is None else user["gid"], f"config.json: {where}user.gid"),
-        additional_gids=[check_id(g, f"config.json: {where}user.additionalGids")
+        uid=check_user_id(0 if user.get("uid") is None else user["uid"], f"config.json: {where}user.uid"),
+        gid=check_user_id(0 if user.get("gid") is None else user["gid"], f"config.json: {where}user.gid"),
+        additional_gids=[check_user_id(g, f"config.json: {where}user.additionalGids")
                          for g in _get(user, "additionalGids", list, [], where + "user.")],
         umask=_get(user, "umask", int, None, where + "user."),
         capabilities=caps,

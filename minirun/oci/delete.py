@@ -49,8 +49,7 @@ def destroy(root: str, container_id: str, data: dict[str, Any], current: str) ->
         while record.alive(data) and time.monotonic() < deadline:
             time.sleep(0.02)
     public = record.public(root, container_id, data)
-    made = data.get("cgroup_made")
-    cgroup.remove(paths, made if isinstance(made, list) else None)
+    cgroup.remove(paths, data.get("cgroup_made"))  # a list or None: record.well_formed
     if data.get("default_cgroup"):
         for text in paths:
             with contextlib.suppress(OSError):

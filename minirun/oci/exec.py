@@ -51,7 +51,8 @@ def process_of(args: argparse.Namespace, cfg: config.Config) -> Process:
         name, _, group = args.user.partition(":")
         if not name.isdigit() or (group and not group.isdigit()):
             raise MinirunError(f"exec --user {args.user!r}: numeric UID[:GID] expected")
-        uid, gid = config.check_id(int(name), "exec --user"), config.check_id(int(group or 0), "exec --user")
+        uid = config.check_user_id(int(name), "exec --user")
+        gid = config.check_user_id(int(group or 0), "exec --user")
     return Process(
         args=list(args.command),
         env=env,
