@@ -157,12 +157,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
                                preserve, str(fifo_path))
         parent_end, child_end = sync.channel()
-        if cfg.namespaces.get("user"):  # joined: the new namespaces must be made inside it
-            pid = clone_in_user_namespace(plan.join_fds["user"], plan.join_fds.get("pid"), cfg.clone_flags())
-        else:
-            if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
-                kernel.setns(plan.join_fds["pid"], NAMESPACE_FLAGS["pid"])
-            pid = kernel.clone(cfg.clone_flags())
+        pid = clone_child(cfg, plan.join_fds)
         if pid == 0:
             parent_end.close()
             child.run(plan, child_end)
@@ -215,6 +210,16 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         record.remove(root, container_id)
         raise
     return 0
+
+
+def clone_child(cfg: Config, join_fds: dict[str, int]) -> int:
+    """clone(2) with config.json's new namespaces, from inside those it joins by path that must
+    come first: 0 in the child, its pid here."""
+    if cfg.namespaces.get("user"):  # joined: the new namespaces must be made inside it
+        return clone_in_user_namespace(join_fds["user"], join_fds.get("pid"), cfg.clone_flags())
+    if cfg.namespaces.get("pid"):  # joined: pid_for_children, so before clone (setns(2))
+        kernel.setns(join_fds["pid"], NAMESPACE_FLAGS["pid"])
+    return kernel.clone(cfg.clone_flags())
 
 
 def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int:
