@@ -66,8 +66,8 @@ NAMESPACES = {"user": kernel.CLONE_NEWUSER, "mnt": kernel.CLONE_NEWNS, "uts": ke
 class ExecPlan(NamedTuple):
     """Everything the new process will do, decided by minirun before it forks."""
 
-    argv: list[str]
-    env: list[str]
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
     cwd: str
     user: str | None
     hostname: str
@@ -112,7 +112,8 @@ def security_from_record(record: state.Record, store: Path) -> SecurityPlan:
 def plan(record: state.Record, argv: list[str], *, env: list[str], user: str | None, workdir: str | None,
          tty: bool, interactive: bool, detach: bool, store: Path) -> ExecPlan:
     config = record.config
-    return ExecPlan(argv=argv, env=[f"{k}={v}" for k, v in env_dict([*config.get("Env", []), *env]).items()],
+    environment = env_dict([*config.get("Env", []), *env])
+    return ExecPlan(argv=tuple(argv), env=tuple(f"{k}={v}" for k, v in environment.items()),
                     cwd=workdir or config.get("WorkingDir") or "/", user=user or config.get("User") or None,
                     hostname=config.get("Hostname", ""), tty=tty and not detach,
                     interactive=interactive and not detach, detach=detach,
@@ -400,7 +401,7 @@ def _with_defaults(exec_plan: ExecPlan, user: process.User) -> list[str]:
                 "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
     if exec_plan.tty:
         defaults.append("TERM=xterm")
-    return [d for d in defaults if d.split("=", 1)[0] not in names] + exec_plan.env
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + list(exec_plan.env)
 
 
 def _report(sock: socket.socket, code: int, message: str) -> None:

@@ -304,7 +304,7 @@ def switched(_facts: Facts) -> list[str]:
 
 def executing(facts: Facts) -> list[str]:
     argv = facts.get("argv")
-    command = " ".join(str(a) for a in argv) if isinstance(argv, list) else "?"
+    command = " ".join(str(a) for a in argv) if isinstance(argv, (list, tuple)) else "?"
     preserved = facts.get("preserved")
     kept = "0, 1, 2"
     if isinstance(preserved, int) and preserved:

@@ -17,6 +17,7 @@ import contextlib
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from typing import NoReturn
 
 from minirun import sync
@@ -27,10 +28,10 @@ FORWARDED = [s for s in signal.valid_signals()
              if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD)]
 
 
-def execute(argv: list[str], env: list[str]) -> NoReturn:
+def execute(argv: Sequence[str], env: list[str]) -> NoReturn:
     """execve the command, searching $PATH as the shell would; errors as docker reports them."""
     try:
-        os.execvpe(argv[0], argv, env_dict(env))
+        os.execvpe(argv[0], list(argv), env_dict(env))
     except FileNotFoundError:
         if "/" in argv[0]:
             raise MinirunError(f'exec "{argv[0]}": no such file or directory', NOT_FOUND) from None
@@ -40,7 +41,7 @@ def execute(argv: list[str], env: list[str]) -> NoReturn:
                            CANNOT_EXECUTE) from None
 
 
-def run_init(argv: list[str], env: list[str], sock: socket.socket) -> NoReturn:
+def run_init(argv: Sequence[str], env: list[str], sock: socket.socket) -> NoReturn:
     # This process stays PID 1 and never execs: /proc/1/exe is the host's python. It is already
     # not dumpable (process.guard_process, after the last change of ids), so nobody inside may
     # ptrace it or open that file (the CVE-2019-5736 class); fork(2) keeps that for the child.

@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import socket
+from collections.abc import Sequence
 from typing import NamedTuple, NoReturn
 
 from minirun import kernel, pid1, rootfs, security, sync, trace, tty
@@ -33,8 +34,8 @@ class Stdio(NamedTuple):
 class ProcessPlan(NamedTuple):
     """Everything the child needs, decided by the parent before clone."""
 
-    argv: list[str]
-    env: list[str]
+    argv: tuple[str, ...]
+    env: tuple[str, ...]
     cwd: str
     user: str | None
     hostname: str
@@ -50,7 +51,7 @@ class ProcessPlan(NamedTuple):
 class User(NamedTuple):
     uid: int
     gid: int
-    groups: list[int]
+    groups: tuple[int, ...]
     home: str
 
 
@@ -165,7 +166,7 @@ def find_user(spec: str | None) -> User:
         gid = int(match[2]) if match else int(group)
     user_name = entry[0] if entry else None
     supplementary = [int(g[2]) for g in groups if user_name and user_name in g[3].split(",")]
-    return User(uid, gid, sorted({gid, *supplementary}) if not group else [gid], home)
+    return User(uid, gid, tuple(sorted({gid, *supplementary})) if not group else (gid,), home)
 
 
 def guard_process() -> None:
@@ -217,7 +218,7 @@ def switch_user(user: User) -> None:
     guard_process()
 
 
-def with_defaults(env: list[str], user: User, plan: ProcessPlan) -> list[str]:
+def with_defaults(env: Sequence[str], user: User, plan: ProcessPlan) -> list[str]:
     """docker adds HOSTNAME, HOME (from passwd) and TERM (with -t) unless the user set them."""
     names = {e.split("=", 1)[0] for e in env}
     defaults = [f"HOSTNAME={plan.hostname}", f"HOME={user.home}"]
@@ -225,7 +226,7 @@ def with_defaults(env: list[str], user: User, plan: ProcessPlan) -> list[str]:
         defaults.append("TERM=xterm")
     if "PATH" not in names:
         defaults.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    return [d for d in defaults if d.split("=", 1)[0] not in names] + env
+    return [d for d in defaults if d.split("=", 1)[0] not in names] + list(env)
 
 
 def reset_signals() -> None:

@@ -45,7 +45,7 @@ DEV_SYMLINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/p
 
 
 class RootfsPlan(NamedTuple):
-    layers: list[str]  # image layer directories, lowest first
+    layers: tuple[str, ...]  # image layer directories, lowest first
     upper: str  # this container's writable layer
     work: str  # overlay's scratch directory, on the same file system as upper
     merged: str  # where the overlay is mounted: the future "/"
@@ -129,7 +129,7 @@ def enter_bundle(plan: RootfsPlan, bundle_fd: int) -> RootfsPlan:
                    etc_files={target: inside(source) for target, source in plan.etc_files.items()})
 
 
-def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> list[str]:
+def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> tuple[str, ...]:
     """Rootful remapped: move the parent's idmapped layer copies (detached mounts, received
     with "go") onto empty directories of the bundle. In this mount namespace only, and gone
     with it. Returns the lower layer directories for overlay, lowest first."""
@@ -140,7 +140,7 @@ def attach_layers(plan: RootfsPlan, layer_fds: list[int]) -> list[str]:
     for fd, target in zip(layer_fds, plan.layer_mounts, strict=True):
         kernel.move_mount(fd, target)
         os.close(fd)
-    return list(plan.layer_mounts)
+    return plan.layer_mounts
 
 
 def mount_overlay(plan: RootfsPlan) -> None:

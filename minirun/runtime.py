@@ -500,7 +500,7 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
                  stdio: process.Stdio | None) -> process.ProcessPlan:
     """Decide, before clone, everything the child will do (it cannot ask once it runs)."""
     rootfs = RootfsPlan(
-        layers=[str(p) for p in userns.layer_dirs(image.layers, mapping, store)],
+        layers=tuple(str(p) for p in userns.layer_dirs(image.layers, mapping, store)),
         upper=str(where.upper), work=str(where.work),
         merged=str(where.merged), binds=spec.binds,
         etc_files=etc_files(where, hostname, spec.network, spec.add_hosts, spec.dns, net.join_bundle),
@@ -512,7 +512,7 @@ def plan_process(spec: ContainerSpec, image: images.Image, mapping: userns.IdMap
         mask_system_paths=spec.security.mask_system_paths, pid_host=share.pid_host, ipc_host=share.ipc_host,
         ipc_donor=sharing.ipc_donor(share) is not None)
     return process.ProcessPlan(
-        argv=argv, env=env, cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
+        argv=tuple(argv), env=tuple(env), cwd=cwd, user=user, hostname=hostname, rootfs=rootfs, tty=spec.tty,
         interactive=spec.interactive, init=spec.init, stdio=stdio, uts_host=share.uts_host,
         security=security_plan(spec.security.capabilities, spec.security.seccomp_profile,
                                spec.security.no_new_privileges, store))

@@ -99,7 +99,7 @@ class Security(NamedTuple):
 class ContainerSpec(NamedTuple):
     image: str
     command: tuple[str, ...] = ()  # empty: the image's Cmd
-    entrypoint: list[str] | None = None  # None: the image's Entrypoint
+    entrypoint: tuple[str, ...] | None = None  # None: the image's Entrypoint
     name: str | None = None
     hostname: str | None = None
     env: tuple[str, ...] = ()  # KEY=VALUE, applied over the image's Env

@@ -42,8 +42,8 @@ class IdMap(NamedTuple):
 
 
 class IdMapping(NamedTuple):
-    uids: list[IdMap]
-    gids: list[IdMap]
+    uids: tuple[IdMap, ...]
+    gids: tuple[IdMap, ...]
     helpers: bool  # write through newuidmap/newgidmap (rootless with a subordinate range)
     idmap_layers: bool = False  # rootful remapped: the parent hands the layers over as mounts...
     shifted_layers: bool = False  # ...of chowned copies (True), or idmapped ones (False)
@@ -71,16 +71,16 @@ def subordinate_range(path: str, user: str, uid: int) -> tuple[int, int] | None:
 
 def plan(rootless: bool, userns: UsernsMode = "auto", size: int = idranges.SHARED_SIZE) -> IdMapping:
     if not rootless and userns == "host":
-        identity = [IdMap(0, 0, 4294967295)]
+        identity = (IdMap(0, 0, 4294967295),)
         return IdMapping(identity, identity, helpers=False)
     if not rootless and userns == "shared":
         uids, gids = idranges.shared_range("uid"), idranges.shared_range("gid")
-        return IdMapping([IdMap(0, *uids)], [IdMap(0, *gids)], helpers=False, idmap_layers=True,
+        return IdMapping((IdMap(0, *uids),), (IdMap(0, *gids),), helpers=False, idmap_layers=True,
                          shifted_layers=layers_mode() == "shifted")
     if not rootless:
         # The shape only: which host ids is decided with the record (runtime.create_record), and
         # -1 is what the kernel refuses in a uid_map, should this ever be written as it is.
-        return IdMapping([IdMap(0, -1, size)], [IdMap(0, -1, size)], helpers=False, idmap_layers=True,
+        return IdMapping((IdMap(0, -1, size),), (IdMap(0, -1, size),), helpers=False, idmap_layers=True,
                          shifted_layers=layers_mode() == "shifted", per_container=True)
     uid, gid = os.getuid(), os.getgid()
     try:
@@ -93,9 +93,9 @@ def plan(rootless: bool, userns: UsernsMode = "auto", size: int = idranges.SHARE
 
     have_helpers = bool(shutil.which("newuidmap") and shutil.which("newgidmap"))
     if subuid and subgid and have_helpers:
-        return IdMapping([IdMap(0, uid, 1), IdMap(1, subuid[0], subuid[1])],
-                         [IdMap(0, gid, 1), IdMap(1, subgid[0], subgid[1])], helpers=True)
-    return IdMapping([IdMap(0, uid, 1)], [IdMap(0, gid, 1)], helpers=False)
+        return IdMapping((IdMap(0, uid, 1), IdMap(1, subuid[0], subuid[1])),
+                         (IdMap(0, gid, 1), IdMap(1, subgid[0], subgid[1])), helpers=True)
+    return IdMapping((IdMap(0, uid, 1),), (IdMap(0, gid, 1),), helpers=False)
 
 
 def with_range(mapping: IdMapping, id_range: list[int]) -> IdMapping:
@@ -106,7 +106,7 @@ def with_range(mapping: IdMapping, id_range: list[int]) -> IdMapping:
         uid, count = idranges.shared_range("uid")
         id_range = [uid, idranges.shared_range("gid")[0], count]
     uid, gid, count = id_range
-    return mapping._replace(uids=[IdMap(0, uid, count)], gids=[IdMap(0, gid, count)])
+    return mapping._replace(uids=(IdMap(0, uid, count),), gids=(IdMap(0, gid, count),))
 
 
 def range_of(mapping: IdMapping) -> list[int]:
@@ -184,7 +184,7 @@ def shown_layers(mapping: IdMapping) -> str:
     return "shifted copies" if mapping.shifted_layers else "idmapped"
 
 
-def idmapped_layers(pid: int, layers: list[str], idmap: bool = True) -> list[int]:
+def idmapped_layers(pid: int, layers: Sequence[str], idmap: bool = True) -> list[int]:
     """Detached copies of the image layers that show file owners through the container's map.
 
     The layers on disk are owned by host root (uid 0), which a remapped namespace does not map:
@@ -320,4 +320,4 @@ def of_process(pid: int, rootless: bool) -> IdMapping:
 
     uids, gids = read("uid"), read("gid")
     identity = uids == [IdMap(0, 0, 4294967295)]
-    return IdMapping(uids, gids, helpers=False, idmap_layers=not rootless and not identity)
+    return IdMapping(tuple(uids), tuple(gids), helpers=False, idmap_layers=not rootless and not identity)

@@ -30,9 +30,9 @@ def id_maps(record: state.Record) -> tuple[list[userns.IdMap], list[userns.IdMap
     shared one without), so that range first, then everything else as is."""
     if record.rootless:
         mapping = userns.plan(True)
-        return mapping.uids, mapping.gids
+        return list(mapping.uids), list(mapping.gids)
     remapped, identity = userns.with_range(userns.plan(False), record.id_range), userns.plan(False, "host")
-    return remapped.uids + identity.uids, remapped.gids + identity.gids
+    return list(remapped.uids + identity.uids), list(remapped.gids + identity.gids)
 
 
 def run(args: argparse.Namespace) -> int:

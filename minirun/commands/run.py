@@ -85,7 +85,7 @@ def to_spec(args: argparse.Namespace, check_tty: bool = True) -> spec.ContainerS
         raise MinirunError("the input device is not a TTY; drop -t, or run from a terminal")
     return spec.ContainerSpec(
         image=args.image, command=tuple(args.command),
-        entrypoint=None if args.entrypoint is None else ([args.entrypoint] if args.entrypoint else []),
+        entrypoint=None if args.entrypoint is None else ((args.entrypoint,) if args.entrypoint else ()),
         name=spec.check_name(args.name), hostname=spec.check_hostname(args.hostname),
         env=tuple(spec.parse_env(args.env)),
         workdir=spec.check_workdir(args.workdir), user=spec.check_user(args.user),

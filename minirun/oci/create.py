@@ -169,7 +169,8 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
                 os.close(fd)
         with parent_end:
             if cfg.namespaces.get("user") == "" and "user" in cfg.namespaces:
-                userns.write_maps(pid, userns.IdMapping(cfg.uid_mappings, cfg.gid_mappings, helpers=False))
+                maps = userns.IdMapping(tuple(cfg.uid_mappings), tuple(cfg.gid_mappings), helpers=False)
+                userns.write_maps(pid, maps)
                 trace.mark("id maps", pid=pid)
             for path in joined.paths:
                 (path / "cgroup.procs").write_text(str(pid))
