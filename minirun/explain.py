@@ -176,8 +176,10 @@ def id_maps(facts: Facts) -> list[str]:
 
 def cgroup_joined(facts: Facts) -> list[str]:
     pid = str(facts["pid"])
-    how = (f"born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP (v1 ones: echo {pid} > cgroup.procs)"
-           if facts.get("born_in_v2") else f"echo {pid} > cgroup.procs")
+    v1 = ("the child wrote 0 (itself) to each v1 directory's tasks, opened by the parent"
+          if facts.get("v1_joined") else f"echo {pid} > cgroup.procs")
+    how = (f"born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP (v1 ones: {v1})"
+           if facts.get("born_in_v2") else v1)
     lines = [f"{how}: /proc/{pid}/cgroup reads"]
     lines += [f"  {line}" for line in _read(f"/proc/{pid}/cgroup").splitlines()]
     return lines

@@ -440,10 +440,13 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         cgroups.apply(cgroup, spec.limits)
         cgroups.apply_policy(cgroup, spec.limits, p.rootless)  # devices allowlist, default pids limit
         trace.mark("cgroup", cgroup=cgroup)
+        # The child moves itself into its v1 directories, through files we open (cgroups.join_v1).
+        plan = plan._replace(cgroup_tasks=cgroups.open_v1_tasks(cgroup))
         try:
             pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, p.share, p.net)
         finally:
             stdio.close_child_ends()
+            cgroups.close_all(plan.cgroup_tasks)
     except MinirunError as e:
         container.failed(state_dir, record, e)
         container.teardown(state_dir, record, remove_all=spec.remove)
@@ -545,9 +548,11 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
         trace.mark("id maps", pid=pid)
+        if plan.cgroup_tasks:
+            sync.expect(parent_end, "joined")  # it is in its v1 cgroups (sync step 1)
         if cgroup is not None:
-            cgroups.add_process(cgroup, pid, born_in_v2)
-        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2)
+            cgroups.add_process(cgroup, pid, born_in_v2, v1_joined=bool(plan.cgroup_tasks))
+        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2, v1_joined=bool(plan.cgroup_tasks))
         settings = network.connect(net, record.id, pid, state_dir)
         state.update(state_dir, record, network_settings=settings)
         trace.mark("network, record", settings=settings)
