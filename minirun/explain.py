@@ -185,6 +185,11 @@ def cgroup_joined(facts: Facts) -> list[str]:
     return lines
 
 
+def v1_cgroups_joined(facts: Facts) -> list[str]:
+    return [f"echo 0 > tasks in each of its {facts.get('count')} v1 cgroup directories, through files the "
+            "parent opened before clone: a thread that moves itself takes no global lock (Linux 6.0+)"]
+
+
 def network_connected(facts: Facts) -> list[str]:
     settings = facts.get("settings")
     if not isinstance(settings, Mapping) or not settings.get("IPAddress"):
@@ -533,6 +538,7 @@ STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "cgroup": cgroup_written,
     "clone": cloned,
     "id maps": id_maps,
+    "into its v1 cgroups": v1_cgroups_joined,
     "join cgroup": cgroup_joined,
     "network, record": network_connected,
     "go": go,

@@ -78,6 +78,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # lock, cgroups.join_v1), before anything else and before its cgroup namespace is made.
         if plan.cgroup_tasks:
             cgroups.join_v1(plan.cgroup_tasks)
+            trace.mark("into its v1 cgroups", "child", count=len(plan.cgroup_tasks))
             sync.send(sock, "joined")
         mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")

@@ -552,15 +552,14 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
         trace.mark("id maps", pid=pid)
-        if plan.cgroup_tasks:
-            sync.expect(parent_end, "joined")  # it is in its v1 cgroups (sync step 1)
-        if cgroup is not None:
+        if cgroup is not None:  # a v2 directory it was not born in; the v1 ones it joins itself
             cgroups.add_process(cgroup, pid, born_in_v2, v1_joined=bool(plan.cgroup_tasks))
-        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2, v1_joined=bool(plan.cgroup_tasks))
         settings = network.connect(net, record.id, pid, state_dir)
-        if settings != record.network_settings:  # (--network none: nothing to write)
-            state.update(state_dir, record, network_settings=settings)
+        state.update(state_dir, record, network_settings=settings)
         trace.mark("network, record", settings=settings)
+        if plan.cgroup_tasks:  # meanwhile the child moved itself into its v1 cgroups (sync step 1)
+            sync.expect(parent_end, "joined")
+        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2, v1_joined=bool(plan.cgroup_tasks))
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
         # Rootful remapped: "go" carries the idmapped layers + volumes; --ipc=container:NAME

@@ -11,12 +11,12 @@ for free: when the child's execve(2) succeeds its end closes, and the parent rea
         netns around the clone; (v2: born in its    (cgroups.join_v1), then send "joined";
         cgroup, clone3's CLONE_INTO_CGROUP)         waits for "go" (EOF here: the parent died
                                                     -> exit)
-  2     write uid_map/gid_map; wait for "joined"
-        (limits were written before clone,
-        cgroups.apply; a v2 directory it was not
-        born in: write its pid to cgroup.procs);
-        wire its network (veth + address or
-        slirp4netns, minirun/network), send "go"
+  2     write uid_map/gid_map (limits were written
+        before clone, cgroups.apply; a v2 directory
+        it was not born in: write its pid to
+        cgroup.procs); wire its network (veth +
+        address or slirp4netns, minirun/network);
+        wait for "joined"; send "go"
         (rootful remapped: "go" carries one idmapped
         mount fd per image layer, then one detached
         clone per -v source, userns.py; with
