@@ -32,6 +32,7 @@ import os
 import select
 import signal
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -537,13 +538,56 @@ def open_v2(cgroup: Cgroup | None) -> int | None:
         return None
 
 
-def add_process(cgroup: Cgroup, pid: int, born_in_v2: bool = False) -> None:
+def add_process(cgroup: Cgroup, pid: int, born_in_v2: bool = False, v1_joined: bool = False) -> None:
     """Move `pid` into the container's cgroups; its future children are born there. born_in_v2:
-    clone3 made it in the v2 directory already, so only the v1 ones are left (hybrid hosts)."""
-    v2 = cgroup.v2_path() if born_in_v2 else None
+    clone3 made it in the v2 directory already; v1_joined: it moved itself into the v1 ones
+    (join_v1), so only what is left is written here."""
+    v2 = cgroup.v2_path()
     for path in cgroup.paths:
-        if path != v2:
-            (path / "cgroup.procs").write_text(str(pid))
+        if (path == v2 and born_in_v2) or (path != v2 and v1_joined):
+            continue
+        (path / "cgroup.procs").write_text(str(pid))
+
+
+def open_v1_tasks(cgroup: Cgroup | None) -> tuple[int, ...]:
+    """The `tasks` file of each v1 directory of the container's cgroup, opened for writing by the
+    parent before clone: the child moves itself in with them (join_v1). A v2 directory has no
+    `tasks` file; the child is born there (clone3) or moved by add_process."""
+    fds: list[int] = []
+    try:
+        for path in cgroup.paths if cgroup is not None else ():
+            if (path / "tasks").exists():
+                fds.append(os.open(path / "tasks", os.O_WRONLY | os.O_CLOEXEC))
+    except OSError:
+        close_all(fds)
+        raise
+    return tuple(fds)
+
+
+def join_v1(tasks: tuple[int, ...]) -> None:
+    """Move the calling process into its v1 cgroups: "0" (the writer itself) into each `tasks`
+    file open_v1_tasks opened, then close them. The caller must be a single thread, as the
+    clone child is (clone(2) copies only the calling thread): `tasks` moves one thread.
+
+    Why the process moves itself: a pid written to cgroup.procs (or another thread's to `tasks`)
+    takes the global cgroup_threadgroup_rwsem for writing, and its first taker waits for an RCU
+    grace period (~10 ms on the development host, README "Start-up time"). Since Linux 6.0 a
+    thread that moves *itself* alone takes no such lock (kernel/cgroup/cgroup.c,
+    cgroup_procs_write_start: "If we migrate a single thread ... If the thread is `current` ...
+    we can skip the global lock"); before 6.0 the write takes it: correct, only slower. The
+    permission check uses the credentials of whoever opened the file (of->file->f_cred, the
+    CVE-2021-4197 fix), i.e. the parent's: the child's new user namespace changes nothing."""
+    try:
+        for fd in tasks:
+            os.write(fd, b"0")
+    finally:
+        close_all(tasks)
+
+
+def close_all(fds: Sequence[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def oom_killed(cgroup: Cgroup) -> bool:

@@ -176,11 +176,18 @@ def id_maps(facts: Facts) -> list[str]:
 
 def cgroup_joined(facts: Facts) -> list[str]:
     pid = str(facts["pid"])
-    how = (f"born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP (v1 ones: echo {pid} > cgroup.procs)"
-           if facts.get("born_in_v2") else f"echo {pid} > cgroup.procs")
+    v1 = ("the child wrote 0 (itself) to each v1 directory's tasks, opened by the parent"
+          if facts.get("v1_joined") else f"echo {pid} > cgroup.procs")
+    how = (f"born in its v2 cgroup by clone3(2) with CLONE_INTO_CGROUP (v1 ones: {v1})"
+           if facts.get("born_in_v2") else v1)
     lines = [f"{how}: /proc/{pid}/cgroup reads"]
     lines += [f"  {line}" for line in _read(f"/proc/{pid}/cgroup").splitlines()]
     return lines
+
+
+def v1_cgroups_joined(facts: Facts) -> list[str]:
+    return [f"echo 0 > tasks in each of its {facts.get('count')} v1 cgroup directories, through files the "
+            "parent opened before clone: a thread that moves itself takes no global lock (Linux 6.0+)"]
 
 
 def network_connected(facts: Facts) -> list[str]:
@@ -531,6 +538,7 @@ STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "cgroup": cgroup_written,
     "clone": cloned,
     "id maps": id_maps,
+    "into its v1 cgroups": v1_cgroups_joined,
     "join cgroup": cgroup_joined,
     "network, record": network_connected,
     "go": go,

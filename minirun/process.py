@@ -14,7 +14,7 @@ import socket
 from collections.abc import Sequence
 from typing import NamedTuple, NoReturn
 
-from minirun import kernel, pid1, rootfs, security, sync, trace, tty
+from minirun import cgroups, kernel, pid1, rootfs, security, sync, trace, tty
 from minirun.errors import RUNTIME_ERROR, MinirunError
 from minirun.rootfs import RootfsPlan
 from minirun.security import SecurityPlan
@@ -46,6 +46,8 @@ class ProcessPlan(NamedTuple):
     security: SecurityPlan
     stdio: Stdio | None = None  # None with -t: a pty from the container's devpts
     uts_host: bool = False  # --uts=host: the host's name, which the container may not change
+    # The `tasks` files of its v1 cgroup directories, opened by the parent (cgroups.join_v1).
+    cgroup_tasks: tuple[int, ...] = ()
 
 
 class User(NamedTuple):
@@ -73,6 +75,12 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         # "go" first. Its end of the socket is closed then (POLLHUP, unix(7)): never run alone.
         if _peer_gone(sock):
             os._exit(RUNTIME_ERROR)
+        # Into its v1 cgroups by itself (a single thread moving itself skips the kernel's global
+        # lock, cgroups.join_v1), before anything else and before its cgroup namespace is made.
+        if plan.cgroup_tasks:
+            cgroups.join_v1(plan.cgroup_tasks)
+            trace.mark("into its v1 cgroups", "child", count=len(plan.cgroup_tasks))
+            sync.send(sock, "joined")
         mount_fds = sync.expect(sock, "go").fds  # rootful remapped: idmapped layers, -v clones
         trace.mark("waited for go", "child")
         bundle_fd = rootfs.open_bundle(plan.rootfs)  # while still host uid 0: see RootfsPlan.bundle

@@ -237,8 +237,9 @@ def start(p: Prepared, record: Record, options: container.Options, attach: bool)
         return start_on_terminal(p, record, options)
     hold_signals()
     try:
-        state.update(p.state_dir, record, monitor_pid=os.getpid(),
-                     monitor_start=state.process_start_time(os.getpid()) or 0)
+        if record.monitor_pid != os.getpid():  # `run` and `start` (state.claim) saved us as its monitor
+            state.update(p.state_dir, record, monitor_pid=os.getpid(),
+                         monitor_start=state.process_start_time(os.getpid()) or 0)
         started = launch(p, record, attached=True)
     except BaseException as e:
         # It never ran, and everything is torn down: a signal that came meanwhile decides the code.
@@ -421,9 +422,12 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         stdio = Stdio.make(spec.tty, spec.interactive, p.rootless)
         plan = plan_process(spec, p.image, p.mapping, p.net, p.share, where, p.store, argv=p.argv, env=p.env,
                             cwd=p.cwd, user=p.user, hostname=record.config["Hostname"], stdio=stdio.child)
-        # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py).
+        # What `minirun exec` needs to repeat this plan exactly (minirun/enter.py), and where the
+        # cgroup will be, written before it is made: a SIGKILL between the two never leaves a
+        # cgroup that no record names.
         state.update(state_dir, record, host_config={
-            **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)})
+            **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)},
+            cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
         if p.mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target, exist_ok=True)
@@ -431,19 +435,22 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         trace.mark("bundle, /etc files, seccomp filter (compiled or cached)",
                    profile=spec.security.seccomp_profile, capabilities=plan.security.capabilities,
                    bpf=plan.security.seccomp_filter)
-        state.update(state_dir, record, cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
         state.reserve_exit_file(state_dir, record.id)  # space for the exit code, taken now
         cgroup = cgroups.create(record.id, p.rootless)
-        if cgroup is not None:
-            state.update(state_dir, record, cgroup_paths=[str(path) for path in cgroup.paths])
+        made = [str(path) for path in cgroup.paths] if cgroup is not None else []
+        if cgroup is not None and made != record.cgroup_paths:  # (written already when as planned)
+            state.update(state_dir, record, cgroup_paths=made)
         # Limits are written before the first process is moved in: it never runs unlimited.
         cgroups.apply(cgroup, spec.limits)
         cgroups.apply_policy(cgroup, spec.limits, p.rootless)  # devices allowlist, default pids limit
         trace.mark("cgroup", cgroup=cgroup)
+        # The child moves itself into its v1 directories, through files we open (cgroups.join_v1).
+        plan = plan._replace(cgroup_tasks=cgroups.open_v1_tasks(cgroup))
         try:
             pid, pidfd, master = start_child(state_dir, record, plan, p.mapping, cgroup, p.share, p.net)
         finally:
             stdio.close_child_ends()
+            cgroups.close_all(plan.cgroup_tasks)
     except MinirunError as e:
         container.failed(state_dir, record, e)
         container.teardown(state_dir, record, remove_all=spec.remove)
@@ -545,12 +552,14 @@ def start_child(state_dir: Path, record: Record, plan: process.ProcessPlan, mapp
         if not share.joins:  # a joined user namespace has its maps already
             userns.write_maps(pid, mapping)
         trace.mark("id maps", pid=pid)
-        if cgroup is not None:
-            cgroups.add_process(cgroup, pid, born_in_v2)
-        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2)
+        if cgroup is not None:  # a v2 directory it was not born in; the v1 ones it joins itself
+            cgroups.add_process(cgroup, pid, born_in_v2, v1_joined=bool(plan.cgroup_tasks))
         settings = network.connect(net, record.id, pid, state_dir)
         state.update(state_dir, record, network_settings=settings)
         trace.mark("network, record", settings=settings)
+        if plan.cgroup_tasks:  # meanwhile the child moved itself into its v1 cgroups (sync step 1)
+            sync.expect(parent_end, "joined")
+        trace.mark("join cgroup", pid=pid, born_in_v2=born_in_v2, v1_joined=bool(plan.cgroup_tasks))
         if settings.get("IPAddress"):
             add_own_address(plan.rootfs.etc_files["/etc/hosts"], plan.hostname, settings["IPAddress"])
         # Rootful remapped: "go" carries the idmapped layers + volumes; --ipc=container:NAME

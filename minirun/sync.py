@@ -6,13 +6,17 @@ for free: when the child's execve(2) succeeds its end closes, and the parent rea
 
   step  parent (minirun run, the monitor)           child (the future PID 1)
   ----  ------------------------------------------  ------------------------------------------
-  1     clone(NEWUSER|NEWPID|NEWNS|NEWUTS|NEWIPC    PR_SET_PDEATHSIG; waits for "go"
-        [|NEWNET]); container:NAME: setns into its  (EOF here: the parent died -> exit)
-        netns around the clone
-  2     write uid_map/gid_map, move the child into
-        its cgroup (limits already written there,
-        cgroups.apply before clone), wire its network (veth + address
-        or slirp4netns, minirun/network), send "go"
+  1     clone(NEWUSER|NEWPID|NEWNS|NEWUTS|NEWIPC    PR_SET_PDEATHSIG; "0" into each v1 cgroup's
+        [|NEWNET]); container:NAME: setns into its  `tasks` file the parent opened before clone
+        netns around the clone; (v2: born in its    (cgroups.join_v1), then send "joined";
+        cgroup, clone3's CLONE_INTO_CGROUP)         waits for "go" (EOF here: the parent died
+                                                    -> exit)
+  2     write uid_map/gid_map (limits were written
+        before clone, cgroups.apply; a v2 directory
+        it was not born in: write its pid to
+        cgroup.procs); wire its network (veth +
+        address or slirp4netns, minirun/network);
+        wait for "joined"; send "go"
         (rootful remapped: "go" carries one idmapped
         mount fd per image layer, then one detached
         clone per -v source, userns.py; with
@@ -46,7 +50,7 @@ from typing import Literal, NamedTuple
 
 from minirun.errors import MinirunError
 
-Name = Literal["go", "pty", "error"]
+Name = Literal["joined", "go", "pty", "error"]
 WALL = 0x40000000  # wait(2)'s __WALL, as monitor.WALL (which keeps the lean monitor free of socket)
 EOF = "EOF"  # what receive() calls the other end closing (after a successful execve, or a death)
 MAX_FDS = 250  # the kernel's SCM_MAX_FD: at most this many fds travel with one message
@@ -83,12 +87,14 @@ def receive(sock: socket.socket) -> Message:
 
 
 def expect(sock: socket.socket, name: Name) -> Message:
-    """The next message, which must be `name`."""
+    """The next message, which must be `name`; the other side's "error" is raised as its error."""
     message = receive(sock)
     if message.name != name:
         for fd in message.fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if message.name == "error":
+            raise error_of(message)
         raise MinirunError(f"sync: expected {name}, got {message.name}")
     return message
 

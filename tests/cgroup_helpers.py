@@ -55,6 +55,28 @@ def container_cgroup_dirs(container_id: str) -> list[Path]:
     return found
 
 
+def assert_joined(pid: int, container_id: str, inside: list[str]) -> None:
+    """PID 1 of the container is in its cgroup in every v1 hierarchy where minirun made one (the
+    directory's `tasks` lists it, and /proc/PID/cgroup, read here in the host's cgroup namespace,
+    names that directory), and its own cgroup namespace is rooted there: `inside`, the lines of
+    its /proc/self/cgroup, show "/" for those hierarchies (cgroup_namespaces(7)). A namespace made
+    before the move would show the path from minirun's own cgroup to the container's instead."""
+    made = [d for d in container_cgroup_dirs(container_id) if (d / "tasks").exists()]
+    assert made, f"no v1 cgroup directory named after {container_id}: {layout()}"
+    host_view = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    own_view = [line.split(":", 2) for line in inside if line.count(":") >= 2]
+    for directory in made:
+        assert str(pid) in (directory / "tasks").read_text().split(), (directory, pid)
+        v1 = [h for h in cgroups.hierarchies() if h.version == 1]
+        h = next(h for h in v1 if directory.is_relative_to(h.mountpoint))
+        key = set(h.controllers)
+        host = [path for _, names, path in host_view if set(names.split(",")) == key]
+        assert host == ["/" + str(directory.relative_to(h.mountpoint))], (directory, host_view)
+        own = [path for _, names, path in own_view if set(names.split(",")) == key]
+        assert own == ["/"], (directory, inside)
+    assert os.readlink(f"/proc/{pid}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup"), "its own cgroupns"
+
+
 def layout() -> str:
     """This host's cgroup layout in words, for skip reasons and failures."""
     parts = []

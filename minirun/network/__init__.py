@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from minirun import state
 from minirun.errors import MinirunError
+from minirun.fsutil import on_path
 from minirun.spec import ContainerSpec, PortMapping
 
 
@@ -33,17 +34,11 @@ class NetworkPlan(NamedTuple):
     join_bundle: str = ""  # container:NAME: its directory, for its /etc/hosts and /etc/resolv.conf
 
 
-def _installed(program: str) -> bool:
-    import shutil  # only to choose a user's default: shutil brings bz2, lzma and fnmatch
-
-    return shutil.which(program) is not None
-
-
 def choose(spec: ContainerSpec, rootless: bool, state_dir: Path) -> NetworkPlan:
     """Resolve the default and check the mode against the user and the host; no side effects."""
     mode = spec.network
     if mode == "default":
-        mode = "bridge" if not rootless else ("slirp4netns" if _installed("slirp4netns") else "none")
+        mode = "bridge" if not rootless else ("slirp4netns" if on_path("slirp4netns") else "none")
     if mode == "bridge":
         if rootless:
             raise MinirunError("--network bridge needs root (it creates host interfaces); rootless "

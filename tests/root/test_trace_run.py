@@ -6,6 +6,8 @@ import re
 
 from helpers import IMAGE, Tier
 
+from minirun import cgroups
+
 LINE = re.compile(r"^minirun trace: +\d+\.\d ms +[+-]\d+\.\d ms  (parent|child ) +(\S.*)$")
 
 
@@ -40,6 +42,11 @@ def test_a_traced_run_prints_every_phase_once(minirun: Tier) -> None:
         assert phases.count(phase) == 1, (phase, phases)
     # The child reports before the parent learns that the exec happened.
     assert phases.index("child pivot_root") < phases.index("parent exec (waited for the child's set-up)")
+    # Root on a host with v1 hierarchies: the child moves itself into them (cgroups.join_v1) before
+    # the parent's "join cgroup" ends (it waits for the child's "joined").
+    if not minirun.rootless and any(h.version == 1 for h in cgroups.hierarchies()):
+        assert phases.count("child into its v1 cgroups") == 1, phases
+        assert phases.index("child into its v1 cgroups") < phases.index("parent join cgroup")
 
 
 def test_untraced_run_prints_nothing_extra(minirun: Tier) -> None:

@@ -10,8 +10,10 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgroup_helpers import ALLOCATE, HOG, MEMS, delegated_base, delegated_tier
-from helpers import IMAGE, Tier, one_line_error
+from cgroup_helpers import ALLOCATE, HOG, MEMS, assert_joined, delegated_base, delegated_tier, layout
+from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
+
+from minirun import cgroups
 
 pytestmark = pytest.mark.rootless
 
@@ -68,3 +70,21 @@ def test_delegated_cgroup_is_the_containers_root_and_goes_away(delegated: Tier) 
     assert lines and all(line.endswith(":/") for line in lines), out
     bases = delegated_base()
     assert bases and not [p for base in bases for p in base.glob("*") if p.is_dir()], "no cgroup left"
+
+
+def test_delegated_container_is_in_its_v1_cgroups_and_its_cgroupns_is_rooted_there(
+        delegated: Tier, names: Callable[[], str]) -> None:
+    """Rootless too the child moves itself in (cgroups.join_v1), through files the parent opened
+    with its own credentials, before it makes its cgroup namespace. (v1: this hybrid host.)"""
+    if not any(h.version == 1 for h in cgroups.hierarchies()):
+        pytest.skip(f"no v1 hierarchy here: {layout()}")
+    name = names()
+    proc = delegated.popen(["run", "--name", name, "--network", "none", "-m", "64m", IMAGE, "sh", "-c",
+                            "cat /proc/self/cgroup; echo up; exec sleep 60"])
+    try:
+        inside = read_until(proc.stdout, "up").splitlines()
+        item = wait_running(delegated, name, proc)
+        assert_joined(item["State"]["Pid"], item["Id"], inside)
+    finally:
+        delegated(["rm", "-f", name], check=0)
+        wait_for(lambda: proc.poll() is not None, what="minirun run to end")
