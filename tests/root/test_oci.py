@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cgroup_helpers import pids_hierarchy
+from cgroup_helpers import frozen_parent, pids_hierarchy
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 from minirun import cgroups
@@ -655,6 +655,28 @@ def test_a_cgroup_it_does_not_own_is_never_limited_killed_or_removed(oci: Oci,
             for d in (f"{tag}.slice/inner", f"{tag}.slice", f"{tag}-empty"):
                 with contextlib.suppress(OSError):
                     (h / d).rmdir()
+
+
+@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+def test_a_cgroups_path_below_a_frozen_cgroup_is_refused(oci: Oci, bundle: Callable[..., Path],
+                                                         kind: str) -> None:
+    """A cgroupsPath whose own directory is thawed but whose parent is frozen (an existing one, and
+    a new one create would make, born frozen): the process would stop as it is moved in, and
+    create wait for it forever. Refused by what the kernel says is the effective state
+    (cgroups.frozen: v1 freezer.state, v2 cgroup.events), and create's directories go."""
+    with frozen_parent(own_hierarchies(), kind) as frozen:
+        for n, path in enumerate([f"/{frozen.parent}", f"/{frozen.parent}/new"]):
+            b = bundle(["true"])
+            config = json.loads((b / "config.json").read_text())
+            config["linux"]["cgroupsPath"] = path
+            (b / "config.json").write_text(json.dumps(config))
+            refused = oci("create", "--bundle", str(b), f"c33{n}", check=False, timeout=30)
+            assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+            assert "the cgroup is frozen" in refused.stderr and "Traceback" not in refused.stderr
+            assert not any((h / frozen.parent / "new").exists() for h in own_hierarchies())
+            frozen.thaw()  # (before the fix: what stopped there can be deleted now)
+            oci("delete", "--force", f"c33{n}", check=False)
+            frozen.freezer.write_text("FROZEN" if kind == "v1 freezer" else "1")
 
 
 @pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgroup_helpers import ALLOCATE, HOG, MEMS, delegated_base, delegated_tier
+from cgroup_helpers import ALLOCATE, HOG, MEMS, delegated_base, delegated_tier, frozen_parent, with_env
 from helpers import IMAGE, Tier, one_line_error
 
 pytestmark = pytest.mark.rootless
@@ -68,3 +68,24 @@ def test_delegated_cgroup_is_the_containers_root_and_goes_away(delegated: Tier) 
     assert lines and all(line.endswith(":/") for line in lines), out
     bases = delegated_base()
     assert bases and not [p for base in bases for p in base.glob("*") if p.is_dir()], "no cgroup left"
+
+
+@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+def test_delegated_frozen_cgroup_parent_is_one_line_and_leaves_nothing(
+        delegated: Tier, names: Callable[[], str], kind: str) -> None:
+    """The rootless side of tests/root/test_cgroup_policy.py's frozen parent: the place below the
+    delegated cgroup, frozen (by root here; the user may freeze its own subtree as well)."""
+    tops = [base.parent for base in delegated_base()]
+    name = names()
+    with frozen_parent(tops, kind, owner=(delegated.uid, delegated.gid)) as frozen:
+        tier = with_env(delegated, MINIRUN_CGROUP_PARENT=frozen.parent)
+        try:
+            result = tier(["run", "--name", name, IMAGE, "echo", "ran"], timeout=30)
+            assert result.returncode == 125, result.stderr
+            assert "is frozen" in one_line_error(result) and "ran" not in result.stdout
+            assert name not in delegated.recorded_names(), "no record is left"
+            left = [p for top in tops for p in (top / frozen.parent).iterdir() if p.is_dir()]
+            assert not left, f"cgroups left behind: {left}"
+        finally:
+            frozen.thaw()
+            tier(["rm", "-f", name], timeout=30)
