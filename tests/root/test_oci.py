@@ -246,6 +246,33 @@ def test_exec_joins_the_container_and_returns_its_code(oci: Oci, bundle: Callabl
     wait_for(lambda: not process_exists(exec_pid), what="exec'd process gone with the container")
 
 
+@pytest.mark.parametrize("userns", [False, True], ids=["root", "userns"])
+def test_exec_process_oom_score_adj_is_what_the_program_has(oci: Oci, bundle: Callable[..., Path],
+                                                            tmp_path: Path, userns: bool) -> None:
+    """Attack review of issue 15: exec --process P.json ignored P's oomScoreAdj (create honoured
+    config.json's). A negative value needs CAP_SYS_RESOURCE in the host's user namespace (proc(5)),
+    which root of a user namespace lacks, so it is written before the helper joins the container
+    (create.set_oom_score_adj, create's code); tried only where the runtime's root has it (this
+    sandbox's root has not)."""
+    where = Path(tempfile.mkdtemp(prefix="minirun-test-oci-"))
+    try:
+        where.chmod(0o755)
+        b = userns_bundle(bundle, where, "a") if userns else bundle(["sleep", "600"])
+        oci("create", "--bundle", str(b), "c34")
+        oci("start", "c34")
+        process = tmp_path / "process.json"
+        effective = int(re.search(r"^CapEff:\s+(\w+)", Path("/proc/self/status").read_text(), re.M)[1], 16)
+        lowering = [-500] if effective >> 24 & 1 else []  # CAP_SYS_RESOURCE
+        for adj in (300, 100, *lowering):
+            process.write_text(json.dumps({"args": ["cat", "/proc/self/oom_score_adj"], "cwd": "/",
+                                           "env": ["PATH=/bin"], "oomScoreAdj": adj}))
+            assert oci("exec", "--process", str(process), "c34").stdout == f"{adj}\n"
+        assert Path(f"/proc/{oci.state('c34')['pid']}/oom_score_adj").read_text() == "0\n", "its own"
+    finally:
+        oci("delete", "--force", "c34", check=False)
+        shutil.rmtree(where, ignore_errors=True)
+
+
 # Runs argv with some of our fds at given numbers (and, with subprocess's close_fds, nothing else
 # of ours above 2), as conmon hands a runtime the fds of `podman run --preserve-fds N`.
 PLACE_FDS = """import fcntl, os, sys
