@@ -23,13 +23,14 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from cgroup_helpers import frozen_parent, pids_hierarchy
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 from minirun import cgroups
+from minirun.oci import config
 
 pytestmark = pytest.mark.root
 
@@ -811,6 +812,35 @@ def one_line_125(result: subprocess.CompletedProcess[str], wanted: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 125 and len(lines) == 1 and wanted in lines[0], result
     assert "Traceback" not in result.stderr
+
+
+def test_apparmor_and_selinux_labels_are_refused_never_dropped(oci: Oci, bundle: Callable[..., Path],
+                                                               tmp_path: Path) -> None:
+    """Attack review of issue 15: process.apparmorProfile, selinuxLabel and linux.mountLabel were
+    silently ignored, so the program ran unconfined. On this host, without either module, runc
+    refuses each (minirun/oci/config.py, refuse_label): one line, 125, nothing created; exec's
+    process.json too. With the module on, the line says minirun-oci does not apply them."""
+    modules: dict[Literal["apparmor", "selinux"], str] = {"apparmor": "AppArmor", "selinux": "SELinux"}
+    why = {lsm: "minirun-oci does not apply them" if config.lsm_enabled(lsm)
+           else f"{name} is not enabled on this host" for lsm, name in modules.items()}
+    label = "system_u:system_r:container_t:s0"
+    cases = [({"process": {"apparmorProfile": "containers-default-0.50.1"}}, "apparmor"),
+             ({"process": {"selinuxLabel": label}}, "selinux"),
+             ({"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}, "selinux")]
+    for change, lsm in cases:
+        b = bundle(["true"])
+        data = json.loads((b / "config.json").read_text())
+        for key, value in change.items():
+            data[key].update(value)
+        (b / "config.json").write_text(json.dumps(data))
+        one_line_125(oci("create", "--bundle", str(b), "c35", check=False), why[lsm])
+        assert not (oci.root / "c35").exists()
+    b = bundle(["sleep", "60"])
+    oci("create", "--bundle", str(b), "c35")
+    for key, lsm in (("apparmorProfile", "apparmor"), ("selinuxLabel", "selinux")):
+        (tmp_path / "p.json").write_text(json.dumps({"args": ["true"], "cwd": "/", key: "x"}))
+        one_line_125(oci("exec", "--process", str(tmp_path / "p.json"), "c35", check=False), why[lsm])
+    oci("delete", "--force", "c35")
 
 
 def test_bad_ids_records_and_process_users_are_one_line(oci: Oci, bundle: Callable[..., Path],
