@@ -249,7 +249,7 @@ def _freezer(paths: list[str]) -> tuple[Path, str, str] | None:
 
 
 def frozen(paths: list[str]) -> bool:
-    """state's "paused": the container's cgroup is frozen (the same reading refuse_unfit uses)."""
+    """state's "paused": the container's cgroup is frozen (cgroups.frozen, create's check too)."""
     return any(cgroups.frozen(Path(text)) for text in paths)
 
 

@@ -199,8 +199,9 @@ def refuse_label(value: str, field: str, lsm: Literal["apparmor", "selinux"]) ->
     if not value:
         return
     module = {"apparmor": "AppArmor", "selinux": "SELinux"}[lsm]
-    why = "minirun-oci does not apply them" if lsm_enabled(lsm) else f"{module} is not enabled on this host"
-    raise MinirunError(f"config.json: {field} {value!r}: {why}")
+    if lsm_enabled(lsm):
+        raise MinirunError(f"config.json: {field} {value!r}: minirun-oci has no {module} support")
+    raise MinirunError(f"config.json: {field} {value!r}: {module} is not enabled on this host")
 
 
 def parse_process(raw: Any, where: str = "process.") -> Process:

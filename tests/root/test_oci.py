@@ -819,9 +819,9 @@ def test_apparmor_and_selinux_labels_are_refused_never_dropped(oci: Oci, bundle:
     """Attack review of issue 15: process.apparmorProfile, selinuxLabel and linux.mountLabel were
     silently ignored, so the program ran unconfined. On this host, without either module, runc
     refuses each (minirun/oci/config.py, refuse_label): one line, 125, nothing created; exec's
-    process.json too. With the module on, the line says minirun-oci does not apply them."""
+    process.json too. With the module on, the line says minirun-oci has no support for it."""
     modules: dict[Literal["apparmor", "selinux"], str] = {"apparmor": "AppArmor", "selinux": "SELinux"}
-    why = {lsm: "minirun-oci does not apply them" if config.lsm_enabled(lsm)
+    why = {lsm: f"minirun-oci has no {name} support" if config.lsm_enabled(lsm)
            else f"{name} is not enabled on this host" for lsm, name in modules.items()}
     label = "system_u:system_r:container_t:s0"
     cases = [({"process": {"apparmorProfile": "containers-default-0.50.1"}}, "apparmor"),
