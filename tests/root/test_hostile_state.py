@@ -411,3 +411,33 @@ def test_a_link_planted_as_the_exit_code_file_is_never_written_through(private: 
         assert victim.read_text() == "precious\n" and not exit_file.is_symlink()
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_link_planted_as_the_lock_or_a_record_is_never_followed(private: Tier,
+                                                                  names: Callable[[], str]) -> None:
+    """The other files of the state directory (the same attack review): the lock, opened with
+    O_CREAT, made the file a planted link named (as the user, or as root); a record that is a link
+    was read from wherever it pointed. Now ELOOP: one line and 125, or the record is skipped."""
+    where = Path(tempfile.mkdtemp(prefix="mrt-victim-"))
+    try:
+        os.chmod(where, 0o777)
+        lock = private.state_dir / "containers.lock"
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        lock.symlink_to(where / "created-through-the-lock")
+        refused = private(["run", "--rm", "--name", names(), "--network", "none", IMAGE, "true"], check=125)
+        assert "containers.lock" in one_line_error(refused)
+        assert not (where / "created-through-the-lock").exists()
+        lock.unlink()
+        name = names()
+        container_id, _, record = running_with_record(private, name)
+        elsewhere = where / "record.json"
+        shutil.copy(record, elsewhere)
+        record.unlink()
+        record.symlink_to(elsewhere)
+        listed = private(["ps", "-a", "--format", "{{.Names}}"], check=0)
+        assert name not in listed.stdout and "ignoring the invalid record" in listed.stderr, listed
+        private(["rm", "-f", container_id], check=0)
+        assert elsewhere.exists(), "what the link named is not removed"
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
