@@ -368,8 +368,40 @@ def enable_controllers(parent: Path, wanted: set[str]) -> None:
         (parent / "cgroup.subtree_control").write_text(f"+{name}")
 
 
+def frozen(path: Path) -> bool:
+    """Is this cgroup frozen, or being frozen, by itself or by a cgroup above it? A process moved
+    in stops at once, and whoever waits for it (run, create) waits forever.
+    v1: freezer.state is the effective state: FREEZING or FROZEN also when only a parent was
+    frozen (cgroup-v1/freezer-subsystem.rst). v2: cgroup.events' "frozen 1" is the effective
+    state (an ancestor's freeze included; a new child of a frozen cgroup is frozen at birth),
+    cgroup.freeze only the cgroup's own request, "1" while its processes are still being frozen
+    (cgroup-v2.rst, "cgroup.freeze"). minirun-oci refuses a frozen cgroupsPath with this too."""
+    if _read(path / "freezer.state").strip() in ("FREEZING", "FROZEN"):
+        return True
+    effective = _keyed(_read(path / "cgroup.events")).get("frozen") == 1
+    return effective or _read(path / "cgroup.freeze").strip() == "1"
+
+
+def check_not_frozen(rootless: bool) -> None:
+    """Before anything is created: is a place a container cgroup would go frozen (PARENT, e.g.
+    MINIRUN_CGROUP_PARENT, or a directory above it)? A place not made yet inherits the state
+    of the nearest directory that exists, so that one is asked."""
+    for place in _places(rootless):
+        existing = place
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if frozen(existing):
+            raise frozen_parent(existing)
+
+
+def frozen_parent(path: Path) -> MinirunError:
+    return MinirunError(f"the cgroup {path} is frozen: a container started under it would stop at once "
+                        "(thaw it, or set MINIRUN_CGROUP_PARENT to another)")
+
+
 def create(container_id: str, rootless: bool) -> Cgroup | None:
-    """mkdir the container's cgroup in every hierarchy we may write; None if there is none."""
+    """mkdir the container's cgroup in every hierarchy we may write; None if there is none.
+    A directory born frozen (its parent was frozen after check_not_frozen) is refused."""
     paths = []
     try:
         for parent in _places(rootless):
@@ -377,7 +409,9 @@ def create(container_id: str, rootless: bool) -> Cgroup | None:
             _mkdir_under_shared_parent(path)
             paths.append(path)
             prepare_v1_cpuset(path)
-    except OSError:
+            if frozen(path):
+                raise frozen_parent(parent)
+    except (OSError, MinirunError):
         remove(Cgroup(tuple(paths)))
         raise
     return Cgroup(tuple(paths)) if paths else None

@@ -180,6 +180,8 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
         cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
         state.update(state_dir, record, cgroup_paths=[])
         trace.mark("teardown: cgroup")
+    else:
+        kill_stragglers(paths.store_dir(), record.id)
     if record.network_settings:
         network.disconnect(state_dir, record.id, record.network_settings)
         state.update(state_dir, record, network_settings={})
@@ -195,10 +197,54 @@ def remove(state_dir: Path, record: Record) -> None:
 
     if record.network_settings:  # its monitor died before it could disconnect
         network.disconnect(state_dir, record.id, record.network_settings)
-    cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))  # from the id (issue 12)
+    cgroup = cgroups.of_container(record.id, record.cgroup_paths)  # from the id (issue 12)
+    cgroups.remove(cgroup)
+    if not cgroup.paths:  # (its monitor died: nothing killed what exec started)
+        kill_stragglers(paths.store_dir(), record.id)
     remove_bundle(layout(paths.store_dir(), record.id).bundle)
     state.delete(state_dir, record)
     release_ids(state_dir, record.id)  # last: its files and processes are gone (a kill before: prune)
+
+
+def kill_stragglers(store: Path, container_id: str) -> None:
+    """SIGKILL what `exec` started in a container that has neither a cgroup nor a PID namespace
+    of its own (rootless without a delegated cgroup, and --pid=host or --pid=container:NAME):
+    when its PID 1 ends, nothing in the kernel ends them. docker and podman end them with the
+    container, through its cgroup (minirun too, where it has one: cgroups.remove).
+
+    Which processes: those whose /etc/hostname is the container's own file. It is the bundle's
+    `hostname` (derived from the id), bound over /etc/hostname in the container's mount
+    namespace, which every process of the container is in (exec joins it, children inherit it,
+    and without CAP_SYS_ADMIN none leaves it), and stat(2) through /proc/PID/root shows the
+    file's own inode (a bind mount is the same inode). So the kernel says it, as with a cgroup:
+    not the record (it may lie), not a list of pids the monitor keeps (it may be SIGKILLed).
+    After a crash of minirun, `rm -f` and `prune` find them all the same. Not a death-signal
+    chain: PR_SET_PDEATHSIG is not inherited by children (fork(2)), a shell's background job
+    would outlive it. Not a process group or session: a process leaves those (setsid(2)).
+    Each pid is pinned by a pidfd before the check (pidfd_open(2)): a reused pid is never hit."""
+    try:
+        own = os.stat(layout(store, container_id).etc_file("/etc/hostname"))
+        host = os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return  # no bundle: no process can have its file
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/mnt") == host:
+                continue  # (the host's file system: not a container's; the cheap test first)
+            pidfd = os.pidfd_open(int(entry))
+        except OSError:  # gone, or not ours to look at (ptrace access mode, proc(5))
+            continue
+        try:
+            seen = os.stat(f"/proc/{entry}/root/etc/hostname")
+            if (seen.st_dev, seen.st_ino) == (own.st_dev, own.st_ino):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                wait_pidfd(pidfd, 5)
+        except OSError:
+            pass
+        finally:
+            os.close(pidfd)
 
 
 def release_ids(state_dir: Path, container_id: str) -> None:
@@ -478,6 +524,8 @@ def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) 
     # (PR_SET_PDEATHSIG), and with it the container's whole PID namespace.
     end_detached_monitor(container_id, force, container_id[:12])
     cgroups.remove(cgroup)
+    if not cgroup.paths:
+        kill_stragglers(store, container_id)
     remove_bundle(layout(store, container_id).bundle)
     state.delete_id(state_dir, container_id)
     release_ids(state_dir, container_id)

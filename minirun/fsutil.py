@@ -70,7 +70,9 @@ def remove_abandoned_tmp(directory: Path) -> list[Path]:
 
 
 def read_json(path: Path) -> Any:
-    with open(path) as f:
+    """The JSON in `path`, never read through a symbolic link planted in its place (ELOOP): minirun
+    writes these files itself (atomic_write_json), as files."""
+    with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)) as f:
         return json.load(f)
 
 
@@ -82,7 +84,7 @@ def locked(lock_path: Path, shared: bool = False) -> Iterator[None]:
     dies, also by SIGKILL: a crashed minirun never leaves a lock held.
     """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)  # not via a link
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield

@@ -241,7 +241,7 @@ def sweep(state_dir: Path, before_free: Callable[[Claim], None], book_dir: Path 
         if not directory.is_dir():
             return True
         try:
-            fd = os.open(directory / "containers.lock", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(directory / "containers.lock", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return not (directory / f"{container_id}.json").exists()
         try:

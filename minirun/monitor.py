@@ -35,7 +35,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple, cast
 
 from minirun import logfile, procfs, trace
-from minirun.errors import exit_code
+from minirun.errors import MinirunError, exit_code
 
 if TYPE_CHECKING:
     import socket
@@ -259,7 +259,10 @@ def finish(watch: Watch, code: int) -> None:
             oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths))
     try:
         # First into its reserved space (cannot fail for want of room), then the record.
-        state.write_exit_file(state_dir, record.id, code)
+        try:
+            state.write_exit_file(state_dir, record.id, code)
+        except MinirunError as e:  # a link planted in its place: not written through; the record keeps it
+            print(f"minirun: {e}", file=sys.stderr)
         container.exited(state_dir, record, code, oom)
         trace.mark("record exit")
         container.teardown(state_dir, record, remove_all=watch.remove)

@@ -167,6 +167,7 @@ def prepare(spec: ContainerSpec) -> Prepared:
                                                                  spec.security.userns_size)
     check_user_mapped(spec, mapping)
     cgroups.check_limits_possible(spec.limits, rootless)
+    cgroups.check_not_frozen(rootless)
     return Prepared(spec, image, mapping, net, command_line(spec, image.config),
                     merge_env(image.config.env, spec.env), spec.workdir or image.config.working_dir or "/",
                     spec.user or image.config.user or None, rootless, store, state_dir, share)

@@ -13,6 +13,7 @@ cleanup of what it left (cgroup, container layer) is done by the next `rm` or `p
 """
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -185,8 +186,22 @@ def exit_path(state: Path, container_id: str) -> Path:
 EXIT_FILE_SIZE = 16
 
 
+def _open_exit_file(state: Path, container_id: str, flags: int) -> int:
+    """Open STATE/ID.exit, never through a symbolic link (O_NOFOLLOW, open(2): ELOOP). Rootless
+    the state directory is in the user's $XDG_RUNTIME_DIR, where any process of the user can
+    replace the file with a link; the monitor (and the start's O_TRUNC) would then write into
+    whatever file the link names."""
+    path = exit_path(state, container_id)
+    try:
+        return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise MinirunError(f"{path} is a symbolic link, not an exit code file: not followed") from None
+        raise
+
+
 def reserve_exit_file(state: Path, container_id: str) -> None:
-    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    fd = _open_exit_file(state, container_id, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     try:
         os.posix_fallocate(fd, 0, EXIT_FILE_SIZE)
     finally:
@@ -194,7 +209,7 @@ def reserve_exit_file(state: Path, container_id: str) -> None:
 
 
 def write_exit_file(state: Path, container_id: str, code: int) -> None:
-    fd = os.open(exit_path(state, container_id), os.O_WRONLY | os.O_CLOEXEC)
+    fd = _open_exit_file(state, container_id, os.O_WRONLY)
     try:
         os.pwrite(fd, f"{code}\n".encode().ljust(EXIT_FILE_SIZE, b" "), 0)
         os.fsync(fd)
@@ -206,8 +221,8 @@ def open_exit_file(state: Path, container_id: str) -> int | None:
     """An fd on the exit code file, for `wait`: the code is written in place into this inode
     (write_exit_file), so it can be read through the fd even after --rm has removed the file."""
     try:
-        return os.open(exit_path(state, container_id), os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
+        return _open_exit_file(state, container_id, os.O_RDONLY)
+    except (OSError, MinirunError):
         return None
 
 
@@ -218,10 +233,13 @@ def read_exit_fd(fd: int) -> int | None:
 
 def read_exit_file(state: Path, container_id: str) -> int | None:
     try:
-        text = exit_path(state, container_id).read_bytes().strip(b"\0 \n")
-        return int(text) if text.isdigit() else None
-    except OSError:
+        fd = _open_exit_file(state, container_id, os.O_RDONLY)
+    except (OSError, MinirunError):
         return None
+    try:
+        return read_exit_fd(fd)
+    finally:
+        os.close(fd)
 
 
 def _lock(state: Path) -> Path:

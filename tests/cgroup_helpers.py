@@ -18,6 +18,7 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from helpers import Tier
@@ -177,3 +178,68 @@ def delegated_base() -> list[Path]:
         return [Path(given) / cgroups.PARENT]
     return [p / cgroups.PARENT for h in cgroups.hierarchies()
             for p in h.mountpoint.glob("minirun-delegated-*")]
+
+
+# --- a frozen cgroup parent ------------------------------------------------------------------------
+
+FREEZERS = {"v1 freezer": "freezer.state", "v2": "cgroup.freeze"}  # (what a kind is frozen with)
+
+
+def freezer_top(tops: list[Path], kind: str) -> Path:
+    """The one of `tops` (a directory per hierarchy) in the hierarchy that freezes with `kind`;
+    a skip where this host has no such hierarchy (v1 freezer: not on a pure v2 host)."""
+    for h in cgroups.hierarchies():
+        if h.version == 2 if kind == "v2" else "freezer" in h.controllers:
+            found = [t for t in tops if t.is_relative_to(h.mountpoint)]
+            if found:
+                return found[0]
+    pytest.skip(f"no {kind} cgroup here to freeze ({layout()})")
+
+
+class FrozenParent(NamedTuple):
+    parent: str  # for MINIRUN_CGROUP_PARENT: "OUTER/inner"
+    freezer: Path  # OUTER's freezer file in the hierarchy of the kind
+    kind: str
+
+    def thaw(self) -> None:
+        with contextlib.suppress(OSError):
+            self.freezer.write_text("THAWED" if self.kind == "v1 freezer" else "0")
+
+
+@contextlib.contextmanager
+def frozen_parent(tops: list[Path], kind: str, owner: tuple[int, int] = (0, 0)) -> Iterator[FrozenParent]:
+    """OUTER/inner below each of `tops`, OUTER frozen in the hierarchy of `kind`: inner, whose
+    own directory was never frozen, is the cgroup parent to try (so the kernel's *effective*
+    state is what tells it). Thawed and removed after, with whatever a container left below."""
+    outer = f"minirun-frozen-{secrets.token_hex(3)}"
+    made: list[Path] = []
+    frozen = FrozenParent(f"{outer}/inner", freezer_top(tops, kind) / outer / FREEZERS[kind], kind)
+    try:
+        for top in tops:
+            for d in (top / outer, top / outer / "inner"):
+                d.mkdir()
+                made.append(d)
+                for name in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: empty until set (cpuset(7))
+                    if (d / name).exists() and not (d / "cgroup.controllers").exists():
+                        (d / name).write_text((d.parent / name).read_text())
+                _chown_delegated(d, *owner)
+        frozen.freezer.write_text("FROZEN" if kind == "v1 freezer" else "1")
+        yield frozen
+    finally:
+        frozen.thaw()
+        for d in reversed(made):
+            with contextlib.suppress(OSError):
+                for child in (p for p in d.iterdir() if p.is_dir()) if d.name == "inner" else ():
+                    child.rmdir()
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def with_env(tier: Tier, **variables: str) -> Tier:
+    """The tier with more environment for minirun: the rootless one starts it with `env -i`, so
+    they go onto its command line."""
+    if not tier.rootless:
+        return replace(tier, env={**tier.env, **variables})
+    at = tier.prefix.index("-i") + 1
+    return replace(tier, prefix=[*tier.prefix[:at], *(f"{k}={v}" for k, v in variables.items()),
+                                 *tier.prefix[at:]])

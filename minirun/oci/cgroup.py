@@ -83,11 +83,12 @@ def missing(paths: list[Path]) -> list[Path]:
 
 def refuse_unfit(path: Path) -> None:
     """A cgroup that exists already is joined only if nothing runs in it, anywhere below it, and it
-    is not frozen: runc refuses the same since 1.2, 1.1 warned (opencontainers/runc#3132, #3223;
-    config-linux.md lets a runtime reject an unfit cgroup). Otherwise a config.json's cgroupsPath
-    ("/system.slice", or --systemd-cgroup's "-::system.slice") would get its limits written into
-    the host's cgroup, and delete would kill what runs there (cgroup.kill, or SIGKILL to each of
-    cgroup.procs)."""
+    is not frozen (checked in create, for new directories too: one made below a frozen cgroup is
+    born frozen, cgroups.frozen): runc refuses the same since 1.2, 1.1 warned
+    (opencontainers/runc#3132, #3223; config-linux.md lets a runtime reject an unfit cgroup).
+    Otherwise a config.json's cgroupsPath ("/system.slice", or --systemd-cgroup's
+    "-::system.slice") would get its limits written into the host's cgroup, and delete would kill
+    what runs there (cgroup.kill, or SIGKILL to each of cgroup.procs)."""
     for where, _, _ in os.walk(path):
         try:
             procs = (Path(where) / "cgroup.procs").read_text().split()
@@ -96,8 +97,6 @@ def refuse_unfit(path: Path) -> None:
         if procs:
             raise MinirunError(f"linux.cgroupsPath {path}: the cgroup is not empty "
                                f"({len(procs)} process(es) in {where}); a container needs one of its own")
-    if frozen([str(path)]):
-        raise MinirunError(f"linux.cgroupsPath {path}: the cgroup is frozen")
 
 
 def create(paths: list[Path], to_make: list[Path], made: list[Path]) -> Cgroup:
@@ -117,6 +116,9 @@ def create(paths: list[Path], to_make: list[Path], made: list[Path]) -> Cgroup:
         new.mkdir()  # EEXIST if another made it meanwhile: then it is not ours
         made.append(new)
         cgroups.prepare_v1_cpuset(new)
+    for path in paths:
+        if cgroups.frozen(path):
+            raise MinirunError(f"linux.cgroupsPath {path}: the cgroup is frozen")
     return Cgroup(tuple(paths))
 
 
@@ -233,27 +235,22 @@ def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
     cgroups.attach_device_program(v2, allow)
 
 
-def _freezer(paths: list[str]) -> tuple[Path, str, str, str] | None:
-    """(file, frozen value, thawed value, how to read it) of the container's freezer."""
+def _freezer(paths: list[str]) -> tuple[Path, str, str] | None:
+    """(file, frozen value, thawed value) of the container's freezer."""
     for text in paths:
         path = Path(text)
         if (path / "freezer.state").exists():
-            return path / "freezer.state", "FROZEN", "THAWED", "FROZEN"
+            return path / "freezer.state", "FROZEN", "THAWED"
     for text in paths:
         path = Path(text)
         if (path / "cgroup.freeze").exists():
-            return path / "cgroup.freeze", "1", "0", "1"
+            return path / "cgroup.freeze", "1", "0"
     return None
 
 
 def frozen(paths: list[str]) -> bool:
-    found = _freezer(paths)
-    if found is None:
-        return False
-    try:
-        return found[0].read_text().strip() == found[3]
-    except OSError:
-        return False
+    """state's "paused": the container's cgroup is frozen (cgroups.frozen, create's check too)."""
+    return any(cgroups.frozen(Path(text)) for text in paths)
 
 
 def freeze(paths: list[str], on: bool) -> None:

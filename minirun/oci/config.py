@@ -11,7 +11,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from minirun import kernel
 from minirun.errors import MinirunError
@@ -178,9 +178,37 @@ def check_user_id(value: Any, name: str) -> int:
     return value
 
 
+def lsm_enabled(name: Literal["apparmor", "selinux"]) -> bool:
+    """Is the Linux security module on? AppArmor: securityfs has apparmor/ and the module says Y
+    (runc's apparmor.IsEnabled); SELinux: selinuxfs is mounted (go-selinux's GetEnabled)."""
+    if name == "selinux":
+        return os.path.exists("/sys/fs/selinux/enforce")
+    try:
+        with open("/sys/module/apparmor/parameters/enabled") as f:
+            return f.read(1) == "Y" and os.path.isdir("/sys/kernel/security/apparmor")
+    except OSError:
+        return False
+
+
+def refuse_label(value: str, field: str, lsm: Literal["apparmor", "selinux"]) -> None:
+    """An AppArmor profile or SELinux label asked for is never silently dropped: the program would
+    run unconfined. On a host without the module, runc refuses the same (apparmorProfile: its
+    write to /proc/thread-self/attr/apparmor/exec fails; selinuxLabel: its validator; mountLabel:
+    the kernel refuses mount's context= option, "tmpfs: Unknown parameter 'context'"); crun
+    ignores them. With the module on, minirun-oci cannot apply them (features: enabled false)."""
+    if not value:
+        return
+    module = {"apparmor": "AppArmor", "selinux": "SELinux"}[lsm]
+    if lsm_enabled(lsm):
+        raise MinirunError(f"config.json: {field} {value!r}: minirun-oci has no {module} support")
+    raise MinirunError(f"config.json: {field} {value!r}: {module} is not enabled on this host")
+
+
 def parse_process(raw: Any, where: str = "process.") -> Process:
     if not isinstance(raw, dict):
         raise MinirunError(f"config.json: {where.rstrip('.')} must be an object")
+    refuse_label(_get(raw, "apparmorProfile", str, "", where), f"{where}apparmorProfile", "apparmor")
+    refuse_label(_get(raw, "selinuxLabel", str, "", where), f"{where}selinuxLabel", "selinux")
     args = _strings(raw, "args", where)
     if not args:
         raise MinirunError(f"{where}args must not be empty")
@@ -279,6 +307,7 @@ def load(bundle: str) -> Config:
     if not os.path.isdir(root_path):
         raise MinirunError(f"root.path {root_path}: not a directory")
     linux = _get(raw, "linux", dict, {}, "")
+    refuse_label(_get(linux, "mountLabel", str, "", "linux."), "linux.mountLabel", "selinux")
     namespaces: dict[str, str] = {}
     for ns in _get(linux, "namespaces", list, [], "linux."):
         kind = ns.get("type") if isinstance(ns, dict) else None

@@ -175,9 +175,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             for path in joined.paths:
                 (path / "cgroup.procs").write_text(str(pid))
             trace.mark("join cgroup", pid=pid)
-            if cfg.process.oom_score_adj is not None:
-                # Written by us: lowering it needs CAP_SYS_RESOURCE, which the program may lack (proc(5)).
-                Path(f"/proc/{pid}/oom_score_adj").write_text(str(cfg.process.oom_score_adj))
+            set_oom_score_adj(pid, cfg.process.oom_score_adj)
             sync.send(parent_end, "go")
             trace.mark("oci: go")
             answer = sync.receive(parent_end)
@@ -236,6 +234,15 @@ def clone_in_user_namespace(user_fd: int, pid_fd: int | None, flags: int) -> int
     if pid_fd is not None:
         joins.append((pid_fd, NAMESPACE_FLAGS["pid"]))
     return helper.clone_joined(joins, flags, "join the user namespace")
+
+
+def set_oom_score_adj(pid: int | str, value: int | None) -> None:
+    """process.oomScoreAdj, written by the runtime, with its own privileges, never by the program:
+    lowering it needs CAP_SYS_RESOURCE in the host's user namespace, which the program may lack
+    (proc(5)). create writes its process's (pid); exec's helper its own ("self") before it joins
+    the container and clones the process, which inherits the value (fork(2)), as runc's nsexec."""
+    if value is not None:
+        Path(f"/proc/{pid}/oom_score_adj").write_text(str(value))
 
 
 def write_pid_file(path: str, pid: int) -> None:

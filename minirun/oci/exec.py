@@ -4,9 +4,9 @@ this is runc's command line, which conmon uses for `podman exec`).
 
 The same steps as minirun/enter.py, for a container without a minirun record:
   1 exec     pidfd of the container's process (checked against its start time)
-  2 helper   (forked) not dumpable; joins the container's cgroups, then setns(pidfd, every
-             namespace of the process that differs from ours) in one call (Linux 5.8; the user
-             namespace first)
+  2 helper   (forked) not dumpable; process.oomScoreAdj (what it clones inherits it); joins the
+             container's cgroups, then setns(pidfd, every namespace of the process that differs
+             from ours) in one call (Linux 5.8; the user namespace first)
   3 helper   clone(CLONE_PARENT): the PID namespace applies to children only, and the new
              process becomes exec's own child; the helper reports its pid and exits
   4 process  root in the user namespace; a new session (with --tty a pty from the container's
@@ -64,7 +64,7 @@ def process_of(args: argparse.Namespace, cfg: config.Config) -> Process:
         capabilities=base.capabilities,
         rlimits=base.rlimits,
         no_new_privileges=base.no_new_privileges,
-        oom_score_adj=None,
+        oom_score_adj=base.oom_score_adj,  # (runc: config.json's process, with the flags over it)
         terminal=args.tty,
     )
 
@@ -157,6 +157,7 @@ def helper_main(
         # Not dumpable before it joins anything (helper.not_dumpable; CVE-2016-9962 too): the
         # process it clones next is born in the container's namespaces with this flag.
         helper.not_dumpable()
+        create.set_oom_score_adj("self", proc.oom_score_adj)  # still the runtime's privileges
         for path in cgroup_paths:
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))

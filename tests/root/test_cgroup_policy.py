@@ -4,11 +4,12 @@ a v2 device program), podman's default pids limit, and its own place in systemd'
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import IMAGE, Tier, wait_for
+from cgroup_helpers import frozen_parent, with_env
+from helpers import IMAGE, Tier, describe, one_line_error, wait_for
 
 from minirun import cgroups
 
@@ -90,3 +91,25 @@ def test_systemd_hierarchy_shows_the_container_not_the_host(root_minirun: Tier) 
     result = root_minirun(["run", "--rm", "--network", "none", IMAGE, "ls", "/sys/fs/cgroup/systemd"],
                           check=0)
     assert result.stdout.split() == ["cgroup.clone_children", "cgroup.procs", "notify_on_release", "tasks"]
+
+
+@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+def test_a_frozen_cgroup_parent_is_one_line_and_leaves_nothing(root_minirun: Tier, names: Callable[[], str],
+                                                              kind: str) -> None:
+    """Attack review of issues 11/12: MINIRUN_CGROUP_PARENT below a frozen cgroup made `run` wait
+    forever for a child frozen at birth. Now: refused before anything is made (cgroups.frozen,
+    the check minirun-oci's cgroupsPath uses)."""
+    tops = [h.mountpoint for h in cgroups.hierarchies() if h.mountpoint.is_relative_to(cgroups.CGROUP_ROOT)]
+    name = names()
+    with frozen_parent(tops, kind) as frozen:
+        tier = with_env(root_minirun, MINIRUN_CGROUP_PARENT=frozen.parent)
+        try:
+            result = tier(["run", "--name", name, IMAGE, "echo", "ran"], timeout=30)
+            assert result.returncode == 125, describe(tier, ["run"], result)
+            assert "is frozen" in one_line_error(result) and "ran" not in result.stdout
+            assert name not in root_minirun.recorded_names(), "no record is left"
+            left = [p for top in tops for p in (top / frozen.parent).iterdir() if p.is_dir()]
+            assert not left, f"cgroups left behind: {left}"
+        finally:
+            frozen.thaw()  # (before the fix: what hung there can end now)
+            tier(["rm", "-f", name], timeout=30)

@@ -6,6 +6,7 @@ process that merely *looked* contained would not pass.
 """
 
 import contextlib
+import json
 import os
 import re
 import resource
@@ -14,6 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -277,3 +279,45 @@ def test_exec_has_the_containers_umask_and_limits_not_the_callers(minirun: Tier,
         assert pid1_files != "777"
         assert out == ["0022", pid1_files]
         assert started.stdout.split() == ["0022"], "PID 1 too: not the caller's umask"
+
+
+def in_mount_namespace(pid1: int) -> list[int]:
+    """Host pids of the processes in PID 1's mount namespace, PID 1 excepted (with --pid=host it
+    has no PID namespace of its own; its mount namespace is always its own)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/mnt")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid1:
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{entry}/ns/mnt") == ns and process_exists(int(entry)):
+                    found.append(int(entry))
+    return found
+
+
+@pytest.mark.parametrize("crash", [False, True], ids=["rm", "monitor-killed"])
+def test_exec_processes_die_with_a_container_without_a_pid_namespace(minirun: Tier, names: Callable[[], str],
+                                                                      crash: bool) -> None:
+    """Attack review of issue 11: with --pid=host no PID namespace ends what exec started, and
+    rootless on this host there is no cgroup to kill either: `exec -d` outlived `rm -f`. Now it
+    dies with the container as in docker and podman (rootful: the cgroup; rootless:
+    container.kill_stragglers), a shell's background child too (no death signal reaches it), and
+    also when the monitor was SIGKILLed first (a crash of minirun: `rm -f` finds them then)."""
+    name = names()
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none", IMAGE, "sleep", "300"], check=0)
+    try:
+        found = minirun.inspect(name)
+        pid1 = found["State"]["Pid"]
+        minirun(["exec", "-d", name, "sh", "-c", "sleep 1003 & exec sleep 1004"], check=0)
+        foreground = minirun.popen(["exec", name, "sleep", "1005"])
+        inside = wait_for(lambda: len(p := in_mount_namespace(pid1)) == 3 and p,
+                          what="the three exec'd sleeps")
+        if crash:
+            record = json.loads((minirun.state_dir / f"{found['Id']}.json").read_text())
+            os.kill(record["monitor_pid"], signal.SIGKILL)
+            wait_for(lambda: not process_exists(pid1), timeout=10, what="PID 1 to die with its monitor")
+        minirun(["rm", "-f", name], check=0)
+        for p in inside:
+            wait_for(lambda p=p: not process_exists(p), timeout=10, what=f"exec'd process {p} to die")
+        assert foreground.wait(timeout=30) == 137
+    finally:
+        minirun(["rm", "-f", name], timeout=60)

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from cgroup_helpers import pids_hierarchy
-from helpers import IMAGE, Tier, process_exists, wait_for, wait_running
+from helpers import IMAGE, Tier, one_line_error, process_exists, wait_for, wait_running
 
 from minirun import cgroups, state
 
@@ -379,3 +379,65 @@ def test_a_record_that_lies_about_its_monitor_does_not_make_rm_leave_it_running(
     no_traceback(private(["rm", "-f", name], check=0))
     wait_for(lambda: not process_exists(pid), timeout=30, what="the container's PID 1 to die")
     assert not (private.store_dir / "containers" / container_id).exists()
+
+
+def test_a_link_planted_as_the_exit_code_file_is_never_written_through(private: Tier,
+                                                                      names: Callable[[], str]) -> None:
+    """Attack review of issues 11/12: STATE/ID.exit replaced by a symbolic link (rootless the state
+    directory is in the user's $XDG_RUNTIME_DIR: any process of the user can) made the monitor
+    write the exit code into the file it names, and a start (O_TRUNC) empty it. Never followed
+    now (O_NOFOLLOW): the target stays as it was, the record keeps the code, a start says why not."""
+    where = Path(tempfile.mkdtemp(prefix="mrt-victim-"))
+    try:
+        os.chmod(where, 0o755)
+        victim = where / "precious"
+        victim.write_text("precious\n")
+        os.chown(victim, private.uid, private.gid)  # the tier's user could write it: only the link stops it
+        name = names()
+        container_id, _, _ = running_with_record(private, name)
+        exit_file = private.state_dir / f"{container_id}.exit"
+        exit_file.unlink()
+        exit_file.symlink_to(victim)
+        private(["kill", name], check=0)
+        exited = wait_for(lambda: (s := private.inspect(name)["State"])["Status"] == "exited" and s,
+                          timeout=30, what="the exit recorded")
+        assert exited["ExitCode"] == 137, exited
+        assert victim.read_text() == "precious\n", "the monitor wrote through the link"
+        again = private(["start", name], check=1)  # (docker start's code for a start that fails)
+        assert "symbolic link" in one_line_error(again)
+        assert victim.read_text() == "precious\n", "the start truncated through the link"
+        assert exit_file.is_symlink()
+        private(["rm", "-f", name], check=0)
+        assert victim.read_text() == "precious\n" and not exit_file.is_symlink()
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_link_planted_as_the_lock_or_a_record_is_never_followed(private: Tier,
+                                                                  names: Callable[[], str]) -> None:
+    """The other files of the state directory (the same attack review): the lock, opened with
+    O_CREAT, made the file a planted link named (as the user, or as root); a record that is a link
+    was read from wherever it pointed. Now ELOOP: one line and 125, or the record is skipped."""
+    where = Path(tempfile.mkdtemp(prefix="mrt-victim-"))
+    try:
+        os.chmod(where, 0o777)
+        lock = private.state_dir / "containers.lock"
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+        lock.symlink_to(where / "created-through-the-lock")
+        refused = private(["run", "--rm", "--name", names(), "--network", "none", IMAGE, "true"], check=125)
+        assert "containers.lock" in one_line_error(refused)
+        assert not (where / "created-through-the-lock").exists()
+        lock.unlink()
+        name = names()
+        container_id, _, record = running_with_record(private, name)
+        elsewhere = where / "record.json"
+        shutil.copy(record, elsewhere)
+        record.unlink()
+        record.symlink_to(elsewhere)
+        listed = private(["ps", "-a", "--format", "{{.Names}}"], check=0)
+        assert name not in listed.stdout and "ignoring the invalid record" in listed.stderr, listed
+        private(["rm", "-f", container_id], check=0)
+        assert elsewhere.exists(), "what the link named is not removed"
+    finally:
+        shutil.rmtree(where, ignore_errors=True)

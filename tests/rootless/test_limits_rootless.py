@@ -10,7 +10,17 @@ import re
 from collections.abc import Callable, Iterator
 
 import pytest
-from cgroup_helpers import ALLOCATE, HOG, MEMS, assert_joined, delegated_base, delegated_tier, layout
+from cgroup_helpers import (
+    ALLOCATE,
+    HOG,
+    MEMS,
+    assert_joined,
+    delegated_base,
+    delegated_tier,
+    frozen_parent,
+    layout,
+    with_env,
+)
 from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
 
 from minirun import cgroups
@@ -88,3 +98,24 @@ def test_delegated_container_is_in_its_v1_cgroups_and_its_cgroupns_is_rooted_the
     finally:
         delegated(["rm", "-f", name], check=0)
         wait_for(lambda: proc.poll() is not None, what="minirun run to end")
+
+
+@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+def test_delegated_frozen_cgroup_parent_is_one_line_and_leaves_nothing(
+        delegated: Tier, names: Callable[[], str], kind: str) -> None:
+    """The rootless side of tests/root/test_cgroup_policy.py's frozen parent: the place below the
+    delegated cgroup, frozen (by root here; the user may freeze its own subtree as well)."""
+    tops = [base.parent for base in delegated_base()]
+    name = names()
+    with frozen_parent(tops, kind, owner=(delegated.uid, delegated.gid)) as frozen:
+        tier = with_env(delegated, MINIRUN_CGROUP_PARENT=frozen.parent)
+        try:
+            result = tier(["run", "--name", name, IMAGE, "echo", "ran"], timeout=30)
+            assert result.returncode == 125, result.stderr
+            assert "is frozen" in one_line_error(result) and "ran" not in result.stdout
+            assert name not in delegated.recorded_names(), "no record is left"
+            left = [p for top in tops for p in (top / frozen.parent).iterdir() if p.is_dir()]
+            assert not left, f"cgroups left behind: {left}"
+        finally:
+            frozen.thaw()
+            tier(["rm", "-f", name], timeout=30)
