@@ -99,6 +99,7 @@ class ChildPlan:
     state: dict[str, object]  # for the in-container hooks' stdin
     preserve_fds: int = 0  # --preserve-fds N: fds 3 .. 3+N-1 go to the program as they are
     fifo_path: str = ""  # ROOT/ID/exec.fifo as the host sees it (for --explain)
+    host_proc: int = -1  # with process.apparmorProfile: the host's /proc (apparmor_on_exec)
 
 
 def parse_options(options: list[str]) -> tuple[int, int, str]:
@@ -156,6 +157,7 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         process.reset_signals()
         # Before seccomp, whose profile may not know close_range(2).
         close_inherited_fds(plan.preserve_fds)
+        apparmor_on_exec(plan.host_proc, config.process.apparmor_profile)
         apply_security(config.process, plan.seccomp_filter)
         trace.mark("oci: capabilities, seccomp, user", "child", bpf=plan.seccomp_filter,
                    nnp=config.process.no_new_privileges)
@@ -186,6 +188,40 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
         with contextlib.suppress(OSError):
             os.write(2, f"minirun-oci: {e}\n".encode())
     os._exit(code)
+
+
+def open_host_proc(profile: str) -> int:
+    """For an AppArmor profile: an O_PATH fd of the host's /proc, opened before any namespace is
+    joined or made (apparmor_on_exec); -1 without one."""
+    return os.open("/proc", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC) if profile else -1
+
+
+def apparmor_on_exec(host_proc: int, profile: str) -> None:
+    """Confine the program by `profile` from its execve on: "exec PROFILE" into this thread's
+    attr/apparmor/exec (attr/exec before Linux 5.8; the kernel's apparmor.rst, "change_onexec"),
+    as runc does, before the capabilities go and seccomp comes. Through the host's /proc, opened
+    before the container's: a /proc of the container's making (a joined mount namespace, a
+    volume over it) could be a fake where the write confines nothing (CVE-2019-16884).
+    thread-self there names this thread by its pid in the host's PID namespace. A profile the
+    kernel has not loaded: ENOENT, one line."""
+    if not profile:
+        return
+    try:
+        for attr in ("thread-self/attr/apparmor/exec", "thread-self/attr/exec"):
+            try:
+                fd = os.open(attr, os.O_WRONLY | os.O_CLOEXEC, dir_fd=host_proc)
+            except FileNotFoundError:
+                continue
+            try:
+                os.write(fd, f"exec {profile}".encode())
+            except OSError as e:
+                raise MinirunError(f"apparmor profile {profile!r}: {e.strerror}") from None
+            finally:
+                os.close(fd)
+            return
+        raise MinirunError(f"apparmor profile {profile!r}: this kernel has no attr/apparmor/exec")
+    finally:
+        os.close(host_proc)
 
 
 def close_inherited_fds(preserve: int) -> None:

@@ -85,6 +85,7 @@ class Process:
     no_new_privileges: bool
     oom_score_adj: int | None
     terminal: bool
+    apparmor_profile: str = ""  # confines the program from its execve on (child.apparmor_on_exec)
 
 
 @dataclass(frozen=True)
@@ -195,19 +196,22 @@ def refuse_label(value: str, field: str, lsm: Literal["apparmor", "selinux"]) ->
     run unconfined. On a host without the module, runc refuses the same (apparmorProfile: its
     write to /proc/thread-self/attr/apparmor/exec fails; selinuxLabel: its validator; mountLabel:
     the kernel refuses mount's context= option, "tmpfs: Unknown parameter 'context'"); crun
-    ignores them. With the module on, minirun-oci cannot apply them (features: enabled false)."""
+    ignores them. With AppArmor on, its profile is applied (child.apparmor_on_exec); minirun-oci
+    cannot apply SELinux labels (features: selinux enabled false)."""
     if not value:
         return
     module = {"apparmor": "AppArmor", "selinux": "SELinux"}[lsm]
-    if lsm_enabled(lsm):
+    if not lsm_enabled(lsm):
+        raise MinirunError(f"config.json: {field} {value!r}: {module} is not enabled on this host")
+    if lsm == "selinux":
         raise MinirunError(f"config.json: {field} {value!r}: minirun-oci has no {module} support")
-    raise MinirunError(f"config.json: {field} {value!r}: {module} is not enabled on this host")
 
 
 def parse_process(raw: Any, where: str = "process.") -> Process:
     if not isinstance(raw, dict):
         raise MinirunError(f"config.json: {where.rstrip('.')} must be an object")
-    refuse_label(_get(raw, "apparmorProfile", str, "", where), f"{where}apparmorProfile", "apparmor")
+    apparmor = _get(raw, "apparmorProfile", str, "", where)
+    refuse_label(apparmor, f"{where}apparmorProfile", "apparmor")
     refuse_label(_get(raw, "selinuxLabel", str, "", where), f"{where}selinuxLabel", "selinux")
     args = _strings(raw, "args", where)
     if not args:
@@ -254,6 +258,7 @@ def parse_process(raw: Any, where: str = "process.") -> Process:
         no_new_privileges=_get(raw, "noNewPrivileges", bool, False, where),
         oom_score_adj=oom,
         terminal=_get(raw, "terminal", bool, False, where),
+        apparmor_profile=apparmor,
     )
 
 

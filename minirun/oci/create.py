@@ -155,7 +155,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
             "annotations": cfg.annotations,
         }
         plan = child.ChildPlan(cfg, bpf, fifo_fd, connect_console(console_socket), open_join_fds(cfg), shown,
-                               preserve, str(fifo_path))
+                               preserve, str(fifo_path), child.open_host_proc(cfg.process.apparmor_profile))
         parent_end, child_end = sync.channel()
         pid = clone_child(cfg, plan.join_fds)
         if pid == 0:
@@ -164,7 +164,7 @@ def run(root: str, container_id: str, bundle: str, pid_file: str | None, console
         child_end.close()
         trace.mark("clone", pid=pid, flags=cfg.clone_flags())
         pidfd = os.pidfd_open(pid)
-        for fd in [*plan.join_fds.values(), plan.console_fd, fifo_fd]:
+        for fd in [*plan.join_fds.values(), plan.console_fd, fifo_fd, plan.host_proc]:
             if fd >= 0:
                 os.close(fd)
         with parent_end:

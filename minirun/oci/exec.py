@@ -158,6 +158,7 @@ def helper_main(
         # process it clones next is born in the container's namespaces with this flag.
         helper.not_dumpable()
         create.set_oom_score_adj("self", proc.oom_score_adj)  # still the runtime's privileges
+        host_proc = child.open_host_proc(proc.apparmor_profile)  # before the container's /proc
         for path in cgroup_paths:
             with contextlib.suppress(OSError):
                 Path(path, "cgroup.procs").write_text(str(os.getpid()))
@@ -168,7 +169,7 @@ def helper_main(
         pid = kernel.clone(kernel.CLONE_PARENT)
         if pid == 0:
             os.close(report)
-            process_main(proc, bpf, flags, console, sock, detach, preserve_fds)
+            process_main(proc, bpf, flags, console, sock, detach, preserve_fds, host_proc)
         os.write(report, str(pid).encode())
         os._exit(0)
     except BaseException as e:
@@ -178,7 +179,7 @@ def helper_main(
 
 
 def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, sock: socket.socket,
-                 detach: bool, preserve_fds: int) -> NoReturn:
+                 detach: bool, preserve_fds: int, host_proc: int) -> NoReturn:
     code = RUNTIME_ERROR
     try:
         if flags & kernel.CLONE_NEWUSER:
@@ -192,6 +193,7 @@ def process_main(proc: Process, bpf: bytes | None, flags: int, console: int, soc
             resource.setrlimit(kind, (soft, hard))
         process.reset_signals()
         child.close_inherited_fds(preserve_fds)
+        child.apparmor_on_exec(host_proc, proc.apparmor_profile)
         child.apply_security(proc, bpf)
         trace.mark("oci: capabilities, seccomp, user", "child", bpf=bpf, nnp=proc.no_new_privileges)
         try:

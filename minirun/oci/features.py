@@ -33,7 +33,7 @@ def features() -> int:
                             "SCMP_ACT_TRAP",
                         ],
                     },
-                    "apparmor": {"enabled": False},
+                    "apparmor": {"enabled": True},  # applied where the host has it (child.py)
                     "selinux": {"enabled": False},
                 },
                 "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},

@@ -24,6 +24,7 @@ poweroff() {
 trap poweroff EXIT
 
 mount -t cgroup2 -o nsdelegate,memory_recursiveprot cgroup2 /sys/fs/cgroup
+mount -t securityfs securityfs /sys/kernel/security  # as systemd does: AppArmor's files (Debian's kernel has it on)
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
