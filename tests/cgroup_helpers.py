@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from helpers import Tier
+from helpers import IMAGE, Tier, read_until, wait_for, wait_running
 
 from minirun import cgroups
 
@@ -54,6 +54,19 @@ def container_cgroup_dirs(container_id: str) -> list[Path]:
     for root, dirs, _ in os.walk(cgroups.CGROUP_ROOT):
         found += [Path(root, d) for d in dirs if d == container_id]
     return found
+
+
+def run_and_check_joined(tier: Tier, name: str, *flags: str) -> None:
+    """Start a container that prints its /proc/self/cgroup and waits, then assert_joined."""
+    proc = tier.popen(["run", "--name", name, "--network", "none", *flags, IMAGE, "sh", "-c",
+                       "cat /proc/self/cgroup; echo up; exec sleep 60"])
+    try:
+        inside = read_until(proc.stdout, "up").splitlines()
+        item = wait_running(tier, name, proc)
+        assert_joined(item["State"]["Pid"], item["Id"], inside)
+    finally:
+        tier(["rm", "-f", name], check=0)
+        wait_for(lambda: proc.poll() is not None, what="minirun run to end")
 
 
 def assert_joined(pid: int, container_id: str, inside: list[str]) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import ALLOCATE, HOG, MEMS, assert_joined, container_cgroup_dirs
+from cgroup_helpers import ALLOCATE, HOG, MEMS, container_cgroup_dirs, run_and_check_joined
 from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
 
 from minirun.spec import online_nodes
@@ -185,16 +185,7 @@ def test_container_is_in_its_v1_cgroups_and_its_cgroupns_is_rooted_there(root_mi
                                                                            names: Callable[[], str]) -> None:
     """The child moves itself into its v1 cgroups (cgroups.join_v1) before it makes its cgroup
     namespace: checked from both sides, the host's view and the container's own."""
-    name = names()
-    proc = root_minirun.popen(["run", "--name", name, "--network", "none", IMAGE, "sh", "-c",
-                               "cat /proc/self/cgroup; echo up; exec sleep 60"])
-    try:
-        inside = read_until(proc.stdout, "up").splitlines()
-        item = wait_running(root_minirun, name, proc)
-        assert_joined(item["State"]["Pid"], item["Id"], inside)
-    finally:
-        root_minirun(["rm", "-f", name], check=0)
-        wait_for(lambda: proc.poll() is not None, what="minirun run to end")
+    run_and_check_joined(root_minirun, names())
 
 
 def test_stats_no_stream(minirun: Tier, names: Callable[[], str]) -> None:

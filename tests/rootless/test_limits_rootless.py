@@ -14,14 +14,14 @@ from cgroup_helpers import (
     ALLOCATE,
     HOG,
     MEMS,
-    assert_joined,
     delegated_base,
     delegated_tier,
     frozen_parent,
     layout,
+    run_and_check_joined,
     with_env,
 )
-from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
+from helpers import IMAGE, Tier, one_line_error
 
 from minirun import cgroups
 
@@ -88,16 +88,7 @@ def test_delegated_container_is_in_its_v1_cgroups_and_its_cgroupns_is_rooted_the
     with its own credentials, before it makes its cgroup namespace. (v1: this hybrid host.)"""
     if not any(h.version == 1 for h in cgroups.hierarchies()):
         pytest.skip(f"no v1 hierarchy here: {layout()}")
-    name = names()
-    proc = delegated.popen(["run", "--name", name, "--network", "none", "-m", "64m", IMAGE, "sh", "-c",
-                            "cat /proc/self/cgroup; echo up; exec sleep 60"])
-    try:
-        inside = read_until(proc.stdout, "up").splitlines()
-        item = wait_running(delegated, name, proc)
-        assert_joined(item["State"]["Pid"], item["Id"], inside)
-    finally:
-        delegated(["rm", "-f", name], check=0)
-        wait_for(lambda: proc.poll() is not None, what="minirun run to end")
+    run_and_check_joined(delegated, names(), "-m", "64m")
 
 
 @pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
