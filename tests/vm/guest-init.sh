@@ -79,7 +79,7 @@ mkdir -p /var/cache/minirun/rootfs-images
 ln -s /xfer/rootfs-images/*.tar /var/cache/minirun/rootfs-images/ || echo "vm-init: no Debian image from the host"
 # Byte-code for the checkout, once (the root tier imports minirun from here, PYTHONPATH).
 /opt/minirun/bin/python -m compileall -q -j0 /work/checkout/minirun /work/checkout/tests >/dev/null
-echo "vm-init: at $(cut -d" " -f1 /proc/uptime)s: $(uname -r), $(nproc) CPUs, cgroup root controllers: $(cat $cg/cgroup.subtree_control)"
+echo "vm-init: at $(cut -d" " -f1 /proc/uptime)s: $(uname -r), $(nproc) CPUs, cgroup root controllers: $(cat $cg/cgroup.subtree_control), LSMs: $(cat /sys/kernel/security/lsm 2>/dev/null), AppArmor: $(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo none)"
 
 # --- the suite: the whole root and rootless tiers, leakcheck at the end (tests/conftest.py) ----
 # VM_SUITE_TIMEOUT (from the kernel command line) interrupts it with SIGINT: junit is still written.
