@@ -321,3 +321,37 @@ def test_exec_processes_die_with_a_container_without_a_pid_namespace(minirun: Ti
         assert foreground.wait(timeout=30) == 137
     finally:
         minirun(["rm", "-f", name], timeout=60)
+
+
+def chrooted(pid: int, where: str) -> bool:
+    """`pid` runs sleep 1006 with `where` (in its container) as its root."""
+    with contextlib.suppress(OSError):
+        return (Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:2] == [b"1006"]
+                and os.readlink(f"/proc/{pid}/root") == where)
+    return False
+
+
+@pytest.mark.parametrize("where", ["/tmp/r", "/tmp/r/a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q/r/s/t/u/v/w/x/y/z"],
+                         ids=["chroot", "deep-chroot"])
+def test_exec_processes_that_chroot_die_with_a_container_without_a_pid_namespace(
+        minirun: Tier, names: Callable[[], str], where: str) -> None:
+    """Attack on container.kill_stragglers: CAP_SYS_CHROOT is in the default set, and a process
+    that chroots has another /proc/PID/root, where etc/hostname is not the bundle's file. It is
+    still in the container's mount namespace (chroot(2) changes no namespace); it must still die
+    with the container, however deep its new root."""
+    name = names()
+    inside: list[int] = []
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none", IMAGE, "sleep", "300"], check=0)
+    try:
+        pid1 = minirun.inspect(name)["State"]["Pid"]
+        minirun(["exec", "-d", name, "sh", "-c",
+                 f"mkdir -p {where} && cp -a /bin {where}/ && exec chroot {where} /bin/sleep 1006"], check=0)
+        inside += wait_for(lambda: [p for p in in_mount_namespace(pid1) if chrooted(p, where)],
+                           what="the chrooted sleep")
+        minirun(["rm", "-f", name], check=0)
+        wait_for(lambda: not process_exists(inside[0]), timeout=10, what="the chrooted process to die")
+    finally:
+        minirun(["rm", "-f", name], timeout=60)
+        for p in inside:  # (before the fix it lived on)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
