@@ -360,7 +360,7 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         trace.mark("exec: bounding set, seccomp, user, capabilities", "child", security=exec_plan.security)
         if exec_plan.detach:
             # exec -d outlives `minirun exec`; it still dies with the container (its PID namespace,
-            # its cgroup, or without either container.kill_stragglers).
+            # its cgroup, or without either stragglers.py).
             kernel.prctl(kernel.PR_SET_PDEATHSIG, 0)
         try:
             os.chdir(exec_plan.cwd)

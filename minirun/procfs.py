@@ -1,4 +1,10 @@
-"""What the kernel says of a process in /proc/PID/stat (proc(5)), read in one place."""
+"""Processes as the kernel shows them: /proc/PID/stat (proc(5)) read in one place, and pidfds
+(pidfd_open(2)), which name a process for good: waited on, and killed without hitting a stranger
+that got its pid."""
+
+import os
+import select
+import signal
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -17,3 +23,21 @@ def parent(pid: int) -> int:
     """Its parent's pid (field 4), 0 if it is gone."""
     fields = stat_fields(pid)
     return int(fields[1]) if fields else 0
+
+
+def wait_pidfd(fd: int, timeout: float | None) -> bool:
+    """Wait until the process behind a pidfd has exited (it polls readable then, pidfd_open(2))."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None or timeout < 0 else int(timeout * 1000)))
+
+
+def kill(pidfd: int, timeout: float) -> None:
+    """SIGKILL the process behind a pidfd, wait up to `timeout` s for its end; the pidfd is closed."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        wait_pidfd(pidfd, timeout)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)

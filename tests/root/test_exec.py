@@ -300,7 +300,7 @@ def test_exec_processes_die_with_a_container_without_a_pid_namespace(minirun: Ti
     """Attack review of issue 11: with --pid=host no PID namespace ends what exec started, and
     rootless on this host there is no cgroup to kill either: `exec -d` outlived `rm -f`. Now it
     dies with the container as in docker and podman (rootful: the cgroup; rootless:
-    container.kill_stragglers), a shell's background child too (no death signal reaches it), and
+    stragglers.kill), a shell's background child too (no death signal reaches it), and
     also when the monitor was SIGKILLed first (a crash of minirun: `rm -f` finds them then)."""
     name = names()
     minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none", IMAGE, "sleep", "300"], check=0)
@@ -335,7 +335,7 @@ def chrooted(pid: int, where: str) -> bool:
                          ids=["chroot", "deep-chroot"])
 def test_exec_processes_that_chroot_die_with_a_container_without_a_pid_namespace(
         minirun: Tier, names: Callable[[], str], where: str) -> None:
-    """Attack on container.kill_stragglers: CAP_SYS_CHROOT is in the default set, and a process
+    """Attack on stragglers.kill: CAP_SYS_CHROOT is in the default set, and a process
     that chroots has another /proc/PID/root, where etc/hostname is not the bundle's file. It is
     still in the container's mount namespace (chroot(2) changes no namespace); it must still die
     with the container, however deep its new root."""
