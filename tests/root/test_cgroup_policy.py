@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import frozen_parent, with_env
+from cgroup_helpers import FREEZER_KINDS, frozen_parent, with_env
 from helpers import IMAGE, Tier, describe, one_line_error, wait_for
 
 from minirun import cgroups
@@ -93,7 +93,7 @@ def test_systemd_hierarchy_shows_the_container_not_the_host(root_minirun: Tier) 
     assert result.stdout.split() == ["cgroup.clone_children", "cgroup.procs", "notify_on_release", "tasks"]
 
 
-@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+@pytest.mark.parametrize("kind", FREEZER_KINDS)
 def test_a_frozen_cgroup_parent_is_one_line_and_leaves_nothing(root_minirun: Tier, names: Callable[[], str],
                                                               kind: str) -> None:
     """Attack review of issues 11/12: MINIRUN_CGROUP_PARENT below a frozen cgroup made `run` wait

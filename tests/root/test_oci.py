@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-from cgroup_helpers import frozen_parent, pids_hierarchy
+from cgroup_helpers import FREEZER_KINDS, frozen_parent, pids_hierarchy
 from helpers import PODMAN_IMAGE, REPO, oci_runtime, process_exists, wait_for
 
 from minirun import cgroups
@@ -686,7 +686,7 @@ def test_a_cgroup_it_does_not_own_is_never_limited_killed_or_removed(oci: Oci,
                     (h / d).rmdir()
 
 
-@pytest.mark.parametrize("kind", ["v1 freezer", "v2"])
+@pytest.mark.parametrize("kind", FREEZER_KINDS)
 def test_a_cgroups_path_below_a_frozen_cgroup_is_refused(oci: Oci, bundle: Callable[..., Path],
                                                          kind: str) -> None:
     """A cgroupsPath whose own directory is thawed but whose parent is frozen (an existing one, and
