@@ -79,6 +79,9 @@ def kill(own_file: Path) -> None:
             os.close(witness.pidfd)
 
 
+MAX_CLIMB = 1 << 16  # a hostile chroot deeper than this still dies with its mount namespace
+
+
 def _top(pid: int) -> int:
     """An O_PATH fd of the top of the mount tree that `pid`'s root is in: ".." from its root until
     ".." is the same directory. A walk through /proc/PID/root stops only at the walker's own root
@@ -98,9 +101,6 @@ def _top(pid: int) -> int:
         raise
     os.close(here)
     raise OSError(f"more than {MAX_CLIMB} directories above the root of {pid}")
-
-
-MAX_CLIMB = 1 << 16  # a hostile chroot deeper than this still dies with its mount namespace
 
 
 def _shows(pid: int, own: os.stat_result) -> bool:
