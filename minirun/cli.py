@@ -7,10 +7,12 @@ leaves with its code (125 by default); nothing a user types should ever print a 
 
 import argparse
 import contextlib
+import functools
 import gc
 import importlib
 import os
 import sys
+from collections.abc import Collection
 from typing import Any, NoReturn
 
 from minirun import __version__, trace
@@ -83,15 +85,20 @@ class _Formatter(argparse.HelpFormatter):
 
     def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
                  width: int | None = None) -> None:
-        if width is None:  # shutil.get_terminal_size's rule: $COLUMNS, else the terminal, else 80
-            columns = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 0
-            if columns <= 0:
-                try:
-                    columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
-                except (AttributeError, ValueError, OSError):
-                    columns = 80
-            width = columns - 2
+        width = _columns() - 2 if width is None else width
         super().__init__(prog, indent_increment, max_help_position, width)
+
+
+@functools.cache  # argparse makes ~50 formatters for `run`'s parser alone: ask the terminal once
+def _columns() -> int:
+    """shutil.get_terminal_size's rule: $COLUMNS, else the terminal, else 80."""
+    columns = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 80
+    return columns
 
 
 class _RawFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
@@ -130,8 +137,9 @@ def management_command(argv: list[str]) -> list[str]:
     return argv
 
 
-def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentParser:
-    """The parser for `verb` (every verb if None); `others`: also list the other verbs."""
+def build_parser(loaded: Collection[str], others: bool = True) -> argparse.ArgumentParser:
+    """The parser with the full parsers of the verbs `loaded` (each imports its module); `others`:
+    also list the other verbs, by name only."""
     parser = _Parser(prog="minirun", usage="minirun [OPTIONS] COMMAND",
                      description="A small, readable container runtime.",
                      formatter_class=_RawFormatter)
@@ -139,7 +147,7 @@ def build_parser(verb: str | None, others: bool = True) -> argparse.ArgumentPars
                         help="print the version and exit")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=_Parser, help=argparse.SUPPRESS)
     for name, module in VERBS.items():
-        if verb is None or name == verb:
+        if name in loaded:
             importlib.import_module(module).add_parser(sub)
         elif others:
             sub.add_parser(name, help=f"see `minirun {name} --help`")
@@ -196,7 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         # them each time (about 5 ms here): it is paused meanwhile.
         gc.disable()
         try:
-            parser = build_parser(verb if verb in VERBS else None, others=argv[:1] != [verb])
+            # Without a verb, every verb's parser only for the help that lists them all (`minirun`,
+            # `--help`); not for `--version` or a bad flag, which would load every verb's modules.
+            help_of_all = not argv or "-h" in argv or "--help" in argv
+            loaded = [verb] if verb in VERBS else list(VERBS) if help_of_all else []
+            parser = build_parser(loaded, others=argv[:1] != [verb])
         finally:
             gc.enable()
         trace.mark("imports")

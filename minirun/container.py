@@ -38,7 +38,6 @@ from minirun.state import Record
 if TYPE_CHECKING:
     from minirun import idranges
 
-ID_RULE = re.compile(r"^[0-9a-f]{64}$")
 DEFAULT_STOP_TIMEOUT = 10  # seconds between the stop signal and SIGKILL, as docker's
 
 
@@ -118,7 +117,7 @@ class Layout(NamedTuple):
 
 
 def layout(store: Path, container_id: str) -> Layout:
-    if not ID_RULE.match(container_id):
+    if not re.match(state.ID_RULE, container_id):
         raise MinirunError(f"not a container id: {container_id!r}")
     return Layout(store / "containers" / container_id)
 
@@ -457,7 +456,7 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
 def bundle_ids(store: Path) -> set[str]:
     """The ids of every container directory in the store."""
     try:
-        return {p.name for p in (store / "containers").iterdir() if ID_RULE.match(p.name)}
+        return {p.name for p in (store / "containers").iterdir() if re.match(state.ID_RULE, p.name)}
     except OSError:
         return set()
 

@@ -53,7 +53,7 @@ def atomic_write_json(path: Path, value: Any, mode: int = 0o644) -> None:
         raise
 
 
-ABANDONED_TMP = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$")
+ABANDONED_TMP = r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$"
 
 
 def remove_abandoned_tmp(directory: Path) -> list[Path]:
@@ -61,7 +61,7 @@ def remove_abandoned_tmp(directory: Path) -> list[Path]:
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(directory):
-            match = ABANDONED_TMP.match(entry.name)
+            match = re.match(ABANDONED_TMP, entry.name)
             if match and not os.path.exists(f"/proc/{match.group(1)}"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)

@@ -22,9 +22,9 @@ from minirun.security.seccomp import DEFAULT_PROFILE as DEFAULT_SECCOMP_PROFILE
 
 UsernsMode = Literal["auto", "shared", "host"]
 NETWORK_MODES = ("default", "bridge", "slirp4netns", "none", "host")  # and container:NAME
-ENV_NAME = re.compile(r"^[^=\s]+$")
+ENV_NAME = r"^[^=\s]+$"
 # RFC 1123 host name label, which is what sethostname(2) accepts and resolvers understand.
-HOSTNAME = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$")
+HOSTNAME = r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*$"
 
 
 class BindMount(NamedTuple):
@@ -171,10 +171,9 @@ def parse_userns(value: str | None) -> tuple[UsernsMode, int]:
 
 # What --tmpfs accepts after PATH: docker's flag words, and the tmpfs(5) options minirun passes on.
 TMPFS_FLAGS = ("ro", "rw", "noexec", "exec", "nosuid", "suid", "nodev", "dev")
-TMPFS_SIZE = re.compile(r"^\d+[kmg]?$|^\d{1,3}%$", re.IGNORECASE)  # tmpfs(5): bytes, k/m/g, or % of RAM
+TMPFS_SIZE = r"(?i)^\d+[kmg]?$|^\d{1,3}%$"  # tmpfs(5): bytes, k/m/g, or % of RAM
 TMPFS_OPTIONS = {"size": TMPFS_SIZE, "nr_blocks": TMPFS_SIZE, "nr_inodes": TMPFS_SIZE,
-                 "mode": re.compile(r"^[0-7]{1,4}$"), "uid": re.compile(r"^\d{1,10}$"),
-                 "gid": re.compile(r"^\d{1,10}$")}
+                 "mode": r"^[0-7]{1,4}$", "uid": r"^\d{1,10}$", "gid": r"^\d{1,10}$"}
 
 
 def check_tmpfs_options(value: str, options: str) -> str:
@@ -187,7 +186,7 @@ def check_tmpfs_options(value: str, options: str) -> str:
         if not sep or key not in TMPFS_OPTIONS:
             raise MinirunError(f"invalid --tmpfs {value!r}: unknown option {option!r} (expected "
                                f"{', '.join(TMPFS_FLAGS)}, or {'=, '.join(TMPFS_OPTIONS)}=)")
-        if not TMPFS_OPTIONS[key].match(setting):
+        if not re.match(TMPFS_OPTIONS[key], setting):
             raise MinirunError(f"invalid --tmpfs {value!r}: bad value in {option!r}")
         if key in ("size", "nr_blocks", "nr_inodes") and not setting.endswith("%") \
                 and parse_size(f"--tmpfs {key}", setting) > MAX_BYTES:
@@ -244,7 +243,7 @@ def parse_env(values: list[str]) -> list[str]:
     result = []
     for value in values:
         key, sep, _ = value.partition("=")
-        if not key or not ENV_NAME.match(key):
+        if not key or not re.match(ENV_NAME, key):
             raise MinirunError(f"invalid environment variable {value!r}")
         if sep:
             result.append(value)
@@ -266,7 +265,7 @@ def check_user(user: str | None) -> str | None:
 
 
 def check_hostname(hostname: str | None) -> str | None:
-    if hostname is not None and (len(hostname) > 64 or not HOSTNAME.match(hostname)):
+    if hostname is not None and (len(hostname) > 64 or not re.match(HOSTNAME, hostname)):
         raise MinirunError(f"invalid hostname {hostname!r}")
     return hostname
 
@@ -314,7 +313,7 @@ def parse_publish(value: str) -> PortMapping:
 def parse_add_host(value: str) -> tuple[str, str]:
     """--add-host NAME:IP (docker also accepts NAME=IP)."""
     name, sep, ip = value.partition("=") if "=" in value else value.partition(":")
-    if not sep or not name or not HOSTNAME.match(name):
+    if not sep or not name or not re.match(HOSTNAME, name):
         raise MinirunError(f"invalid --add-host {value!r}: expected NAME:IP")
     return name, _ipv4("--add-host", value, ip)
 
@@ -324,11 +323,11 @@ def parse_dns(value: str) -> str:
 
 
 PULL_POLICIES = ("missing", "always", "never")
-PLATFORM = re.compile(r"^[a-z0-9_]+(/[a-z0-9_]+){0,2}$")
+PLATFORM = r"^[a-z0-9_]+(/[a-z0-9_]+){0,2}$"
 
 
 def check_platform(platform: str | None) -> str | None:
-    if platform is not None and not PLATFORM.match(platform):
+    if platform is not None and not re.match(PLATFORM, platform):
         raise MinirunError(f"invalid --platform {platform!r}: expected OS/ARCH[/VARIANT], e.g. linux/arm64")
     return platform
 
@@ -347,19 +346,19 @@ def check_workdir(workdir: str | None) -> str | None:
 
 # --- resource limits, with docker's units and docker's (and the kernel's) minimums ----------
 
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$", re.IGNORECASE)
+SIZE = r"(?i)^(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?$"
 # Sizes are signed 64-bit numbers in docker (RAMInBytes) and in the kernel's counters: a larger one
 # used to be written to memory.limit_in_bytes and wrapped around there.
 MAX_BYTES = 2**63 - 1
 PIDS_MAX = 4 * 1024 * 1024  # PID_MAX_LIMIT (include/linux/threads.h): pids.max refuses more
 MIN_MEMORY = 6 * 1024 * 1024  # docker's minimum: below it a container cannot even start its shell
 CPU_SHARES_RANGE = (2, 262144)  # what the kernel accepts in cpu.shares (sched.h MIN/MAX_SHARES)
-CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+CPU_LIST = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
 
 
 def parse_size(flag: str, value: str) -> int:
     """docker's RAMInBytes: 64m, 1g, 512k, 1.5g, 100 (bytes); binary multiples."""
-    match = SIZE.match(value.strip())
+    match = re.match(SIZE, value.strip())
     if not match:
         raise MinirunError(f"invalid {flag} {value!r}: expected a size like 64m, 512k or 1g")
     whole, _, fraction = match.group(1).partition(".")
@@ -378,7 +377,7 @@ def parse_id_list(flag: str, what: str, value: str, available: set[int]) -> str:
         return MinirunError(f"invalid {flag} {value!r}: requested {what} are not available "
                             f"(available: {','.join(map(str, sorted(available)))})")
 
-    if not CPU_LIST.fullmatch(value):  # (match's `$` would let a trailing newline through)
+    if not re.fullmatch(CPU_LIST, value):  # (match's `$` would let a trailing newline through)
         raise MinirunError(f"invalid {flag} {value!r}: expected a list like 0-1,3")
     wanted: set[int] = set()
     for part in value.split(","):

@@ -29,11 +29,11 @@ from minirun.errors import ContainerNotFound, MinirunError
 from minirun.fsutil import atomic_write_json, locked, read_json
 
 # Docker's rule for container names (daemon/names.go): start alphanumeric, then [a-zA-Z0-9_.-].
-NAME_RULE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_RULE = r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$"
 MAX_NAME_LENGTH = 255
-ID_RULE = re.compile(r"^[0-9a-f]{64}$")  # 256 random bits in hex, as docker's ids
+ID_RULE = r"^[0-9a-f]{64}$"  # 256 random bits in hex, as docker's ids
 PID_MAX_LIMIT = 4194304  # include/linux/threads.h: no pid is larger (proc(5), /proc/sys/kernel/pid_max)
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")  # state.now(), UTC
+TIMESTAMP = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$"  # state.now(), UTC
 # The keys of config, host_config and network_settings that minirun reads back, and their JSON
 # types: a record edited to {"Env": 5} broke exec, {"Ports": 5} ps, {"LogConfig": 5} logs, with
 # a traceback (attack review of issues 11 and 12). Other keys are shown by inspect as they are.
@@ -302,9 +302,9 @@ def _check_fields(raw: Any) -> None:
 
 def _check_values(record: Record, container_id: str) -> None:
     """Its identity, status, numbers and times within what minirun itself writes."""
-    if record.id != container_id or not ID_RULE.match(record.id):
+    if record.id != container_id or not re.match(ID_RULE, record.id):
         raise ValueError(f"its id {record.id!r} is not its file name")
-    if not NAME_RULE.match(record.name) or record.name.startswith("/"):
+    if not re.match(NAME_RULE, record.name) or record.name.startswith("/"):
         raise ValueError(f"invalid name {record.name!r}")
     if record.status not in ("created", "running", "exited"):
         raise ValueError(f"unknown status {record.status!r}")
@@ -320,7 +320,7 @@ def _check_values(record: Record, container_id: str) -> None:
     if max(record.pid_start, record.monitor_start, *record.id_range, 0) >= 2**63 or record.exit_code > 255:
         raise ValueError("a number out of range")
     for stamp in ("created", "started_at", "finished_at"):
-        if not TIMESTAMP.match(getattr(record, stamp)) and (stamp == "created" or getattr(record, stamp)):
+        if not re.match(TIMESTAMP, getattr(record, stamp)) and (stamp == "created" or getattr(record, stamp)):
             raise ValueError(f"{stamp!r} is {getattr(record, stamp)[:40]!r}, not an RFC 3339 time")
 
 
@@ -385,7 +385,7 @@ def image_ids_in_use(state: Path) -> frozenset[str]:
 
 def check_name(name: str) -> str:
     """A container name by docker's rule (NAME_RULE), at most MAX_NAME_LENGTH characters."""
-    if not NAME_RULE.match(name):
+    if not re.match(NAME_RULE, name):
         raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
                            "at least two characters")
     if len(name.lstrip("/")) > MAX_NAME_LENGTH:
@@ -447,7 +447,7 @@ def name_claims(state: Path) -> dict[str, str]:
         for entry in os.scandir(_names(state)):
             with contextlib.suppress(OSError):
                 target = os.readlink(entry.path)
-                if ID_RULE.match(target):
+                if re.match(ID_RULE, target):
                     claims[entry.name] = target
     return claims
 
@@ -492,7 +492,7 @@ def delete(state: Path, record: Record) -> None:
 
 def delete_id(state: Path, container_id: str) -> None:
     """Remove whatever record file (valid or not) and name claims a container id has."""
-    if ID_RULE.match(container_id):
+    if re.match(ID_RULE, container_id):
         for path in (_path(state, container_id), exit_path(state, container_id)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -503,7 +503,7 @@ def record_ids(state: Path) -> set[str]:
     """The ids of every record file, valid or not."""
     if not state.is_dir():
         return set()
-    return {p.name.removesuffix(".json") for p in state.glob("*.json") if ID_RULE.match(p.name[:-5])}
+    return {p.name.removesuffix(".json") for p in state.glob("*.json") if re.match(ID_RULE, p.name[:-5])}
 
 
 @contextlib.contextmanager

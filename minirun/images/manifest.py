@@ -132,7 +132,7 @@ def parse(data: bytes, media_type: str) -> Manifest | Index:
 
 def _descriptor(value: dict[str, Any]) -> Descriptor:
     digest, size = value["digest"], value["size"]
-    if not isinstance(digest, str) or not DIGEST.fullmatch(digest):
+    if not isinstance(digest, str) or not re.fullmatch(DIGEST, digest):
         raise MinirunError(f"unsupported digest {digest!r}: only sha256 is supported")
     if not isinstance(size, int) or size < 0:
         raise MinirunError(f"bad size {size!r} for {digest}")

@@ -17,6 +17,7 @@ shows it. Transport: `localhost`, 127.0.0.0/8 and ::1 registries are spoken to o
 """
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from minirun.errors import MinirunError
@@ -73,7 +74,7 @@ class Reference:
 def parse(ref: str) -> Reference:
     """Parse and normalise a reference; a malformed one is the user's error (exit 125)."""
     name, at, digest = ref.partition("@")
-    if at and not DIGEST.fullmatch(digest):
+    if at and not re.fullmatch(DIGEST, digest):
         raise MinirunError(f"invalid reference format: {ref!r} (a digest is sha256: and 64 hex digits)")
     # The store's grammar check (lowercase path components, tag syntax) with ":latest" added.
     repository, _, tag = normalize_ref(name, familiar=False).rpartition(":")

@@ -95,9 +95,9 @@ _DOMAIN = rf"{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
-_REFERENCE = re.compile(rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?")
-_HEX_ID = re.compile(r"[0-9a-f]{4,64}")
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # an OCI content digest, sha256 only
+_REFERENCE = rf"(?P<name>{_NAME})(?::(?P<tag>{_TAG}))?"
+_HEX_ID = r"[0-9a-f]{4,64}"
+DIGEST = r"sha256:[0-9a-f]{64}"  # an OCI content digest, sha256 only
 _MIN_ID_PREFIX = 4
 
 
@@ -113,9 +113,9 @@ def normalize_ref(ref: str, *, familiar: bool = True) -> str:
             ref = ref.removeprefix(hub)
         if ref.startswith("library/") and ref.count("/") == 1:
             ref = ref.removeprefix("library/")
-    match = _REFERENCE.fullmatch(ref)
+    match = re.fullmatch(_REFERENCE, ref)
     if match is None:
-        hint = ": repository name must be lowercase" if _REFERENCE.fullmatch(ref.lower()) else ""
+        hint = ": repository name must be lowercase" if re.fullmatch(_REFERENCE, ref.lower()) else ""
         raise MinirunError(f"invalid reference format{hint}: {ref!r} (expected NAME[:TAG])")
     name, tag = match["name"], match["tag"] or DEFAULT_TAG
     if len(name) > 255:
@@ -131,7 +131,7 @@ def store_name(ref: str) -> str:
     name, at, digest = ref.partition("@")
     if not at:
         return normalize_ref(ref)
-    if not DIGEST.fullmatch(digest) or ":" in name.rpartition("/")[2]:
+    if not re.fullmatch(DIGEST, digest) or ":" in name.rpartition("/")[2]:
         raise MinirunError(f"invalid reference format: {ref!r} (expected NAME@sha256:<64 hex digits>)")
     return f"{normalize_ref(name).rpartition(':')[0]}@{digest}"
 
@@ -155,13 +155,13 @@ def resolve(store: Path, ref: str) -> Image:
             try:
                 name = store_name(ref)
             except MinirunError:
-                if not _HEX_ID.fullmatch(ref):
+                if not re.fullmatch(_HEX_ID, ref):
                     raise
             else:
                 if name in repositories:
                     return _load_image(store, _hex(repositories[name]), repositories)
         hex_prefix = ref.removeprefix("sha256:")
-        if len(hex_prefix) >= _MIN_ID_PREFIX and _HEX_ID.fullmatch(hex_prefix):
+        if len(hex_prefix) >= _MIN_ID_PREFIX and re.fullmatch(_HEX_ID, hex_prefix):
             matches = [h for h in _image_hexes(store) if h.startswith(hex_prefix)]
             if len(matches) > 1:
                 raise MinirunError(f"image id prefix {ref!r} is ambiguous: it matches {len(matches)} images")
