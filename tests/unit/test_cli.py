@@ -38,6 +38,18 @@ def test_version(flag: str) -> None:
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "minirun.__version__"}
 
 
+@pytest.mark.parametrize("flag", ["--version", "--bogus"])
+def test_no_verb_is_loaded_for_a_flag_without_one(flag: str) -> None:
+    """`minirun --version` used to build every verb's parser, importing every verb's modules
+    (the registry client, tarfile, http.client: 150 ms instead of 40)."""
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "minirun", flag], capture_output=True, text=True,
+        timeout=60, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    verbs = set(re.findall(r"\| +minirun\.commands\.(\w+)$", result.stderr, re.MULTILINE))
+    assert result.returncode == (0 if flag == "--version" else 125)
+    assert not verbs, result.stderr[-2000:]
+
+
 def test_help_groups_every_verb_as_docker_does_and_has_examples() -> None:
     result = minirun_cli("--help")
     assert result.returncode == 0, result.stderr
