@@ -177,7 +177,7 @@ def run(plan: ChildPlan, sock: socket.socket) -> NoReturn:
     try:
         wait_for_start(plan.fifo_fd)
         trace.mark("oci: start opened the exec fifo", "child")
-        hooks.exec_in_container(config.hooks.get("startContainer", []), plan.state)
+        hooks.exec_in_container("startContainer", config.hooks.get("startContainer", []), plan.state)
         trace.mark("oci: execve", "child", argv=config.process.args, preserved=plan.preserve_fds)
         pid1.execute(config.process.args, config.process.env)
     except MinirunError as e:
@@ -269,7 +269,7 @@ def build_rootfs(plan: ChildPlan) -> None:
         for m in config.mounts:
             mount_one(root_fd, config, m.destination, m.type, m.source, m.options)
         make_devices(root_fd, config)
-        hooks.exec_in_container(config.hooks.get("createContainer", []), plan.state)
+        hooks.exec_in_container("createContainer", config.hooks.get("createContainer", []), plan.state)
         trace.mark("oci: mounts", "child", root=config.root, mounts=config.mounts)
     finally:
         os.close(root_fd)

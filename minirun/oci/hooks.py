@@ -22,10 +22,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from typing import Any
 
-from minirun import kernel
+from minirun import kernel, procfs
 from minirun.errors import MinirunError
 from minirun.oci.config import Hook
 
@@ -79,7 +78,7 @@ def from_json(raw: dict[str, Any], kind: str) -> list[Hook]:
     ]
 
 
-def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
+def exec_in_container(kind: str, hooks: list[Hook], state: dict[str, Any]) -> None:
     """createContainer/startContainer, from the child: the hook runs in the container's
     namespaces because the child is already there (fork + execve; stdin is the state)."""
     payload = json.dumps(state).encode()
@@ -102,24 +101,16 @@ def exec_in_container(hooks: list[Hook], state: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):  # a hook that does not read its stdin
             os.write(w, payload)
         os.close(w)
-        status = _wait(pid, hook.timeout)
-        if status is None:
-            raise MinirunError(f"hook {hook.path} timed out after {hook.timeout} s")
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise MinirunError(f"hook {hook.path} failed (exit {os.waitstatus_to_exitcode(status)})")
-
-
-def _wait(pid: int, timeout: int | None) -> int | None:
-    """waitpid, but a hook's "timeout" (config.md: seconds, the hook is killed and the
-    runtime fails) holds here too: its wait status, or None once it was SIGKILLed for it."""
-    if timeout is None:
-        return os.waitpid(pid, 0)[1]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        time.sleep(0.02)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return None
+        # A hook's "timeout" (config.md: seconds; the hook is killed and the runtime fails) holds
+        # here too: its pidfd polls readable when it exits (pidfd_open(2)), or the time is up.
+        pidfd = os.pidfd_open(pid)
+        try:
+            if not procfs.wait_pidfd(pidfd, hook.timeout):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise MinirunError(f"{kind} hook {hook.path} timed out after {hook.timeout} s")
+        finally:
+            os.close(pidfd)
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if code != 0:
+            raise MinirunError(f"{kind} hook {hook.path} failed (exit {code})")

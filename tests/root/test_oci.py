@@ -906,7 +906,7 @@ def test_a_hook_in_the_container_is_killed_at_its_timeout(oci: Oci, bundle: Call
     started = time.monotonic()
     refused = oci("create", "--bundle", str(b), "c23", check=False, stderr=subprocess.PIPE)
     assert time.monotonic() - started < 15, "create waited for the hook"
-    one_line_125(refused, "timed out after 1 s")
+    one_line_125(refused, "createContainer hook /bin/sleep timed out after 1 s")
     assert not (oci.root / "c23").exists()
     b = bundle(["true"], hooks={"startContainer": [hang]})
     oci("create", "--bundle", str(b), "c24")
