@@ -185,7 +185,7 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
         state.update(state_dir, record, network_settings={})
         trace.mark("teardown: network")
     if remove_all:
-        remove(state_dir, record)
+        remove_files(state_dir, record)  # (its cgroup, processes and network are gone: above)
         trace.mark("teardown: --rm")
 
 
@@ -199,6 +199,11 @@ def remove(state_dir: Path, record: Record) -> None:
     cgroups.remove(cgroup)
     if not cgroup.paths:  # (its monitor died: nothing killed what exec started)
         stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
+    remove_files(state_dir, record)
+
+
+def remove_files(state_dir: Path, record: Record) -> None:
+    """What is left once nothing of the container runs: its layer, logs, record and id range."""
     remove_bundle(layout(paths.store_dir(), record.id).bundle)
     state.delete(state_dir, record)
     release_ids(state_dir, record.id)  # last: its files and processes are gone (a kill before: prune)
