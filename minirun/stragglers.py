@@ -21,28 +21,23 @@ LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outru
 
 
 def kill(own_file: Path) -> None:
-    """SIGKILL what `exec` started in a container that has neither a cgroup nor a PID namespace
-    of its own (rootless without a delegated cgroup, and --pid=host or --pid=container:NAME):
-    when its PID 1 ends, nothing in the kernel ends them. docker and podman end them with the
-    container, through its cgroup (minirun too, where it has one: cgroups.remove).
+    """SIGKILL every process of the container: those whose /etc/hostname is its own file.
 
-    Which processes: those whose /etc/hostname is the container's own file. It is the bundle's
-    `hostname` (derived from the id), bound over /etc/hostname in the container's mount
-    namespace, which every process of the container is in (exec joins it, children inherit it,
-    and leaving it takes unshare(2) or setns(2), which the seccomp profile allows only with
-    CAP_SYS_ADMIN), and stat(2) shows the file's own inode (a bind mount is the same inode). So
-    the kernel says it, as with a cgroup: not the record (it may lie), not a list of pids the
-    monitor keeps (it may be SIGKILLed). After a crash of minirun, `rm -f` and `prune` find them
-    all the same. Not a death-signal chain: PR_SET_PDEATHSIG is not inherited by children
-    (fork(2)), a shell's background job would outlive it. Not a process group or session: a
-    process leaves those (setsid(2)).
+    That file is the bundle's `hostname` (derived from the id), bound over /etc/hostname in the
+    container's mount namespace, which every process of the container is in (exec joins it,
+    children inherit it, and leaving it takes unshare(2) or setns(2), which the seccomp profile
+    allows only with CAP_SYS_ADMIN), and stat(2) shows the file's own inode (a bind mount is the
+    same inode). So the kernel says it, as with a cgroup: not the record (it may lie), not a list
+    of pids the monitor keeps (it may be SIGKILLed). After a crash of minirun, `rm -f` and
+    `prune` find them all the same. Not a death-signal chain: PR_SET_PDEATHSIG is not inherited
+    by children (fork(2)), a shell's background job would outlive it. Not a process group or
+    session: a process leaves those (setsid(2)).
 
     One look at /proc is not enough: a process that forks a successor and exits, again and
-    again, is at a pid no list read before shows. So a round (`_round`) looks again and again,
-    newest pid first, until /proc lists no pid it has not looked at; every process of the
-    container is stopped as it is found, so none forks or exits meanwhile, and all are killed at
-    the end. Then one more round: one that finds none ends it (a stopped process may have been
-    let go meanwhile: SIGCONT from one not stopped yet, or a tracer that swallowed the SIGSTOP)."""
+    again, is at a pid no list read before shows. So a round (`_round`) stops each process as
+    it finds it and reads /proc again until it lists nothing new, then kills them all. Then one
+    more round: one that finds none ends it (a stopped process may have been let go meanwhile:
+    SIGCONT from one not stopped yet, or a tracer that swallowed the SIGSTOP)."""
     try:
         own, host = os.stat(own_file), os.stat("/proc/self/ns/mnt").st_ino
     except OSError:
@@ -62,12 +57,15 @@ class Found(NamedTuple):
 
 
 def _round(found: Found, deadline: float) -> bool:
-    """Stop each process of the container /proc shows, again until it lists none not looked at
-    (or the deadline); then SIGKILL them. Did it find any?"""
+    """SIGSTOP each process of the container /proc lists, and read it again until it lists no pid
+    not looked at (or the deadline); then SIGKILL them. Did it find any?"""
     seen: set[int] = set()
     try:
         while (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
-            _sweep(found, sorted(listed - seen, reverse=True))
+            new = sorted(listed - seen, reverse=True)  # newest first: where a hopping process is
+            later = [pid for pid in new if _stop(found, pid) is None]
+            for pid in later:  # the file may be shown in their namespace by one later in the list
+                _stop(found, pid)
             seen = listed
             if time.monotonic() > deadline:
                 break
@@ -77,15 +75,6 @@ def _round(found: Found, deadline: float) -> bool:
         for fd in found.held.values():
             os.close(fd)
     return bool(found.stopped)
-
-
-def _sweep(found: Found, pids: list[int]) -> None:
-    """SIGSTOP those of `pids` that are the container's: in a mount namespace where a process
-    shows its file (`_shows`). Those in a namespace not known yet are looked at again after the
-    rest (one that shows the file may come later in the list)."""
-    later = [pid for pid in pids if _stop(found, pid) is None]
-    for pid in later:
-        _stop(found, pid)
 
 
 def _stop(found: Found, pid: int) -> bool | None:
