@@ -414,6 +414,8 @@ def test_exec_processes_that_hop_pids_die_with_a_container_without_a_pid_namespa
         assert stopped_at < HOPS, "it gave up by itself before rm -f: nothing was shown"
         assert hopped(beat)[1] == stopped_at, "the hopping process lives on"  # (before the fix it did)
     finally:
-        minirun(["rm", "-f", name], timeout=60)
-        if group := hopped(beat)[0]:
-            end_hopper(group)
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            if group := hopped(beat)[0]:
+                end_hopper(group)
