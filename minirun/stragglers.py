@@ -4,79 +4,110 @@ of its own, found and ended when the container ends (container.teardown, rm, pru
 Rootless without a delegated cgroup, with --pid=host or --pid=container:NAME: when PID 1 ends,
 nothing in the kernel ends the rest. docker and podman end them through the container's cgroup
 (minirun too, where it has one: cgroups.remove); here the kernel's word is the container's mount
-namespace and the file bound in it (`kill`).
+namespace and the file bound in it (`kill`). Without a freezer, they are frozen by hand: each one
+found is stopped (SIGSTOP: a stopped process forks nothing and keeps its pid), /proc is looked at
+again until it shows no process not seen before, and then they all get SIGKILL.
 """
 
-import contextlib
 import os
 import signal
+import time
 from pathlib import Path
 from typing import NamedTuple
 
 from minirun import procfs
 
+LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outruns them that long
+
 
 def kill(own_file: Path) -> None:
-    """SIGKILL what `exec` started in a container that has neither a cgroup nor a PID namespace
-    of its own (rootless without a delegated cgroup, and --pid=host or --pid=container:NAME):
-    when its PID 1 ends, nothing in the kernel ends them. docker and podman end them with the
-    container, through its cgroup (minirun too, where it has one: cgroups.remove).
+    """SIGKILL every process of the container: those whose /etc/hostname is its own file.
 
-    Which processes: those whose /etc/hostname is the container's own file. It is the bundle's
-    `hostname` (derived from the id), bound over /etc/hostname in the container's mount
-    namespace, which every process of the container is in (exec joins it, children inherit it,
-    and leaving it takes unshare(2) or setns(2), which the seccomp profile allows only with
-    CAP_SYS_ADMIN), and stat(2) shows the file's own inode (a bind mount is the same inode). So
-    the kernel says it, as with a cgroup: not the record (it may lie), not a list of pids the
-    monitor keeps (it may be SIGKILLed). After a crash of minirun, `rm -f` and `prune` find them
-    all the same. Not a death-signal chain: PR_SET_PDEATHSIG is not inherited by children
-    (fork(2)), a shell's background job would outlive it. Not a process group or session: a
-    process leaves those (setsid(2)). Each pid is pinned by a pidfd before it is looked at
-    (pidfd_open(2)): a reused pid is never hit.
+    That file is the bundle's `hostname` (derived from the id), bound over /etc/hostname in the
+    container's mount namespace, which every process of the container is in (exec joins it,
+    children inherit it, and leaving it takes unshare(2) or setns(2), which the seccomp profile
+    allows only with CAP_SYS_ADMIN), and stat(2) shows the file's own inode (a bind mount is the
+    same inode). So the kernel says it, as with a cgroup: not the record (it may lie), not a list
+    of pids the monitor keeps (it may be SIGKILLed). After a crash of minirun, `rm -f` and
+    `prune` find them all the same. Not a death-signal chain: PR_SET_PDEATHSIG is not inherited
+    by children (fork(2)), a shell's background job would outlive it. Not a process group or
+    session: a process leaves those (setsid(2)).
 
-    chroot(2) (CAP_SYS_CHROOT is in the default set) changes a process's root, not its mount
-    namespace: its file is looked for at the top of the mount tree its root is in (_top), and
-    one whose root left that tree (chroot into /proc/PID/root of a host process) dies with the
-    others of its mount namespace. A mount namespace counts only while a process that shows the
-    file is alive in it (_same_namespace): a namespace's inode number is reused once it is gone."""
+    One look at /proc is not enough: a process that forks a successor and exits, again and
+    again, is at a pid no list read before shows. So a round (`_round`) stops each process as
+    it finds it and reads /proc again until it lists nothing new, then kills them all. Then one
+    more round: one that finds none ends it (a stopped process may have been let go meanwhile:
+    SIGCONT from one not stopped yet, or a tracer that swallowed the SIGSTOP)."""
     try:
-        own = os.stat(own_file)
-        host = os.readlink("/proc/self/ns/mnt")
+        own, host = os.stat(own_file), os.stat("/proc/self/ns/mnt").st_ino
     except OSError:
         return  # no bundle: no process can have its file
-    shows: dict[str, Witness] = {}  # mount namespace -> a process there that shows the file
-    others: list[tuple[int, str]] = []  # (pid, mount namespace) of the rest, outside the host's
+    deadline = time.monotonic() + LOOK_FOR
+    while _round(Found(own, host, {}, {}), deadline) and time.monotonic() < deadline:
+        pass
+
+
+class Found(NamedTuple):
+    """What a round of `kill` has found so far."""
+
+    own: os.stat_result  # the container's hostname file
+    host: int  # the host's mount namespace (its inode): the host's file system, not a container's
+    held: dict[int, int]  # mount namespace (inode) where a process showed the file -> an fd of it
+    stopped: dict[int, int]  # pid -> pidfd of the container's processes found, SIGSTOPped
+
+
+def _round(found: Found, deadline: float) -> bool:
+    """SIGSTOP each process of the container /proc lists, and read it again until it lists no pid
+    not looked at (or the deadline); then SIGKILL them. Did it find any?"""
+    seen: set[int] = set()
     try:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                pidfd = os.pidfd_open(int(entry))
-            except OSError:  # gone
-                continue
-            try:
-                namespace = os.readlink(f"/proc/{entry}/ns/mnt")  # pinned: the process the pidfd names
-                if namespace == host:
-                    continue  # (the host's file system: not a container's)
-                if namespace not in shows and _shows(int(entry), own):
-                    shows[namespace], pidfd = Witness(int(entry), pidfd), -1
-                else:
-                    others.append((int(entry), namespace))
-            except OSError:  # gone, or not ours to look at (ptrace access mode, proc(5))
-                pass
-            finally:
-                if pidfd >= 0:
-                    os.close(pidfd)
-        for pid, namespace in others:  # first the rest of each namespace, while its witness lives
-            if namespace in shows:
-                _kill_if(pid, shows[namespace], namespace)
-        for witness in shows.values():
-            with contextlib.suppress(OSError):
-                signal.pidfd_send_signal(witness.pidfd, signal.SIGKILL)
-                procfs.wait_pidfd(witness.pidfd, 5)
+        while (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
+            new = sorted(listed - seen, reverse=True)  # newest first: where a hopping process is
+            later = [pid for pid in new if _stop(found, pid) is None]
+            for pid in later:  # the file may be shown in their namespace by one later in the list
+                _stop(found, pid)
+            seen = listed
+            if time.monotonic() > deadline:
+                break
     finally:
-        for witness in shows.values():
-            os.close(witness.pidfd)
+        for pidfd in found.stopped.values():
+            procfs.kill(pidfd, 5)  # stopped, so it started nothing since it was found
+        for fd in found.held.values():
+            os.close(fd)
+    return bool(found.stopped)
+
+
+def _stop(found: Found, pid: int) -> bool | None:
+    """SIGSTOP `pid` if it is the container's; None if its namespace is not known to be yet.
+
+    The pid is pinned by a pidfd before it is looked at (pidfd_open(2)): the signal goes to the
+    process the pidfd names, never to one that got its pid since. A namespace is held open once a
+    process showed the file there: its inode number is not reused while it is (an open
+    /proc/PID/ns file keeps the namespace alive, namespaces(7))."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except OSError:  # gone
+        return False
+    try:
+        namespace = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        if namespace == found.host:
+            return False
+        if namespace not in found.held:
+            if not _shows(pid, found.own):
+                return None
+            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            if os.fstat(fd).st_ino != namespace or procfs.wait_pidfd(pidfd, 0):  # moved or gone
+                os.close(fd)
+                return None
+            found.held[namespace] = fd
+        signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+        found.stopped[pid], pidfd = pidfd, -1
+        return True
+    except OSError:  # gone (a zombie has no namespace), or not ours to look at (ptrace access mode, proc(5))
+        return False
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
 
 
 MAX_CLIMB = 1 << 16  # a hostile chroot deeper than this still dies with its mount namespace
@@ -104,7 +135,12 @@ def _top(pid: int) -> int:
 
 
 def _shows(pid: int, own: os.stat_result) -> bool:
-    """Is the container's hostname file at etc/hostname at the top of `pid`'s mount tree?"""
+    """Is the container's hostname file at etc/hostname at the top of `pid`'s mount tree?
+
+    chroot(2) (CAP_SYS_CHROOT is in the default set) changes a process's root, not its mount
+    namespace: its file is looked for at the top of the mount tree its root is in (_top), and
+    one whose root left that tree (chroot into /proc/PID/root of a host process) is stopped with
+    the others of its mount namespace."""
     try:
         top = _top(pid)
     except OSError:
@@ -116,34 +152,3 @@ def _shows(pid: int, own: os.stat_result) -> bool:
     finally:
         os.close(top)
     return (seen.st_dev, seen.st_ino) == (own.st_dev, own.st_ino)
-
-
-class Witness(NamedTuple):
-    """A process that shows the container's file, pinned by a pidfd, and kept alive (killed last)."""
-
-    pid: int
-    pidfd: int
-
-    def still_with(self, pid: int, namespace: str) -> bool:
-        """`pid` is in `namespace` now, and the witness, seen there before, still is and lives:
-        the namespace lived all along, so it is one and the same (not a reused inode number)."""
-        if os.readlink(f"/proc/{pid}/ns/mnt") != namespace:
-            return False
-        return os.readlink(f"/proc/{self.pid}/ns/mnt") == namespace and not procfs.wait_pidfd(self.pidfd, 0)
-
-
-def _kill_if(pid: int, witness: Witness, namespace: str) -> None:
-    """SIGKILL `pid` if, once pinned by a pidfd, it is in the witness's `namespace`; wait for its end."""
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        ours = witness.still_with(pid, namespace)
-    except OSError:  # gone
-        ours = False
-    if not ours:
-        os.close(pidfd)
-        return
-    with contextlib.suppress(OSError):
-        procfs.kill(pidfd, 5)  # (closes the pidfd)

@@ -173,6 +173,26 @@ static int ptrace_newcomers(int seconds, int uid) {
     return 0;
 }
 
+/* hop USEC HOPS FILE: never keep a pid. Start a successor, exit, again and again, USEC
+ * microseconds at each pid; at each, "PGID COUNT" in FILE (the count: that it still hops). It
+ * gives up by itself after HOPS pids, so a test whose kill failed leaves no hopper behind (nor
+ * more than HOPS zombies for the host's init to reap); and all its generations are in one process
+ * group (setpgid; a session leader's is its own already), so the test can end them with one kill(2)
+ * of the group, which no fork slips past (fork(2) restarts when a signal comes before the child is
+ * in the group: kernel/fork.c, copy_process). */
+static int hop(int usec, long hops, const char *file) {
+    setpgid(0, 0);
+    int beat = open(file, O_WRONLY | O_CREAT, 0644);
+    for (long n = 1; n <= hops; n++) {
+        pid_t child = fork();
+        if (child != 0) _exit(child < 0);
+        char line[40];
+        pwrite(beat, line, snprintf(line, sizeof line, "%10d %20ld\n", (int)getpgrp(), n), 0);
+        if (usec) usleep(usec);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s ACTION [ARG]\n", argv[0]);
@@ -234,6 +254,7 @@ int main(int argc, char **argv) {
         if (r == 0) sleep(600);
         return 0;
     }
+    if (!strcmp(a, "hop")) return hop(atoi(arg), argc > 3 ? atol(argv[3]) : 1000, argc > 4 ? argv[4] : "/dev/null");
     if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg), argc > 3 ? atoi(argv[3]) : 65534);
     fprintf(stderr, "unknown action %s\n", a);
     return 2;

@@ -12,6 +12,7 @@ import re
 import resource
 import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -355,3 +356,66 @@ def test_exec_processes_that_chroot_die_with_a_container_without_a_pid_namespace
         for p in inside:  # (before the fix it lived on)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
+
+
+HOPS = 5000  # the hopper gives up after so many pids: its zombies wait for the host's init to reap them
+
+
+def hopped(beat: Path) -> tuple[int, int]:
+    """(process group, pids so far) from the hopper's beat file; (0, 0) before its first pid."""
+    with contextlib.suppress(OSError, ValueError):
+        group, count = beat.read_text().split()
+        return int(group), int(count)
+    return 0, 0
+
+
+def end_hopper(group: int) -> None:
+    """Whatever stragglers.kill did: SIGKILL the hopper's process group until no process of it is
+    alive. One kill(2) of a group reaches every member: a fork the signal meets is restarted
+    (kernel/fork.c, copy_process), so no successor slips out, as it may from a kill of one pid."""
+    def alive() -> list[int]:
+        members = []
+        for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
+            with contextlib.suppress(OSError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                fields = stat.rsplit(")", 1)[1].split()
+                if "(escape_probe)" in stat and int(fields[2]) == group and fields[0] != "Z":
+                    members.append(int(entry))
+        return members
+    for _ in range(200):
+        if not alive():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        time.sleep(0.05)
+    raise AssertionError(f"the hopper lives on: process group {group}, {alive()}")
+
+
+@pytest.mark.parametrize("usec", [2000, 0], ids=["every-2ms", "flat-out"])
+def test_exec_processes_that_hop_pids_die_with_a_container_without_a_pid_namespace(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path, shared_dir: Path, usec: int) -> None:
+    """Attack on stragglers.kill: one look at /proc misses a process that keeps starting its
+    successor and exiting (each one at a new pid, after the list was read). It counts its pids in
+    a file: the count must stop at `rm -f`, before the hopper's own budget (HOPS: it gives up by
+    itself, so that a kill that failed leaves no hopper behind; and end_hopper ends it anyway)."""
+    name = names()
+    shared_dir.chmod(0o777)
+    beat = shared_dir / "beat"
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+             "-v", f"{escape_probe_dir}:/probe:ro", "-v", f"{shared_dir}:/beat", IMAGE, "sleep", "300"],
+            check=0)
+    try:
+        minirun(["exec", "-d", name, "/probe/escape_probe", "hop", str(usec), str(HOPS), "/beat/beat"],
+                check=0)
+        wait_for(lambda: hopped(beat)[1] > 0, what="the hopping process to count")
+        minirun(["rm", "-f", name], check=0)
+        _, stopped_at = hopped(beat)
+        time.sleep(0.5)
+        assert stopped_at < HOPS, "it gave up by itself before rm -f: nothing was shown"
+        assert hopped(beat)[1] == stopped_at, "the hopping process lives on"  # (before the fix it did)
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            if group := hopped(beat)[0]:
+                end_hopper(group)
