@@ -5,6 +5,7 @@
     sudo python3 bench/startup.py --runs 100      # more rounds: steadier medians
     sudo python3 bench/startup.py --profile 20    # where one `minirun run` spends its time
     sudo python3 bench/startup.py --bridge        # also the default (bridge) network, root only
+    sudo python3 bench/startup.py --floor         # also what Python costs before minirun's code
 
 Every runtime starts `/bin/true` (busybox) in new namespaces and waits for it to exit; what is
 timed is the whole command, from fork+exec to exit, as a user would see it. The runs are
@@ -346,6 +347,24 @@ def before_row(row: Variant, program: str) -> Variant:
     return Variant(f"{row.name} [before]", argv, rootless=row.rootless, network=row.network)
 
 
+def python_floor_rows() -> list[Variant]:
+    """--floor: what a runtime written in Python pays before any code of its own runs, with the
+    interpreter minirun runs on: its start without `site` (`python -S -c pass`), and the same
+    importing every standard-library module a `minirun run --rm --network none` loads (listed
+    once from `python -X importtime`, so the row follows the code). No container is started."""
+    python = str(MINIRUN.parent / "python3")
+    run = [str(MINIRUN), "run", "--rm", "--network", "none", "busybox", "true"]
+    lines = sh([python, "-X", "importtime", *run]).stderr.splitlines()
+    names = {line.rpartition("|")[2].strip() for line in lines if line.startswith("import time:")}
+    site = ("site", "_sitebuiltins", "sitecustomize", "_distutils_hack", "apport_python_hook")  # (-S: none)
+    stdlib = sorted(n for n in names if " " not in n and not n.startswith(("minirun", *site)))
+    script = f"for m in {stdlib!r}:\n try: __import__(m)\n except ImportError: pass"
+    return [
+        Variant("python -S -c pass (the interpreter)", lambda i: [python, "-S", "-c", "pass"]),
+        Variant(f"python -S, {len(stdlib)} stdlib modules of run", lambda i: [python, "-S", "-c", script]),
+    ]
+
+
 def run_once(variant: Variant, number: int, user: User | None) -> float:
     kwargs: dict[str, object] = {
         "stdin": subprocess.DEVNULL,
@@ -456,6 +475,7 @@ def main() -> int:
     parser.add_argument("--no-podman", action="store_true", help="without the podman row (it is slow)")
     parser.add_argument("--bridge", action="store_true", help="also the rows with a network (root)")
     parser.add_argument("--before", metavar="BIN", help="also the minirun rows of this other minirun program")
+    parser.add_argument("--floor", action="store_true", help="also the Python floor rows (no container)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("startup.py: run as root (it installs packages, and runs the rootless rows as mrtest)")
@@ -491,6 +511,8 @@ def main() -> int:
             rows += bridge_rows(work, work / "bundle", podman, cleanups)
         if args.before:
             rows += [before_row(row, args.before) for row in rows if row.name.startswith(MINIRUN_ROWS)]
+        if args.floor:
+            rows += python_floor_rows()
         benchmark(rows, args.runs, user)
         cpus = os.cpu_count()
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
