@@ -230,8 +230,9 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
             ours.close()
             os.close(report_r)
             cgroups.close_all([] if v2_dir is None else [v2_dir])  # it is in there now, or never will be
-            # What is left to write (no clone3 here): its v2 directory's cgroup.procs.
-            move_into = cgroup if cgroup is not None and not born_in_v2 else None
+            # What is left to write (a v2 directory, and no clone3 here): its cgroup.procs.
+            v2_left = cgroup is not None and not born_in_v2 and cgroup.v2_path() is not None
+            move_into = cgroup if v2_left else None
             helper_main(exec_plan, pidfd, flags, tasks, move_into, theirs, report_w)  # never returns
         trace.mark("exec: helper", pid=helper_pid, born_in_v2=born_in_v2)
     finally:
