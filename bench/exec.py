@@ -55,6 +55,10 @@ def main() -> int:
     os.environ.update(env)
     name = f"exec-bench-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="minirun-exec-bench-"))
+    before = os.path.abspath(args.before) if args.before else ""
+    # Every command runs in here, not in a checkout: `python -m` puts the working directory first
+    # on sys.path, ahead of PYTHONPATH, so started from this checkout --before's row ran this code.
+    os.chdir(tmp)
     monitor = subprocess.Popen([*minirun, "run", "--rm", "--name", name, "--network", "none", "busybox",
                                 "sleep", "3600"], stdin=subprocess.DEVNULL)
     podman_id = image_id = ""
@@ -64,8 +68,8 @@ def main() -> int:
                 break
             time.sleep(0.1)
         rows: dict[str, list[str]] = {"minirun exec": [*minirun, "exec", name, "true"]}
-        if args.before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
-            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={os.path.abspath(args.before)}", *minirun,
+        if before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
+            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={before}", *minirun,
                                              "exec", name, "true"]
         if shutil.which("podman") and shutil.which("runc"):
             subprocess.run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tmp / "busybox.tar")],
