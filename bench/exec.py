@@ -4,11 +4,17 @@
     sudo python3 bench/exec.py              # 30 interleaved rounds
     sudo python3 bench/exec.py --runs 100
     sudo python3 bench/exec.py --before ../old-checkout   # also the same row for another checkout
+    sudo python3 bench/exec.py --gap 0.7   # a pause before each command: the cgroup lock goes cold
 
 One long-running busybox container each (minirun's, and podman's with runc, which `runc exec`
 then also enters), both with --network none; what is timed is the whole command, from fork+exec
 to exit, as a user would see it. Rounds are interleaved so that load changes hit every row.
 Everything started is removed at the end (containers, the podman image).
+
+Back to back, the rows keep the kernel's cgroup_threadgroup_rwsem warm for each other: every
+write of a pid to a cgroup.procs (runc exec's, podman's) takes it, and only the first taker after
+a quiet spell waits for an RCU grace period (README "Start-up time"). A user typing one exec
+meets it cold; --gap SECONDS sleeps (untimed) before each command so that each row does too.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--gap", type=float, default=0.0, metavar="SECONDS",
+                        help="sleep this long before each timed command (the cgroup lock goes cold)")
     parser.add_argument("--before", metavar="CHECKOUT", help="also `minirun exec` from this other checkout")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -47,6 +55,10 @@ def main() -> int:
     os.environ.update(env)
     name = f"exec-bench-{os.getpid()}"
     tmp = Path(tempfile.mkdtemp(prefix="minirun-exec-bench-"))
+    before = os.path.abspath(args.before) if args.before else ""
+    # Every command runs in here, not in a checkout: `python -m` puts the working directory first
+    # on sys.path, ahead of PYTHONPATH, so started from this checkout --before's row ran this code.
+    os.chdir(tmp)
     monitor = subprocess.Popen([*minirun, "run", "--rm", "--name", name, "--network", "none", "busybox",
                                 "sleep", "3600"], stdin=subprocess.DEVNULL)
     podman_id = image_id = ""
@@ -56,8 +68,8 @@ def main() -> int:
                 break
             time.sleep(0.1)
         rows: dict[str, list[str]] = {"minirun exec": [*minirun, "exec", name, "true"]}
-        if args.before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
-            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={os.path.abspath(args.before)}", *minirun,
+        if before:  # the other checkout's code, through env (PYTHONPATH is this one's otherwise)
+            rows["minirun exec [before]"] = ["env", f"PYTHONPATH={before}", *minirun,
                                              "exec", name, "true"]
         if shutil.which("podman") and shutil.which("runc"):
             subprocess.run([str(REPO / "rootfs-images" / "busybox" / "build.sh"), str(tmp / "busybox.tar")],
@@ -76,6 +88,7 @@ def main() -> int:
         order = list(rows)
         for i in range(args.runs):
             for row in order[i % len(order):] + order[:i % len(order)]:
+                time.sleep(args.gap)
                 times[row].append(timed(rows[row]))
         reference = statistics.median(times.get("runc exec", times["minirun exec"]))
         title = f"median of {args.runs} interleaved runs"

@@ -7,13 +7,17 @@ plan. `exec` starts a new process there and holds it to the same plan:
   ----  --------------  ------------------------------------------------------------------------
   1     minirun (CLI)   find the container; the security plan from its record (capabilities,
                         seccomp BPF from the cache, checked against the record, no_new_privs);
-                        a pidfd of PID 1, checked against its recorded start time once open
-  2     helper (fork)   parent-death signal, not dumpable; join the container's cgroup (while the
-                        host's /sys/fs/cgroup is still in sight), so pids.max counts what follows
+                        a pidfd of PID 1, checked against its recorded start time once open;
+                        the `tasks` file of each v1 directory of its cgroup, and its v2 directory
+  2     minirun, helper the helper is born in the container's v2 cgroup (clone3 with
+                        CLONE_INTO_CGROUP: no migration, see fork_helper); parent-death signal,
+                        not dumpable; it moves itself into the v1 ones ("0" to each `tasks`,
+                        cgroups.join_v1), so pids.max counts it and what it clones
   3     helper          setns(pidfd, USER|MNT|UTS|IPC|NET|PID|CGROUP): every namespace of PID 1
                         that is not the host's, in one call, the user namespace first (see join)
   4     helper          clone(CLONE_PARENT): the new process is in the PID namespace (setns only
-                        changed where the helper's *children* go) and is minirun's own child;
+                        changed where the helper's *children* go), in the helper's cgroups, and
+                        is minirun's own child;
                         the helper sends its pid and exits; minirun reaps it and says "go"
   5     process         setresuid(0) in the user namespace, not dumpable, parent-death signal;
                         a new session; with -t a pty from the container's devpts, the master
@@ -30,6 +34,7 @@ file system is the container's, and an import would read the container's files.
 """
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -210,19 +215,29 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     pidfd = open_target(record)
     stdio = _pipes(exec_plan)  # (the process's ends, ours): never our own 0/1/2 (issue 12)
     exec_plan = exec_plan._replace(stdio=stdio[0] if stdio else None)
+    tasks: tuple[int, ...] = ()
+    v2_dir = None
     try:
         flags = namespaces_to_join(record)
         cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
+        tasks = cgroups.open_v1_tasks(cgroup)  # the helper moves itself in with them (cgroups.join_v1)
+        v2_dir = cgroups.open_v2(cgroup)
         trace.mark("exec: plan", flags=flags, cgroup=cgroup, security=exec_plan.security, argv=exec_plan.argv)
         ours, theirs = sync.channel()
         report_r, report_w = os.pipe2(os.O_CLOEXEC)  # helper -> minirun: the new process's pid
-        helper_pid = os.fork()
+        helper_pid, born_in_v2 = fork_helper(v2_dir)
         if helper_pid == 0:
             ours.close()
             os.close(report_r)
-            helper_main(exec_plan, pidfd, flags, cgroup, theirs, report_w)  # never returns
+            cgroups.close_all([] if v2_dir is None else [v2_dir])  # it is in there now, or never will be
+            # What is left to write (a v2 directory, and no clone3 here): its cgroup.procs.
+            v2_left = cgroup is not None and not born_in_v2 and cgroup.v2_path() is not None
+            move_into = cgroup if v2_left else None
+            helper_main(exec_plan, pidfd, flags, tasks, move_into, theirs, report_w)  # never returns
+        trace.mark("exec: helper", pid=helper_pid, born_in_v2=born_in_v2)
     finally:
         os.close(pidfd)
+        cgroups.close_all([*tasks, *([] if v2_dir is None else [v2_dir])])
         if stdio:
             for fd in (stdio[0].stdin, stdio[0].stdout, stdio[0].stderr):
                 if fd >= 0:
@@ -277,8 +292,40 @@ def _receive_pid(sock: socket.socket, report: int, helper_pid: int) -> int:
 # --- steps 2-4: the helper ------------------------------------------------------------------------
 
 
-def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgroup | None,
-                sock: socket.socket, report: int) -> NoReturn:
+def fork_helper(v2_dir: int | None) -> tuple[int, bool]:
+    """Step 2: fork the helper (0 in it, its pid in minirun), born in the container's v2 cgroup
+    where it has one; and whether it was.
+
+    Why born, not moved: a pid written to a cgroup.procs takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, and its first taker waits for an RCU grace period
+    (0.3-31 ms here, README "Start-up time"); clone3(2) with CLONE_INTO_CGROUP (Linux 5.7) puts
+    the child there at birth, under the lock's read side only. minirun clones it, from the
+    host's cgroup namespace, not the helper after its setns: where cgroup2 is mounted with
+    nsdelegate (systemd mounts it so), the kernel lets a process clone into (or move to) a cgroup
+    only if its own cgroup and the target are both visible from its cgroup namespace
+    (cgroup_procs_write_permission; cgroup-v2.rst, "Delegation Containment"), and the helper's,
+    the host's, is not visible from the container's. Born there, the helper joins the cgroup
+    namespace with the others (step 3) and its child inherits both. The permission check is the
+    one a write to the directory's cgroup.procs meets, with minirun's credentials: root, or
+    rootless the user a delegated cgroup belongs to.
+
+    clone3 answers ENOSYS where a seccomp filter above minirun refuses it (docker's default
+    profile, minirun's own): then a plain fork, and the helper writes itself into cgroup.procs
+    (helper_main). Any other refusal is the kernel's answer, not a missing call: EAGAIN when
+    pids.max is reached, which a moved helper would only dodge."""
+    if v2_dir is not None:
+        try:
+            return kernel.clone_into_cgroup(0, v2_dir), True
+        except OSError as e:
+            if e.errno != errno.ENOSYS:
+                raise MinirunError(f"exec: into the container's cgroup: {e.strerror}") from None
+    return os.fork(), False
+
+
+def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, tasks: tuple[int, ...],
+                move_into: cgroups.Cgroup | None, sock: socket.socket, report: int) -> NoReturn:
+    """Steps 2-4 in the helper: `tasks` are the v1 cgroups' files minirun opened; `move_into` the
+    cgroup whose v2 directory it still has to write itself into (fork_helper could not clone3)."""
     code = RUNTIME_ERROR
     try:
         # If minirun dies, so does the helper; nothing in the container may ptrace it
@@ -286,10 +333,15 @@ def helper_main(exec_plan: ExecPlan, pidfd: int, flags: int, cgroup: cgroups.Cgr
         # children will be.
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
         helper.not_dumpable()
-        if cgroup is not None:
-            cgroups.add_process(cgroup, os.getpid())
+        # "0" (itself) to each v1 `tasks`: a single thread moving itself takes no global lock
+        # since Linux 6.0 (cgroups.join_v1); the permission check is minirun's, who opened them.
+        cgroups.join_v1(tasks)
+        if move_into is not None:  # the host's /sys/fs/cgroup is still in sight (before setns(MNT))
+            cgroups.add_process(move_into, os.getpid(), v1_joined=True)
+        trace.mark("exec: into its cgroups", "helper", v1_joined=len(tasks),
+                   moved_into_v2=move_into is not None)
         join(pidfd, flags)
-        trace.mark("exec: cgroup, setns", "helper", flags=flags, cgroup=cgroup)
+        trace.mark("exec: setns", "helper", flags=flags)
         os.close(pidfd)
         helper.not_dumpable()  # again: a change of credentials may have reset it
         pid = kernel.clone(kernel.CLONE_PARENT)

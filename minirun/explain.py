@@ -325,13 +325,41 @@ def executing(facts: Facts) -> list[str]:
 # --- exec ------------------------------------------------------------------------------------------
 
 
-def exec_joined(facts: Facts) -> list[str]:
+def exec_joined(facts: Facts) -> list[str]:  # minirun-oci exec's helper
     flags = facts.get("flags")
     cgroup = facts.get("cgroup")
     paths = getattr(cgroup, "paths", ())
     lines = [f"echo {os.getpid()} > {path}/cgroup.procs (cgroups(7))" for path in paths]
     return [
         *lines,
+        f"setns(pidfd of PID 1, {_flag_names(flags if isinstance(flags, int) else 0)}): all at once,",
+        "the user namespace first (setns(2), Linux 5.8); then clone: the PID namespace is for children",
+    ]
+
+
+def exec_helper(facts: Facts) -> list[str]:
+    pid = facts.get("pid")
+    if facts.get("born_in_v2"):
+        return [f"the helper, host pid {pid}, is born in the container's v2 cgroup: clone3(2) with",
+                "CLONE_INTO_CGROUP, from the host's cgroup namespace (no migration, no global lock)"]
+    return [f"the helper, host pid {pid}, forked (no v2 cgroup to be born in, or no clone3 here)"]
+
+
+def exec_in_cgroups(facts: Facts) -> list[str]:
+    lines = []
+    if facts.get("v1_joined"):
+        lines.append(f"wrote 0 (itself) to the tasks file of {facts['v1_joined']} v1 directories "
+                     "(minirun opened them)")
+    if facts.get("moved_into_v2"):
+        lines.append(f"echo {os.getpid()} > cgroup.procs of the v2 directory (not born there)")
+    lines.append("/proc/self/cgroup reads (the clone after setns inherits them):")
+    lines += [f"  {line}" for line in _read("/proc/self/cgroup").splitlines()]
+    return lines
+
+
+def exec_setns(facts: Facts) -> list[str]:
+    flags = facts.get("flags")
+    return [
         f"setns(pidfd of PID 1, {_flag_names(flags if isinstance(flags, int) else 0)}): all at once,",
         "the user namespace first (setns(2), Linux 5.8); then clone: the PID namespace is for children",
     ]
@@ -551,7 +579,10 @@ STEPS: dict[str, Callable[[Facts], list[str]]] = {
     "bounding set, seccomp": bounded,
     "user, capabilities, cwd": switched,
     "signals, fds: exec": executing,
-    "exec: cgroup, setns": exec_joined,
+    "exec: cgroup, setns": exec_joined,  # minirun-oci exec
+    "exec: helper": exec_helper,
+    "exec: into its cgroups": exec_in_cgroups,
+    "exec: setns": exec_setns,
     "exec: bounding set, seccomp, user, capabilities": lambda facts: bounded(facts) + switched(facts),
     "exec: execve": executing,
     "oci: config.json": oci_config,

@@ -91,6 +91,49 @@ def assert_joined(pid: int, container_id: str, inside: list[str]) -> None:
     assert os.readlink(f"/proc/{pid}/ns/cgroup") != os.readlink("/proc/self/ns/cgroup"), "its own cgroupns"
 
 
+def exec_and_check_joined(tier: Tier, name: str, *flags: str, via: tuple[str, ...] = ()) -> None:
+    """Start a container, then `minirun exec` into it a shell that prints its /proc/self/cgroup
+    and waits (`via`: what runs minirun exec, e.g. under a seccomp filter); find that process
+    from the host (in PID 1's PID namespace, its command line the one exec'd) and check it as
+    assert_joined does PID 1 (every hierarchy's directory lists it, the host's /proc/PID/cgroup
+    names it, its own view says "/"), and that its cgroup namespace is PID 1's itself. A
+    rootless container without a cgroup of its own (nothing delegated) has only the namespace."""
+    proc = tier.popen(["run", "--name", name, "--network", "none", *flags, IMAGE, "sleep", "300"])
+    try:
+        item = wait_running(tier, name, proc)
+        pid1 = item["State"]["Pid"]
+        script = "cat /proc/self/cgroup; echo up; exec sleep 1008"
+        execd = replace(tier, prefix=[*via, *tier.prefix]).popen(["exec", name, "sh", "-c", script])
+        try:
+            inside = read_until(execd.stdout, "up").splitlines()
+        except AssertionError as e:
+            execd.kill()
+            raise AssertionError(f"{e}; minirun exec said: {execd.communicate(timeout=30)[1]}") from None
+        pid = wait_for(lambda: next(iter(_in_pid_namespace_of(pid1, b"sleep\x001008\x00")), None),
+                       what="the exec'd sleep")
+        assert os.readlink(f"/proc/{pid}/ns/cgroup") == os.readlink(f"/proc/{pid1}/ns/cgroup")
+        if container_cgroup_dirs(item["Id"]) or not tier.rootless:
+            assert_joined(pid, item["Id"], inside)
+        execd.kill()
+        execd.wait(timeout=30)
+    finally:
+        tier(["rm", "-f", name], check=0)
+        wait_for(lambda: proc.poll() is not None, what="minirun run to end")
+
+
+def _in_pid_namespace_of(pid1: int, cmdline: bytes) -> list[int]:
+    """Host pids of the processes in PID 1's PID namespace that run `cmdline` (NUL-separated)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid1:
+            with contextlib.suppress(OSError):
+                if (os.readlink(f"/proc/{entry}/ns/pid") == ns
+                        and Path(f"/proc/{entry}/cmdline").read_bytes() == cmdline):
+                    found.append(int(entry))
+    return found
+
+
 def _lines_of(h: cgroups.Hierarchy, view: list[list[str]]) -> list[str]:
     """The paths of /proc/PID/cgroup's lines for hierarchy `h` (v2's is "0::PATH")."""
     return [path for number, names, path in view

@@ -12,11 +12,13 @@ import re
 import resource
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cgroup_helpers import exec_and_check_joined
 from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -98,6 +100,39 @@ def test_exec_is_counted_in_pids_max(root_minirun: Tier, names: Callable[[], str
         # PID 1 + sh + one child fill the 3: the shell's second fork fails.
         result = root_minirun(["exec", name, "sh", "-c", "sleep 5 & sleep 5 & echo forked"])
         assert "forked" not in result.stdout and "fork" in result.stderr, result
+
+
+def test_exec_is_in_the_containers_cgroups_and_cgroup_namespace(minirun: Tier,
+                                                                names: Callable[[], str]) -> None:
+    """The exec'd process is in the container's cgroup in every hierarchy (v1: its helper wrote
+    0 to each `tasks`; v2: the helper was born there by clone3), as the host reads it, and in
+    PID 1's cgroup namespace, rooted there. Rootless here: no cgroup of its own, the namespace."""
+    exec_and_check_joined(minirun, names())
+
+
+# clone3(2) refused with ENOSYS, as docker's default seccomp profile refuses it, for `minirun exec`
+# and all it starts: a BPF filter (seccomp(2), struct sock_filter) loaded before it execs argv.
+NO_CLONE3 = r"""
+import ctypes, os, struct, sys
+arch = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}[os.uname().machine]  # AUDIT_ARCH_*
+ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|BPF_W|BPF_ABS, BPF_JMP|BPF_JEQ|BPF_K, BPF_RET|BPF_K
+allow, enosys = 0x7FFF0000, 0x00050000 | 38  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | ENOSYS
+code = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, allow),  # seccomp_data.arch
+        (ld, 0, 0, 0), (jeq, 0, 1, 435), (ret, 0, 0, enosys), (ret, 0, 0, allow)]  # .nr: clone3
+program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in code))
+fprog = struct.pack("HxxxxxxP", len(code), ctypes.addressof(program))  # struct sock_fprog
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(22, 2, fprog, 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER (root: no nnp needed)
+    sys.exit(f"prctl(PR_SET_SECCOMP): {os.strerror(ctypes.get_errno())}")
+os.execvp(sys.argv[1], sys.argv[1:])
+"""
+
+
+def test_exec_without_clone3_joins_every_cgroup_all_the_same(root_minirun: Tier,
+                                                             names: Callable[[], str]) -> None:
+    """Where a seccomp filter above minirun answers clone3 with ENOSYS, the helper is forked and
+    writes itself into the v2 cgroup.procs (enter.fork_helper): slower, just as contained."""
+    exec_and_check_joined(root_minirun, names(), via=(sys.executable, "-c", NO_CLONE3))
 
 
 def test_exec_it_is_a_shell_on_the_containers_pty(minirun: Tier, names: Callable[[], str]) -> None:

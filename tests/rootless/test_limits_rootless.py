@@ -17,6 +17,7 @@ from cgroup_helpers import (
     MEMS,
     delegated_base,
     delegated_tier,
+    exec_and_check_joined,
     frozen_parent,
     run_and_check_joined,
     with_env,
@@ -86,6 +87,14 @@ def test_delegated_container_is_in_its_v1_cgroups_and_its_cgroupns_is_rooted_the
     with its own credentials, before it makes its cgroup namespace (v1: this hybrid host; on a
     pure v2 host, born in its delegated cgroup by clone3)."""
     run_and_check_joined(delegated, names(), "-m", "64m")
+
+
+def test_delegated_exec_is_in_the_containers_cgroups_and_cgroup_namespace(
+        delegated: Tier, names: Callable[[], str]) -> None:
+    """exec as the user: its helper is born in the delegated v2 directory by clone3 from the
+    user's minirun (the permission check of a cgroup.procs write, with the user's credentials)
+    and writes 0 to the v1 `tasks` files minirun opened; the exec'd process is its child."""
+    exec_and_check_joined(delegated, names(), "-m", "64m")
 
 
 @pytest.mark.parametrize("kind", FREEZER_KINDS)
