@@ -66,7 +66,8 @@ def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMappin
         if not link_exists(network.name):
             create_bridge(rtnl, network)
         # The first container (re)makes the table in one nft call, whatever a killed minirun left;
-        # the others only check that it is there (each nft call is a fork+exec, 5-30 ms).
+        # the others only check that it is there (one netlink message: an nft call would be a
+        # fork+exec, 15-35 ms), in case something deleted it (`nft flush ruleset`).
         if first or not nat.table_exists():
             nat.create_table(network)
     trace.mark("network: lease, bridge, nft table")
@@ -115,9 +116,12 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
     network = leases.configured_network()
     with netlink.Rtnl() as rtnl:
         # Usually gone already: the container's namespace died and took the pair with it.
+        # Not always: the kernel dismantles a dead namespace later, in a work queue (cleanup_net),
+        # and a deletion waits for RCU (netdev_run_todo): ~40 ms, about one run in five here.
         if (index := netlink.index_of(host_end)) is not None:
             with contextlib.suppress(OSError):
                 rtnl.delete_link(index)
+            trace.mark("teardown: veth (its namespace was not dismantled yet)")
         with leases.opened(leases.BOOKS, network) as book:
             book.release(container_id)
             for dead in book.dead():
@@ -126,9 +130,12 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
             # container's too), unless something is still plugged into the bridge (a container this
             # book does not know: never pull the floor from under it). Otherwise only its rules go.
             if not book.leases and not bridge_ports(rtnl, network.name):
+                # Both are netlink messages that wait in the kernel for RCU grace periods, ~10 and
+                # ~40 ms here; sent from two threads at once they took as long (53 ms) as in a row.
                 nat.delete_table()
                 if (index := netlink.index_of(network.name)) is not None:
                     rtnl.delete_link(index)
+                trace.mark("teardown: nft table, bridge")
             else:
                 nat.unpublish(container_id)
 
