@@ -56,27 +56,33 @@ def _index(name: str) -> int:
 def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMapping]) -> dict[str, Any]:
     """Lease an address, make sure the bridge and NAT table exist, wire the container in."""
     network = leases.configured_network()
-    # The book of this network namespace, not of state_dir: see leases.py.
-    with leases.opened(leases.BOOKS, network) as book, netlink.Rtnl() as rtnl:
-        for dead in book.dead():
-            forget(book, dead)
-        first = not book.leases
-        address = book.allocate(container_id, os.getpid())
-        # Under the lock: nobody deletes the bridge while we hold a lease, nobody creates it twice.
-        if not link_exists(network.name):
-            create_bridge(rtnl, network)
-        # The first container (re)makes the table in one nft call, whatever a killed minirun left;
-        # the others only check that it is there (one netlink message: an nft call would be a
-        # fork+exec, 15-35 ms), in case something deleted it (`nft flush ruleset`).
-        if first or not nat.table_exists():
-            nat.create_table(network)
-    trace.mark("network: lease, bridge, nft table")
-    settings = {"Mode": "bridge", "Bridge": network.name, "IPAddress": str(address),
-                "IPPrefixLen": network.subnet.prefixlen, "Gateway": str(network.gateway),
-                "HostVeth": veth_names(container_id)[0], "SandboxKey": f"/proc/{pid}/ns/net"}
+    host_end = veth_names(container_id)[0]
+    settings: dict[str, Any] = {"Mode": "bridge", "Bridge": network.name, "HostVeth": host_end,
+                                "SandboxKey": f"/proc/{pid}/ns/net"}
     try:
-        settings["MacAddress"] = plug_in(container_id, pid, network, str(address))
-        trace.mark("network: veth, address, route")
+        # The book of this network namespace, not of state_dir: see leases.py.
+        with leases.opened(leases.BOOKS, network) as book, netlink.Rtnl() as rtnl:
+            for dead in book.dead():
+                forget(book, dead)
+            first = not book.leases
+            address = book.allocate(container_id, os.getpid())
+            settings.update(IPAddress=str(address), IPPrefixLen=network.subnet.prefixlen,
+                            Gateway=str(network.gateway))
+            # The first container (re)makes the table in one nft call, whatever a killed minirun
+            # left; the others only check that it is there (one netlink message: an nft call would
+            # be a fork+exec, 15-35 ms), in case something deleted it (`nft flush ruleset`). nft
+            # compiles it while the bridge and the veth are made, and is waited for under the lock:
+            # until it is done, another container would find no table and make it again.
+            table = nat.start_table(network) if first or not nat.table_exists() else None
+            try:
+                # Under the lock: nobody deletes the bridge while we hold a lease, nobody creates it twice.
+                if not link_exists(network.name):
+                    create_bridge(rtnl, network)
+                settings["MacAddress"] = plug_in(container_id, pid, network, str(address))
+            finally:
+                if table is not None:  # waited for even after a failure: no nft outlives minirun
+                    nat.table_made(table, network)
+        trace.mark("network: lease, bridge, veth, nft table")
         nat.publish(container_id, str(address), ports)
     except BaseException:
         disconnect(container_id, state_dir, settings)
