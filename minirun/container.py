@@ -181,6 +181,7 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
         trace.mark("teardown: cgroup")
     else:
         stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
+        trace.mark("teardown: stragglers (no cgroup: a walk of every process)")
     if record.network_settings:
         network.disconnect(state_dir, record.id, record.network_settings)
         state.update(state_dir, record, network_settings={})
