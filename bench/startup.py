@@ -22,13 +22,17 @@ namespace with a tmpfs over /sys/fs/cgroup/unified (`unshare -m`), and as the us
 `unshare -rm` user namespace that maps the user to 0 for the same tmpfs (so its bundle maps
 container root to that 0). The wrapper's own cost is its own row.
 
---bridge adds three rows with a network: `minirun run --rm` (its default bridge), `podman run
+--bridge adds rows with a network: `minirun run --rm` (its default bridge), `podman run
 --rm` (its default network, netavark), and runc in a network namespace wired the way a CNI bridge
 plugin wires one, each run: `ip netns add`, a veth with its peer born in that namespace, plugged
 into a bridge and addressed (two `ip -batch`), `runc run` in it, `ip netns del`; the bridge and a
 masquerade rule are made once beforehand, as a host that runs containers has them. All three
 run in a network namespace of the benchmark's own (`nsenter --net`, on every row alike), so
-nothing touches the host's interfaces or nftables.
+nothing touches the host's interfaces or nftables. There each minirun and podman run is the
+only container, so it creates the bridge and its NAT rules and deletes them again at its end.
+Two more rows, "another container running", run minirun and podman in a second namespace
+where one container of each (`sleep`, started before the rounds, removed after them) keeps
+the bridges and the rules in place: the steady state of a host that runs containers.
 
 The tools are Debian's packages (runc crun bubblewrap podman uidmap), installed with apt-get if
 missing. Nothing is left behind: the bundles are in a temporary directory, runc/crun remove
@@ -72,6 +76,8 @@ PODMAN_FLAGS = [
 ]
 CRUN_WRAP = "mount -t tmpfs tmpfs /sys/fs/cgroup/unified && exec "
 BENCH_NETNS = "minirun-bench"  # the bridge rows run in this network namespace, made and deleted here
+BUSY_NETNS = "minirun-bench-busy"  # ... and the rows with another container running, in this one
+KEEPER = "minirun-bench-keeper"  # that other container's name (minirun's and podman's)
 RUNC_NETNS = "minirun-bench-ctr"  # runc's container network namespace, made and deleted on every run
 RUNC_BRIDGE, RUNC_SUBNET = "mrbench0", "10.211"
 
@@ -328,10 +334,27 @@ def bridge_rows(
             network=True,
         ),
     ]
+    flags = [f for f in PODMAN_FLAGS if f not in ("--network", "none")]
     if podman:
-        flags = [f for f in PODMAN_FLAGS if f not in ("--network", "none")]
         rows.append(Variant("podman run --rm (its default network)",
                             lambda i: [*inside, "podman", "run", "--rm", *flags, PODMAN_IMAGE, "/bin/true"],
+                            network=True))
+    # The steady state: in a second namespace, one container of each keeps its bridge and rules.
+    sh(["ip", "netns", "add", BUSY_NETNS])
+    cleanups.append(lambda: subprocess.run(["ip", "netns", "del", BUSY_NETNS], capture_output=True))
+    busy = ["nsenter", f"--net=/run/netns/{BUSY_NETNS}"]
+    sh([*busy, "ip", "link", "set", "lo", "up"])
+    # removed inside the namespace: that is where their bridges and rules are
+    cleanups.append(lambda: subprocess.run([*busy, str(MINIRUN), "rm", "-f", KEEPER], capture_output=True))
+    sh([*busy, str(MINIRUN), "run", "-d", "--name", KEEPER, "busybox", "sleep", "86400"])
+    rows.append(Variant("minirun run --rm (bridge, another container running)",
+                        lambda i: [*busy, str(MINIRUN), "run", "--rm", "busybox", "true"], network=True))
+    if podman:
+        cleanups.append(lambda: subprocess.run([*busy, "podman", "rm", "-f", "-t", "0", KEEPER],
+                                               capture_output=True))
+        sh([*busy, "podman", "run", "-d", "--name", KEEPER, *flags, PODMAN_IMAGE, "sleep", "86400"])
+        rows.append(Variant("podman run --rm (its network, another container running)",
+                            lambda i: [*busy, "podman", "run", "--rm", *flags, PODMAN_IMAGE, "/bin/true"],
                             network=True))
     return rows
 
@@ -399,8 +422,10 @@ def report(rows: list[Variant]) -> None:
         return statistics.median(row.times) if row and row.times else None
 
     bridge = median("podman run --rm (its default network)")
+    busy = median("podman run --rm (its network, another container running)")
 
-    print(f"{'':48} {'median':>8} {'min':>8} {'max':>8} {'/runc':>6} {'/crun':>6}")
+    width = max(len(row.name) for row in rows)
+    print(f"{'':{width}} {'median':>8} {'min':>8} {'max':>8} {'/runc':>6} {'/crun':>6}")
     for row in rows:
         prefix = "rootless " if row.rootless else ""
         runc = median(prefix + "runc run")
@@ -408,9 +433,10 @@ def report(rows: list[Variant]) -> None:
         med = statistics.median(row.times)
         ratios = [f"{med / ref:6.2f}" if ref else f"{'-':>6}" for ref in (runc, crun)]
         print(
-            f"{row.name:48} {med * 1000:6.1f}ms {min(row.times) * 1000:6.1f}ms "
+            f"{row.name:{width}} {med * 1000:6.1f}ms {min(row.times) * 1000:6.1f}ms "
             f"{max(row.times) * 1000:6.1f}ms {ratios[0]} {ratios[1]}"
             + (f"  /podman bridge {med / bridge:4.2f}" if bridge and row.network else "")
+            + (f"  /podman busy {med / busy:4.2f}" if busy and row.network and "running" in row.name else "")
         )
 
 

@@ -174,30 +174,45 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
     namespace and unmounted its mount namespace; what is left is ours to remove."""
     from minirun import cgroups, network, trace  # the teardown's modules, loaded when it happens
 
+    if remove_all:
+        # --rm: all of it goes, the network from a second thread (mostly a wait in the kernel)
+        # while this one removes the rest. If minirun dies meanwhile, the record may be gone and
+        # the lease not: a lease of a dead monitor, which the next bridge set-up or `prune`
+        # reclaims (leases.py).
+        with (network.disconnecting(state_dir, record.id, record.network_settings)
+              if record.network_settings else contextlib.nullcontext()):
+            remove_all_but_network(state_dir, record)
+        trace.mark("teardown: --rm")  # cgroup, network, files
+        return
     if record.cgroup_paths:
         cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
         state.update(state_dir, record, cgroup_paths=[])
         trace.mark("teardown: cgroup")
     else:
         stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
+        trace.mark("teardown: stragglers (no cgroup: a walk of every process)")
     if record.network_settings:
         network.disconnect(state_dir, record.id, record.network_settings)
         state.update(state_dir, record, network_settings={})
         trace.mark("teardown: network")
-    if remove_all:
-        remove_files(state_dir, record)  # (its cgroup, processes and network are gone: above)
-        trace.mark("teardown: --rm")
 
 
 def remove(state_dir: Path, record: Record) -> None:
     """Everything a container leaves: cgroups and network (if its monitor died), layer, logs, record."""
-    from minirun import cgroups, network
+    from minirun import network
 
     if record.network_settings:  # its monitor died before it could disconnect
         network.disconnect(state_dir, record.id, record.network_settings)
+    remove_all_but_network(state_dir, record)
+
+
+def remove_all_but_network(state_dir: Path, record: Record) -> None:
+    """cgroups (and without one, processes that `exec` left), layer, logs, record, id range."""
+    from minirun import cgroups
+
     cgroup = cgroups.of_container(record.id, record.cgroup_paths)  # from the id (issue 12)
     cgroups.remove(cgroup)
-    if not cgroup.paths:  # (its monitor died: nothing killed what exec started)
+    if not cgroup.paths:  # no cgroup: nothing in the kernel ends what exec started (stragglers.py)
         stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
     remove_files(state_dir, record)
 

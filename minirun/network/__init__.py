@@ -18,7 +18,9 @@ Everything a mode needs (netlink.py's socket, the nft and slirp4netns programs) 
 the modes that need it: `--network none` costs nothing.
 """
 
-from collections.abc import Sequence
+import _thread
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -97,6 +99,36 @@ def disconnect(state_dir: Path, container_id: str, settings: dict[str, Any]) -> 
     elif settings.get("Mode") == "slirp4netns":
         from minirun.network import slirp
         slirp.disconnect(settings, slirp.socket_path(state_dir, container_id))
+
+
+@contextlib.contextmanager
+def disconnecting(state_dir: Path, container_id: str, settings: dict[str, Any]) -> Iterator[None]:
+    """disconnect, sent from a second thread while the caller's block runs (`--rm` removes the
+    container's files meanwhile). A bridge's deletions mostly wait in the kernel for RCU grace
+    periods (the last container's bridge and table: ~50 ms), a wait the files need not queue
+    behind. The interpreter's own `_thread`, not `threading` (one more import on every start);
+    signal handlers still run in the main thread only (the signal module's documentation)."""
+    if settings.get("Mode") == "bridge":
+        from minirun.network import bridge  # noqa: F401  imported here, not by the thread
+    done = _thread.allocate_lock()
+    done.acquire()
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            disconnect(state_dir, container_id, settings)
+        except BaseException as e:  # handed to the main thread below
+            failed.append(e)
+        finally:
+            done.release()
+
+    _thread.start_new_thread(run, ())
+    try:
+        yield
+    finally:
+        done.acquire()  # the thread has finished
+    if failed:
+        raise failed[0]
 
 
 def sweep() -> None:

@@ -56,26 +56,33 @@ def _index(name: str) -> int:
 def connect(container_id: str, pid: int, state_dir: Path, ports: list[PortMapping]) -> dict[str, Any]:
     """Lease an address, make sure the bridge and NAT table exist, wire the container in."""
     network = leases.configured_network()
-    # The book of this network namespace, not of state_dir: see leases.py.
-    with leases.opened(leases.BOOKS, network) as book, netlink.Rtnl() as rtnl:
-        for dead in book.dead():
-            forget(book, dead)
-        first = not book.leases
-        address = book.allocate(container_id, os.getpid())
-        # Under the lock: nobody deletes the bridge while we hold a lease, nobody creates it twice.
-        if not link_exists(network.name):
-            create_bridge(rtnl, network)
-        # The first container (re)makes the table in one nft call, whatever a killed minirun left;
-        # the others only check that it is there (each nft call is a fork+exec, 5-30 ms).
-        if first or not nat.table_exists():
-            nat.create_table(network)
-    trace.mark("network: lease, bridge, nft table")
-    settings = {"Mode": "bridge", "Bridge": network.name, "IPAddress": str(address),
-                "IPPrefixLen": network.subnet.prefixlen, "Gateway": str(network.gateway),
-                "HostVeth": veth_names(container_id)[0], "SandboxKey": f"/proc/{pid}/ns/net"}
+    host_end = veth_names(container_id)[0]
+    settings: dict[str, Any] = {"Mode": "bridge", "Bridge": network.name, "HostVeth": host_end,
+                                "SandboxKey": f"/proc/{pid}/ns/net"}
     try:
-        settings["MacAddress"] = plug_in(container_id, pid, network, str(address))
-        trace.mark("network: veth, address, route")
+        # The book of this network namespace, not of state_dir: see leases.py.
+        with leases.opened(leases.BOOKS, network) as book, netlink.Rtnl() as rtnl:
+            for dead in book.dead():
+                forget(book, dead)
+            first = not book.leases
+            address = book.allocate(container_id, os.getpid())
+            settings.update(IPAddress=str(address), IPPrefixLen=network.subnet.prefixlen,
+                            Gateway=str(network.gateway))
+            # The first container (re)makes the table in one nft call, whatever a killed minirun
+            # left; the others only check that it is there (one netlink message: an nft call would
+            # be a fork+exec, 15-35 ms), in case something deleted it (`nft flush ruleset`). nft
+            # compiles it while the bridge and the veth are made, and is waited for under the lock:
+            # until it is done, another container would find no table and make it again.
+            table = nat.start_table(network) if first or not nat.table_exists() else None
+            try:
+                # Under the lock: nobody deletes the bridge while we hold a lease, nobody creates it twice.
+                if not link_exists(network.name):
+                    create_bridge(rtnl, network)
+                settings["MacAddress"] = plug_in(container_id, pid, network, str(address))
+            finally:
+                if table is not None:  # waited for even after a failure: no nft outlives minirun
+                    nat.table_made(table, network)
+        trace.mark("network: lease, bridge, veth, nft table")
         nat.publish(container_id, str(address), ports)
     except BaseException:
         disconnect(container_id, state_dir, settings)
@@ -115,9 +122,12 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
     network = leases.configured_network()
     with netlink.Rtnl() as rtnl:
         # Usually gone already: the container's namespace died and took the pair with it.
+        # Not always: the kernel dismantles a dead namespace later, in a work queue (cleanup_net),
+        # and a deletion waits for RCU (netdev_run_todo): ~40 ms, about one run in five here.
         if (index := netlink.index_of(host_end)) is not None:
             with contextlib.suppress(OSError):
                 rtnl.delete_link(index)
+            trace.mark("teardown: veth (its namespace was not dismantled yet)")
         with leases.opened(leases.BOOKS, network) as book:
             book.release(container_id)
             for dead in book.dead():
@@ -126,9 +136,12 @@ def disconnect(container_id: str, state_dir: Path, settings: dict[str, Any]) -> 
             # container's too), unless something is still plugged into the bridge (a container this
             # book does not know: never pull the floor from under it). Otherwise only its rules go.
             if not book.leases and not bridge_ports(rtnl, network.name):
+                # Both are netlink messages that wait in the kernel for RCU grace periods, ~10 and
+                # ~40 ms here; sent from two threads at once they took as long (53 ms) as in a row.
                 nat.delete_table()
                 if (index := netlink.index_of(network.name)) is not None:
                     rtnl.delete_link(index)
+                trace.mark("teardown: nft table, bridge")
             else:
                 nat.unpublish(container_id)
 

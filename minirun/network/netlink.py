@@ -13,15 +13,23 @@ run's ~180 ms in all; this module imports in about a millisecond. Why not the `i
 the articles do: each `ip` is a fork+exec (~2 ms here), and the container's end needs a second
 one inside its namespace (`nsenter -n ip ...`). README, "Why these dependencies", has the figures.
 
-Constants are the kernel's (include/uapi/linux/rtnetlink.h, if_link.h, veth.h, if_addr.h).
+nf_tables speaks the same framing on another netlink family (NETLINK_NETFILTER, the socket the
+`nft` program opens): this module also asks it whether minirun's table exists, lists the rules
+of a chain and deletes rules or the table, the calls of every container's start and end. Each
+costs a fork+exec of nft otherwise (15-35 ms here, nat.py); written here they are one message
+each. Creating the table stays a script for nft to compile (nat.py): readable, and once per
+bridge.
+
+Constants are the kernel's (include/uapi/linux/rtnetlink.h, if_link.h, veth.h, if_addr.h,
+netfilter/nfnetlink.h, netfilter/nf_tables.h) and libnftnl's (udata.h, for a rule's comment).
 """
 
 import os
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from minirun import kernel
 
@@ -37,11 +45,19 @@ IFA_ADDRESS, IFA_LOCAL = 1, 2
 RTA_GATEWAY = 5
 IFF_UP = 0x1
 RT_TABLE_MAIN, RTPROT_BOOT, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 3, 0, 1
+# nf_tables (netfilter/nfnetlink.h, nf_tables.h): message type = subsystem << 8 | message
+NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFPROTO_IPV4 = 12, 10, 2
+NFNL_MSG_BATCH_BEGIN, NFNL_MSG_BATCH_END = 0x10, 0x11
+NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFT_MSG_DELTABLE, NFT_MSG_GETRULE, NFT_MSG_DELRULE = 0, 1, 2, 7, 8
+NFTA_TABLE_NAME = 1
+NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
+NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl: a rule's userdata is type, length, value records
 
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
 IFADDR = struct.Struct("=BBBBi")  # struct ifaddrmsg
 RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg
+NFGEN = struct.Struct("=BBH")  # struct nfgenmsg: family, version (NFNETLINK_V0), res_id (big-endian)
 
 
 def attr(kind: int, value: bytes) -> bytes:
@@ -67,16 +83,16 @@ class Link(NamedTuple):
     mac: str
 
 
-class Rtnl:
-    """A NETLINK_ROUTE socket in the network namespace of the caller at the time it is opened
+class Netlink:
+    """A netlink socket in the network namespace of the caller at the time it is opened
     (a socket stays bound to the namespace it was created in)."""
 
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+    def __init__(self, protocol: int) -> None:
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, protocol)
         self.sock.bind((0, 0))
         self.seq = 0
 
-    def __enter__(self) -> "Rtnl":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -105,6 +121,13 @@ class Rtnl:
                 if answer == NLMSG_DONE:
                     return answers
                 answers.append((answer, payload))
+
+
+class Rtnl(Netlink):
+    """rtnetlink(7): the interfaces, addresses and routes of a network namespace."""
+
+    def __init__(self) -> None:
+        super().__init__(socket.NETLINK_ROUTE)
 
     # --- the operations, in the words of `ip` ------------------------------------------------
 
@@ -154,6 +177,98 @@ class Rtnl:
                               struct.unpack("=I", values[IFLA_MASTER])[0] if IFLA_MASTER in values else 0,
                               values.get(IFLA_ADDRESS, b"").hex(":")))
         return found
+
+
+class Rule(NamedTuple):
+    """One rule of an nf_tables chain: its handle (what deletes it) and its comment."""
+
+    handle: int
+    comment: str
+
+
+class Nftnl(Netlink):
+    """nf_tables over netlink, for the `ip` family's tables: the messages `nft list table`,
+    `nft -a list chain` and `nft delete` send."""
+
+    def __init__(self) -> None:
+        super().__init__(NETLINK_NETFILTER)
+
+    def nft_request(self, message: int, flags: int, attrs: bytes) -> list[tuple[int, bytes]]:
+        body = NFGEN.pack(NFPROTO_IPV4, 0, 0) + attrs  # the ip family's tables
+        return self.request(NFNL_SUBSYS_NFTABLES << 8 | message, flags, body)
+
+    def table_exists(self, table: str) -> bool:
+        """nft list table ip TABLE: answered with the table, or ENOENT."""
+        try:
+            self.nft_request(NFT_MSG_GETTABLE, NLM_F_ACK, attr(NFTA_TABLE_NAME, table.encode() + b"\0"))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def rules(self, table: str, chain: str) -> list[Rule]:
+        """nft -a list chain ip TABLE CHAIN: a dump of the family's rules (the kernel keeps the
+        ones of TABLE and CHAIN; none if they do not exist), with their handles and comments."""
+        names = attr(NFTA_RULE_TABLE, table.encode() + b"\0") + attr(NFTA_RULE_CHAIN, chain.encode() + b"\0")
+        found = []
+        for _, payload in self.nft_request(NFT_MSG_GETRULE, NLM_F_DUMP, names):
+            values = dict(attributes(payload[NFGEN.size:]))
+            if values.get(NFTA_RULE_TABLE) != table.encode() + b"\0" or \
+                    values.get(NFTA_RULE_CHAIN) != chain.encode() + b"\0":
+                continue  # a kernel that ignores the dump's filter
+            found.append(Rule(struct.unpack(">Q", values[NFTA_RULE_HANDLE])[0],
+                              comment(values.get(NFTA_RULE_USERDATA, b""))))
+        return found
+
+    def delete(self, table: str, rule_handles: Sequence[tuple[str, int]] = ()) -> None:
+        """nft delete rule ip TABLE CHAIN handle N ..., or with no rules nft delete table ip TABLE
+        (with its chains and rules). Changes to nf_tables are transactions: a batch that begins
+        with NFNL_MSG_BATCH_BEGIN and ends with NFNL_MSG_BATCH_END, all applied or none. A table
+        or rule that does not exist raises FileNotFoundError (ENOENT)."""
+        name = attr(NFTA_TABLE_NAME, table.encode() + b"\0")  # NFTA_RULE_TABLE is the same number
+        if rule_handles:
+            bodies = [(NFT_MSG_DELRULE, name + attr(NFTA_RULE_CHAIN, chain.encode() + b"\0")
+                       + attr(NFTA_RULE_HANDLE, struct.pack(">Q", handle))) for chain, handle in rule_handles]
+        else:
+            bodies = [(NFT_MSG_DELTABLE, name)]
+        begin = HEADER.size + NFGEN.size
+        # the batch's res_id names the subsystem it is for, big-endian like every nfgenmsg field
+        batch = HEADER.pack(begin, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, self.seq + 1, 0) \
+            + NFGEN.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
+        waiting = set()
+        for number, (message, body) in enumerate(bodies, start=self.seq + 2):
+            full = NFGEN.pack(NFPROTO_IPV4, 0, 0) + body
+            batch += HEADER.pack(HEADER.size + len(full), NFNL_SUBSYS_NFTABLES << 8 | message,
+                                 NLM_F_REQUEST | NLM_F_ACK, number, 0) + full
+            waiting.add(number)
+        self.seq += len(bodies) + 2
+        batch += HEADER.pack(begin, NFNL_MSG_BATCH_END, NLM_F_REQUEST, self.seq, 0) \
+            + NFGEN.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
+        self.sock.send(batch)
+        # Every message sent with NLM_F_ACK is answered once, after the commit (or the abort).
+        error = 0
+        while waiting:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset < len(data):
+                length, answer, _, seq, _ = HEADER.unpack_from(data, offset)
+                if answer == NLMSG_ERROR and seq in waiting:
+                    waiting.discard(seq)
+                    error = error or -struct.unpack_from("=i", data, offset + HEADER.size)[0]
+                offset += (length + 3) & ~3
+        if error:
+            raise OSError(error, os.strerror(error))
+
+
+def comment(userdata: bytes) -> str:
+    """The comment in a rule's userdata (libnftnl's records: type, length, value; nft stores the
+    comment with its terminating NUL)."""
+    offset = 0
+    while offset + 2 <= len(userdata):
+        kind, length = userdata[offset], userdata[offset + 1]
+        if kind == NFTNL_UDATA_RULE_COMMENT:
+            return userdata[offset + 2:offset + 2 + length].rstrip(b"\0").decode(errors="replace")
+        offset += 2 + length
+    return ""
 
 
 def attributes(data: bytes) -> Iterator[tuple[int, bytes]]:

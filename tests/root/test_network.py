@@ -150,6 +150,44 @@ def test_published_ports_and_nat_rules(root_minirun: Tier, names: Callable[[], s
     assert container_id not in nft_table(root_minirun)
 
 
+def test_a_leaving_container_takes_only_its_own_rules(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """The table stays while another container runs; the one that leaves takes its DNAT rules
+    (found by their comment over netlink, whatever its record says) and nothing of the others'."""
+    first, second = names(), names()
+    proc_a, item_a = start_web(root_minirun, first, "-p", "18070:80")
+    try:
+        proc_b, item_b = start_web(root_minirun, second, "-p", "18071:80", "-p", "18072:80/udp")
+        table = nft_table(root_minirun)
+        assert f'comment "{item_a["Id"]}"' in table and table.count(f'comment "{item_b["Id"]}"') == 2, table
+        # a container without -p comes and goes: the others' rules stay
+        root_minirun(["run", "--rm", IMAGE, "true"], check=0)
+        assert nft_table(root_minirun) == table
+        stop(root_minirun, second, proc_b)
+        table = nft_table(root_minirun)
+        assert str(item_b["Id"]) not in table and f'comment "{item_a["Id"]}"' in table, table
+        assert fetch(root_minirun, "http://127.0.0.1:18070/") == f"hello-from-{first}\n"
+    finally:
+        stop(root_minirun, first, proc_a)
+    assert nft_table(root_minirun) == "" and host(root_minirun, "ip", "link", "show", "minirun0",
+                                                   check=False).returncode != 0
+
+
+def test_a_table_deleted_behind_our_back_is_made_again(root_minirun: Tier,
+                                                        names: Callable[[], str]) -> None:
+    """`nft flush ruleset` (a firewall reload) while a container runs: the next container finds
+    the table missing (a netlink question, not the lease book's word) and makes it again."""
+    name = names()
+    proc, _ = start_web(root_minirun, name)
+    try:
+        host(root_minirun, "nft", "delete", "table", "ip", "minirun")
+        out = root_minirun(["run", "--rm", "-p", "18073:80", IMAGE, "true"], check=0)
+        assert out.returncode == 0, out.stderr
+        assert "masquerade" in nft_table(root_minirun)
+    finally:
+        stop(root_minirun, name, proc)
+    assert nft_table(root_minirun) == ""
+
+
 @contextmanager
 def peer(tier: Tier) -> Iterator[tuple[str, str]]:
     """Another "machine": a namespace with a veth to the test host, 192.168.251.2 -> .1."""
