@@ -232,7 +232,8 @@ class Nftnl(Netlink):
             bodies = [(NFT_MSG_DELTABLE, name)]
         begin = HEADER.size + NFGEN.size
         # the batch's res_id names the subsystem it is for, big-endian like every nfgenmsg field
-        batch = HEADER.pack(begin, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, self.seq + 1, 0) \
+        opening = self.seq + 1
+        batch = HEADER.pack(begin, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, opening, 0) \
             + NFGEN.pack(socket.AF_UNSPEC, 0, socket.htons(NFNL_SUBSYS_NFTABLES))
         waiting = set()
         for number, (message, body) in enumerate(bodies, start=self.seq + 2):
@@ -251,9 +252,11 @@ class Nftnl(Netlink):
             offset = 0
             while offset < len(data):
                 length, answer, _, seq, _ = HEADER.unpack_from(data, offset)
-                if answer == NLMSG_ERROR and seq in waiting:
+                if answer == NLMSG_ERROR and (seq in waiting or seq == opening):
                     waiting.discard(seq)
                     error = error or -struct.unpack_from("=i", data, offset + HEADER.size)[0]
+                    if seq == opening:  # the batch itself was refused: nothing in it is answered
+                        waiting.clear()
                 offset += (length + 3) & ~3
         if error:
             raise OSError(error, os.strerror(error))
