@@ -255,7 +255,7 @@ class Nftnl(Netlink):
                 if answer == NLMSG_ERROR and (seq in waiting or seq == opening):
                     waiting.discard(seq)
                     error = error or -struct.unpack_from("=i", data, offset + HEADER.size)[0]
-                    if seq == opening:  # the batch itself was refused: nothing in it is answered
+                    if seq == opening and error:  # the batch itself was refused: nothing in it is answered
                         waiting.clear()
                 offset += (length + 3) & ~3
         if error:
