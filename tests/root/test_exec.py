@@ -419,3 +419,55 @@ def test_exec_processes_that_hop_pids_die_with_a_container_without_a_pid_namespa
         finally:
             if group := hopped(beat)[0]:
                 end_hopper(group)
+
+
+def threads_alive(pid: int) -> list[int]:
+    """The threads of `pid` not yet ended (its leader may have: its thread group lives on)."""
+    alive = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, IndexError):
+                if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                    alive.append(int(tid))
+    return alive
+
+
+def leaderless(pid1: int) -> list[int]:
+    """Host pids of escape_probe processes whose main thread has ended while another of their
+    threads is in PID 1's mount namespace (seen through /proc/PID/task/TID: /proc/PID shows no
+    namespace once the leader has ended)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/mnt")
+    found = []
+    for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "escape_probe":
+                continue
+            tasks = [f"/proc/{entry}/task/{tid}" for tid in threads_alive(int(entry))]
+            if any(os.readlink(f"{task}/ns/mnt") == ns for task in tasks):
+                found.append(int(entry))
+    return found
+
+
+def test_exec_processes_whose_main_thread_ended_die_with_a_container_without_a_pid_namespace(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """Attack on stragglers.kill: a process whose main thread ends with exit(2) (not
+    exit_group(2)) lives on in its other threads, and /proc still lists it; but /proc/PID/ns/mnt
+    and /proc/PID/root are the leader's, gone with it (ENOENT). It must still die with the
+    container: its live threads show where it is (/proc/PID/task/TID)."""
+    name = names()
+    inside: list[int] = []
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+             "-v", f"{escape_probe_dir}:/probe:ro", IMAGE, "sleep", "300"], check=0)
+    try:
+        pid1 = minirun.inspect(name)["State"]["Pid"]
+        minirun(["exec", "-d", name, "/probe/escape_probe", "leader-exit", "120"], check=0)
+        inside += wait_for(lambda: leaderless(pid1), what="the process whose main thread ended")
+        minirun(["rm", "-f", name], check=0)
+        wait_for(lambda: not threads_alive(inside[0]), timeout=10, what="its last thread to die")
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            for p in inside:  # (before the fix it lived on, until its own 120 s were up)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
