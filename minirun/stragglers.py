@@ -9,6 +9,7 @@ found is stopped (SIGSTOP: a stopped process forks nothing and keeps its pid), /
 again until it shows no process not seen before, and then they all get SIGKILL.
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -89,13 +90,14 @@ def _stop(found: Found, pid: int) -> bool | None:
     except OSError:  # gone
         return False
     try:
-        namespace = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        task = _live_task(pid)
+        namespace = os.stat(f"{task}/ns/mnt").st_ino
         if namespace == found.host:
             return False
         if namespace not in found.held:
-            if not _shows(pid, found.own):
+            if not _shows(task, found.own):
                 return None
-            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f"{task}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             if os.fstat(fd).st_ino != namespace or procfs.wait_pidfd(pidfd, 0):  # moved or gone
                 os.close(fd)
                 return None
@@ -110,14 +112,34 @@ def _stop(found: Found, pid: int) -> bool | None:
             os.close(pidfd)
 
 
+def _live_task(pid: int) -> str:
+    """/proc/PID, or /proc/PID/task/TID of a thread still alive if its main thread has ended.
+
+    A main thread that ends with exit(2) (not exit_group(2)) leaves the process running in its
+    other threads, and /proc lists it still; but /proc/PID shows the leader, whose namespaces and
+    root went with it (kernel/exit.c: exit_fs, exit_task_namespaces): ENOENT. The threads of a
+    process share both (CLONE_THREAD takes CLONE_FS; setns(2) and unshare(2) of a mount
+    namespace refuse a process whose fs is shared), so any live one shows where it is."""
+    try:
+        os.stat(f"/proc/{pid}/ns/mnt")
+        return f"/proc/{pid}"
+    except FileNotFoundError:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(f"/proc/{pid}/task/{tid}/ns/mnt")
+                return f"/proc/{pid}/task/{tid}"
+        raise
+
+
 MAX_CLIMB = 1 << 16  # a hostile chroot deeper than this still dies with its mount namespace
 
 
-def _top(pid: int) -> int:
-    """An O_PATH fd of the top of the mount tree that `pid`'s root is in: ".." from its root until
-    ".." is the same directory. A walk through /proc/PID/root stops only at the walker's own root
-    (path_resolution(7)), which is not in the container's tree, so ".." climbs out of a chroot."""
-    here = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def _top(task: str) -> int:
+    """An O_PATH fd of the top of the mount tree that the root of `task` (a /proc dir) is in: ".."
+    from its root until ".." is the same directory. A walk through /proc/PID/root stops only at
+    the walker's own root (path_resolution(7)), which is not in the container's tree, so ".."
+    climbs out of a chroot."""
+    here = os.open(f"{task}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for _ in range(MAX_CLIMB):
             up = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=here)
@@ -131,18 +153,18 @@ def _top(pid: int) -> int:
         os.close(here)
         raise
     os.close(here)
-    raise OSError(f"more than {MAX_CLIMB} directories above the root of {pid}")
+    raise OSError(f"more than {MAX_CLIMB} directories above the root of {task}")
 
 
-def _shows(pid: int, own: os.stat_result) -> bool:
-    """Is the container's hostname file at etc/hostname at the top of `pid`'s mount tree?
+def _shows(task: str, own: os.stat_result) -> bool:
+    """Is the container's hostname file at etc/hostname at the top of the mount tree of `task`?
 
     chroot(2) (CAP_SYS_CHROOT is in the default set) changes a process's root, not its mount
     namespace: its file is looked for at the top of the mount tree its root is in (_top), and
     one whose root left that tree (chroot into /proc/PID/root of a host process) is stopped with
     the others of its mount namespace."""
     try:
-        top = _top(pid)
+        top = _top(task)
     except OSError:
         return False
     try:
