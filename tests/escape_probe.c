@@ -212,6 +212,28 @@ static int leader_exit(int seconds) {
     return 1;
 }
 
+/* swarm N SECONDS: N children that sleep, then, for SECONDS, children that exit at once (reaped
+ * by the kernel: SIGCHLD ignored, so nothing waits on one that was stopped). A sweep that holds
+ * a file descriptor for each process it stops runs out of them (RLIMIT_NOFILE) on the N, newer
+ * than the swarm's parent, and sees new pids at each look. Bounded: every member ends by itself
+ * after SECONDS; one process group (setpgid) for the test to end them all at once. */
+static int swarm(int n, int seconds) {
+    setpgid(0, 0);
+    signal(SIGCHLD, SIG_IGN);
+    time_t end = time(NULL) + seconds;
+    for (int i = 0; i < n; i++) {
+        pid_t child = fork();
+        if (child == 0) {
+            sleep(seconds);
+            _exit(0);
+        }
+        if (child < 0) return 1;
+    }
+    while (time(NULL) < end)
+        if (fork() == 0) _exit(0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s ACTION [ARG]\n", argv[0]);
@@ -274,6 +296,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(a, "leader-exit")) return leader_exit(atoi(arg));
+    if (!strcmp(a, "swarm")) return swarm(atoi(arg), argc > 3 ? atoi(argv[3]) : 60);
     if (!strcmp(a, "hop")) return hop(atoi(arg), argc > 3 ? atol(argv[3]) : 1000, argc > 4 ? argv[4] : "/dev/null");
     if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg), argc > 3 ? atoi(argv[3]) : 65534);
     fprintf(stderr, "unknown action %s\n", a);

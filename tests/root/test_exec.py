@@ -13,7 +13,7 @@ import resource
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -471,3 +471,55 @@ def test_exec_processes_whose_main_thread_ended_die_with_a_container_without_a_p
             for p in inside:  # (before the fix it lived on, until its own 120 s were up)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
+
+
+
+SWARM = 2500  # more than twice a user session's usual soft RLIMIT_NOFILE (1024, systemd's default)
+
+
+@contextlib.contextmanager
+def open_files_limit(soft: int) -> Iterator[None]:
+    """What minirun starts meanwhile runs with at most `soft` open files (RLIMIT_NOFILE's soft
+    limit, inherited through fork and execve), as in a user's session; the suite's own is higher."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, old[1]), old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+def swarm_in(pid1: int) -> list[int]:
+    """The processes in PID 1's mount namespace, once the swarm is all there."""
+    found = in_mount_namespace(pid1)
+    return found if len(found) > SWARM else []
+
+
+def test_exec_processes_that_outnumber_the_sweeps_file_descriptors_die_with_a_container_without_pid_ns(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """Attack on stragglers.kill: a sweep that holds a pidfd for each process it stops runs out
+    of file descriptors (EMFILE) on SWARM sleeping processes, and fails (the monitor's, then
+    rm's: `os.listdir("/proc")` needs one more) with the rest still running. All must die with
+    the container at the first `rm -f`, in less than the sweep's whole time."""
+    name = names()
+    group = 0
+    try:
+        with open_files_limit(1024):  # the monitor's (its teardown sweeps first) and rm's
+            minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+                     "-v", f"{escape_probe_dir}:/probe:ro", IMAGE, "sleep", "300"], check=0)
+            pid1 = minirun.inspect(name)["State"]["Pid"]
+            minirun(["exec", "-d", name, "/probe/escape_probe", "swarm", str(SWARM), "90"], check=0)
+            inside = wait_for(lambda: swarm_in(pid1), timeout=60, what=f"{SWARM} processes of the swarm")
+            group = os.getpgid(min(inside))
+            began = time.monotonic()
+            minirun(["rm", "-f", name], check=0, timeout=60)
+            took = time.monotonic() - began
+        left = [p for p in inside if process_exists(p)]
+        assert not left, f"{len(left)} processes of the container live on ({left[:5]}...)"  # (before: 1)
+        assert took < 8, f"rm -f took {took:.1f} s"
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            if group:
+                end_hopper(group)
