@@ -19,6 +19,7 @@ from typing import NamedTuple
 from minirun import procfs
 
 LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outruns them that long
+BATCH = 256  # processes a round stops (a pidfd each) before it kills them: RLIMIT_NOFILE is often 1024
 
 
 def kill(own_file: Path) -> None:
@@ -59,14 +60,15 @@ class Found(NamedTuple):
 
 def _round(found: Found, deadline: float) -> bool:
     """SIGSTOP each process of the container /proc lists, and read it again until it lists no pid
-    not looked at (or the deadline); then SIGKILL them. Did it find any?"""
+    not looked at (or the deadline, or BATCH of them); then SIGKILL them. Did it find any?"""
     seen: set[int] = set()
     try:
-        while (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
+        while not _full(found) and (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
             new = sorted(listed - seen, reverse=True)  # newest first: where a hopping process is
-            later = [pid for pid in new if _stop(found, pid) is None]
+            later = [pid for pid in new if not _full(found) and _stop(found, pid) is None]
             for pid in later:  # the file may be shown in their namespace by one later in the list
-                _stop(found, pid)
+                if not _full(found):
+                    _stop(found, pid)
             seen = listed
             if time.monotonic() > deadline:
                 break
@@ -76,6 +78,12 @@ def _round(found: Found, deadline: float) -> bool:
         for fd in found.held.values():
             os.close(fd)
     return bool(found.stopped)
+
+
+def _full(found: Found) -> bool:
+    """Has the round stopped as many as it holds? Then it kills them, and the next round goes on:
+    a container with more processes than the sweep may open files must not make it fail."""
+    return len(found.stopped) >= BATCH
 
 
 def _stop(found: Found, pid: int) -> bool | None:
