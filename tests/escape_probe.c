@@ -212,11 +212,12 @@ static int leader_exit(int seconds) {
     return 1;
 }
 
-/* swarm N SECONDS: N children that sleep, then, for SECONDS, children that exit at once (reaped
- * by the kernel: SIGCHLD ignored, so nothing waits on one that was stopped). A sweep that holds
- * a file descriptor for each process it stops runs out of them (RLIMIT_NOFILE) on the N, newer
- * than the swarm's parent, and sees new pids at each look. Bounded: every member ends by itself
- * after SECONDS; one process group (setpgid) for the test to end them all at once. */
+/* swarm N SECONDS: N children that sleep, then, for SECONDS, children that live 100 ms, as fast
+ * as fork(2) goes (reaped by the kernel: SIGCHLD ignored, so nothing waits on one that was
+ * stopped). A sweep that holds a file descriptor for each process it stops runs out of them
+ * (RLIMIT_NOFILE) on the N; one that stops some, kills them and begins again at the newest pids
+ * never comes to the swarm's parent, older than all. Bounded: every member ends by itself after
+ * SECONDS; one process group (setpgid) for the test to end them all at once. */
 static int swarm(int n, int seconds) {
     setpgid(0, 0);
     signal(SIGCHLD, SIG_IGN);
@@ -230,7 +231,10 @@ static int swarm(int n, int seconds) {
         if (child < 0) return 1;
     }
     while (time(NULL) < end)
-        if (fork() == 0) _exit(0);
+        if (fork() == 0) {
+            usleep(100000);
+            _exit(0);
+        }
     return 0;
 }
 
