@@ -19,7 +19,7 @@ from typing import NamedTuple
 from minirun import procfs
 
 LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outruns them that long
-BATCH = 256  # processes a round stops (a pidfd each) before it kills them: RLIMIT_NOFILE is often 1024
+BATCH = 256  # processes stopped (a pidfd each) before they are killed: RLIMIT_NOFILE is often 1024
 
 
 def kill(own_file: Path) -> None:
@@ -45,7 +45,7 @@ def kill(own_file: Path) -> None:
     except OSError:
         return  # no bundle: no process can have its file
     deadline = time.monotonic() + LOOK_FOR
-    while _round(Found(own, host, {}, {}), deadline) and time.monotonic() < deadline:
+    while _round(Found(own, host, {}, {}, []), deadline) and time.monotonic() < deadline:
         pass
 
 
@@ -56,34 +56,45 @@ class Found(NamedTuple):
     host: int  # the host's mount namespace (its inode): the host's file system, not a container's
     held: dict[int, int]  # mount namespace (inode) where a process showed the file -> an fd of it
     stopped: dict[int, int]  # pid -> pidfd of the container's processes found, SIGSTOPped
+    ended: list[int]  # pids of those already SIGKILLed (_end)
 
 
 def _round(found: Found, deadline: float) -> bool:
     """SIGSTOP each process of the container /proc lists, and read it again until it lists no pid
-    not looked at (or the deadline, or BATCH of them); then SIGKILL them. Did it find any?"""
+    not looked at (or the deadline); then SIGKILL them. Did it find any?"""
     seen: set[int] = set()
     try:
-        while not _full(found) and (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
+        while (listed := {int(e) for e in os.listdir("/proc") if e.isdigit()}) - seen:
             new = sorted(listed - seen, reverse=True)  # newest first: where a hopping process is
-            later = [pid for pid in new if not _full(found) and _stop(found, pid) is None]
+            later = [pid for pid in new if _stop(found, pid) is None]
             for pid in later:  # the file may be shown in their namespace by one later in the list
-                if not _full(found):
-                    _stop(found, pid)
+                _stop(found, pid)
             seen = listed
             if time.monotonic() > deadline:
                 break
     finally:
-        for pidfd in found.stopped.values():
-            procfs.kill(pidfd, 5)  # stopped, so it started nothing since it was found
+        _end(found)
         for fd in found.held.values():
             os.close(fd)
-    return bool(found.stopped)
+    return bool(found.ended)
 
 
-def _full(found: Found) -> bool:
-    """Has the round stopped as many as it holds? Then it kills them, and the next round goes on:
-    a container with more processes than the sweep may open files must not make it fail."""
-    return len(found.stopped) >= BATCH
+def _end(found: Found) -> None:
+    """SIGKILL the processes stopped (so they started nothing since they were found), and wait
+    for their end. Also in the middle of a round, once BATCH are stopped: a pidfd each, and the
+    sweep may open only so many files (RLIMIT_NOFILE, often 1024). The round goes on through the
+    pids it has listed, the oldest too (beginning again at the newest, it might never reach a
+    process that starts new ones faster than a batch is killed); one of theirs taken by a new
+    process is left to the next round."""
+    for pidfd in found.stopped.values():
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    until = time.monotonic() + 5
+    for pid, pidfd in found.stopped.items():
+        procfs.wait_pidfd(pidfd, max(0.0, until - time.monotonic()))
+        os.close(pidfd)
+        found.ended.append(pid)
+    found.stopped.clear()
 
 
 def _stop(found: Found, pid: int) -> bool | None:
@@ -112,6 +123,8 @@ def _stop(found: Found, pid: int) -> bool | None:
             found.held[namespace] = fd
         signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
         found.stopped[pid], pidfd = pidfd, -1
+        if len(found.stopped) >= BATCH:
+            _end(found)
         return True
     except OSError:  # gone (a zombie has no namespace), or not ours to look at (ptrace access mode, proc(5))
         return False
