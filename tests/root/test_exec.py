@@ -369,19 +369,25 @@ def hopped(beat: Path) -> tuple[int, int]:
     return 0, 0
 
 
+def probes_in_group(group: int) -> list[int]:
+    """The live escape_probe processes of process group `group` (not a list of pids taken before:
+    a fast fork stream wraps pids around, pid_max may be 32768)."""
+    members = []
+    for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if "(escape_probe)" in stat and int(fields[2]) == group and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
 def end_hopper(group: int) -> None:
     """Whatever stragglers.kill did: SIGKILL the hopper's process group until no process of it is
     alive. One kill(2) of a group reaches every member: a fork the signal meets is restarted
     (kernel/fork.c, copy_process), so no successor slips out, as it may from a kill of one pid."""
     def alive() -> list[int]:
-        members = []
-        for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
-            with contextlib.suppress(OSError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                fields = stat.rsplit(")", 1)[1].split()
-                if "(escape_probe)" in stat and int(fields[2]) == group and fields[0] != "Z":
-                    members.append(int(entry))
-        return members
+        return probes_in_group(group)
     for _ in range(200):
         if not alive():
             return
@@ -506,6 +512,7 @@ def test_exec_processes_that_outnumber_the_sweeps_file_descriptors_die_with_a_co
     try:
         with open_files_limit(1024):  # the monitor's (its teardown sweeps first) and rm's
             minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+                     *([] if minirun.rootless else ["--pids-limit=-1"]),  # (rootless: no cgroup, no limit)
                      "-v", f"{escape_probe_dir}:/probe:ro", IMAGE, "sleep", "300"], check=0)
             pid1 = minirun.inspect(name)["State"]["Pid"]
             minirun(["exec", "-d", name, "/probe/escape_probe", "swarm", str(SWARM), "90"], check=0)
@@ -514,8 +521,8 @@ def test_exec_processes_that_outnumber_the_sweeps_file_descriptors_die_with_a_co
             began = time.monotonic()
             minirun(["rm", "-f", name], check=0, timeout=60)
             took = time.monotonic() - began
-        left = [p for p in inside if process_exists(p)]
-        assert not left, f"{len(left)} processes of the container live on ({left[:5]}...)"  # (before: 1)
+        left = probes_in_group(group)
+        assert not left, f"{len(left)} processes of the container live on ({left[:5]}...)"
         assert took < 8, f"rm -f took {took:.1f} s"
     finally:
         try:
@@ -523,3 +530,30 @@ def test_exec_processes_that_outnumber_the_sweeps_file_descriptors_die_with_a_co
         finally:
             if group:
                 end_hopper(group)
+
+
+def test_exec_processes_left_stopped_by_a_killed_sweep_die_at_the_next_rm(
+        minirun: Tier, names: Callable[[], str]) -> None:
+    """Attack by killing minirun: the sweep (stragglers.kill) stops each process it finds and kills
+    them at the end of its round; SIGKILLed between the two, it leaves them stopped. The next
+    `rm -f` must still end them (a stopped process is still in the container's namespace)."""
+    name = names()
+    inside: list[int] = []
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none", IMAGE, "sleep", "300"], check=0)
+    try:
+        pid1 = minirun.inspect(name)["State"]["Pid"]
+        minirun(["exec", "-d", name, "sh", "-c", "sleep 1009 & exec sleep 1009"], check=0)
+        inside += wait_for(lambda: (lambda found: found if len(found) == 2 else [])(in_mount_namespace(pid1)),
+                           what="the two sleeps")
+        for p in inside:  # as a sweep SIGKILLed in the middle of its round leaves them
+            os.kill(p, signal.SIGSTOP)
+        minirun(["rm", "-f", name], check=0)
+        for p in inside:
+            wait_for(lambda p=p: not process_exists(p), timeout=10, what=f"stopped process {p} to die")
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            for p in inside:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
