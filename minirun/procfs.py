@@ -2,9 +2,11 @@
 (pidfd_open(2)), which name a process for good: waited on, and killed without hitting a stranger
 that got its pid."""
 
+import math
 import os
 import select
 import signal
+import time
 
 
 def stat_fields(pid: int) -> list[str] | None:
@@ -25,11 +27,21 @@ def parent(pid: int) -> int:
     return int(fields[1]) if fields else 0
 
 
+POLL_MAX = 2**31 - 1  # milliseconds: poll(2)'s timeout is a C int (some 24 days)
+
+
 def wait_pidfd(fd: int, timeout: float | None) -> bool:
-    """Wait until the process behind a pidfd has exited (it polls readable then, pidfd_open(2))."""
+    """Wait until the process behind a pidfd has exited (it polls readable then, pidfd_open(2));
+    a longer timeout than poll(2) takes (an OCI hook's may be weeks) is waited for in parts."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    return bool(poller.poll(None if timeout is None or timeout < 0 else int(timeout * 1000)))
+    if timeout is None or timeout < 0:
+        return bool(poller.poll(None))
+    deadline = time.monotonic() + timeout
+    while not poller.poll(min(math.ceil(max(0.0, deadline - time.monotonic()) * 1000), POLL_MAX)):
+        if time.monotonic() >= deadline:
+            return False
+    return True
 
 
 def kill(pidfd: int, timeout: float) -> None:

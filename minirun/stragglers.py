@@ -9,6 +9,7 @@ found is stopped (SIGSTOP: a stopped process forks nothing and keeps its pid), /
 again until it shows no process not seen before, and then they all get SIGKILL.
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -18,6 +19,7 @@ from typing import NamedTuple
 from minirun import procfs
 
 LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outruns them that long
+BATCH = 256  # processes stopped (a pidfd each) before they are killed: RLIMIT_NOFILE is often 1024
 
 
 def kill(own_file: Path) -> None:
@@ -43,7 +45,7 @@ def kill(own_file: Path) -> None:
     except OSError:
         return  # no bundle: no process can have its file
     deadline = time.monotonic() + LOOK_FOR
-    while _round(Found(own, host, {}, {}), deadline) and time.monotonic() < deadline:
+    while _round(Found(own, host, {}, {}, []), deadline) and time.monotonic() < deadline:
         pass
 
 
@@ -54,6 +56,7 @@ class Found(NamedTuple):
     host: int  # the host's mount namespace (its inode): the host's file system, not a container's
     held: dict[int, int]  # mount namespace (inode) where a process showed the file -> an fd of it
     stopped: dict[int, int]  # pid -> pidfd of the container's processes found, SIGSTOPped
+    ended: list[int]  # pids of those already SIGKILLed (_end)
 
 
 def _round(found: Found, deadline: float) -> bool:
@@ -70,11 +73,28 @@ def _round(found: Found, deadline: float) -> bool:
             if time.monotonic() > deadline:
                 break
     finally:
-        for pidfd in found.stopped.values():
-            procfs.kill(pidfd, 5)  # stopped, so it started nothing since it was found
+        _end(found)
         for fd in found.held.values():
             os.close(fd)
-    return bool(found.stopped)
+    return bool(found.ended)
+
+
+def _end(found: Found) -> None:
+    """SIGKILL the processes stopped (so they started nothing since they were found), and wait
+    for their end. Also in the middle of a round, once BATCH are stopped: a pidfd each, and the
+    sweep may open only so many files (RLIMIT_NOFILE, often 1024). The round goes on through the
+    pids it has listed, the oldest too (beginning again at the newest, it might never reach a
+    process that starts new ones faster than a batch is killed); one of theirs taken by a new
+    process is left to the next round."""
+    for pidfd in found.stopped.values():
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    until = time.monotonic() + 5
+    for pid, pidfd in found.stopped.items():
+        procfs.wait_pidfd(pidfd, max(0.0, until - time.monotonic()))
+        os.close(pidfd)
+        found.ended.append(pid)
+    found.stopped.clear()
 
 
 def _stop(found: Found, pid: int) -> bool | None:
@@ -89,19 +109,22 @@ def _stop(found: Found, pid: int) -> bool | None:
     except OSError:  # gone
         return False
     try:
-        namespace = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        task = _live_task(pid)
+        namespace = os.stat(f"{task}/ns/mnt").st_ino
         if namespace == found.host:
             return False
         if namespace not in found.held:
-            if not _shows(pid, found.own):
+            if not _shows(task, found.own):
                 return None
-            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(f"{task}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
             if os.fstat(fd).st_ino != namespace or procfs.wait_pidfd(pidfd, 0):  # moved or gone
                 os.close(fd)
                 return None
             found.held[namespace] = fd
         signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
         found.stopped[pid], pidfd = pidfd, -1
+        if len(found.stopped) >= BATCH:
+            _end(found)
         return True
     except OSError:  # gone (a zombie has no namespace), or not ours to look at (ptrace access mode, proc(5))
         return False
@@ -110,14 +133,34 @@ def _stop(found: Found, pid: int) -> bool | None:
             os.close(pidfd)
 
 
+def _live_task(pid: int) -> str:
+    """/proc/PID, or /proc/PID/task/TID of a thread still alive if its main thread has ended.
+
+    A main thread that ends with exit(2) (not exit_group(2)) leaves the process running in its
+    other threads, and /proc lists it still; but /proc/PID shows the leader, whose namespaces and
+    root went with it (kernel/exit.c: exit_fs, exit_task_namespaces): ENOENT. The threads of a
+    process share both (CLONE_THREAD takes CLONE_FS; setns(2) and unshare(2) of a mount
+    namespace refuse a process whose fs is shared), so any live one shows where it is."""
+    try:
+        os.stat(f"/proc/{pid}/ns/mnt")
+        return f"/proc/{pid}"
+    except FileNotFoundError:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError):
+                os.stat(f"/proc/{pid}/task/{tid}/ns/mnt")
+                return f"/proc/{pid}/task/{tid}"
+        raise
+
+
 MAX_CLIMB = 1 << 16  # a hostile chroot deeper than this still dies with its mount namespace
 
 
-def _top(pid: int) -> int:
-    """An O_PATH fd of the top of the mount tree that `pid`'s root is in: ".." from its root until
-    ".." is the same directory. A walk through /proc/PID/root stops only at the walker's own root
-    (path_resolution(7)), which is not in the container's tree, so ".." climbs out of a chroot."""
-    here = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+def _top(task: str) -> int:
+    """An O_PATH fd of the top of the mount tree that the root of `task` (a /proc dir) is in: ".."
+    from its root until ".." is the same directory. A walk through /proc/PID/root stops only at
+    the walker's own root (path_resolution(7)), which is not in the container's tree, so ".."
+    climbs out of a chroot."""
+    here = os.open(f"{task}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for _ in range(MAX_CLIMB):
             up = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=here)
@@ -131,18 +174,18 @@ def _top(pid: int) -> int:
         os.close(here)
         raise
     os.close(here)
-    raise OSError(f"more than {MAX_CLIMB} directories above the root of {pid}")
+    raise OSError(f"more than {MAX_CLIMB} directories above the root of {task}")
 
 
-def _shows(pid: int, own: os.stat_result) -> bool:
-    """Is the container's hostname file at etc/hostname at the top of `pid`'s mount tree?
+def _shows(task: str, own: os.stat_result) -> bool:
+    """Is the container's hostname file at etc/hostname at the top of the mount tree of `task`?
 
     chroot(2) (CAP_SYS_CHROOT is in the default set) changes a process's root, not its mount
     namespace: its file is looked for at the top of the mount tree its root is in (_top), and
     one whose root left that tree (chroot into /proc/PID/root of a host process) is stopped with
     the others of its mount namespace."""
     try:
-        top = _top(pid)
+        top = _top(task)
     except OSError:
         return False
     try:

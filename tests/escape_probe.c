@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/personality.h>
@@ -193,6 +194,50 @@ static int hop(int usec, long hops, const char *file) {
     return 0;
 }
 
+/* leader-exit SECONDS: the main thread ends (exit(2), not exit_group(2)) while a second thread
+ * lives on for SECONDS, then ends the process. /proc still lists the process (its thread group
+ * lives), but what /proc/PID shows of the leader's namespaces and root is gone with the leader
+ * (a task's nsproxy and fs are dropped at its exit: kernel/exit.c), so only /proc/PID/task/TID
+ * of a live thread shows them. */
+static void *linger(void *seconds) {
+    sleep((unsigned)(long)seconds);
+    syscall(SYS_exit_group, 0);
+    return NULL;
+}
+
+static int leader_exit(int seconds) {
+    pthread_t thread;
+    if (pthread_create(&thread, NULL, linger, (void *)(long)seconds)) return 1;
+    syscall(SYS_exit, 0);
+    return 1;
+}
+
+/* swarm N SECONDS: N children that sleep, then, for SECONDS, children that live 100 ms, as fast
+ * as fork(2) goes (reaped by the kernel: SIGCHLD ignored, so nothing waits on one that was
+ * stopped). A sweep that holds a file descriptor for each process it stops runs out of them
+ * (RLIMIT_NOFILE) on the N; one that stops some, kills them and begins again at the newest pids
+ * never comes to the swarm's parent, older than all. Bounded: every member ends by itself after
+ * SECONDS; one process group (setpgid) for the test to end them all at once. */
+static int swarm(int n, int seconds) {
+    setpgid(0, 0);
+    signal(SIGCHLD, SIG_IGN);
+    time_t end = time(NULL) + seconds;
+    for (int i = 0; i < n; i++) {
+        pid_t child = fork();
+        if (child == 0) {
+            sleep(seconds);
+            _exit(0);
+        }
+        if (child < 0) return 1;
+    }
+    while (time(NULL) < end)
+        if (fork() == 0) {
+            usleep(100000);
+            _exit(0);
+        }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: %s ACTION [ARG]\n", argv[0]);
@@ -254,6 +299,8 @@ int main(int argc, char **argv) {
         if (r == 0) sleep(600);
         return 0;
     }
+    if (!strcmp(a, "leader-exit")) return leader_exit(atoi(arg));
+    if (!strcmp(a, "swarm")) return swarm(atoi(arg), argc > 3 ? atoi(argv[3]) : 60);
     if (!strcmp(a, "hop")) return hop(atoi(arg), argc > 3 ? atol(argv[3]) : 1000, argc > 4 ? argv[4] : "/dev/null");
     if (!strcmp(a, "ptrace-newcomers")) return ptrace_newcomers(atoi(arg), argc > 3 ? atoi(argv[3]) : 65534);
     fprintf(stderr, "unknown action %s\n", a);

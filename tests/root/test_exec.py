@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -404,19 +404,25 @@ def hopped(beat: Path) -> tuple[int, int]:
     return 0, 0
 
 
+def probes_in_group(group: int) -> list[int]:
+    """The live escape_probe processes of process group `group` (not a list of pids taken before:
+    a fast fork stream wraps pids around, pid_max may be 32768)."""
+    members = []
+    for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
+        with contextlib.suppress(OSError, IndexError):
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            fields = stat.rsplit(")", 1)[1].split()
+            if "(escape_probe)" in stat and int(fields[2]) == group and fields[0] != "Z":
+                members.append(int(entry))
+    return members
+
+
 def end_hopper(group: int) -> None:
     """Whatever stragglers.kill did: SIGKILL the hopper's process group until no process of it is
     alive. One kill(2) of a group reaches every member: a fork the signal meets is restarted
     (kernel/fork.c, copy_process), so no successor slips out, as it may from a kill of one pid."""
     def alive() -> list[int]:
-        members = []
-        for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
-            with contextlib.suppress(OSError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                fields = stat.rsplit(")", 1)[1].split()
-                if "(escape_probe)" in stat and int(fields[2]) == group and fields[0] != "Z":
-                    members.append(int(entry))
-        return members
+        return probes_in_group(group)
     for _ in range(200):
         if not alive():
             return
@@ -454,3 +460,143 @@ def test_exec_processes_that_hop_pids_die_with_a_container_without_a_pid_namespa
         finally:
             if group := hopped(beat)[0]:
                 end_hopper(group)
+
+
+def threads_alive(pid: int) -> list[int]:
+    """The threads of `pid` not yet ended (its leader may have: its thread group lives on)."""
+    alive = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, IndexError):
+                if Path(f"/proc/{pid}/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                    alive.append(int(tid))
+    return alive
+
+
+def leaderless(pid1: int) -> list[int]:
+    """Host pids of escape_probe processes whose main thread has ended while another of their
+    threads is in PID 1's mount namespace (seen through /proc/PID/task/TID: /proc/PID shows no
+    namespace once the leader has ended)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/mnt")
+    found = []
+    for entry in [e for e in os.listdir("/proc") if e.isdigit()]:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{entry}/comm").read_text().strip() != "escape_probe":
+                continue
+            tasks = [f"/proc/{entry}/task/{tid}" for tid in threads_alive(int(entry))]
+            if any(os.readlink(f"{task}/ns/mnt") == ns for task in tasks):
+                found.append(int(entry))
+    return found
+
+
+def test_exec_processes_whose_main_thread_ended_die_with_a_container_without_a_pid_namespace(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """Attack on stragglers.kill: a process whose main thread ends with exit(2) (not
+    exit_group(2)) lives on in its other threads, and /proc still lists it; but /proc/PID/ns/mnt
+    and /proc/PID/root are the leader's, gone with it (ENOENT). It must still die with the
+    container: its live threads show where it is (/proc/PID/task/TID)."""
+    name = names()
+    inside: list[int] = []
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+             "-v", f"{escape_probe_dir}:/probe:ro", IMAGE, "sleep", "300"], check=0)
+    try:
+        pid1 = minirun.inspect(name)["State"]["Pid"]
+        minirun(["exec", "-d", name, "/probe/escape_probe", "leader-exit", "120"], check=0)
+        inside += wait_for(lambda: leaderless(pid1), what="the process whose main thread ended")
+        minirun(["rm", "-f", name], check=0)
+        wait_for(lambda: not threads_alive(inside[0]), timeout=10, what="its last thread to die")
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            for p in inside:  # (before the fix it lived on, until its own 120 s were up)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)
+
+
+
+SWARM = 2500  # more than twice a user session's usual soft RLIMIT_NOFILE (1024, systemd's default)
+
+
+@contextlib.contextmanager
+def open_files_limit(soft: int) -> Iterator[None]:
+    """What minirun starts meanwhile runs with at most `soft` open files (RLIMIT_NOFILE's soft
+    limit, inherited through fork and execve), as in a user's session; the suite's own is higher."""
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, old[1]), old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, old)
+
+
+def process_group(pids: list[int]) -> int:
+    """The process group of the first of `pids` still there (the swarm's briefest ones are gone)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            return os.getpgid(pid)
+    raise AssertionError(f"none of {len(pids)} processes is left")
+
+
+def swarm_in(pid1: int) -> list[int]:
+    """The processes in PID 1's mount namespace, once the swarm is all there."""
+    found = in_mount_namespace(pid1)
+    return found if len(found) > SWARM else []
+
+
+def test_exec_processes_that_outnumber_the_sweeps_file_descriptors_die_with_a_container_without_pid_ns(
+        minirun: Tier, names: Callable[[], str], escape_probe_dir: Path) -> None:
+    """Attack on stragglers.kill: a sweep that holds a pidfd for each process it stops runs out
+    of file descriptors (EMFILE) on SWARM sleeping processes, and fails (the monitor's, then
+    rm's: `os.listdir("/proc")` needs one more) with the rest still running. All must die with
+    the container at the first `rm -f`, in less than the sweep's whole time."""
+    name = names()
+    group = 0
+    try:
+        with open_files_limit(1024):  # the monitor's (its teardown sweeps first) and rm's
+            minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none",
+                     *([] if minirun.rootless else ["--pids-limit=-1"]),  # (rootless: no cgroup, no limit)
+                     "-v", f"{escape_probe_dir}:/probe:ro", IMAGE, "sleep", "300"], check=0)
+            pid1 = minirun.inspect(name)["State"]["Pid"]
+            minirun(["exec", "-d", name, "/probe/escape_probe", "swarm", str(SWARM), "90"], check=0)
+            inside = wait_for(lambda: swarm_in(pid1), timeout=60, what=f"{SWARM} processes of the swarm")
+            group = process_group(inside)
+            began = time.monotonic()
+            minirun(["rm", "-f", name], check=0, timeout=60)
+            took = time.monotonic() - began
+        left = probes_in_group(group)
+        assert not left, f"{len(left)} processes of the container live on ({left[:5]}...)"
+        assert took < 8, f"rm -f took {took:.1f} s"
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            if group:
+                end_hopper(group)
+
+
+def test_exec_processes_left_stopped_by_a_killed_sweep_die_at_the_next_rm(
+        minirun: Tier, names: Callable[[], str]) -> None:
+    """Attack by killing minirun: the sweep (stragglers.kill) stops each process it finds and kills
+    them at the end of its round; SIGKILLed between the two, it leaves them stopped. The next
+    `rm -f` must still end them (a stopped process is still in the container's namespace)."""
+    name = names()
+    inside: list[int] = []
+    minirun(["run", "-d", "--name", name, "--pid=host", "--network", "none", IMAGE, "sleep", "300"], check=0)
+    try:
+        pid1 = minirun.inspect(name)["State"]["Pid"]
+        minirun(["exec", "-d", name, "sh", "-c", "sleep 1009 & exec sleep 1009"], check=0)
+        inside += wait_for(lambda: (lambda found: found if len(found) == 2 else [])(in_mount_namespace(pid1)),
+                           what="the two sleeps")
+        for p in inside:  # as a sweep SIGKILLed in the middle of its round leaves them
+            os.kill(p, signal.SIGSTOP)
+        minirun(["rm", "-f", name], check=0)
+        for p in inside:
+            wait_for(lambda p=p: not process_exists(p), timeout=10, what=f"stopped process {p} to die")
+    finally:
+        try:
+            minirun(["rm", "-f", name], timeout=60)
+        finally:
+            for p in inside:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(p, signal.SIGKILL)

@@ -916,6 +916,17 @@ def test_a_hook_in_the_container_is_killed_at_its_timeout(oci: Oci, bundle: Call
     oci.wait_status("c24", "stopped")
 
 
+def test_a_hook_in_the_container_with_a_timeout_of_weeks_runs(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """config.md: a hook's timeout is any positive number of seconds. One of 30 days is more
+    milliseconds than poll(2) takes (a C int): the hook must still run, and create succeed."""
+    quick = {"path": "/bin/true", "args": ["true"], "timeout": 30 * 24 * 3600}
+    b = bundle(["true"], hooks={"createContainer": [quick], "startContainer": [quick]})
+    oci("create", "--bundle", str(b), "c-weeks")
+    oci("start", "c-weeks")
+    oci.wait_status("c-weeks", "stopped")
+    oci("delete", "c-weeks")
+
+
 def test_a_container_killed_before_start_leaves_nothing(oci: Oci, bundle: Callable[..., Path]) -> None:
     """Attack from outside: the waiting process dies (an OOM kill, a stray kill -9) between
     create and start. start must not hang on the fifo, and delete must clean up."""
