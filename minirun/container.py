@@ -117,7 +117,7 @@ class Layout(NamedTuple):
 
 
 def layout(store: Path, container_id: str) -> Layout:
-    if not re.match(state.ID_RULE, container_id):
+    if not re.fullmatch(state.ID_RULE, container_id):
         raise MinirunError(f"not a container id: {container_id!r}")
     return Layout(store / "containers" / container_id)
 
@@ -476,7 +476,7 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
 def bundle_ids(store: Path) -> set[str]:
     """The ids of every container directory in the store."""
     try:
-        return {p.name for p in (store / "containers").iterdir() if re.match(state.ID_RULE, p.name)}
+        return {p.name for p in (store / "containers").iterdir() if re.fullmatch(state.ID_RULE, p.name)}
     except OSError:
         return set()
 

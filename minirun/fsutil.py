@@ -61,7 +61,7 @@ def remove_abandoned_tmp(directory: Path) -> list[Path]:
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(directory):
-            match = re.match(ABANDONED_TMP, entry.name)
+            match = re.fullmatch(ABANDONED_TMP, entry.name)
             if match and not os.path.exists(f"/proc/{match.group(1)}"):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(entry.path)

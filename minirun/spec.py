@@ -186,7 +186,7 @@ def check_tmpfs_options(value: str, options: str) -> str:
         if not sep or key not in TMPFS_OPTIONS:
             raise MinirunError(f"invalid --tmpfs {value!r}: unknown option {option!r} (expected "
                                f"{', '.join(TMPFS_FLAGS)}, or {'=, '.join(TMPFS_OPTIONS)}=)")
-        if not re.match(TMPFS_OPTIONS[key], setting):
+        if not re.fullmatch(TMPFS_OPTIONS[key], setting):
             raise MinirunError(f"invalid --tmpfs {value!r}: bad value in {option!r}")
         if key in ("size", "nr_blocks", "nr_inodes") and not setting.endswith("%") \
                 and parse_size(f"--tmpfs {key}", setting) > MAX_BYTES:
@@ -243,7 +243,7 @@ def parse_env(values: list[str]) -> list[str]:
     result = []
     for value in values:
         key, sep, _ = value.partition("=")
-        if not key or not re.match(ENV_NAME, key):
+        if not key or not re.fullmatch(ENV_NAME, key):
             raise MinirunError(f"invalid environment variable {value!r}")
         if sep:
             result.append(value)
@@ -265,7 +265,7 @@ def check_user(user: str | None) -> str | None:
 
 
 def check_hostname(hostname: str | None) -> str | None:
-    if hostname is not None and (len(hostname) > 64 or not re.match(HOSTNAME, hostname)):
+    if hostname is not None and (len(hostname) > 64 or not re.fullmatch(HOSTNAME, hostname)):
         raise MinirunError(f"invalid hostname {hostname!r}")
     return hostname
 
@@ -313,7 +313,7 @@ def parse_publish(value: str) -> PortMapping:
 def parse_add_host(value: str) -> tuple[str, str]:
     """--add-host NAME:IP (docker also accepts NAME=IP)."""
     name, sep, ip = value.partition("=") if "=" in value else value.partition(":")
-    if not sep or not name or not re.match(HOSTNAME, name):
+    if not sep or not name or not re.fullmatch(HOSTNAME, name):
         raise MinirunError(f"invalid --add-host {value!r}: expected NAME:IP")
     return name, _ipv4("--add-host", value, ip)
 
@@ -327,7 +327,7 @@ PLATFORM = r"^[a-z0-9_]+(/[a-z0-9_]+){0,2}$"
 
 
 def check_platform(platform: str | None) -> str | None:
-    if platform is not None and not re.match(PLATFORM, platform):
+    if platform is not None and not re.fullmatch(PLATFORM, platform):
         raise MinirunError(f"invalid --platform {platform!r}: expected OS/ARCH[/VARIANT], e.g. linux/arm64")
     return platform
 
@@ -358,7 +358,7 @@ CPU_LIST = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"
 
 def parse_size(flag: str, value: str) -> int:
     """docker's RAMInBytes: 64m, 1g, 512k, 1.5g, 100 (bytes); binary multiples."""
-    match = re.match(SIZE, value.strip())
+    match = re.fullmatch(SIZE, value.strip())
     if not match:
         raise MinirunError(f"invalid {flag} {value!r}: expected a size like 64m, 512k or 1g")
     whole, _, fraction = match.group(1).partition(".")

@@ -302,9 +302,9 @@ def _check_fields(raw: Any) -> None:
 
 def _check_values(record: Record, container_id: str) -> None:
     """Its identity, status, numbers and times within what minirun itself writes."""
-    if record.id != container_id or not re.match(ID_RULE, record.id):
+    if record.id != container_id or not re.fullmatch(ID_RULE, record.id):
         raise ValueError(f"its id {record.id!r} is not its file name")
-    if not re.match(NAME_RULE, record.name) or record.name.startswith("/"):
+    if not re.fullmatch(NAME_RULE, record.name) or record.name.startswith("/"):
         raise ValueError(f"invalid name {record.name!r}")
     if record.status not in ("created", "running", "exited"):
         raise ValueError(f"unknown status {record.status!r}")
@@ -320,8 +320,9 @@ def _check_values(record: Record, container_id: str) -> None:
     if max(record.pid_start, record.monitor_start, *record.id_range, 0) >= 2**63 or record.exit_code > 255:
         raise ValueError("a number out of range")
     for stamp in ("created", "started_at", "finished_at"):
-        if not re.match(TIMESTAMP, getattr(record, stamp)) and (stamp == "created" or getattr(record, stamp)):
-            raise ValueError(f"{stamp!r} is {getattr(record, stamp)[:40]!r}, not an RFC 3339 time")
+        value = getattr(record, stamp)
+        if not re.fullmatch(TIMESTAMP, value) and (stamp == "created" or value):
+            raise ValueError(f"{stamp!r} is {value[:40]!r}, not an RFC 3339 time")
 
 
 def _check_nested(record: Record) -> None:
@@ -385,7 +386,7 @@ def image_ids_in_use(state: Path) -> frozenset[str]:
 
 def check_name(name: str) -> str:
     """A container name by docker's rule (NAME_RULE), at most MAX_NAME_LENGTH characters."""
-    if not re.match(NAME_RULE, name):
+    if not re.fullmatch(NAME_RULE, name):
         raise MinirunError(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, "
                            "at least two characters")
     if len(name.lstrip("/")) > MAX_NAME_LENGTH:
@@ -447,7 +448,7 @@ def name_claims(state: Path) -> dict[str, str]:
         for entry in os.scandir(_names(state)):
             with contextlib.suppress(OSError):
                 target = os.readlink(entry.path)
-                if re.match(ID_RULE, target):
+                if re.fullmatch(ID_RULE, target):
                     claims[entry.name] = target
     return claims
 
@@ -492,7 +493,7 @@ def delete(state: Path, record: Record) -> None:
 
 def delete_id(state: Path, container_id: str) -> None:
     """Remove whatever record file (valid or not) and name claims a container id has."""
-    if re.match(ID_RULE, container_id):
+    if re.fullmatch(ID_RULE, container_id):
         for path in (_path(state, container_id), exit_path(state, container_id)):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -503,7 +504,7 @@ def record_ids(state: Path) -> set[str]:
     """The ids of every record file, valid or not."""
     if not state.is_dir():
         return set()
-    return {p.name.removesuffix(".json") for p in state.glob("*.json") if re.match(ID_RULE, p.name[:-5])}
+    return {p.name.removesuffix(".json") for p in state.glob("*.json") if re.fullmatch(ID_RULE, p.name[:-5])}
 
 
 @contextlib.contextmanager

@@ -81,7 +81,7 @@ def test_good_hostname(value: str) -> None:
     assert check_hostname(value) == value
 
 
-@pytest.mark.parametrize("value", ["", "-box", "box-", "a_b", "a..b", "x" * 64, "a b", "a/b", "ä"])
+@pytest.mark.parametrize("value", ["", "-box", "box-", "a_b", "a..b", "x" * 64, "a b", "a/b", "ä", "box\n"])
 def test_bad_hostname_is_refused(value: str) -> None:
     with pytest.raises(MinirunError, match="invalid hostname"):
         check_hostname(value)

@@ -29,12 +29,12 @@ def maker(**fields: object) -> Callable[[str, str], Record]:
 
 @pytest.mark.parametrize("name", ["web", "web-1", "a_b.c", "A1", "/web", "x" * 64])
 def test_name_rule_accepts_docker_names(name: str) -> None:
-    assert re.match(state.NAME_RULE, name)
+    assert re.fullmatch(state.NAME_RULE, name)
 
 
-@pytest.mark.parametrize("name", ["", "a", "-web", "_web", ".web", "we b", "a/b", "wéb", "web!", "//web"])
+@pytest.mark.parametrize("name", ["", "a", "-web", "_web", ".web", "we b", "a/b", "wéb", "web!", "//web", "web\n"])
 def test_name_rule_refuses(name: str) -> None:
-    assert not re.match(state.NAME_RULE, name)
+    assert not re.fullmatch(state.NAME_RULE, name)
 
 
 def test_create_writes_a_private_record(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_create_writes_a_private_record(tmp_path: Path) -> None:
 def test_create_generates_distinct_names(tmp_path: Path) -> None:
     records = [state.create(tmp_path, maker(), None) for _ in range(20)]
     assert len({r.name for r in records}) == 20
-    assert all(re.match(state.NAME_RULE, r.name) for r in records)
+    assert all(re.fullmatch(state.NAME_RULE, r.name) for r in records)
     assert len({r.id for r in records}) == 20
 
 
