@@ -440,6 +440,9 @@ def sweep(state_dir: Path, store: Path) -> list[str]:
     bundles = bundle_ids(store)
     candidates = (state.record_ids(state_dir)
                   | {i for i in bundles if owner(store, i) == mine}
+                  # one whose state directory is gone (a MINIRUN_STATE removed with its records):
+                  # no record anywhere can name it any more, so any prune may take it
+                  | {i for i in bundles if (o := owner(store, i)) is not None and not os.path.isdir(o)}
                   # a cgroup is made after its bundle and removed before it: one without a
                   # bundle is the rest of a removal that was killed
                   | {i for i in cgroups.container_ids() if i not in bundles}) - valid

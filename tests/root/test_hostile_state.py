@@ -250,7 +250,8 @@ def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -
     cgroup = next(p for p in cgroups.planned(ids[0], rootless=False) if p.is_relative_to(pids_hierarchy()))
     cgroup.mkdir(parents=True)
     mine, foreign = store / "containers" / ids[1], store / "containers" / ids[2]
-    for bundle, owner in ((mine, state_dir), (foreign, tmp_path)):
+    ownerless = store / "containers" / secrets.token_hex(32)  # its state directory was removed
+    for bundle, owner in ((mine, state_dir), (foreign, tmp_path), (ownerless, tmp_path / "gone")):
         (bundle / "upper").mkdir(parents=True)
         (bundle / f"{bundle.name}-json.log").write_text("{}\n")
         os.symlink(str(owner), bundle / "state")
@@ -269,6 +270,7 @@ def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -
         assert not cgroup.exists(), "prune left a cgroup no record names"
         assert not mine.exists(), "prune left a container directory of this state dir"
         assert foreign.exists(), "prune removed a container directory of another state dir"
+        assert not ownerless.exists(), "prune left a container directory whose state dir is gone"
         assert not abandoned.exists() and live.exists()
         assert not [p for p in sockets if p.exists()], "prune left monitor/slirp4netns sockets"
         assert not garbage.exists(), "prune left an unreadable record of a stopped container"
@@ -278,6 +280,7 @@ def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -
             cgroup.rmdir()
         shutil.rmtree(mine, ignore_errors=True)
         shutil.rmtree(foreign, ignore_errors=True)
+        shutil.rmtree(ownerless, ignore_errors=True)
         live.unlink()
 
 

@@ -32,7 +32,8 @@ def test_name_rule_accepts_docker_names(name: str) -> None:
     assert re.fullmatch(state.NAME_RULE, name)
 
 
-@pytest.mark.parametrize("name", ["", "a", "-web", "_web", ".web", "we b", "a/b", "wéb", "web!", "//web", "web\n"])
+@pytest.mark.parametrize("name", ["", "a", "-web", "_web", ".web", "we b", "a/b", "wéb", "web!", "//web",
+                                  "web\n"])
 def test_name_rule_refuses(name: str) -> None:
     assert not re.fullmatch(state.NAME_RULE, name)
 
