@@ -189,7 +189,7 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
         state.update(state_dir, record, cgroup_paths=[])
         trace.mark("teardown: cgroup")
     else:
-        stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
+        kill_stragglers(paths.store_dir(), record.id)
         trace.mark("teardown: stragglers (no cgroup: a walk of every process)")
     if record.network_settings:
         network.disconnect(state_dir, record.id, record.network_settings)
@@ -213,8 +213,15 @@ def remove_all_but_network(state_dir: Path, record: Record) -> None:
     cgroup = cgroups.of_container(record.id, record.cgroup_paths)  # from the id (issue 12)
     cgroups.remove(cgroup)
     if not cgroup.paths:  # no cgroup: nothing in the kernel ends what exec started (stragglers.py)
-        stragglers.kill(layout(paths.store_dir(), record.id).etc_file("/etc/hostname"))
+        kill_stragglers(paths.store_dir(), record.id)
     remove_files(state_dir, record)
+
+
+def kill_stragglers(store: Path, container_id: str) -> None:
+    """What exec started in a container with neither a cgroup nor a PID namespace (stragglers.py)."""
+    if not stragglers.kill(layout(store, container_id).etc_file("/etc/hostname")):
+        print(f"minirun: warning: processes of container {container_id[:12]} kept appearing for "
+              f"{stragglers.LOOK_FOR:.0f} s; some may still run", file=sys.stderr)
 
 
 def remove_files(state_dir: Path, record: Record) -> None:
@@ -498,7 +505,7 @@ def remove_orphan(state_dir: Path, store: Path, container_id: str, force: bool) 
     end_detached_monitor(container_id, force, container_id[:12])
     cgroups.remove(cgroup)
     if not cgroup.paths:
-        stragglers.kill(layout(store, container_id).etc_file("/etc/hostname"))
+        kill_stragglers(store, container_id)
     remove_bundle(layout(store, container_id).bundle)
     state.delete_id(state_dir, container_id)
     release_ids(state_dir, container_id)

@@ -22,7 +22,7 @@ LOOK_FOR = 10.0  # seconds of sweeps at most: `rm` ends, even if something outru
 BATCH = 256  # processes stopped (a pidfd each) before they are killed: RLIMIT_NOFILE is often 1024
 
 
-def kill(own_file: Path) -> None:
+def kill(own_file: Path) -> bool:
     """SIGKILL every process of the container: those whose /etc/hostname is its own file.
 
     That file is the bundle's `hostname` (derived from the id), bound over /etc/hostname in the
@@ -39,14 +39,19 @@ def kill(own_file: Path) -> None:
     again, is at a pid no list read before shows. So a round (`_round`) stops each process as
     it finds it and reads /proc again until it lists nothing new, then kills them all. Then one
     more round: one that finds none ends it (a stopped process may have been let go meanwhile:
-    SIGCONT from one not stopped yet, or a tracer that swallowed the SIGSTOP)."""
+    SIGCONT from one not stopped yet, or a tracer that swallowed the SIGSTOP).
+
+    True once a round found none; False if LOOK_FOR ran out first (the caller says so: the
+    container's files are about to go, and with them the way to find what may be left)."""
     try:
         own, host = os.stat(own_file), os.stat("/proc/self/ns/mnt").st_ino
     except OSError:
-        return  # no bundle: no process can have its file
+        return True  # no bundle: no process can have its file
     deadline = time.monotonic() + LOOK_FOR
-    while _round(Found(own, host, {}, {}, []), deadline) and time.monotonic() < deadline:
-        pass
+    while _round(Found(own, host, {}, {}, []), deadline):
+        if time.monotonic() >= deadline:
+            return False
+    return True
 
 
 class Found(NamedTuple):
