@@ -58,9 +58,10 @@ class Nft(NamedTuple):
 def start_nft(script: str, what: str) -> Nft:
     """`nft -f -` on `script`, started and not waited for: the caller does other work while nft
     compiles (finish_nft waits). posix_spawn(3) as userns.py starts newuidmap, not subprocess
-    (whose import, with shutil's for which(), costs ~3 ms). The script is written into a pipe
-    before nft starts and becomes its stdin: a few hundred bytes fit a pipe's buffer (64 KiB,
-    pipe(7)), so the write never waits for the reader."""
+    (whose import, with shutil's for which(), costs ~3 ms). The script goes to nft's stdin, a
+    pipe, once nft runs: the table's few hundred bytes fit the pipe's buffer (64 KiB, pipe(7))
+    and the write returns at once; a longer one (a few hundred -p) is read by nft as it is
+    written. Written before nft started, it would wait for a reader that never comes."""
     nft = on_path("nft") or on_path("nft", "/usr/sbin:/sbin")
     if nft is None:
         raise MinirunError("nft (nftables) is not installed: it is needed for the bridge network's NAT "
@@ -68,10 +69,6 @@ def start_nft(script: str, what: str) -> Nft:
     stdin, stdin_w = os.pipe2(os.O_CLOEXEC)
     errors, errors_w = os.pipe2(os.O_CLOEXEC)
     try:
-        with open(stdin_w, "w", closefd=False) as pipe:
-            pipe.write(script)
-        os.close(stdin_w)
-        stdin_w = -1
         pid = os.posix_spawn(nft, [nft, "-f", "-"], os.environ, file_actions=[
             (os.POSIX_SPAWN_DUP2, stdin, 0),  # dup2 clears close-on-exec on the copy
             (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
@@ -79,11 +76,14 @@ def start_nft(script: str, what: str) -> Nft:
         ])
     except BaseException:
         os.close(errors)
+        os.close(stdin_w)
         raise
     finally:
-        for fd in (stdin, stdin_w, errors_w):
-            if fd >= 0:
-                os.close(fd)
+        os.close(stdin)
+        os.close(errors_w)
+    # An nft that stops reading (it failed) makes the write fail (EPIPE): finish_nft says why.
+    with contextlib.suppress(BrokenPipeError), open(stdin_w, "w") as pipe:
+        pipe.write(script)
     return Nft(pid, errors, what)
 
 

@@ -172,6 +172,20 @@ def test_a_leaving_container_takes_only_its_own_rules(root_minirun: Tier, names:
                                                    check=False).returncode != 0
 
 
+def test_more_published_ports_than_a_pipe_holds(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """The DNAT rules go to nft's stdin, a pipe: 500 rules (~85 KiB) do not fit its 64 KiB, and
+    written before nft ran, the write waited for good (a hang of `run`, then of every start)."""
+    name = names()
+    ports = [arg for n in range(500) for arg in ("-p", f"{20000 + n}:80")]
+    started = root_minirun(["run", "-d", "--name", name, *ports, IMAGE, "sleep", "60"], check=0, timeout=60)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert nft_table(root_minirun).count("dnat to") == 500
+    finally:
+        root_minirun(["rm", "-f", name], check=0, timeout=60)
+    assert nft_table(root_minirun) == ""
+
+
 def test_a_table_deleted_behind_our_back_is_made_again(root_minirun: Tier,
                                                         names: Callable[[], str]) -> None:
     """`nft flush ruleset` (a firewall reload) while a container runs: the next container finds
