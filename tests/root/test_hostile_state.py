@@ -187,6 +187,24 @@ def test_rm_does_not_touch_the_cgroup_a_record_names(root_private: Tier, names: 
     assert proc.poll() is None, "rm killed a process in a cgroup that is not its container's"
 
 
+@pytest.mark.parametrize("claim", ["another", "none"])
+def test_exec_joins_the_containers_cgroup_not_the_one_its_record_names(
+        root_private: Tier, names: Callable[[], str], victim_cgroup: Victim, claim: str) -> None:
+    """exec took its cgroup from record.cgroup_paths as written (atk18): an edited record put the
+    exec'd process in any cgroup (a frozen one: exec hangs; the root: out of every limit) or, with
+    [], in none of the container's. Seen from inside, it must be in PID 1's cgroups, every one."""
+    cgroup, _ = victim_cgroup
+    name = names()
+    _, _, path = running_with_record(root_private, name)
+    raw = json.loads(path.read_text())
+    raw["cgroup_paths"] = [str(cgroup)] if claim == "another" else []
+    path.write_text(json.dumps(raw))
+    out = root_private(["exec", name, "sh", "-c", "cat /proc/1/cgroup; echo --; cat /proc/self/cgroup"],
+                       check=0, timeout=60).stdout
+    pid1_view, exec_view = out.split("--\n")
+    assert exec_view == pid1_view, f"exec'd process not in PID 1's cgroups:\n{out}"
+
+
 @pytest.mark.parametrize("verb", [["rm", "-f"], ["kill"], ["stop", "-t", "1"]])
 def test_no_verb_signals_an_unrelated_process_a_record_names(root_private: Tier, names: Callable[[], str],
                                                              verb: list[str]) -> None:
