@@ -715,10 +715,6 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
             path.parent.rmdir()
 
 
-def from_paths(paths: list[str]) -> Cgroup:
-    return Cgroup(tuple(Path(p) for p in paths))
-
-
 # --- a container's cgroup, from its id ------------------------------------------------------------
 
 

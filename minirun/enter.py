@@ -8,7 +8,8 @@ plan. `exec` starts a new process there and holds it to the same plan:
   1     minirun (CLI)   find the container; the security plan from its record (capabilities,
                         seccomp BPF from the cache, checked against the record, no_new_privs);
                         a pidfd of PID 1, checked against its recorded start time once open;
-                        the `tasks` file of each v1 directory of its cgroup, and its v2 directory
+                        the `tasks` file of each v1 directory of its cgroup (found from its id,
+                        not taken from its record), and its v2 directory
   2     minirun, helper the helper is born in the container's v2 cgroup (clone3 with
                         CLONE_INTO_CGROUP: no migration, see fork_helper); parent-death signal,
                         not dumpable; it moves itself into the v1 ones ("0" to each `tasks`,
@@ -219,7 +220,12 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     v2_dir = None
     try:
         flags = namespaces_to_join(record)
-        cgroup = cgroups.from_paths(record.cgroup_paths) if record.cgroup_paths else None
+        # The container's cgroup from its id (a record's claim only if it has that shape,
+        # cgroups.of_container), as rm finds it: the record's paths as written would let an
+        # edited record put the process in any cgroup, a frozen one (exec hangs) or the root
+        # (out of the container's limits), or in none ([]) (issue 12: records are not trusted).
+        found = cgroups.of_container(record.id, record.cgroup_paths)
+        cgroup = found if found.paths else None
         tasks = cgroups.open_v1_tasks(cgroup)  # the helper moves itself in with them (cgroups.join_v1)
         v2_dir = cgroups.open_v2(cgroup)
         trace.mark("exec: plan", flags=flags, cgroup=cgroup, security=exec_plan.security, argv=exec_plan.argv)
