@@ -6,6 +6,7 @@ the bridge, the veths, the nft table and the published ports below are created t
 """
 
 import dataclasses
+import json
 import os
 import secrets
 import shutil
@@ -183,6 +184,28 @@ def test_more_published_ports_than_a_pipe_holds(root_minirun: Tier, names: Calla
         assert nft_table(root_minirun).count("dnat to") == 500
     finally:
         root_minirun(["rm", "-f", name], check=0, timeout=60)
+    assert nft_table(root_minirun) == ""
+
+
+def test_many_published_ports_leave_a_shared_table_cleanly(root_minirun: Tier,
+                                                          names: Callable[[], str]) -> None:
+    """With another container on the bridge, the leaving one deletes its own DNAT rules, one
+    netlink batch (Nftnl.delete): every rule's ACK is a message in the socket's receive buffer
+    (212992 bytes by default), and a batch of 500 overflowed it: the kernel dropped the ACKs and
+    recv said ENOBUFS (atk18): `run --rm` said "cannot record the exit", its lease stayed."""
+    keeper, name = names(), names()
+    proc, _ = start_web(root_minirun, keeper)
+    try:
+        ports = [arg for n in range(500) for arg in ("-p", f"{20000 + n}:80")]
+        result = root_minirun(["run", "--rm", "--name", name, *ports, IMAGE, "sh", "-c", "exit 3"],
+                              timeout=120)
+        assert result.returncode == 3 and result.stderr == "", result.stderr
+        assert "dnat to" not in nft_table(root_minirun)
+        netns = netns_inode(f"/run/netns/{root_minirun.netns}")
+        book = Path(f"/run/minirun/networks/minirun0-netns{netns}.json")
+        assert len(json.loads(book.read_text())["leases"]) == 1, book.read_text()  # the keeper's only
+    finally:
+        stop(root_minirun, keeper, proc)
     assert nft_table(root_minirun) == ""
 
 
