@@ -52,6 +52,7 @@ NFT_MSG_NEWTABLE, NFT_MSG_GETTABLE, NFT_MSG_DELTABLE, NFT_MSG_GETRULE, NFT_MSG_D
 NFTA_TABLE_NAME = 1
 NFTA_RULE_TABLE, NFTA_RULE_CHAIN, NFTA_RULE_HANDLE, NFTA_RULE_USERDATA = 1, 2, 3, 7
 NFTNL_UDATA_RULE_COMMENT = 0  # libnftnl: a rule's userdata is type, length, value records
+BATCH = 100  # rules deleted per transaction: their ACKs fit a socket's receive buffer (Nftnl.delete)
 
 HEADER = struct.Struct("=IHHII")  # struct nlmsghdr
 IFINFO = struct.Struct("=BxHiII")  # struct ifinfomsg
@@ -223,13 +224,23 @@ class Nftnl(Netlink):
         """nft delete rule ip TABLE CHAIN handle N ..., or with no rules nft delete table ip TABLE
         (with its chains and rules). Changes to nf_tables are transactions: a batch that begins
         with NFNL_MSG_BATCH_BEGIN and ends with NFNL_MSG_BATCH_END, all applied or none. A table
-        or rule that does not exist raises FileNotFoundError (ENOENT)."""
+        or rule that does not exist raises FileNotFoundError (ENOENT).
+
+        Rules go BATCH to a transaction: the kernel answers every message of a batch before we
+        read any answer, each ACK a buffer of ~700 bytes in the socket's receive queue (212992
+        bytes by default, net.core.rmem_default), and ACKs that do not fit are dropped, recv
+        then saying ENOBUFS (netlink(7)). 500 -p overflowed it (atk18). A container's rules are
+        independent of each other: what a failed transaction left, the next look finds again."""
         name = attr(NFTA_TABLE_NAME, table.encode() + b"\0")  # NFTA_RULE_TABLE is the same number
-        if rule_handles:
-            bodies = [(NFT_MSG_DELRULE, name + attr(NFTA_RULE_CHAIN, chain.encode() + b"\0")
-                       + attr(NFTA_RULE_HANDLE, struct.pack(">Q", handle))) for chain, handle in rule_handles]
-        else:
-            bodies = [(NFT_MSG_DELTABLE, name)]
+        if not rule_handles:
+            self._batch([(NFT_MSG_DELTABLE, name)])
+        for start in range(0, len(rule_handles), BATCH):
+            self._batch([(NFT_MSG_DELRULE, name + attr(NFTA_RULE_CHAIN, chain.encode() + b"\0")
+                          + attr(NFTA_RULE_HANDLE, struct.pack(">Q", handle)))
+                         for chain, handle in rule_handles[start:start + BATCH]])
+
+    def _batch(self, bodies: list[tuple[int, bytes]]) -> None:
+        """One transaction of nf_tables messages, (type, attributes) each; raises the first error."""
         begin = HEADER.size + NFGEN.size
         # the batch's res_id names the subsystem it is for, big-endian like every nfgenmsg field
         opening = self.seq + 1
