@@ -209,6 +209,35 @@ def test_many_published_ports_leave_a_shared_table_cleanly(root_minirun: Tier,
     assert nft_table(root_minirun) == ""
 
 
+def test_a_lease_book_found_corrupt_at_the_exit_keeps_the_exit_code(root_minirun: Tier) -> None:
+    """The book of leases (root's file) turned unreadable while a --rm container ran: its exit
+    still returns the container's code, with one line that names the book; prune says the same
+    line (atk18: json's ValueError, raised in the network's thread and re-raised in the main
+    one, escaped monitor.finish: a traceback, the code lost)."""
+    netns = netns_inode(f"/run/netns/{root_minirun.netns}")
+    book = Path(f"/run/minirun/networks/minirun0-netns{netns}.json")
+    proc = root_minirun.popen(["run", "--rm", "-i", IMAGE, "sh", "-c", "echo up; read x; exit 3"],
+                              stdin=subprocess.PIPE)
+    saved = ""
+    try:
+        assert proc.stdout is not None
+        read_until(proc.stdout, "up\n")
+        saved = book.read_text()
+        book.write_text('{"subnet": ')
+        _, err = proc.communicate("\n", timeout=60)
+        assert proc.returncode == 3, err
+        assert "Traceback" not in err and len(err.splitlines()) == 1 and str(book) in err, err
+        pruned = root_minirun(["prune"], timeout=60)
+        assert "Traceback" not in pruned.stderr and str(book) in pruned.stderr, pruned.stderr
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        if saved:
+            book.write_text(saved)  # its lease, of a dead monitor now: the next set-up reclaims it
+        root_minirun(["run", "--rm", IMAGE, "true"], check=0)
+    assert nft_table(root_minirun) == "" and not book.exists()
+
+
 def test_a_table_deleted_behind_our_back_is_made_again(root_minirun: Tier,
                                                         names: Callable[[], str]) -> None:
     """`nft flush ruleset` (a firewall reload) while a container runs: the next container finds
