@@ -266,7 +266,8 @@ def finish(watch: Watch, code: int) -> None:
         container.exited(state_dir, record, code, oom)
         trace.mark("record exit")
         container.teardown(state_dir, record, remove_all=watch.remove)
-    except OSError as e:  # a full or broken state dir: say so; the code is kept (and returned)
+    except (OSError, MinirunError) as e:  # a full or broken state dir, an unreadable lease book
+        # (the network's teardown): say so; the code is kept (and returned)
         print(f"minirun: cannot record the exit of {record.id[:12]} ({code}): {e}", file=sys.stderr)
         with contextlib.suppress(OSError):
             from minirun import cgroups

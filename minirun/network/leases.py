@@ -157,11 +157,19 @@ def opened(directory: Path, network: Network) -> Iterator[LeaseBook]:
     with locked(lock_path):
         book = LeaseBook(network, {})
         with contextlib.suppress(FileNotFoundError):
-            raw = json.loads(book_path.read_text())
-            if raw["subnet"] != str(network.subnet) and raw["leases"]:
-                raise MinirunError(f"network {network.name} is in use with subnet {raw['subnet']}: "
+            text = book_path.read_text()
+            try:
+                raw = json.loads(text)
+                subnet, lent = raw["subnet"], {ip: Lease(**lease) for ip, lease in raw["leases"].items()}
+            except (ValueError, TypeError, KeyError, AttributeError):
+                # Not guessed at: lending its addresses again could give a running container's
+                # to the next one. One line (not json's traceback), at start, exit and prune.
+                raise MinirunError(f"the lease book {book_path} is unreadable: remove it (and the "
+                                   f"{network.name} bridge) once no bridge container runs") from None
+            if subnet != str(network.subnet) and lent:
+                raise MinirunError(f"network {network.name} is in use with subnet {subnet}: "
                                    f"stop its containers before changing MINIRUN_SUBNET")
-            book.leases.update({ip: Lease(**lease) for ip, lease in raw["leases"].items()})
+            book.leases.update(lent)
         yield book
         if book.leases:
             leases = {ip: lease._asdict() for ip, lease in book.leases.items()}
