@@ -290,6 +290,28 @@ def test_exec_i_passes_stdin_and_without_i_stdin_is_empty(minirun: Tier, names: 
         assert minirun(["exec", name, "cat"], input="ignored\n", check=0).stdout == ""
 
 
+@pytest.mark.parametrize("flags", [[], ["-t"], ["-d"]], ids=["pipes", "tty", "detached"])
+def test_exec_gives_its_command_only_0_1_2(minirun: Tier, names: Callable[[], str], flags: list[str]) -> None:
+    """Nothing minirun opened for exec reaches the command: not the v1 `tasks` files nor the v2
+    directory it opened for the helper (enter.run), not PID 1's pidfd, the sync socket or the
+    report pipe; nor a descriptor its caller left inheritable (CVE-2024-21626: a host directory)."""
+    name = names()
+    held = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    os.set_inheritable(held, True)
+    try:
+        with container(minirun, name):
+            # -d: what it says is discarded, so it says it into a file of the container
+            script = "(ls /proc/$$/fd; readlink /proc/$$/cwd) > /tmp/fds; mv /tmp/fds /tmp/fds.done"
+            proc = minirun.popen(["exec", *flags, name, "sh", "-c", script], pass_fds=(held,))
+            _, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, err
+            out = wait_for(lambda: minirun(["exec", name, "cat", "/tmp/fds.done"]).stdout, timeout=30,
+                           what="the list of its descriptors")
+    finally:
+        os.close(held)
+    assert out.split() == ["0", "1", "2", "/"], out
+
+
 def test_exec_needs_a_command_and_a_container(minirun: Tier) -> None:
     one_line_error(minirun(["exec", "no-such-container-xyz", "true"], check=125))
     one_line_error(minirun(["exec", "no-such-container-xyz"], check=125))
