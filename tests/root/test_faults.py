@@ -19,6 +19,7 @@ then (checked); those runs are counted and printed, not failed.
 """
 
 import contextlib
+import json
 import os
 import random
 import re
@@ -31,8 +32,9 @@ from pathlib import Path
 
 import pytest
 from conftest import leakcheck
-from helpers import IMAGE, Tier, wait_for
+from helpers import IMAGE, Tier, read_until, wait_for
 from test_hostile_state import private_state
+from test_network import host, netns_inode, nft_table
 
 from minirun import idranges
 
@@ -273,3 +275,58 @@ def test_a_signal_during_start(private: Tier, sig: signal.Signals) -> None:
     assert_all_ended(private, marker, finished_first)
     _, lines = leakcheck()
     assert not [line for line in lines if marker in line], lines
+
+
+@pytest.mark.parametrize("shared", [False, True], ids=["last-on-the-bridge", "bridge-shared"])
+def test_sigkill_at_a_random_moment_of_a_bridge_teardown(root_minirun: Tier, shared: bool) -> None:
+    """`run --rm` on the bridge SIGKILLed while it tears down: the network from a second thread
+    (network.disconnecting), the files from the main one, so the record may go before the lease,
+    the DNAT rules, the table or the bridge. Whatever moment the kill hits, `prune` removes what
+    is left, and the table and bridge go with the last container; another one's are untouched.
+    (atk18 attack on net14's teardown thread.)"""
+    with private_state(root_minirun) as private:
+        netns = netns_inode(f"/run/netns/{private.netns}")
+        book = Path(f"/run/minirun/networks/minirun0-netns{netns}.json")
+        keeper, keeper_name = None, f"mrt-keeper-{secrets.token_hex(4)}"
+        if shared:
+            keeper = private.popen(["run", "--rm", "--name", keeper_name, IMAGE, "sleep", "300"])
+            wait_for(lambda: book.exists() and len(json.loads(book.read_text())["leases"]) == 1,
+                     what="the keeper's lease")
+        seen: set[str] = set()
+        codes: dict[int, int] = {}
+        started = time.monotonic()
+        try:
+            for n in fault_runs(started):
+                if n > 30:
+                    break
+                ports = ["-p", f"{18100 + n}:80", "-p", f"{18200 + n}:80/udp"]
+                proc = private.popen(["run", "--rm", "-i", *ports, IMAGE, "sh", "-c", "echo up; read x"],
+                                     stdin=subprocess.PIPE)
+                assert proc.stdout is not None and proc.stdin is not None
+                read_until(proc.stdout, "up\n")
+                seen |= traces(private)
+                proc.stdin.write("\n")
+                proc.stdin.flush()
+                time.sleep(random.uniform(0.0, 0.08))  # its exit, drained, recorded, torn down: ~10-80 ms
+                proc.kill()
+                _, err = proc.communicate(timeout=30)
+                codes[proc.returncode] = codes.get(proc.returncode, 0) + 1
+                assert "Traceback" not in err, err
+            print(f"bridge teardown SIGKILL ({'shared' if shared else 'last'}): exits {codes}")
+            private(["prune"], check=0)
+            assert not (traces(private) & seen), f"prune left containers behind: {describe_traces(private)}"
+            table = nft_table(private)
+            assert not [i for i in seen if i in table], table
+            if shared:
+                assert len(json.loads(book.read_text())["leases"]) == 1, book.read_text()
+                assert "masquerade" in table and keeper is not None and keeper.poll() is None
+            else:
+                assert table == "" and not book.exists(), (table, book.exists())
+                assert host(private, "ip", "link", "show", "minirun0", check=False).returncode != 0
+            _, lines = leakcheck()
+            mine = [line for line in lines if any(i in line or i[:12] in line for i in seen)]
+            assert not mine, "\n".join(mine)
+        finally:
+            if keeper is not None:
+                private(["rm", "-f", keeper_name], check=0)
+                keeper.communicate(timeout=30)
