@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from helpers import IMAGE, Tier, one_line_error, read_until, wait_for, wait_running
+from helpers import IMAGE, Tier, one_line_error, process_exists, read_until, wait_for, wait_running
 
 # busybox wget -T (timeout) segfaults in Debian 12's busybox 1.35: subprocess timeouts bound the waits.
 WWW = "mkdir -p /www && echo hello-from-{tag} > /www/index.html && exec httpd -f -p 80 -h /www"
@@ -318,6 +318,35 @@ def test_sigkilled_monitor_leaves_nothing_for_long(root_minirun: Tier, names: Ca
     assert not book.exists() or container_id not in book.read_text()
     assert container_id not in nft_table(root_minirun)
     root_minirun(["rm", name], check=True)
+
+
+def test_a_dead_containers_lingering_veth_does_not_keep_the_bridge_for_good(root_minirun: Tier,
+                                                                           names: Callable[[], str]) -> None:
+    """`run --rm` SIGKILLed mid-teardown: its files gone (the main thread), its lease not (the
+    network's thread), and its namespace not dismantled yet (the kernel does it later, in a work
+    queue; held here by a bind mount, `ip netns attach`, to make "later" last). prune forgot the
+    lease but left the dead container's host veth plugged in, so the bridge and table stayed
+    ("something is still plugged in") and the book went: nothing would ever remove them (atk18)."""
+    name = names()
+    proc = root_minirun.popen(["run", "--rm", "--name", name, "-p", "18096:80", IMAGE, "sleep", "300"])
+    wait_running(root_minirun, name, proc)
+    item = root_minirun.inspect(name)
+    container_id, pid = item["Id"], item["State"]["Pid"]
+    holder = f"mrt-hold-{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "attach", holder, str(pid)], check=True)
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        wait_for(lambda: not process_exists(pid), what="the container to die with its monitor")
+        (root_minirun.state_dir / f"{container_id}.json").unlink()  # as --rm's main thread had
+        root_minirun(["prune"], check=0)
+        veth = host(root_minirun, "ip", "link", "show", f"veth{container_id[:8]}", check=False)
+        assert veth.returncode != 0, "prune left the dead container's veth on the bridge"
+    finally:
+        subprocess.run(["ip", "netns", "delete", holder], check=False)
+    root_minirun(["prune"], check=0)
+    assert nft_table(root_minirun) == ""
+    assert host(root_minirun, "ip", "link", "show", "minirun0", check=False).returncode != 0
 
 
 def test_rootless_cannot_bridge(rootless_minirun: Tier) -> None:
