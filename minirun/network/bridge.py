@@ -109,7 +109,14 @@ def plug_in(container_id: str, pid: int, network: Network, address: str) -> str:
 
 
 def forget(book: leases.LeaseBook, container_id: str) -> None:
-    """Drop what a container holds in the network's shared state: its DNAT rules, its lease."""
+    """Drop what a dead container holds in the network's shared state: its host veth, its DNAT
+    rules, its lease. The veth is usually gone with its namespace, not always yet: the kernel
+    dismantles a dead namespace later (cleanup_net, a work queue), or something still holds it
+    (a bind mount). Left plugged in, it kept the last lease's bridge and table ("something is
+    still plugged in"), the book went with the lease, and nothing removed them any more (atk18)."""
+    if (index := netlink.index_of(veth_names(container_id)[0])) is not None:
+        with contextlib.suppress(OSError), netlink.Rtnl() as rtnl:  # ENODEV: gone meanwhile
+            rtnl.delete_link(index)
     nat.unpublish(container_id)
     book.release(container_id)
 
