@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cgroup_helpers import pids_hierarchy
 from conftest import leakcheck
 from helpers import IMAGE, Tier, read_until, wait_for
 from test_hostile_state import private_state
@@ -330,3 +331,41 @@ def test_sigkill_at_a_random_moment_of_a_bridge_teardown(root_minirun: Tier, sha
             if keeper is not None:
                 private(["rm", "-f", keeper_name], check=0)
                 keeper.communicate(timeout=30)
+
+
+def test_a_bridge_teardown_without_a_second_thread_keeps_the_exit_code(root_minirun: Tier) -> None:
+    """`run --rm` on the bridge tears its network down from a second thread; minirun's own cgroup
+    at its pids.max (a systemd TasksMax reached meanwhile) has no thread to give: the teardown
+    runs in the one thread, and the container's code is returned (atk18: RuntimeError "can't
+    start new thread" escaped monitor.finish: a traceback, the code lost, nothing torn down)."""
+    group = pids_hierarchy() / f"mrt-tasks-{secrets.token_hex(3)}"
+    group.mkdir()
+    procs = group / "cgroup.procs"
+    filler = subprocess.Popen(["sleep", "300"])
+    proc = None
+    try:
+        def join() -> None:  # minirun itself, from its first instruction
+            procs.write_text(str(os.getpid()))
+
+        proc = root_minirun.popen(["run", "--rm", "-i", IMAGE, "sh", "-c", "echo up; read x; exit 3"],
+                                  stdin=subprocess.PIPE, preexec_fn=join)
+        assert proc.stdout is not None
+        read_until(proc.stdout, "up\n")
+        procs.write_text(str(filler.pid))  # a move is never refused at pids.max: a fork or a thread is
+        (group / "pids.max").write_text("2")
+        _, err = proc.communicate("\n", timeout=60)
+        assert proc.returncode == 3 and "Traceback" not in err, err
+        assert nft_table(root_minirun) == ""
+    finally:
+        filler.kill()
+        filler.wait()
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        root_minirun(["prune"], check=0)
+        for _ in range(100):
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
