@@ -122,7 +122,10 @@ def disconnecting(state_dir: Path, container_id: str, settings: dict[str, Any]) 
         finally:
             done.release()
 
-    _thread.start_new_thread(run, ())
+    try:
+        _thread.start_new_thread(run, ())
+    except RuntimeError:  # no thread to be had (minirun's own cgroup at its pids.max): in this one
+        run()
     try:
         yield
     finally:
