@@ -103,6 +103,17 @@ def test_dead_monitor_leases_are_found(tmp_path: Path) -> None:
         book.release("d" * 64)
 
 
+@pytest.mark.parametrize("text", ['{"subnet": ', '[]', '{"subnet": "10.209.0.0/29"}',
+                                  '{"subnet": "10.209.0.0/29", "leases": {"10.209.0.2": {"x": 1}}}'])
+def test_an_unreadable_book_is_one_line_naming_it(tmp_path: Path, text: str) -> None:
+    """Not json's ValueError, a KeyError or a TypeError: a traceback at run, exit and prune (atk18)."""
+    book_path(tmp_path).write_text(text)
+    with pytest.raises(MinirunError, match=f"lease book {book_path(tmp_path)} is unreadable"), \
+            leases.opened(tmp_path, NET):
+        pass
+    assert book_path(tmp_path).read_text() == text  # kept as it was, for whoever looks
+
+
 def test_changing_the_subnet_while_leased_is_refused(tmp_path: Path) -> None:
     with leases.opened(tmp_path, NET) as book:
         book.allocate("a" * 64, os.getpid())
