@@ -302,9 +302,13 @@ def test_exec_gives_its_command_only_0_1_2(minirun: Tier, names: Callable[[], st
         with container(minirun, name):
             # -d: what it says is discarded, so it says it into a file of the container
             script = "(ls /proc/$$/fd; readlink /proc/$$/cwd) > /tmp/fds; mv /tmp/fds /tmp/fds.done"
-            proc = minirun.popen(["exec", *flags, name, "sh", "-c", script], pass_fds=(held,))
-            _, err = proc.communicate(timeout=60)
-            assert proc.returncode == 0, err
+            argv = ["exec", *flags, name, "sh", "-c", script]
+            if flags == ["-t"]:  # on a terminal of its own (pty.fork keeps the inheritable fd)
+                minirun.spawn_pty(argv)
+            else:
+                proc = minirun.popen(argv, pass_fds=(held,))
+                _, err = proc.communicate(timeout=60)
+                assert proc.returncode == 0, err
             out = wait_for(lambda: minirun(["exec", name, "cat", "/tmp/fds.done"]).stdout, timeout=30,
                            what="the list of its descriptors")
     finally:
