@@ -18,6 +18,10 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
+# podman 4.3 (Debian 12) races its own cleanup process: `podman rm -f` of a running container
+# fails about one time in ten with "unlinkat .../userdata/shm: device or resource busy", with
+# runc as with minirun-oci (podman issue #11594, fixed in podman 4.4). A second rm succeeds.
+podman_rm() { podman rm -f -t 0 "$1" >/dev/null 2>&1 || podman rm -f "$1" >/dev/null; }
 
 step "minirun alone: one program is engine, monitor and runtime (minirun run)"
 $MINIRUN run --rm --network none busybox sh -c 'echo "pid $$, $(hostname), caps $(grep CapEff /proc/self/status)"'
@@ -46,7 +50,7 @@ podman --runtime "$work/runtime" run -d --name "$name" --network none --ulimit n
     --ulimit nproc=1024:1024 localhost/lab-oci-busybox sleep 60 >/dev/null
 pid=$(podman inspect -f '{{.State.Pid}}' "$name")
 echo "container pid $pid, parent: $(ps -o comm= -p "$(ps -o ppid= -p "$pid" | tr -d ' ')")"
-podman rm -f -t 0 "$name" >/dev/null
+podman_rm "$name"
 
 step "The runtime's side under podman: --runtime-flag explain=FILE (minirun-oci --explain)"
 # podman puts "--" before each --runtime-flag, so every call conmon and podman make is
@@ -61,7 +65,7 @@ echo "podman says: pid $pid, cgroup $(podman inspect -f '{{.State.CgroupPath}}' 
 echo "the kernel says: uid_map $(tr -s ' ' < "/proc/$pid/uid_map" | sed 's/^ //')"
 echo "what minirun-oci narrated ($work/explain, the long ids shortened):"
 short < "$work/explain"
-podman rm -f -t 0 "$name" >/dev/null
+podman_rm "$name"
 
 step "The runtime by hand: a bundle, then create / state / start / state / delete"
 mkdir -p "$work/bundle/rootfs"
