@@ -399,6 +399,81 @@ def frozen_parent(path: Path) -> MinirunError:
                         "(thaw it, or set MINIRUN_CGROUP_PARENT to another)")
 
 
+# --- pausing: the freezer (`minirun pause` and `unpause`; minirun-oci's pause and resume) ---------
+# The freezer stops every task of a cgroup where it stands, and lets it go on later unaware.
+# docker pause uses it, not SIGSTOP: a stop is seen (the parent gets SIGCHLD, a shell's job control
+# reacts) and a SIGCONT from inside would undo it.
+#   v1: freezer.state takes FROZEN or THAWED; it reads FREEZING until every task has stopped
+#       (cgroup-v1/freezer-subsystem.rst).
+#   v2: cgroup.freeze takes 1 or 0; cgroup.events says "frozen 1" once every task has stopped
+#       (cgroup-v2.rst, "cgroup.freeze").
+# A frozen task acts on a signal only when thawed. v2 lets a fatal one (SIGKILL) through, v1 holds
+# even that: whoever stops or kills a paused container thaws it after the signal, as docker does.
+
+FREEZE_TIMEOUT = 10.0  # seconds for every task to stop (a task in uninterruptible sleep may not)
+
+
+class Freezer(NamedTuple):
+    file: Path  # freezer.state (v1) or cgroup.freeze (v2)
+    on: str  # what stops the tasks: FROZEN, 1
+    off: str  # what lets them go on: THAWED, 0
+
+
+def freezers(cgroup: Cgroup) -> list[Freezer]:
+    """The container's freezers: v1's first where it has one (the one runc and docker use on a v1
+    or hybrid host), then v2's; none without a cgroup (rootless, nothing delegated)."""
+    v1 = [Freezer(p / "freezer.state", "FROZEN", "THAWED") for p in cgroup.paths
+          if (p / "freezer.state").exists()]
+    v2 = [Freezer(p / "cgroup.freeze", "1", "0") for p in cgroup.paths if (p / "cgroup.freeze").exists()]
+    return v1 + v2
+
+
+def paused(cgroup: Cgroup) -> bool:
+    """The kernel's word: frozen by minirun, by minirun-oci, by hand or by a cgroup above."""
+    return any(frozen(path) for path in cgroup.paths)
+
+
+def freeze(cgroup: Cgroup, timeout: float = FREEZE_TIMEOUT) -> None:
+    """Stop every task with the first freezer, and wait until the kernel says that all have
+    stopped. If they have not in time, thaw them again: a container half frozen is neither
+    paused nor running."""
+    found = freezers(cgroup)
+    if not found:
+        raise MinirunError("it has no cgroup of its own (rootless, and no cgroup delegated to the user: "
+                           "see `minirun doctor`)")
+    found[0].file.write_text(found[0].on)
+    if not _settled(found[0], True, timeout):
+        found[0].file.write_text(found[0].off)
+        raise MinirunError(f"its processes did not all stop within {timeout:.0f} s (one in "
+                           "uninterruptible sleep?): thawed again")
+
+
+def thaw(cgroup: Cgroup, timeout: float = FREEZE_TIMEOUT) -> None:
+    """Let every task go on (each freezer that holds them: whoever froze it), and wait until the
+    kernel says so. A cgroup above that is frozen keeps them stopped (the effective state is the
+    ancestors' too): that is said, not waited on."""
+    for found in freezers(cgroup):
+        if _read(found.file).strip() != found.off:
+            found.file.write_text(found.off)
+        if frozen(found.file.parent.parent):
+            raise frozen_parent(found.file.parent.parent)
+        if not _settled(found, False, timeout):
+            raise MinirunError(f"{found.file} says {found.off}, and its processes are still stopped")
+
+
+def _settled(found: Freezer, stopped: bool, timeout: float) -> bool:
+    """Has the freeze (stopped) or the thaw taken effect, within the timeout?"""
+    if found.file.name == "cgroup.freeze":  # v2: the kernel wakes pollers of cgroup.events
+        return wait_event(found.file.parent, "frozen", int(stopped), timeout)
+    deadline, pause = time.monotonic() + timeout, 0.001  # v1: no notification; read it again
+    while _read(found.file).strip() != ("FROZEN" if stopped else "THAWED"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+    return True
+
+
 def create(container_id: str, rootless: bool) -> Cgroup | None:
     """mkdir the container's cgroup in every hierarchy we may write; None if there is none.
     A directory born frozen (its parent was frozen after check_not_frozen) is refused."""
@@ -654,7 +729,8 @@ def _pids(path: Path) -> list[int]:
 
 
 def kill(cgroup: Cgroup) -> None:
-    """Kill every process left in the cgroup: cgroup.kill on v2 (Linux 5.14+), else one by one."""
+    """Kill every process left in the cgroup: cgroup.kill on v2 (Linux 5.14+), else one by one;
+    and thaw a frozen one, so that they die (the freezer section above)."""
     v2 = cgroup.v2_path()
     if v2 is not None and (v2 / "cgroup.kill").exists():
         with contextlib.suppress(OSError):
@@ -663,11 +739,20 @@ def kill(cgroup: Cgroup) -> None:
         for pid in _pids(path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        if (path / "freezer.state").exists():  # paused: v1's freezer holds even SIGKILL until thawed
+            with contextlib.suppress(OSError):
+                (path / "freezer.state").write_text("THAWED")
 
 
 def wait_empty(v2_path: Path, timeout: float) -> bool:
-    """v2: wait until cgroup.events says `populated 0`. The kernel wakes pollers of that file
-    with POLLPRI when it changes (cgroup-v2.rst, "cgroup.events"), so no busy loop is needed."""
+    """v2: wait until no process is left in the cgroup (or below it)."""
+    return wait_event(v2_path, "populated", 0, timeout)
+
+
+def wait_event(v2_path: Path, key: str, value: int, timeout: float) -> bool:
+    """v2: wait until cgroup.events says `key value` (populated 0, frozen 1). The kernel wakes
+    pollers of that file with POLLPRI when it changes (cgroup-v2.rst, "cgroup.events"), so no
+    busy loop is needed. True too if the cgroup is gone."""
     events = v2_path / "cgroup.events"
     deadline = time.monotonic() + timeout
     try:
@@ -678,7 +763,7 @@ def wait_empty(v2_path: Path, timeout: float) -> bool:
         poller = select.poll()
         poller.register(fd, select.POLLPRI)
         while True:
-            if _keyed(os.pread(fd, 4096, 0).decode()).get("populated", 0) == 0:
+            if _keyed(os.pread(fd, 4096, 0).decode()).get(key, 0) == value:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:

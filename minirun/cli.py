@@ -32,6 +32,8 @@ VERBS = {
     "stop": "minirun.commands.stop",
     "restart": "minirun.commands.restart",
     "kill": "minirun.commands.kill",
+    "pause": "minirun.commands.pause",
+    "unpause": "minirun.commands.unpause",
     "wait": "minirun.commands.wait",
     "logs": "minirun.commands.logs",
     "attach": "minirun.commands.attach",
@@ -72,7 +74,8 @@ MANAGEMENT = {
                   "exec": "exec", "export": "export", "inspect": "inspect", "prune": "prune",
                   "stats": "stats",
                   "top": "top", "port": "port", "create": "create", "start": "start", "stop": "stop",
-                  "kill": "kill", "restart": "restart", "wait": "wait", "logs": "logs", "attach": "attach"},
+                  "kill": "kill", "restart": "restart", "wait": "wait", "logs": "logs", "attach": "attach",
+                  "pause": "pause", "unpause": "unpause"},
     "image": {"ls": "images", "list": "images", "rm": "rmi", "remove": "rmi", "pull": "pull",
               "import": "import"},
 }

@@ -288,6 +288,25 @@ def send_signal(record: Record, sig: int) -> bool:
     return True
 
 
+def paused(record: Record) -> bool:
+    """Running, with its cgroup frozen (`minirun pause`). The kernel's word, not the record's:
+    a freeze from outside (minirun-oci, by hand, a cgroup above) counts too."""
+    from minirun import cgroups
+
+    return record.status == "running" and cgroups.paused(cgroups.of_container(record.id, record.cgroup_paths))
+
+
+def thaw_for_signal(record: Record) -> None:
+    """After a stop signal or SIGKILL: a paused container acts on it only once thawed
+    (cgroups.py, the freezer section), so thaw it, as docker's stop, kill and rm -f do."""
+    from minirun import cgroups
+
+    cgroup = cgroups.of_container(record.id, record.cgroup_paths)
+    if cgroups.paused(cgroup):
+        with contextlib.suppress(OSError, MinirunError):
+            cgroups.thaw(cgroup)
+
+
 def open_monitor(record: Record) -> int | None:
     """A pidfd for the container's monitor, proven to be it as open_pid1 does; None if gone."""
     if record.monitor_pid <= 1:
@@ -324,6 +343,7 @@ def stop(state_dir: Path, stops: list[tuple[Record, float, int]]) -> None:
         if fd is not None:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, stop_signal)
+            thaw_for_signal(record)
             pending.append((record, fd, None if timeout < 0 else time.monotonic() + timeout))
     for _, fd, deadline in pending:
         try:
@@ -529,11 +549,13 @@ def end_detached_monitor(container_id: str, force: bool, name: str) -> None:
 
 def record_json(record: Record) -> dict[str, object]:
     """A record in the shape of `docker inspect`."""
+    is_paused = paused(record)
     return {
         "Id": record.id, "Name": "/" + record.name, "Created": record.created,
         "Path": record.command[0] if record.command else "", "Args": record.command[1:],
         "Image": record.image_id, "ImageName": record.image,
-        "State": {"Status": record.status, "Running": record.status == "running",
+        "State": {"Status": "paused" if is_paused else record.status, "Running": record.status == "running",
+                  "Paused": is_paused,
                   "Pid": record.pid if record.status == "running" else 0, "ExitCode": record.exit_code,
                   "OOMKilled": record.oom_killed, "Error": record.error, "StartedAt": record.started_at,
                   "FinishedAt": record.finished_at, "Dead": record.dead},

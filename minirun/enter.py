@@ -155,6 +155,10 @@ def open_pid1(record: state.Record) -> int:
     pidfd = container.open_pid1(record)
     if pidfd is None:
         raise MinirunError(f"container {record.name} is not running")
+    if container.paused(record):  # the new process would be frozen at birth, and exec wait forever
+        os.close(pidfd)
+        raise MinirunError(f"container {record.name} is paused: unpause it first "
+                           f"(minirun unpause {record.name})")
     return pidfd
 
 

@@ -47,6 +47,7 @@ from helpers import (
     Tier,
     build_static,
     open_dir,
+    process_exists,
     subid_range,
 )
 
@@ -103,7 +104,8 @@ def sweep_stale_test_netns() -> list[str]:
     swept = []
     with contextlib.suppress(FileNotFoundError):
         for name in sorted(os.listdir("/run/netns")):
-            if name.startswith("mrt-net-"):
+            owner = name.split("-")[2] if name.count("-") == 3 else ""  # mrt-net-PID-HEX (test_netns)
+            if name.startswith("mrt-net-") and not (owner.isdigit() and process_exists(int(owner))):
                 subprocess.run(["ip", "netns", "delete", name], capture_output=True, timeout=30)
                 swept.append(name)
     return swept
@@ -180,7 +182,7 @@ def test_netns(session: Session) -> str:
     The bridge, the veths, the nft table and the published ports of every root container live
     there, never in the host's namespace; deleting it at the end takes them all away."""
     require_root()
-    name = f"mrt-net-{secrets.token_hex(3)}"
+    name = f"mrt-net-{os.getpid()}-{secrets.token_hex(3)}"  # the pid: a live session's is never swept
     run(["ip", "netns", "add", name])
     session.before_check.append(lambda: run(["ip", "netns", "delete", name]))
     run(["ip", "-n", name, "link", "set", "lo", "up"])

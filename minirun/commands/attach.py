@@ -29,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     record = state.find(state_dir, args.name)
     if record.status != "running":
         raise MinirunError(f"cannot attach to container {record.name}: it is not running")
+    if container.paused(record):
+        raise MinirunError(f"cannot attach to container {record.name}: it is paused "
+                           f"(minirun unpause {record.name})")
     is_tty = bool(record.config.get("Tty"))
     if not (is_tty or record.config.get("OpenStdin")):
         raise MinirunError(f"cannot attach to container {record.name}: it was started without -i or -t "

@@ -1,10 +1,13 @@
 """`minirun kill [-s SIGNAL] CONTAINER...`: send a signal (default SIGKILL) to PID 1.
 
 Through a pidfd proven to be the container's PID 1 (container.open_pid1): never a bare pid
-from a record, which may by now belong to another process.
+from a record, which may by now belong to another process. A paused container is thawed after
+SIGKILL or its stop signal, so that it acts on it (docker's rule); any other signal waits, queued,
+until `minirun unpause`.
 """
 
 import argparse
+import signal
 import sys
 
 from minirun import container, paths, state
@@ -25,6 +28,9 @@ def run(args: argparse.Namespace) -> int:
             record = state.find(paths.state_dir(), name)
             if not container.send_signal(record, number):
                 raise MinirunError(f"cannot kill container {name}: it is not running")
+            stop_signal = container.image_stop_signal(str(record.config.get("StopSignal") or ""))
+            if number in (signal.SIGKILL, signal.Signals[stop_signal]):
+                container.thaw_for_signal(record)
             print(name)
         except MinirunError as e:
             print(f"minirun: {e}", file=sys.stderr)

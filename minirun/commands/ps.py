@@ -1,7 +1,9 @@
 """`minirun ps [-a] [-q] [--no-trunc] [-f KEY=VALUE] [--format TEMPLATE]`: list containers, like `docker ps`.
 
 docker's columns and words: CONTAINER ID, IMAGE, COMMAND, CREATED ("5 minutes ago"), STATUS
-("Up 3 minutes", "Exited (0) 5 seconds ago", "Created"), PORTS ("0.0.0.0:8080->80/tcp"), NAMES.
+("Up 3 minutes", "Up 3 minutes (Paused)", "Exited (0) 5 seconds ago", "Created"), PORTS
+("0.0.0.0:8080->80/tcp"), NAMES. A paused container (commands/pause.py) is "paused" for status=
+and {{.State}}, as in docker: the kernel says so, its cgroup's freezer, not the record.
 `-f name=|status=|id=` filters (the same key twice: either; different keys: both), and
 `--format` takes docker's placeholders ({{.ID}} {{.Names}} {{.Status}} ...), `table` for a header.
 """
@@ -11,11 +13,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from minirun import paths, state
+from minirun import container, paths, state
 from minirun.commands.images import human_duration
 from minirun.errors import MinirunError
 
-STATES = ("created", "running", "exited")  # docker's status= values minirun's containers can have
+STATES = ("created", "running", "paused", "exited")  # docker's status= values minirun's containers can have
 FILTERS = ("name", "status", "id")
 PLACEHOLDER = re.compile(r"{{\s*\.(\w+)\s*}}")
 HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -28,7 +30,7 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     p.add_argument("-q", "--quiet", action="store_true", help="only ids")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate ids and commands")
     p.add_argument("-f", "--filter", action="append", default=[], metavar="KEY=VALUE",
-                   help="name=, status=created|running|exited, id=")
+                   help="name=, status=created|running|paused|exited, id=")
     p.add_argument("--format", help="a template, e.g. '{{.Names}}\\t{{.Status}}' ('table ...': a header)")
 
 
@@ -39,9 +41,14 @@ def ago(timestamp: str) -> str:
     return f"{human_duration(datetime.now(UTC) - then)} ago"
 
 
-def status(record: state.Record) -> str:
+def current(record: state.Record) -> str:
+    """docker's State: created, running, paused or exited."""
+    return "paused" if container.paused(record) else record.status
+
+
+def status(record: state.Record, now: str) -> str:
     if record.status == "running":
-        return f"Up {ago(record.started_at).removesuffix(' ago')}"
+        return f"Up {ago(record.started_at).removesuffix(' ago')}" + (" (Paused)" if now == "paused" else "")
     if record.status == "exited":
         return f"Exited ({record.exit_code}) {ago(record.finished_at)}"
     return "Created"
@@ -69,7 +76,7 @@ def parse_filters(values: list[str]) -> dict[str, list[str]]:
 def matches(record: state.Record, wanted: dict[str, list[str]]) -> bool:
     """docker's rules: name= is a substring (or regular expression) of the name, id= a prefix."""
     tests: dict[str, Callable[[str], bool]] = {
-        "name": lambda v: _name_matches(v, record.name), "status": lambda v: record.status == v,
+        "name": lambda v: _name_matches(v, record.name), "status": lambda v: current(record) == v,
         "id": lambda v: record.id.startswith(v)}
     return all(any(tests[key](v) for v in values) for key, values in wanted.items())
 
@@ -82,13 +89,14 @@ def _name_matches(pattern: str, name: str) -> bool:
 
 
 def fields(record: state.Record, no_trunc: bool) -> dict[str, str]:
+    now = current(record)
     command = " ".join(record.command)
     if not no_trunc and len(command) > 20:
         command = command[:19] + "…"
     return {"ID": record.id if no_trunc else record.short_id, "Image": record.image,
             "Command": f'"{command}"', "CreatedAt": record.created, "RunningFor": ago(record.created),
-            "Status": status(record),
-            "Ports": ports(record), "Names": record.name, "State": record.status}
+            "Status": status(record, now),
+            "Ports": ports(record), "Names": record.name, "State": now}
 
 
 def render(template: str, values: dict[str, str]) -> str:

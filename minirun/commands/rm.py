@@ -63,13 +63,15 @@ def remove(state_dir: Path, name: str, force: bool) -> None:
             time.sleep(0.02)
             continue
         if not force:
-            raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f")
+            paused = " (it is paused: unpause it, then stop it)" if container.paused(record) else ""
+            raise MinirunError(f"container {record.name} is running: stop it first, or use rm -f{paused}")
         # Through a pidfd proven to be its PID 1, never the bare pid of the record; then its
         # monitor records the exit and cleans up (with --rm, everything).
         # (Not its monitor's end if PID 1 still lives but is not provably the container's: the
         # record is lying, and its "monitor" may be any process.)
         exited = state.process_start_time(record.pid) != record.pid_start
         if container.send_signal(record, signal.SIGKILL) or exited:
+            container.thaw_for_signal(record)  # paused: v1's freezer holds even SIGKILL
             container.wait_monitor(state_dir, record, 10)
         killed = True
 

@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from minirun import paths, runtime, state
+from minirun import container, paths, runtime, state
 from minirun.commands import run as run_verb
 from minirun.errors import MinirunError
 from minirun.state import Record
@@ -33,6 +33,8 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def check_startable(record: Record, attach: bool) -> bool:
     """May `start` start it? False: it runs already, and without -a that is not an error (docker)."""
+    if container.paused(record):  # docker's words
+        raise MinirunError(f"cannot start a paused container {record.name}, try unpause instead")
     if record.status == "running" and not attach:
         return False
     if record.status == "running":

@@ -235,31 +235,16 @@ def apply_devices(cgroup: Cgroup, rules: list[dict[str, Any]] | None) -> None:
     cgroups.attach_device_program(v2, allow)
 
 
-def _freezer(paths: list[str]) -> tuple[Path, str, str] | None:
-    """(file, frozen value, thawed value) of the container's freezer."""
-    for text in paths:
-        path = Path(text)
-        if (path / "freezer.state").exists():
-            return path / "freezer.state", "FROZEN", "THAWED"
-    for text in paths:
-        path = Path(text)
-        if (path / "cgroup.freeze").exists():
-            return path / "cgroup.freeze", "1", "0"
-    return None
-
-
 def frozen(paths: list[str]) -> bool:
-    """state's "paused": the container's cgroup is frozen (cgroups.frozen, create's check too)."""
-    return any(cgroups.frozen(Path(text)) for text in paths)
+    """state's "paused": the container's cgroup is frozen (cgroups.paused, create's check too)."""
+    return cgroups.paused(Cgroup(tuple(Path(text) for text in paths)))
 
 
 def freeze(paths: list[str], on: bool) -> None:
-    """pause/resume: the freezer stops every task of the cgroup (cgroup-v1/freezer-subsystem.rst,
-    cgroup-v2.rst "cgroup.freeze")."""
-    found = _freezer(paths)
-    if found is None:
-        raise MinirunError("cannot pause: the container's cgroup has no freezer")
-    found[0].write_text(found[1] if on else found[2])
+    """pause/resume: the freezer stops every task of the cgroup, and `pause` returns once all
+    have stopped (cgroups.py, the freezer section)."""
+    cgroup = Cgroup(tuple(Path(text) for text in paths))
+    cgroups.freeze(cgroup) if on else cgroups.thaw(cgroup)
 
 
 def pids(paths: list[str]) -> list[int]:

@@ -11,5 +11,8 @@ def run(root: str, container_id: str, on: bool) -> int:
         raise MinirunError(f"cannot pause container {container_id}: it is {current}")
     if not on and current != "paused":
         raise MinirunError(f"cannot resume container {container_id}: it is {current}")
-    cgroup.freeze(data.get("cgroup_paths", []), on)
+    try:
+        cgroup.freeze(data.get("cgroup_paths", []), on)
+    except MinirunError as e:
+        raise MinirunError(f"cannot {'pause' if on else 'resume'} container {container_id}: {e}") from None
     return 0
