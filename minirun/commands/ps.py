@@ -46,9 +46,9 @@ def current(record: state.Record) -> str:
     return "paused" if container.paused(record) else record.status
 
 
-def status(record: state.Record, now: str) -> str:
+def status(record: state.Record, paused: bool = False) -> str:
     if record.status == "running":
-        return f"Up {ago(record.started_at).removesuffix(' ago')}" + (" (Paused)" if now == "paused" else "")
+        return f"Up {ago(record.started_at).removesuffix(' ago')}" + (" (Paused)" if paused else "")
     if record.status == "exited":
         return f"Exited ({record.exit_code}) {ago(record.finished_at)}"
     return "Created"
@@ -95,7 +95,7 @@ def fields(record: state.Record, no_trunc: bool) -> dict[str, str]:
         command = command[:19] + "…"
     return {"ID": record.id if no_trunc else record.short_id, "Image": record.image,
             "Command": f'"{command}"', "CreatedAt": record.created, "RunningFor": ago(record.created),
-            "Status": status(record, now),
+            "Status": status(record, now == "paused"),
             "Ports": ports(record), "Names": record.name, "State": now}
 
 
