@@ -63,7 +63,7 @@ def test_ps_filters_ports_and_templates() -> None:
     assert ps.matches(db, ps.parse_filters(["status=running", "status=exited"]))
     assert ps.matches(db, ps.parse_filters([f"id={'db' * 3}"]))
     assert ps.render("{{.Names}}:{{ .Ports }}", ps.fields(web, False)) == "web:0.0.0.0:8080->80/tcp"
-    for bad in (["color=red"], ["status=paused"], ["name"]):
+    for bad in (["color=red"], ["status=dead"], ["name"]):
         with pytest.raises(MinirunError):
             ps.parse_filters(bad)
     with pytest.raises(MinirunError, match="Nope"):
