@@ -456,7 +456,7 @@ def thaw(cgroup: Cgroup, timeout: float = FREEZE_TIMEOUT) -> None:
         if _read(found.file).strip() != found.off:
             found.file.write_text(found.off)
         if frozen(found.file.parent.parent):
-            raise frozen_parent(found.file.parent.parent)
+            raise MinirunError(f"the cgroup above it, {found.file.parent.parent}, is frozen: thaw that one")
         if not _settled(found, False, timeout):
             raise MinirunError(f"{found.file} says {found.off}, and its processes are still stopped")
 
