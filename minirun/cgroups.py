@@ -289,8 +289,13 @@ def _delegated_base(h: Hierarchy) -> Path | None:
     return base
 
 
-def _places(rootless: bool) -> list[Path]:
-    """The parent directories (one per hierarchy) a new container cgroup goes under."""
+def find_places(rootless: bool) -> tuple[Path, ...]:
+    """The parent directories (one per hierarchy) a new container cgroup goes under: PARENT in
+    each hierarchy minirun uses (rootless: under the directory delegated to this user). Found
+    from /proc/self/mountinfo (and rootless /proc/self/cgroup), so `minirun run` finds them once
+    (runtime.prepare) and hands them on as a value, through the checks, the record's plan and the
+    mkdir to the monitor's OOM check and teardown; a verb that only has an id (rm, prune, exec)
+    finds them itself (of_container)."""
     places = []
     for h in hierarchies():
         if not h.mountpoint.is_relative_to(CGROUP_ROOT):
@@ -304,16 +309,15 @@ def _places(rootless: bool) -> list[Path]:
                 places.append(base / PARENT)
             continue
         places.append(h.mountpoint / PARENT)
-    return places
+    return tuple(places)
 
 
-def check_limits_possible(limits: Limits, rootless: bool) -> None:
-    """Before anything is created: can the limits asked for be enforced here at all?"""
+def check_limits_possible(limits: Limits, rootless: bool, places: tuple[Path, ...]) -> None:
+    """Before anything is created: can the limits asked for be enforced in `places` at all?"""
     needed = set(limits.controllers())
     if not needed:
         return
     offered: set[str] = set()
-    places = _places(rootless)
     for h in hierarchies():
         place = next((p for p in places if p.is_relative_to(h.mountpoint)), None)
         if place is None:
@@ -382,11 +386,11 @@ def frozen(path: Path) -> bool:
     return effective or _read(path / "cgroup.freeze").strip() == "1"
 
 
-def check_not_frozen(rootless: bool) -> None:
+def check_not_frozen(places: tuple[Path, ...]) -> None:
     """Before anything is created: is a place a container cgroup would go frozen (PARENT, e.g.
     MINIRUN_CGROUP_PARENT, or a directory above it)? A place not made yet inherits the state
     of the nearest directory that exists, so that one is asked."""
-    for place in _places(rootless):
+    for place in places:
         existing = place
         while not existing.exists() and existing.parent != existing:
             existing = existing.parent
@@ -474,12 +478,13 @@ def _settled(found: Freezer, stopped: bool, timeout: float) -> bool:
     return True
 
 
-def create(container_id: str, rootless: bool) -> Cgroup | None:
-    """mkdir the container's cgroup in every hierarchy we may write; None if there is none.
-    A directory born frozen (its parent was frozen after check_not_frozen) is refused."""
+def create(container_id: str, places: tuple[Path, ...]) -> Cgroup | None:
+    """mkdir the container's cgroup in each of `places` (every hierarchy we may write); None if
+    there is none. A directory born frozen (its parent was frozen after check_not_frozen) is
+    refused."""
     paths = []
     try:
-        for parent in _places(rootless):
+        for parent in places:
             path = parent / container_id
             _mkdir_under_shared_parent(path)
             paths.append(path)
@@ -803,15 +808,20 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
 # --- a container's cgroup, from its id ------------------------------------------------------------
 
 
-def of_container(container_id: str, claimed: list[str] | None = None) -> Cgroup:
+def of_container(container_id: str, claimed: list[str] | None = None,
+                 places: tuple[Path, ...] | None = None) -> Cgroup:
     """The container's cgroup directories that exist: PARENT/ID in each hierarchy minirun uses
     (derived from the id, never taken from a record: a record naming /sys/fs/cgroup/system.slice
     must not make `rm` kill and remove that), plus those a record claims *if* they have exactly
     that shape (.../PARENT/ID under /sys/fs/cgroup: a rootless user's delegated subtree depends
-    on the session minirun ran in, so `rm` from another shell may not derive the same place)."""
+    on the session minirun ran in, so `rm` from another shell may not derive the same place).
+    `places`: find_places' answer, where the caller has it (the monitor of the run that made
+    the cgroup); else found here."""
     from minirun.paths import is_rootless
 
-    found = [place / container_id for place in _places(is_rootless())]
+    if places is None:
+        places = find_places(is_rootless())
+    found = [place / container_id for place in places]
     for text in claimed or []:
         path = Path(text)
         if (path.is_absolute() and os.path.normpath(text) == text and ".." not in path.parts
@@ -821,10 +831,10 @@ def of_container(container_id: str, claimed: list[str] | None = None) -> Cgroup:
     return Cgroup(tuple(p for p in found if p.is_dir() and not p.is_symlink()))
 
 
-def planned(container_id: str, rootless: bool) -> list[Path]:
+def planned(container_id: str, places: tuple[Path, ...]) -> list[Path]:
     """Where `create` will make the container's cgroup: written into the record first, so that
     a SIGKILL between the two never leaves a cgroup no record names."""
-    return [place / container_id for place in _places(rootless)]
+    return [place / container_id for place in places]
 
 
 def has_processes(cgroup: Cgroup) -> bool:
@@ -836,7 +846,7 @@ def container_ids() -> set[str]:
     from minirun.paths import is_rootless
 
     ids = set()
-    for place in _places(is_rootless()):
+    for place in find_places(is_rootless()):
         for path in _listdir(place):
             if len(path.name) == 64 and all(c in "0123456789abcdef" for c in path.name):
                 ids.add(path.name)

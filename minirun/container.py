@@ -169,9 +169,11 @@ def exited(state_dir: Path, record: Record, code: int, oom_killed: bool) -> None
                  oom_killed=oom_killed)
 
 
-def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
+def teardown(state_dir: Path, record: Record, remove_all: bool,
+             cgroup_places: tuple[Path, ...] | None = None) -> None:
     """After the container's PID 1 exits: the kernel has already killed the rest of its PID
-    namespace and unmounted its mount namespace; what is left is ours to remove."""
+    namespace and unmounted its mount namespace; what is left is ours to remove. `cgroup_places`:
+    where the run made its cgroup (cgroups.find_places), else found again."""
     from minirun import cgroups, network, trace  # the teardown's modules, loaded when it happens
 
     if remove_all:
@@ -181,11 +183,11 @@ def teardown(state_dir: Path, record: Record, remove_all: bool) -> None:
         # reclaims (leases.py).
         with (network.disconnecting(state_dir, record.id, record.network_settings)
               if record.network_settings else contextlib.nullcontext()):
-            remove_all_but_network(state_dir, record)
+            remove_all_but_network(state_dir, record, cgroup_places)
         trace.mark("teardown: --rm")  # cgroup, network, files
         return
     if record.cgroup_paths:
-        cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
+        cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths, cgroup_places))
         state.update(state_dir, record, cgroup_paths=[])
         trace.mark("teardown: cgroup")
     else:
@@ -206,11 +208,12 @@ def remove(state_dir: Path, record: Record) -> None:
     remove_all_but_network(state_dir, record)
 
 
-def remove_all_but_network(state_dir: Path, record: Record) -> None:
+def remove_all_but_network(state_dir: Path, record: Record,
+                           cgroup_places: tuple[Path, ...] | None = None) -> None:
     """cgroups (and without one, processes that `exec` left), layer, logs, record, id range."""
     from minirun import cgroups
 
-    cgroup = cgroups.of_container(record.id, record.cgroup_paths)  # from the id (issue 12)
+    cgroup = cgroups.of_container(record.id, record.cgroup_paths, cgroup_places)  # from the id (issue 12)
     cgroups.remove(cgroup)
     if not cgroup.paths:  # no cgroup: nothing in the kernel ends what exec started (stragglers.py)
         kill_stragglers(paths.store_dir(), record.id)

@@ -264,7 +264,8 @@ def run(record: state.Record, exec_plan: ExecPlan) -> int:
     stdout, stderr, stdin = (master, -1, -1) if master is not None else (stdio[1] if stdio else (-1, -1, -1))
     watch = monitor.Watch(state_dir="", container_id="", pid=pid, pidfd=pidfd, stdout=stdout,
                           stderr=stderr, stdin=stdin, tty=exec_plan.tty, log=logfile.Options("none"),
-                          log_path="", remove=False, attached=True, interactive=exec_plan.interactive)
+                          log_path="", remove=False, attached=True, interactive=exec_plan.interactive,
+                          cgroup_places=())  # only relayed: the container's monitor tears down
     try:
         return monitor.relay_until_exit(watch)  # forwards signals too, as docker's CLI does
     finally:

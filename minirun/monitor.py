@@ -93,6 +93,9 @@ class Watch(NamedTuple):
     remove: bool  # --rm
     attached: bool  # foreground: relay to our own 0/1/2
     interactive: bool  # -i: our stdin (attached) or attach clients' input goes in
+    # Where its cgroup was made (cgroups.find_places, as strings: pathlib waits for the exit), so
+    # the OOM check and the teardown need not read the mount table again.
+    cgroup_places: tuple[str, ...]
     listener: int = -1  # detached -i/-t: the listening `attach` socket (listen(), before "running")
     # `run -it` / `start -ai` (runtime.start_on_terminal): the client connected before the container
     # ran is its user's terminal, which paces its output as a foreground monitor's terminal did.
@@ -118,6 +121,7 @@ def exec_detached(watch: Watch, keep_fds: list[int]) -> None:
 def main() -> None:
     raw = json.loads(sys.argv[1])
     raw["log"] = logfile.Options(*raw["log"])
+    raw["cgroup_places"] = tuple(raw["cgroup_places"])  # a JSON list
     watch = Watch(**raw)
     for fd in (watch.pidfd, watch.stdout, watch.stderr, watch.stdin, watch.listener):
         if fd >= 0:
@@ -248,6 +252,7 @@ def finish(watch: Watch, code: int) -> None:
     from minirun import container, state
 
     state_dir = Path(watch.state_dir)
+    cgroup_places = tuple(Path(place) for place in watch.cgroup_places)
     record = state.load(state_dir, watch.container_id)
     if record is None:
         return  # removed under us (rm -f raced the exit): nothing left to record
@@ -256,7 +261,7 @@ def finish(watch: Watch, code: int) -> None:
         from minirun import cgroups
 
         with contextlib.suppress(OSError):
-            oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths))
+            oom = cgroups.oom_killed(cgroups.of_container(record.id, record.cgroup_paths, cgroup_places))
     try:
         # First into its reserved space (cannot fail for want of room), then the record.
         try:
@@ -265,14 +270,14 @@ def finish(watch: Watch, code: int) -> None:
             print(f"minirun: {e}", file=sys.stderr)
         container.exited(state_dir, record, code, oom)
         trace.mark("record exit")
-        container.teardown(state_dir, record, remove_all=watch.remove)
+        container.teardown(state_dir, record, remove_all=watch.remove, cgroup_places=cgroup_places)
     except (OSError, MinirunError) as e:  # a full or broken state dir, an unreadable lease book
         # (the network's teardown): say so; the code is kept (and returned)
         print(f"minirun: cannot record the exit of {record.id[:12]} ({code}): {e}", file=sys.stderr)
         with contextlib.suppress(OSError):
             from minirun import cgroups
 
-            cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
+            cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths, cgroup_places))
 
 
 def _noop(_number: int, _frame: object) -> None:

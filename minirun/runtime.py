@@ -152,6 +152,7 @@ class Prepared(NamedTuple):
     store: Path
     state_dir: Path
     share: sharing.SharePlan  # the namespaces clone creates, the host's, or joined (sharing.py)
+    cgroup_places: tuple[Path, ...]  # where its cgroup goes (cgroups.find_places), found once a run
 
 
 def prepare(spec: ContainerSpec) -> Prepared:
@@ -166,11 +167,12 @@ def prepare(spec: ContainerSpec) -> Prepared:
     mapping = sharing.id_mapping(share, rootless) or userns.plan(rootless, spec.security.userns,
                                                                  spec.security.userns_size)
     check_user_mapped(spec, mapping)
-    cgroups.check_limits_possible(spec.limits, rootless)
-    cgroups.check_not_frozen(rootless)
+    cgroup_places = cgroups.find_places(rootless)
+    cgroups.check_limits_possible(spec.limits, rootless, cgroup_places)
+    cgroups.check_not_frozen(cgroup_places)
     return Prepared(spec, image, mapping, net, command_line(spec, image.config),
                     merge_env(image.config.env, spec.env), spec.workdir or image.config.working_dir or "/",
-                    spec.user or image.config.user or None, rootless, store, state_dir, share)
+                    spec.user or image.config.user or None, rootless, store, state_dir, share, cgroup_places)
 
 
 def create_record(p: Prepared, options: container.Options) -> Record:
@@ -410,7 +412,7 @@ class Started(NamedTuple):
             state_dir=str(p.state_dir), container_id=record.id, pid=self.pid, pidfd=self.pidfd,
             stdout=self.stdout, stderr=self.stderr, stdin=self.stdin, tty=p.spec.tty, log=options.log,
             log_path=str(container.layout(p.store, record.id).log), remove=p.spec.remove, attached=attached,
-            interactive=p.spec.interactive)
+            interactive=p.spec.interactive, cgroup_places=tuple(str(place) for place in p.cgroup_places))
 
 
 def launch(p: Prepared, record: Record, attached: bool) -> Started:
@@ -428,7 +430,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
         # cgroup that no record names.
         state.update(state_dir, record, host_config={
             **record.host_config, **security_record(plan.security, spec.security.seccomp_profile)},
-            cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.rootless)])
+            cgroup_paths=[str(c) for c in cgroups.planned(record.id, p.cgroup_places)])
         if p.mapping.idmap_layers:
             for target in plan.rootfs.layer_mounts:
                 os.makedirs(target, exist_ok=True)
@@ -437,7 +439,7 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
                    profile=spec.security.seccomp_profile, capabilities=plan.security.capabilities,
                    bpf=plan.security.seccomp_filter)
         state.reserve_exit_file(state_dir, record.id)  # space for the exit code, taken now
-        cgroup = cgroups.create(record.id, p.rootless)
+        cgroup = cgroups.create(record.id, p.cgroup_places)
         made = [str(path) for path in cgroup.paths] if cgroup is not None else []
         if cgroup is not None and made != record.cgroup_paths:  # (written already when as planned)
             state.update(state_dir, record, cgroup_paths=made)
@@ -454,10 +456,10 @@ def launch(p: Prepared, record: Record, attached: bool) -> Started:
             cgroups.close_all(plan.cgroup_tasks)
     except MinirunError as e:
         container.failed(state_dir, record, e)
-        container.teardown(state_dir, record, remove_all=spec.remove)
+        container.teardown(state_dir, record, remove_all=spec.remove, cgroup_places=p.cgroup_places)
         raise
     except BaseException:
-        container.teardown(state_dir, record, remove_all=spec.remove)
+        container.teardown(state_dir, record, remove_all=spec.remove, cgroup_places=p.cgroup_places)
         raise
     if master is not None:
         return Started(pid, pidfd, master, -1, -1)

@@ -14,7 +14,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import NamedTuple
 
 from minirun import procfs
 
@@ -48,20 +47,22 @@ def kill(own_file: Path) -> bool:
     except OSError:
         return True  # no bundle: no process can have its file
     deadline = time.monotonic() + LOOK_FOR
-    while _round(Found(own, host, {}, {}, []), deadline):
+    while _round(Found(own, host), deadline):
         if time.monotonic() >= deadline:
             return False
     return True
 
 
-class Found(NamedTuple):
-    """What a round of `kill` has found so far."""
+class Found:
+    """What one round of `kill` has found so far: not a value but its notebook, filled as the
+    round goes (_stop adds to it, _end empties `stopped` into `ended`), a fresh one each round."""
 
-    own: os.stat_result  # the container's hostname file
-    host: int  # the host's mount namespace (its inode): the host's file system, not a container's
-    held: dict[int, int]  # mount namespace (inode) where a process showed the file -> an fd of it
-    stopped: dict[int, int]  # pid -> pidfd of the container's processes found, SIGSTOPped
-    ended: list[int]  # pids of those already SIGKILLed (_end)
+    def __init__(self, own: os.stat_result, host: int) -> None:
+        self.own = own  # the container's hostname file
+        self.host = host  # the host's mount namespace (its inode): the host's file system, not a container's
+        self.held: dict[int, int] = {}  # mount namespace (inode) where the file was seen -> an fd of it
+        self.stopped: dict[int, int] = {}  # pid -> pidfd of the container's processes found, SIGSTOPped
+        self.ended: list[int] = []  # pids of those already SIGKILLed (_end)
 
 
 def _round(found: Found, deadline: float) -> bool:

@@ -265,7 +265,8 @@ def test_prune_sweeps_what_no_record_names(root_private: Tier, tmp_path: Path) -
     ids = [secrets.token_hex(32) for _ in range(6)]
     # Killed in a removal, after the bundle went: where minirun puts containers (v1: in each
     # hierarchy, this one the pids one; v2: the one tree).
-    cgroup = next(p for p in cgroups.planned(ids[0], rootless=False) if p.is_relative_to(pids_hierarchy()))
+    cgroup = next(p for p in cgroups.planned(ids[0], cgroups.find_places(rootless=False))
+                  if p.is_relative_to(pids_hierarchy()))
     cgroup.mkdir(parents=True)
     mine, foreign = store / "containers" / ids[1], store / "containers" / ids[2]
     ownerless = store / "containers" / secrets.token_hex(32)  # its state directory was removed
