@@ -189,7 +189,7 @@ class Batch(NamedTuple):
     times: Sequence[str]
 
 
-FIELDS = operator.itemgetter("log", "stream", "time")
+FIELDS = tuple(operator.itemgetter(key) for key in ("log", "stream", "time"))
 
 
 def files(path: str) -> list[str]:
@@ -236,17 +236,17 @@ def _decode_at_once(block: bytes) -> Batch | None:
         text = block.decode("utf-8", "surrogatepass")  # as json.loads decodes bytes
     except UnicodeDecodeError:
         return None
+    array = text.replace("}\n{", "},\n{")  # the raw newline stays (no string spans two lines)
     lines = text.count("\n") + 1
-    if not (text.startswith("{") and text.endswith("}") and text.count("}\n{") == lines - 1):
-        return None
+    if not (text.startswith("{") and text.endswith("}") and len(array) - len(text) == lines - 1):
+        return None  # a newline without "}" before it and "{" after it
     try:
-        values = json.loads("[" + text.replace("}\n{", "},\n{") + "]")
-        rows = list(map(FIELDS, values))  # KeyError, TypeError: not three fields of an object
+        values = json.loads("[" + array + "]")
+        logs, streams, times = (list(map(field, values)) for field in FIELDS)  # KeyError, TypeError
     except (ValueError, KeyError, TypeError):
         return None
     if len(values) != lines or set(map(len, values)) != {3}:
         return None
-    logs, streams, times = zip(*rows, strict=True)
     if {*map(type, logs), *map(type, streams), *map(type, times)} != {str}:
         return None
     return Batch(logs, streams, times)
