@@ -18,9 +18,7 @@ is on the monitor's hot path (`yes` prints 2-byte lines): a chunk of many lines 
 a handful of C-level calls, never one Python call per line.
 """
 
-import collections
 import contextlib
-import itertools
 import json
 import operator
 import os
@@ -254,16 +252,42 @@ def _decode_at_once(block: bytes) -> Batch | None:
 
 def snapshot(path: str, tail: int | None = None) -> tuple[Iterator[Batch], int]:
     """The entries so far, oldest first, and where in the current file they end (to follow on).
-    With `tail`, only the last `tail` lines of them. The container decides how big its log
-    grows, so the files are read a chunk at a time and at most `tail` lines are held (`logs
-    --tail 1` of a 100 MB log took 733 MB before: attack review of issue 11)."""
+    With `tail`, only the last `tail` lines of them, read from the end backwards (as docker
+    does): `--tail 10` of a huge log reads a chunk, not the log. The container decides how big
+    its log grows, so the files are read a chunk at a time and at most `tail` lines are held
+    (`logs --tail 1` of a 100 MB log took 733 MB before: attack review of issue 11)."""
     end = _complete_lines_end(path)
-    blocks: Iterator[bytes] = _blocks(path, end)
-    if tail is not None:
-        lines = itertools.chain.from_iterable(map(bytes.split, blocks, itertools.repeat(b"\n")))
-        last = collections.deque(lines, maxlen=tail)
-        blocks = iter([b"\n".join(last)] if last else [])
-    return map(decode, blocks), end
+    if tail is None:
+        return map(decode, _blocks(path, end)), end
+    lines: list[bytes] = []
+    for name in reversed(files(path)):
+        if len(lines) >= tail:
+            break
+        lines = _last_lines(name, end if name == path else None, tail - len(lines)) + lines
+    return map(decode, [b"\n".join(lines)] if lines else []), end
+
+
+def _last_lines(name: str, limit: int | None, count: int) -> list[bytes]:
+    """The last `count` complete lines of one file (of its first `limit` bytes), read backwards
+    a chunk at a time until count + 1 newlines (the one before the first line) or the start."""
+    chunks: list[bytes] = []
+    try:
+        with open(name, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            at = size if limit is None else min(limit, size)
+            newlines = 0
+            while at > 0 and newlines <= count:
+                start = max(0, at - CHUNK)
+                f.seek(start)
+                chunks.append(f.read(at - start))
+                newlines += chunks[-1].count(b"\n")
+                at = start
+    except FileNotFoundError:
+        return []
+    # After the last newline: mid-write. Short of the start, the first line began before what
+    # was read (count + 1 newlines: one line too many).
+    lines = b"".join(reversed(chunks)).split(b"\n")[:-1]
+    return lines[-count:] if count > 0 else []
 
 
 def _complete_lines_end(path: str) -> int:

@@ -140,3 +140,25 @@ def test_a_chunk_of_the_writers_lines_reads_back_in_one_call(tmp_path: Path) -> 
     assert "".join(batch.logs) == text * 3 + "x" * (logfile.MAX_LINE + 10) + "\n"
     assert list(batch.streams) == ["stdout"] * 3 + ["stderr"] * 2
     assert decoded(block) == line_by_line(block)
+
+
+def test_tail_reads_backwards_the_lines_a_full_read_would_end_with(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--tail N` reads from the end: the same last N lines (a skipped one counts, as before)
+    as reading every file from the start, over rotated files with torn ends, with small chunks."""
+    rng = random.Random(7)
+    path = tmp_path / "c-json.log"
+    contents = []
+    for n in range(3):  # .2, .1, the current file
+        count = rng.randrange(0, 30)
+        lines = [entry(f"{n}-{i}\\n") if rng.random() > 0.1 else b"{torn" for i in range(count)]
+        contents.append(b"".join(line + b"\n" for line in lines) + rng.choice([b"", b'{"log":"mid-wri']))
+    for name, content in zip([f"{path}.2", f"{path}.1", str(path)], contents, strict=True):
+        Path(name).write_bytes(content)
+    every = [line for content in contents for line in content.split(b"\n")[:-1]]
+    for chunk in (5, 64, logfile.CHUNK):  # lines longer than a chunk, chunks of many lines
+        monkeypatch.setattr(logfile, "CHUNK", chunk)
+        for tail in range(len(every) + 3):
+            batches, _ = logfile.snapshot(str(path), tail)
+            shown = [logfile.Entry(*row) for batch in batches for row in zip(*batch, strict=True)]
+            assert shown == line_by_line(b"\n".join(every[-tail:] if tail else [])), (chunk, tail)
