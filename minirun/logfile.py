@@ -13,9 +13,10 @@ ID-json.log over max-size, it becomes ID-json.log.1 (the .1 becomes .2 ..., beyo
 files the oldest goes), as docker does. Without max-size the log grows without a cap, as
 docker's json-file default.
 
-The monitor writes the log (writer below), `minirun logs` reads it (read, follow). The writer
-is on the monitor's hot path (`yes` prints 2-byte lines): a chunk of many lines is encoded in
-a handful of C-level calls, never one Python call per line.
+The monitor writes the log (writer below), `minirun logs` reads it (snapshot, follow). Both
+ways a chunk of many lines goes through a handful of C-level calls, never one Python call per
+line: the writer is on the monitor's hot path (`yes` prints 2-byte lines), and `logs` of a
+million lines took ~5 s when each was its own json.loads.
 """
 
 import contextlib
