@@ -27,7 +27,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO, Literal, NamedTuple
 
-CHUNK = 1024 * 1024  # how much of a log file is read at a time
+# How much of a log file is read (and decoded) at a time: 128 KiB decoded a million lines ~20%
+# faster than 1 MiB here (the text, its copy as an array and its objects stay in the caches).
+CHUNK = 128 * 1024
 
 Stream = Literal["stdout", "stderr"]
 MAX_LINE = 16 * 1024
@@ -319,17 +321,18 @@ def _blocks(path: str, end: int) -> Iterator[bytes]:
         except FileNotFoundError:
             continue
         try:
-            read, rest = 0, b""
+            read, begun = 0, []  # begun: a line's start, from earlier chunks (linear however long)
             while limit is None or read < limit:
                 chunk = f.read(CHUNK if limit is None else min(CHUNK, limit - read))
                 if not chunk:
                     break
                 read += len(chunk)
-                data = rest + chunk
-                cut = data.rfind(b"\n")
-                if cut >= 0:
-                    yield data[:cut]
-                rest = data[cut + 1:]
+                cut = chunk.rfind(b"\n")
+                if cut < 0:
+                    begun.append(chunk)
+                    continue
+                yield b"".join([*begun, chunk[:cut]])
+                begun = [chunk[cut + 1:]]
         finally:
             f.close()
 

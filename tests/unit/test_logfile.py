@@ -142,8 +142,8 @@ def test_a_chunk_of_the_writers_lines_reads_back_in_one_call(tmp_path: Path) -> 
     assert decoded(block) == line_by_line(block)
 
 
-def test_tail_reads_backwards_the_lines_a_full_read_would_end_with(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tail_reads_backwards_the_lines_a_full_read_ends_with(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """`--tail N` reads from the end: the same last N lines (a skipped one counts, as before)
     as reading every file from the start, over rotated files with torn ends, with small chunks."""
     rng = random.Random(7)
@@ -158,6 +158,9 @@ def test_tail_reads_backwards_the_lines_a_full_read_would_end_with(tmp_path: Pat
     every = [line for content in contents for line in content.split(b"\n")[:-1]]
     for chunk in (5, 64, logfile.CHUNK):  # lines longer than a chunk, chunks of many lines
         monkeypatch.setattr(logfile, "CHUNK", chunk)
+        batches, _ = logfile.snapshot(str(path))  # and all of it, from the start
+        shown = [logfile.Entry(*row) for batch in batches for row in zip(*batch, strict=True)]
+        assert shown == line_by_line(b"\n".join(every)), chunk
         for tail in range(len(every) + 3):
             batches, _ = logfile.snapshot(str(path), tail)
             shown = [logfile.Entry(*row) for batch in batches for row in zip(*batch, strict=True)]
