@@ -7,6 +7,7 @@ duration ago (`10m`, `1h30m`, `45s`).
 """
 
 import argparse
+import itertools
 import re
 import sys
 import time
@@ -63,24 +64,35 @@ def run(args: argparse.Namespace) -> int:
     path = str(container.layout(paths.store_dir(), record.id).log)
     out, err = sys.stdout.buffer, sys.stderr.buffer
 
-    def show(entry: logfile.Entry) -> None:
-        if since is not None and to_ns(entry.time) < since:
-            return
-        stream = err if entry.stream == "stderr" else out
+    def show(batch: logfile.Batch) -> None:
+        """A batch's entries, each run of one stream in one write (and flushed: stdout and
+        stderr to one terminal keep their order; -f shows each batch as it comes)."""
+        logs, streams, times = batch
+        if since is not None:
+            recent = {moment: to_ns(moment) >= since for moment in set(times)}  # few: a time a write
+            kept = [row for row in zip(logs, streams, times, strict=True) if recent[row[2]]]
+            logs, streams, times = zip(*kept, strict=True) if kept else ((), (), ())
         if args.timestamps:
-            stream.write(entry.time.encode() + b" ")
-        stream.write(entry.log.encode())
-        stream.flush()
+            logs = list(map(" ".join, zip(times, logs, strict=True)))
+        if "stderr" not in streams:  # the common case, without a loop per line
+            runs = [(out, logs)]
+        else:
+            by_stream = itertools.groupby(zip(streams, logs, strict=True), key=lambda row: row[0] == "stderr")
+            runs = [(err if to_stderr else out, [log for _, log in run]) for to_stderr, run in by_stream]
+        for stream, texts in runs:
+            if texts:
+                stream.write("".join(texts).encode())
+                stream.flush()
 
     # What is there now, then (-f) what comes: `offset` is where "now" ends in the current file.
-    entries, offset = logfile.snapshot(path, None if tail is None or tail < 0 else tail)
-    for entry in entries:
-        show(entry)
+    batches, offset = logfile.snapshot(path, None if tail is None or tail < 0 else tail)
+    for batch in batches:
+        show(batch)
     if args.follow:
         def running() -> bool:
             fresh = state.load(state_dir, record.id)
             return fresh is not None and fresh.status in ("running", "created") and fresh.monitor_alive()
 
-        for entry in logfile.follow(path, offset, running):
-            show(entry)
+        for batch in logfile.follow(path, offset, running):
+            show(batch)
     return 0

@@ -139,7 +139,7 @@ def test_ten_megabytes_of_logs_complete_and_in_order(minirun: Tier, names: Calla
     # Reading the 10 MB back is JSON lines through Python: seconds here, minutes in the VM
     # tier's emulated guest (over 120 s there, where the wait above took less than 30 s: the
     # container had written most of it before `wait` began, so the wait measures no speed).
-    # `logs --tail` reads the whole log too.
+    # `logs --tail` reads from the end backwards.
     result = minirun(["logs", name], check=0, timeout=600)
     expected = "".join(f"{i}\n" for i in range(1, lines + 1))
     assert len(result.stdout) > 10_000_000
