@@ -35,6 +35,15 @@ def to_ns(text: str) -> int:
     return int(whole) * 1_000_000_000 + int((fraction + "000000000")[:9])
 
 
+def is_since(moment: str, since: int) -> bool:
+    """Is an entry's time at or after `since`? A time that is no time (a log edited by hand):
+    not shown, rather than a traceback."""
+    try:
+        return to_ns(moment) >= since
+    except ValueError:
+        return False
+
+
 def parse_since(value: str) -> int:
     if re.fullmatch(r"\d+(\.\d+)?", value):
         return int(float(value) * 1e9)
@@ -69,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         stderr to one terminal keep their order; -f shows each batch as it comes)."""
         logs, streams, times = batch
         if since is not None:
-            recent = {moment: to_ns(moment) >= since for moment in set(times)}  # few: a time a write
+            recent = {moment: is_since(moment, since) for moment in set(times)}  # few: a time a write
             kept = [row for row in zip(logs, streams, times, strict=True) if recent[row[2]]]
             logs, streams, times = zip(*kept, strict=True) if kept else ((), (), ())
         if args.timestamps:
@@ -81,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
             runs = [(err if to_stderr else out, [log for _, log in run]) for to_stderr, run in by_stream]
         for stream, texts in runs:
             if texts:
-                stream.write("".join(texts).encode())
+                # (a log edited by hand may hold a lone surrogate, "\ud800": the writer never does)
+                stream.write("".join(texts).encode("utf-8", "replace"))
                 stream.flush()
 
     # What is there now, then (-f) what comes: `offset` is where "now" ends in the current file.

@@ -170,6 +170,21 @@ def test_logs_follow_and_end_with_the_container(minirun: Tier, names: Callable[[
     minirun(["rm", name], check=0)
 
 
+@pytest.mark.root
+def test_logs_of_a_log_edited_by_hand_print_no_traceback(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """A line the writer never writes (a lone surrogate, a time that is no time), appended by
+    hand: `logs` shows what it can (U+FFFD's replacement for the surrogate; `--since` leaves the
+    line without a time out), never a traceback. Before, both ended `logs` in one."""
+    name = names()
+    root_minirun(["run", "--name", name, "--network", "none", IMAGE, "echo", "kept"], check=0)
+    log = Path(root_minirun.inspect(name)["LogPath"])
+    with log.open("a") as f:
+        f.write('{"log":"\\ud800x\\n","stream":"stdout","time":"not a time"}\n')
+    assert root_minirun(["logs", name], check=0).stdout == "kept\n?x\n"
+    assert root_minirun(["logs", "--since", "1h", name], check=0).stdout == "kept\n"
+    root_minirun(["rm", name], check=0)
+
+
 def test_log_rotation_by_size(minirun: Tier, names: Callable[[], str]) -> None:
     name = names()
     minirun(["run", "--name", name, "--network", "none", "--log-opt", "max-size=100k",
