@@ -174,7 +174,7 @@ def test_logs_follow_and_end_with_the_container(minirun: Tier, names: Callable[[
 def test_logs_of_a_log_edited_by_hand_print_no_traceback(root_minirun: Tier,
                                                          names: Callable[[], str]) -> None:
     """A line the writer never writes (a lone surrogate, a time that is no time), appended by
-    hand: `logs` shows what it can (U+FFFD's replacement for the surrogate; `--since` leaves the
+    hand: `logs` shows what it can ("?" for the surrogate, UTF-8's "replace"; `--since` leaves the
     line without a time out), never a traceback. Before, both ended `logs` in one."""
     name = names()
     root_minirun(["run", "--name", name, "--network", "none", IMAGE, "echo", "kept"], check=0)
