@@ -484,13 +484,17 @@ def _names(state: Path) -> Path:
     return state / "names"
 
 
-def _claim_of(state: Path, name: str) -> str | None:
-    """The container id a name's claim names; None if there is no such claim."""
+def _claim_at(path: str) -> str | None:
+    """The container id the claim at `path` names; None if there is no such claim."""
     with contextlib.suppress(OSError):  # no claim, not a link, a name too long for a file
-        target = os.readlink(_names(state) / name)
+        target = os.readlink(path)
         if re.fullmatch(ID_RULE, target):
             return target
     return None
+
+
+def _claim_of(state: Path, name: str) -> str | None:
+    return _claim_at(os.path.join(_names(state), name))
 
 
 def name_claims(state: Path) -> dict[str, str]:
@@ -498,7 +502,7 @@ def name_claims(state: Path) -> dict[str, str]:
     claims = {}
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(_names(state)):
-            if (target := _claim_of(state, entry.name)) is not None:
+            if (target := _claim_at(entry.path)) is not None:
                 claims[entry.name] = target
     return claims
 
@@ -524,9 +528,14 @@ def _reserve_name(state: Path, name: str, container_id: str) -> None:
 
 
 def release_name(state: Path, container_id: str, name: str | None = None) -> None:
-    """Remove the claims on names for `container_id` (all of them if name is None)."""
+    """Remove the claims on names for `container_id`: given its name, that one claim if it is
+    this container's (one readlink, as `rm` does); else every claim it has (all are read)."""
+    if name is not None and _claim_of(state, name) == container_id:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_names(state) / name)
+        return
     for claimed, owner in name_claims(state).items():
-        if owner == container_id and name in (None, claimed):
+        if owner == container_id:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(_names(state) / claimed)
 
@@ -544,7 +553,7 @@ def delete(state: Path, record: Record) -> None:
         os.unlink(_path(state, record.id))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(exit_path(state, record.id))
-    release_name(state, record.id)
+    release_name(state, record.id, record.name)
 
 
 def delete_id(state: Path, container_id: str) -> None:

@@ -162,3 +162,16 @@ def test_no_state_directory_finds_nothing(tmp_path: Path) -> None:
     for ref in ("web", "ab" * 32, "abc"):
         with pytest.raises(ContainerNotFound):
             state.find(tmp_path / "missing", ref)
+
+
+def test_delete_releases_the_claim_by_its_name_or_else_every_claim_of_the_id(tmp_path: Path) -> None:
+    web = state.create(tmp_path, make, "web")
+    db = state.create(tmp_path, make, "db")
+    state.delete(tmp_path, web)
+    assert state.name_claims(tmp_path) == {"db": db.id}
+    (tmp_path / "names" / "db").rename(tmp_path / "names" / "moved")  # its claim, under another name
+    state.delete(tmp_path, db)
+    assert state.name_claims(tmp_path) == {}
+    other = state.create(tmp_path, make, "other")
+    state.release_name(tmp_path, web.id, "other")  # not web's claim: left alone
+    assert state.name_claims(tmp_path) == {"other": other.id}
