@@ -370,9 +370,9 @@ def find(state: Path, ref: str, warn: bool = True) -> Record:
 
     One record is read, not all of them: a name's claim (STATE/names/NAME) names its id, a full
     id is a file name, and a prefix is matched against the file names (`_lookup`). Only when
-    that finds nothing are all records read (`_scan`): a record without a claim (written by an
-    older minirun, or its claim deleted by hand) is still found by its name there, and a broken
-    record is named in a warning there (it is why the container is not found)."""
+    that finds nothing (or an ambiguous prefix) are all records read (`_scan`): a record without
+    a claim (written by an older minirun, or its claim deleted by hand) is still found by its
+    name there, and a broken record is named in a warning there (why it is not found)."""
     return _lookup(state, ref) or _scan(state, ref, warn)
 
 
