@@ -366,7 +366,48 @@ def all_records(state: Path, warn: bool = True) -> list[Record]:
 
 def find(state: Path, ref: str, warn: bool = True) -> Record:
     """Find a container by name, full id or unique id prefix, as docker does. (warn: say which
-    records are invalid; a command that reads the records again says it once.)"""
+    records are invalid; a command that reads the records again says it once.)
+
+    One record is read, not all of them: a name's claim (STATE/names/NAME) names its id, a full
+    id is a file name, and a prefix is matched against the file names (`_lookup`). Only when
+    that finds nothing (or an ambiguous prefix) are all records read (`_scan`): a record without
+    a claim (written by an older minirun, or its claim deleted by hand) is still found by its
+    name there, and a broken record is named in a warning there (why it is not found)."""
+    return _lookup(state, ref) or _scan(state, ref, warn)
+
+
+def _lookup(state: Path, ref: str) -> Record | None:
+    """find's fast path: the answer `_scan` would give, or None to let `_scan` decide (nothing
+    found, or an ambiguous prefix). The one difference: a name that has no claim and is also a
+    unique prefix of another container's id gives that container here, where `_scan` gives
+    the named one."""
+    by_name = by_id = None
+    if re.fullmatch(NAME_RULE, ref) and (owner := _claim_of(state, ref.lstrip("/"))) is not None:
+        record = _load_file(_path(state, owner), warn=False)  # (warn: _scan says it, if it runs)
+        # The claim names the container; the record, if valid, must agree (a claim is a link
+        # anyone who can write the state directory can change, a record can be edited).
+        by_name = record if record is not None and record.name == ref.lstrip("/") else None
+    if re.fullmatch(ID_RULE, ref):
+        by_id = _load_file(_path(state, ref), warn=False)
+    # A 64-digit hex name may be another container's id: as in `_scan`, the older one wins.
+    if found := sorted((r for r in (by_name, by_id) if r is not None), key=lambda r: r.created):
+        return found[0]
+    if not re.fullmatch(r"[0-9a-f]{1,63}", ref):
+        return None  # no id starts with it
+    matches = [r for i in _ids_starting_with(state, ref) if (r := _load_file(_path(state, i), warn=False))]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _ids_starting_with(state: Path, prefix: str) -> list[str]:
+    """The ids of the record files whose id starts with `prefix`, from the file names alone."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(state) as entries:
+        return [stem for e in entries if (stem := e.name.removesuffix(".json")) != e.name
+                and stem.startswith(prefix) and re.fullmatch(ID_RULE, stem)]
+    return []
+
+
+def _scan(state: Path, ref: str, warn: bool) -> Record:
+    """find by reading every record (O(n)): what `_lookup` leaves undecided."""
     records = all_records(state, warn)
     for r in records:
         if r.name == ref.lstrip("/") or r.id == ref:
@@ -411,19 +452,20 @@ def create(state: Path, make_record: Callable[[str, str], Record], name: str | N
     """Allocate an id and a unique name under the lock, and write the "created" record.
 
     The lock makes "is this name free?" and "take it" one step: two `minirun run --name web`
-    started together cannot both succeed. A name is also taken while a container that had it
-    still exists, even if its record is garbage or gone: see `reserved_names`.
+    started together cannot both succeed. A name is free unless its claim holds it (`_held`),
+    which is one look at STATE/names/NAME, never a read of the records; it stays held while a
+    container that had it still exists, even if its record is garbage or gone.
     """
     if name is not None:
         check_name(name)
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
     with locked(_lock(state)):
-        taken = {r.name for r in all_records(state, warn=False)} | reserved_names(state, in_use)
-        if name is not None and name.lstrip("/") in taken:
-            raise MinirunError(f"the container name {name!r} is already in use; remove it or pick another")
-        chosen = name.lstrip("/") if name else generate_name()
-        while chosen in taken:
+        if name is None:
             chosen = generate_name()
+            while _held(state, chosen, in_use):
+                chosen = generate_name()
+        elif _held(state, chosen := name.lstrip("/"), in_use):
+            raise MinirunError(f"the container name {name!r} is already in use; remove it or pick another")
         record = make_record(os.urandom(32).hex(), chosen)  # 256 random bits, as docker's ids
         _reserve_name(state, chosen, record.id)  # the name first: a record never lacks its claim
         save(state, record)
@@ -435,10 +477,24 @@ def create(state: Path, make_record: Callable[[str, str], Record], name: str | N
 # deleted; while the claim and something of its container (record file, directory, cgroup:
 # `in_use`, which container.py knows) remain, the name stays taken and `rm -f NAME` finds it.
 # Without this, a running container whose record broke lost its name to the next `run --name`.
+# It is also the index by name: `create` and `find` look at one claim, not at every record.
 
 
 def _names(state: Path) -> Path:
     return state / "names"
+
+
+def _claim_at(path: str) -> str | None:
+    """The container id the claim at `path` names; None if there is no such claim."""
+    with contextlib.suppress(OSError):  # no claim, not a link, a name too long for a file
+        target = os.readlink(path)
+        if re.fullmatch(ID_RULE, target):
+            return target
+    return None
+
+
+def _claim_of(state: Path, name: str) -> str | None:
+    return _claim_at(os.path.join(_names(state), name))
 
 
 def name_claims(state: Path) -> dict[str, str]:
@@ -446,31 +502,40 @@ def name_claims(state: Path) -> dict[str, str]:
     claims = {}
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(_names(state)):
-            with contextlib.suppress(OSError):
-                target = os.readlink(entry.path)
-                if re.fullmatch(ID_RULE, target):
-                    claims[entry.name] = target
+            if (target := _claim_at(entry.path)) is not None:
+                claims[entry.name] = target
     return claims
 
 
-def reserved_names(state: Path, in_use: Callable[[str], bool]) -> set[str]:
-    """Names whose container still exists in some form (a record file, or `in_use`)."""
-    return {name for name, container_id in name_claims(state).items()
-            if _path(state, container_id).exists() or in_use(container_id)}
+def _holds(state: Path, container_id: str, in_use: Callable[[str], bool]) -> bool:
+    """Does a claim for this container still hold its name: does the container exist in some
+    form (a record file, valid or not, or `in_use`)? A claim that does not is stale."""
+    return _path(state, container_id).exists() or in_use(container_id)
+
+
+def _held(state: Path, name: str, in_use: Callable[[str], bool]) -> bool:
+    """Is this name taken: has it a claim that is not stale?"""
+    owner = _claim_of(state, name)
+    return owner is not None and _holds(state, owner, in_use)
 
 
 def _reserve_name(state: Path, name: str, container_id: str) -> None:
     claim = _names(state) / name
     _names(state).mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
-        os.unlink(claim)  # a stale claim: its container is gone (reserved_names said so)
+        os.unlink(claim)  # a stale claim: its container is gone (_held said so)
     os.symlink(container_id, claim)
 
 
 def release_name(state: Path, container_id: str, name: str | None = None) -> None:
-    """Remove the claims on names for `container_id` (all of them if name is None)."""
+    """Remove the claims on names for `container_id`: given its name, that one claim if it is
+    this container's (one readlink, as `rm` does); else every claim it has (all are read)."""
+    if name is not None and _claim_of(state, name) == container_id:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_names(state) / name)
+        return
     for claimed, owner in name_claims(state).items():
-        if owner == container_id and name in (None, claimed):
+        if owner == container_id:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(_names(state) / claimed)
 
@@ -488,7 +553,7 @@ def delete(state: Path, record: Record) -> None:
         os.unlink(_path(state, record.id))
     with contextlib.suppress(FileNotFoundError):
         os.unlink(exit_path(state, record.id))
-    release_name(state, record.id)
+    release_name(state, record.id, record.name)
 
 
 def delete_id(state: Path, container_id: str) -> None:

@@ -212,9 +212,12 @@ def test_a_record_with_a_wrong_field_is_skipped_with_a_warning(
     path.write_text(json.dumps(raw))
     capsys.readouterr()
     assert [r.id for r in state.all_records(tmp_path)] == [good.id]
-    assert state.find(tmp_path, "good").id == good.id
+    assert state.find(tmp_path, "good").id == good.id  # (reads good's record alone: no warning)
+    for ref in ("bad", bad.id, bad.id[:12]):  # not found, and why
+        with pytest.raises(ContainerNotFound):
+            state.find(tmp_path, ref)
     warnings = capsys.readouterr().err.splitlines()
-    assert len(warnings) == 2 and all(str(path) in w and field in w for w in warnings), warnings
+    assert len(warnings) == 4 and all(str(path) in w and field in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("content", ["", "{garbage", "[]", '{"unrelated": 1}'])
