@@ -102,6 +102,26 @@ def test_exec_is_counted_in_pids_max(root_minirun: Tier, names: Callable[[], str
         assert "forked" not in result.stdout and "fork" in result.stderr, result
 
 
+def test_exec_killed_by_its_containers_limits(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """An exec'd command the container's OOM killer SIGKILLs: exec says 137, at once (its helper
+    is long gone, nothing waits on it). With pids.max reached, exec cannot clone its process:
+    one line, 125, no hang; PID 1 runs on, and exec works again once a pid is free (atk19)."""
+    name = names()
+    with container(root_minirun, name, "--network", "none", "--memory", "32m", "--memory-swap", "32m",
+                   "--pids-limit", "3") as (pid, _):
+        began = time.monotonic()
+        oom = root_minirun(["exec", name, "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+        assert oom.returncode == 137 and time.monotonic() - began < 30, oom
+        root_minirun(["exec", "-d", name, "sleep", "1005"], check=0)  # PID 1 + this: 2 of 3
+        full = root_minirun(["exec", name, "echo", "ran"], timeout=60)  # its helper is the 3rd
+        assert full.returncode == 125 and "ran" not in full.stdout and full.stderr.count("\n") == 1, full
+        assert process_exists(pid)
+        for p in exec_processes(pid):  # the sleep: from the host (an exec would need a pid)
+            os.kill(p, signal.SIGKILL)
+        wait_for(lambda: root_minirun(["exec", name, "echo", "ran"], timeout=60).stdout == "ran\n",
+                 what="exec to work again")
+
+
 def test_exec_is_in_the_containers_cgroups_and_cgroup_namespace(minirun: Tier,
                                                                 names: Callable[[], str]) -> None:
     """The exec'd process is in the container's cgroup in every hierarchy (v1: its helper wrote
