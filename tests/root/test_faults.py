@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import pids_hierarchy
+from cgroup_helpers import delegated_tier, pids_hierarchy
 from conftest import leakcheck
 from helpers import IMAGE, Tier, read_until, wait_for, wait_running
 from test_hostile_state import private_state
@@ -440,6 +440,19 @@ def outside_the_container(pid1: int, cgroup_dirs: list[Path]) -> list[str]:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_a_signal_at_a_random_moment_of_an_exec(private: Tier, names: Callable[[], str],
                                                 sig: signal.Signals) -> None:
+    signalled_execs(private, names(), sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_at_a_random_moment_of_an_exec_in_a_delegated_cgroup(
+        rootless_minirun: Tier, names: Callable[[], str], sig: signal.Signals) -> None:
+    """The same, rootless in a cgroup delegated to the user: the helper is born in the
+    container's v2 directory and joins the v1 ones with the user's own rights."""
+    with delegated_tier(rootless_minirun) as tier, private_state(tier) as private:
+        signalled_execs(private, names(), sig, delegated=True)
+
+
+def signalled_execs(private: Tier, name: str, sig: signal.Signals, delegated: bool = False) -> None:
     """`minirun exec` signalled 0-200 ms after it was started, many times, while its container
     runs: its helper is born in the container's v2 cgroup (clone3) and writes itself into the v1
     ones (cgroups.join_v1), its process is cloned into the PID namespace after that. Whatever the
@@ -448,7 +461,6 @@ def test_a_signal_at_a_random_moment_of_an_exec(private: Tier, names: Callable[[
     namespace outside its cgroups, nor left in its cgroups outside its PID namespace; no
     exec'd command outlives its exec; afterwards exec works, and `rm -f` leaves nothing."""
     marker = str(100000 + secrets.randbelow(800000))
-    name = names()
     codes: dict[int, int] = {}
     before_python = 0
     proc = private.popen(["run", "--name", name, "--network", "none", IMAGE, "sleep", "300"])
@@ -457,6 +469,7 @@ def test_a_signal_at_a_random_moment_of_an_exec(private: Tier, names: Callable[[
         pid1, container_id = info["State"]["Pid"], info["Id"]
         dirs = [p for p in Path("/sys/fs/cgroup").glob(f"**/minirun/{container_id}") if p.is_dir()]
         assert dirs or private.rootless, "a rootful container without a cgroup"
+        assert dirs or not delegated, "a container without a cgroup in a delegated one"
         started = time.monotonic()
         runs = 0
         for runs in range(1, 200):
