@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import FREEZER_KINDS, frozen_parent, with_env
+from cgroup_helpers import FREEZER_KINDS, delegated_tier, frozen_parent, with_env
 from helpers import IMAGE, Tier, describe, one_line_error, read_until, wait_for
 
 from minirun import cgroups
@@ -130,28 +130,37 @@ grep -E '^(0|[0-9]+:pids):' /proc/self/cgroup; echo up; exec sleep 300
 """
 
 
-def test_rm_removes_the_cgroups_a_container_made_in_its_own(root_minirun: Tier,
-                                                           names: Callable[[], str]) -> None:
-    """A container whose root may write its cgroup (--userns=host with CAP_SYS_ADMIN here; a
-    rootless one with a delegated cgroup is the same) makes cgroups inside its own and moves into
+@pytest.mark.parametrize("kind", ["rootful-userns-host", "rootless-delegated"])
+def test_rm_removes_the_cgroups_a_container_made_in_its_own(request: pytest.FixtureRequest,
+                                                           names: Callable[[], str], kind: str) -> None:
+    """A container whose root may write its cgroup (--userns=host with CAP_SYS_ADMIN; rootless, its
+    root is the user a delegated cgroup belongs to) makes cgroups inside its own and moves into
     them: `rm -f` kills it there and removes them with its own, at once (atk19: rmdir of the
     container's directory said EBUSY for 5 s a directory, `rm -f` failed with "[Errno 16] Device
     or resource busy" every time, and the record and the cgroups stayed for good)."""
     name = names()
-    proc = root_minirun.popen(["run", "--name", name, "--network", "none", "--userns=host", "--cap-add",
-                               "SYS_ADMIN", IMAGE, "sh", "-c", NESTED])
+    if kind == "rootful-userns-host":
+        made_inside(request.getfixturevalue("root_minirun"), name, "--userns=host")
+        return
+    with delegated_tier(request.getfixturevalue("rootless_minirun")) as tier:
+        made_inside(tier, name)
+
+
+def made_inside(tier: Tier, name: str, *flags: str) -> None:
+    proc = tier.popen(["run", "--name", name, "--network", "none", *flags, "--cap-add", "SYS_ADMIN",
+                       IMAGE, "sh", "-c", NESTED])
     try:
         assert proc.stdout is not None
         inside = read_until(proc.stdout, "up\n")
-        container_id = root_minirun.inspect(name)["Id"]
+        container_id = tier.inspect(name)["Id"]
         assert "/inner/deeper" in inside, inside  # it did move: the test tests something
         began = time.monotonic()
-        result = root_minirun(["rm", "-f", name])
+        result = tier(["rm", "-f", name])
         took = time.monotonic() - began
-        assert result.returncode == 0 and took < 10, describe(root_minirun, ["rm"], result, f"{took:.1f} s")
-        assert not [p for p in Path("/sys/fs/cgroup").glob(f"*/minirun/{container_id}*")]
-        assert name not in root_minirun(["ps", "-a"], check=0).stdout
+        assert result.returncode == 0 and took < 10, describe(tier, ["rm"], result, f"{took:.1f} s")
+        assert not [p for p in Path("/sys/fs/cgroup").glob(f"**/minirun/{container_id}")]
+        assert name not in tier(["ps", "-a"], check=0).stdout
     finally:
-        root_minirun(["rm", "-f", name])  # (gone already if the test passed)
+        tier(["rm", "-f", name])  # (gone already if the test passed)
         proc.kill()
         proc.wait(timeout=30)
