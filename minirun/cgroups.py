@@ -649,13 +649,13 @@ def usage(cgroup: Cgroup) -> Usage:
 def _pids(path: Path) -> list[int]:
     """The processes in `path` and in every cgroup below it."""
     found = []
-    for directory in _subtree(path):
+    for directory in subtree(path):
         with contextlib.suppress(OSError):
             found += [int(p) for p in (directory / "cgroup.procs").read_text().split()]
     return found
 
 
-def _subtree(path: Path) -> list[Path]:
+def subtree(path: Path) -> list[Path]:
     """`path` and every cgroup below it, deepest first. A process whose root may write its
     container's cgroup (--userns=host with CAP_SYS_ADMIN, or rootless in a delegated one) can
     make cgroups in it and move there, as systemd or a nested runtime in a container does. A
@@ -712,7 +712,7 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
         wait_empty(v2, timeout)
     deadline = time.monotonic() + timeout
     for path in cgroup.paths:
-        for directory in _subtree(path):  # what the container made in it first (see _subtree)
+        for directory in subtree(path):  # what the container made in it first (see subtree)
             while True:
                 try:
                     directory.rmdir()
