@@ -210,11 +210,18 @@ def test_exec_processes_die_with_the_container(minirun: Tier, names: Callable[[]
 
 
 def wchan(pid: int) -> str:
-    """Where in the kernel `pid` sleeps (proc(5)): "anon_pipe_read", a SOCK_SEQPACKET's
-    "__skb_wait_for_more_packets", ... ("" once it is gone)."""
+    """Where in the kernel `pid` sleeps (proc(5)) ("" once it is gone)."""
     with contextlib.suppress(OSError), open(f"/proc/{pid}/wchan") as f:
         return f.read()
     return ""
+
+
+def reads_a_pipe(pid: int) -> bool:
+    return "pipe" in wchan(pid)  # anon_pipe_read (6.x), pipe_read, pipe_wait (older kernels)
+
+
+def reads_a_socket(pid: int) -> bool:
+    return "skb" in wchan(pid)  # a SOCK_SEQPACKET's recvmsg: __skb_wait_for_more_packets
 
 
 def stopped(pid: int) -> bool:
@@ -250,17 +257,16 @@ def test_exec_never_runs_alone_when_minirun_died_before_its_process_ran(
         execd = minirun.popen(["exec", name, "sleep", "1003"])
         process = 0
         try:
-            wait_for(lambda: wchan(execd.pid) == "anon_pipe_read", what="minirun to wait for the helper")
+            wait_for(lambda: reads_a_pipe(execd.pid), what="minirun to wait for the helper")
             os.kill(execd.pid, signal.SIGSTOP)
             wait_for(lambda: stopped(execd.pid), what="minirun to stop")
             freezer.write_text(thawed)
-            process = wait_for(lambda: next((p for p in exec_processes(pid1)
-                                             if wchan(p) == "__skb_wait_for_more_packets"), 0),
+            process = wait_for(lambda: next((p for p in exec_processes(pid1) if reads_a_socket(p)), 0),
                                what="the process to wait for go")
             os.kill(process, signal.SIGSTOP)
             wait_for(lambda: stopped(process), what="the process to stop")
             os.kill(execd.pid, signal.SIGCONT)  # reaps the helper, says "go", waits for the execve
-            wait_for(lambda: wchan(execd.pid) == "__skb_wait_for_more_packets", what="minirun to say go")
+            wait_for(lambda: reads_a_socket(execd.pid), what="minirun to say go")
             execd.kill()
             execd.wait(timeout=30)  # (its pipes: the stopped process holds their other ends)
             os.kill(process, signal.SIGCONT)
