@@ -416,22 +416,32 @@ def cgroup_members(cgroup_dirs: list[Path]) -> set[int]:
     return found
 
 
+def exiting(pid: int) -> bool:
+    """Is `pid` on its way out (PF_EXITING, 0x4 in /proc/PID/stat's flags: include/linux/sched.h),
+    a zombie included? Its v1 lines of /proc/PID/cgroup read "/" then (proc_cgroup_show), and
+    whoever reaps it (an orphan's reaper) may take a while: it runs nothing any more."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return fields[0] in "ZX" or bool(int(fields[6]) & 0x4)
+
+
 def outside_the_container(pid1: int, cgroup_dirs: list[Path]) -> list[str]:
-    """What breaks "one container, one cgroup": a process of its PID namespace whose cgroups are
-    not PID 1's (a helper's child born before it moved: out of the container's limits), or a
-    process in its cgroups that is not in its PID namespace (a helper that outlived its exec)."""
+    """What breaks "one container, one cgroup": a live process of its PID namespace whose cgroups
+    are not PID 1's (a helper's child born before it moved: out of the container's limits), or
+    one in its cgroups that is not in its PID namespace (a helper that outlived its exec)."""
     ns = os.readlink(f"/proc/{pid1}/ns/pid")
     own = Path(f"/proc/{pid1}/cgroup").read_text()
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
             cgroup = Path(f"/proc/{entry}/cgroup").read_text()
-            if os.readlink(f"/proc/{entry}/ns/pid") == ns and cgroup != own:
+            if os.readlink(f"/proc/{entry}/ns/pid") == ns and cgroup != own and not exiting(int(entry)):
                 found.append(f"{entry} (its PID namespace, not its cgroups): {cgroup!r}")
     for pid in cgroup_members(cgroup_dirs):
         with contextlib.suppress(OSError):
-            alive = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-            if alive and os.readlink(f"/proc/{pid}/ns/pid") != ns:
+            if os.readlink(f"/proc/{pid}/ns/pid") != ns and not exiting(pid):
                 found.append(f"{pid} (its cgroups, not its PID namespace): "
                              f"{Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
     return found
