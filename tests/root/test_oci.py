@@ -790,7 +790,7 @@ def test_delete_removes_the_cgroups_made_inside_the_containers(oci: Oci, bundle:
     paths = [Path(p) for p in json.loads((oci.root / "c15" / "state.json").read_text())["cgroup_paths"]]
     pid = oci.state("c15")["pid"]
     for path in paths:
-        (path / "inner" / "deeper").mkdir(parents=True)
+        (path / "inner" / "deeper").mkdir(parents=True, exist_ok=True)
         v1_cpuset = (path / "cpuset.cpus").exists() and not (path / "cgroup.controllers").exists()
         if not v1_cpuset:  # (whose new cgroups have no cpus until given some: cpuset(7))
             (path / "inner" / "deeper" / "cgroup.procs").write_text(str(pid))
