@@ -727,10 +727,22 @@ def usage(cgroup: Cgroup) -> Usage:
 
 
 def _pids(path: Path) -> list[int]:
-    try:
-        return [int(p) for p in (path / "cgroup.procs").read_text().split()]
-    except OSError:
-        return []
+    """The processes in `path` and in every cgroup below it."""
+    found = []
+    for directory in subtree(path):
+        with contextlib.suppress(OSError):
+            found += [int(p) for p in (directory / "cgroup.procs").read_text().split()]
+    return found
+
+
+def subtree(path: Path) -> list[Path]:
+    """`path` and every cgroup below it, deepest first. A process whose root may write its
+    container's cgroup (--userns=host with CAP_SYS_ADMIN, or rootless in a delegated one) can
+    make cgroups in it and move there, as systemd or a nested runtime in a container does. A
+    cgroup's cgroup.procs lists only its own processes, and rmdir(2) of a cgroup that has
+    children fails with EBUSY (cgroups(7)): both must see the whole subtree."""
+    below = [Path(root, d) for root, dirs, _ in os.walk(path, topdown=False) for d in dirs]
+    return [*below, path]
 
 
 def kill(cgroup: Cgroup) -> None:
@@ -779,7 +791,8 @@ def wait_event(v2_path: Path, key: str, value: int, timeout: float) -> bool:
 
 
 def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
-    """Kill what is left, then rmdir each directory (a cgroup can be removed once it is empty).
+    """Kill what is left, then rmdir each directory, the cgroups made below it first (a cgroup can
+    be removed once it has no process and no child).
 
     rmdir fails with EBUSY while dying processes are still being torn down, so retry briefly.
     """
@@ -789,17 +802,18 @@ def remove(cgroup: Cgroup, timeout: float = 5.0) -> None:
         wait_empty(v2, timeout)
     deadline = time.monotonic() + timeout
     for path in cgroup.paths:
-        while True:
-            try:
-                path.rmdir()
-                break
-            except FileNotFoundError:
-                break
-            except OSError as e:
-                if e.errno != errno.EBUSY or time.monotonic() > deadline:
-                    raise
-                kill(cgroup)
-                time.sleep(0.01)
+        for directory in subtree(path):  # what the container made in it first (see subtree)
+            while True:
+                try:
+                    directory.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as e:
+                    if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                        raise
+                    kill(cgroup)
+                    time.sleep(0.01)
         # The shared parent goes with its last container; it is busy while others remain.
         with contextlib.suppress(OSError):
             path.parent.rmdir()

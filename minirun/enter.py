@@ -421,6 +421,11 @@ def process_main(exec_plan: ExecPlan, sock: socket.socket) -> NoReturn:
         process.switch_user(user)
         security.after_user_switch(exec_plan.security, user.uid)
         trace.mark("exec: bounding set, seccomp, user, capabilities", "child", security=exec_plan.security)
+        # A parent-death signal set after the parent died sends nothing: minirun may have died
+        # after "go" and before become_namespace_root, or while switch_user's setresuid had
+        # cleared the signal (prctl(2)). Its end of the socket is closed then: never run alone.
+        if process.peer_gone(sock):
+            os._exit(code)
         if exec_plan.detach:
             # exec -d outlives `minirun exec`; it still dies with the container (its PID namespace,
             # its cgroup, or without either stragglers.py).

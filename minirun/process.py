@@ -57,7 +57,8 @@ class User(NamedTuple):
     home: str
 
 
-def _peer_gone(sock: socket.socket) -> bool:
+def peer_gone(sock: socket.socket) -> bool:
+    """Has the other end of the sync socket closed (the parent died: POLLHUP, unix(7))?"""
     poller = select.poll()
     poller.register(sock, select.POLLRDHUP)
     return any(events & (select.POLLHUP | select.POLLRDHUP) for _, events in poller.poll(0))
@@ -73,7 +74,7 @@ def run_child(plan: ProcessPlan, sock: socket.socket) -> NoReturn:
         kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
         # A parent that died before that prctl sends no death signal; it may even have sent
         # "go" first. Its end of the socket is closed then (POLLHUP, unix(7)): never run alone.
-        if _peer_gone(sock):
+        if peer_gone(sock):
             os._exit(RUNTIME_ERROR)
         # Into its v1 cgroups by itself (a single thread moving itself skips the kernel's global
         # lock, cgroups.join_v1), before anything else and before its cgroup namespace is made.

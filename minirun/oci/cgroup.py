@@ -250,8 +250,9 @@ def freeze(paths: list[str], on: bool) -> None:
 def pids(paths: list[str]) -> list[int]:
     found: set[int] = set()
     for text in paths:
-        with contextlib.suppress(OSError, ValueError):
-            found |= {int(p) for p in (Path(text) / "cgroup.procs").read_text().split()}
+        for directory in cgroups.subtree(Path(text)):  # and the cgroups made inside it
+            with contextlib.suppress(OSError, ValueError):
+                found |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
     return sorted(found)
 
 
@@ -266,8 +267,9 @@ def remove(paths: list[str], made: list[str] | None, kill: bool = True) -> None:
         cgroups.kill(Cgroup(existing))
     for path in existing:
         if made is None or str(path) in made:
-            with contextlib.suppress(OSError):
-                _rmdir_retry(path)
+            for directory in cgroups.subtree(path):  # the cgroups made inside it first
+                with contextlib.suppress(OSError):
+                    _rmdir_retry(directory)
     for text in reversed(made or []):
         if text not in paths:
             with contextlib.suppress(OSError):

@@ -4,12 +4,13 @@ a v2 device program), podman's default pids limit, and its own place in systemd'
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import FREEZER_KINDS, frozen_parent, with_env
-from helpers import IMAGE, Tier, describe, one_line_error, wait_for
+from cgroup_helpers import FREEZER_KINDS, delegated_tier, frozen_parent, with_env
+from helpers import IMAGE, Tier, describe, one_line_error, read_until, wait_for
 
 from minirun import cgroups
 
@@ -113,3 +114,53 @@ def test_a_frozen_cgroup_parent_is_one_line_and_leaves_nothing(root_minirun: Tie
         finally:
             frozen.thaw()  # (before the fix: what hung there can end now)
             tier(["rm", "-f", name], timeout=30)
+
+
+# The container's own cgroup subtree, as a container manager inside it (systemd, a nested
+# runtime) makes one: the container's cgroup namespace shows its cgroup as "/", so a fresh v1
+# mount and a cgroup2 mount are rooted there; a sub-cgroup and one below it in each, the shell
+# moved into the deepest, then it waits.
+NESTED = """
+for v in 1 2; do
+    mkdir -p /tmp/v$v
+    if [ $v = 1 ]; then mount -t cgroup -o pids none /tmp/v1; else mount -t cgroup2 none /tmp/v2; fi &&
+    mkdir -p /tmp/v$v/inner/deeper && echo $$ > /tmp/v$v/inner/deeper/cgroup.procs
+done
+grep -E '^(0|[0-9]+:pids):' /proc/self/cgroup; echo up; exec sleep 300
+"""
+
+
+@pytest.mark.parametrize("kind", ["rootful-userns-host", "rootless-delegated"])
+def test_rm_removes_the_cgroups_a_container_made_in_its_own(request: pytest.FixtureRequest,
+                                                           names: Callable[[], str], kind: str) -> None:
+    """A container whose root may write its cgroup (--userns=host with CAP_SYS_ADMIN; rootless, its
+    root is the user a delegated cgroup belongs to) makes cgroups inside its own and moves into
+    them: `rm -f` kills it there and removes them with its own, at once (atk19: rmdir of the
+    container's directory said EBUSY for 5 s a directory, `rm -f` failed with "[Errno 16] Device
+    or resource busy" every time, and the record and the cgroups stayed for good)."""
+    name = names()
+    if kind == "rootful-userns-host":
+        made_inside(request.getfixturevalue("root_minirun"), name, "--userns=host")
+        return
+    with delegated_tier(request.getfixturevalue("rootless_minirun")) as tier:
+        made_inside(tier, name)
+
+
+def made_inside(tier: Tier, name: str, *flags: str) -> None:
+    proc = tier.popen(["run", "--name", name, "--network", "none", *flags, "--cap-add", "SYS_ADMIN",
+                       IMAGE, "sh", "-c", NESTED])
+    try:
+        assert proc.stdout is not None
+        inside = read_until(proc.stdout, "up\n")
+        container_id = tier.inspect(name)["Id"]
+        assert "/inner/deeper" in inside, inside  # it did move: the test tests something
+        began = time.monotonic()
+        result = tier(["rm", "-f", name])
+        took = time.monotonic() - began
+        assert result.returncode == 0 and took < 10, describe(tier, ["rm"], result, f"{took:.1f} s")
+        assert not [p for p in Path("/sys/fs/cgroup").glob(f"**/minirun/{container_id}")]
+        assert name not in tier(["ps", "-a"], check=0).stdout
+    finally:
+        tier(["rm", "-f", name])  # (gone already if the test passed)
+        proc.kill()
+        proc.wait(timeout=30)

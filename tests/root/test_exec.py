@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import exec_and_check_joined
+from cgroup_helpers import container_cgroup_dirs, exec_and_check_joined
 from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -100,6 +100,26 @@ def test_exec_is_counted_in_pids_max(root_minirun: Tier, names: Callable[[], str
         # PID 1 + sh + one child fill the 3: the shell's second fork fails.
         result = root_minirun(["exec", name, "sh", "-c", "sleep 5 & sleep 5 & echo forked"])
         assert "forked" not in result.stdout and "fork" in result.stderr, result
+
+
+def test_exec_killed_by_its_containers_limits(root_minirun: Tier, names: Callable[[], str]) -> None:
+    """An exec'd command the container's OOM killer SIGKILLs: exec says 137, at once (its helper
+    is long gone, nothing waits on it). With pids.max reached, exec cannot clone its process:
+    one line, 125, no hang; PID 1 runs on, and exec works again once a pid is free (atk19)."""
+    name = names()
+    with container(root_minirun, name, "--network", "none", "--memory", "32m", "--memory-swap", "32m",
+                   "--pids-limit", "3") as (pid, _):
+        began = time.monotonic()
+        oom = root_minirun(["exec", name, "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"])
+        assert oom.returncode == 137 and time.monotonic() - began < 30, oom
+        root_minirun(["exec", "-d", name, "sleep", "1005"], check=0)  # PID 1 + this: 2 of 3
+        full = root_minirun(["exec", name, "echo", "ran"], timeout=60)  # its helper is the 3rd
+        assert full.returncode == 125 and "ran" not in full.stdout and full.stderr.count("\n") == 1, full
+        assert process_exists(pid)
+        for p in exec_processes(pid):  # the sleep: from the host (an exec would need a pid)
+            os.kill(p, signal.SIGKILL)
+        wait_for(lambda: root_minirun(["exec", name, "echo", "ran"], timeout=60).stdout == "ran\n",
+                 what="exec to work again")
 
 
 def test_exec_is_in_the_containers_cgroups_and_cgroup_namespace(minirun: Tier,
@@ -187,6 +207,81 @@ def test_exec_processes_die_with_the_container(minirun: Tier, names: Callable[[]
             wait_for(lambda p=p: not process_exists(p), timeout=10, what=f"exec'd process {p} to die")
         assert foreground.wait(timeout=30) == 137
         monitor.wait(timeout=30)
+
+
+def wchan(pid: int) -> str:
+    """Where in the kernel `pid` sleeps (proc(5)) ("" once it is gone)."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/wchan") as f:
+        return f.read()
+    return ""
+
+
+def reads_a_pipe(pid: int) -> bool:
+    return "pipe" in wchan(pid)  # anon_pipe_read (6.x), pipe_read, pipe_wait (older kernels)
+
+
+def reads_a_socket(pid: int) -> bool:
+    return "skb" in wchan(pid)  # a SOCK_SEQPACKET's recvmsg: __skb_wait_for_more_packets
+
+
+def stopped(pid: int) -> bool:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] in "tT"
+    return False
+
+
+def freezer_of(container_id: str) -> tuple[Path, str, str]:
+    """The container's freezer: (file, frozen, thawed), v1's freezer.state or v2's cgroup.freeze."""
+    for directory in container_cgroup_dirs(container_id):
+        if (directory / "freezer.state").exists():
+            return directory / "freezer.state", "FROZEN", "THAWED"
+        if (directory / "cgroup.freeze").exists():
+            return directory / "cgroup.freeze", "1", "0"
+    raise AssertionError(f"no freezer for {container_id}")
+
+
+def test_exec_never_runs_alone_when_minirun_died_before_its_process_ran(
+        root_minirun: Tier, names: Callable[[], str]) -> None:
+    """A `minirun exec` SIGKILLed after it said "go" but before its process set its parent-death
+    signal (a busy machine that had not run the process yet) must not leave the command running
+    with nobody to relay or wait for it (atk19: the process set PR_SET_PDEATHSIG after its parent
+    was gone, which sends nothing, and ran `sleep` on, reparented, until the container's rm).
+    The scheduler's delay, made deterministic: the container's cgroup is frozen, so the helper
+    stops as it joins it and minirun waits for its report; minirun is stopped, the cgroup thawed;
+    the process, cloned, waits for "go" and is stopped; minirun goes on, says "go", waits for the
+    execve, and is SIGKILLed; then the process goes on."""
+    minirun, name = root_minirun, names()
+    with container(minirun, name, "--network", "none") as (pid1, _):
+        freezer, frozen, thawed = freezer_of(minirun.inspect(name)["Id"])
+        freezer.write_text(frozen)
+        execd = minirun.popen(["exec", name, "sleep", "1003"])
+        process = 0
+        try:
+            wait_for(lambda: reads_a_pipe(execd.pid), what="minirun to wait for the helper")
+            os.kill(execd.pid, signal.SIGSTOP)
+            wait_for(lambda: stopped(execd.pid), what="minirun to stop")
+            freezer.write_text(thawed)
+            process = wait_for(lambda: next((p for p in exec_processes(pid1) if reads_a_socket(p)), 0),
+                               what="the process to wait for go")
+            os.kill(process, signal.SIGSTOP)
+            wait_for(lambda: stopped(process), what="the process to stop")
+            os.kill(execd.pid, signal.SIGCONT)  # reaps the helper, says "go", waits for the execve
+            wait_for(lambda: reads_a_socket(execd.pid), what="minirun to say go")
+            execd.kill()
+            execd.wait(timeout=30)  # (its pipes: the stopped process holds their other ends)
+            os.kill(process, signal.SIGCONT)
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda: not process_exists(process), timeout=5, what="the process to end")
+            command = b""
+            with contextlib.suppress(OSError), open(f"/proc/{process}/cmdline", "rb") as f:
+                command = f.read()
+            assert not process_exists(process), f"it runs on without minirun: {command!r}"
+        finally:
+            freezer.write_text(thawed)
+            execd.kill()
+            if process:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(process, signal.SIGCONT)
 
 
 # PID 1 of the attacked container: /etc/passwd becomes a FIFO, so an exec'd process blocks while

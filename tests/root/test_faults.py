@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import pids_hierarchy
+from cgroup_helpers import delegated_tier, pids_hierarchy
 from conftest import leakcheck
-from helpers import IMAGE, Tier, read_until, wait_for
+from helpers import IMAGE, Tier, read_until, wait_for, wait_running
 from test_hostile_state import private_state
 from test_network import host, netns_inode, nft_table
 
@@ -121,9 +121,14 @@ def describe_traces(tier: Tier) -> str:
     return "; ".join(found)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+@pytest.mark.parametrize(("sig", "group"), [(signal.SIGKILL, False), (signal.SIGKILL, True),
+                                            (signal.SIGTERM, False), (signal.SIGINT, False)],
+                         ids=["SIGKILL", "SIGKILL-group", "SIGTERM", "SIGINT"])
 def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable[[], str],
-                                                  sig: signal.Signals) -> None:
+                                                  sig: signal.Signals, group: bool) -> None:
+    """group: SIGKILL to minirun's whole process group (0-150 ms: the clone, and the child's
+    "joined", come within it), as a shell's job control or a service manager kills: the clone
+    child dies with it wherever it was, before or after it wrote itself into its v1 cgroups."""
     marker = str(100000 + secrets.randbelow(800000))  # `sleep MARKER`: this test's processes
     codes: dict[int, int] = {}
     before_python: dict[int, int] = {}
@@ -131,9 +136,13 @@ def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable
     started = time.monotonic()
     runs = 0
     for runs in fault_runs(started):  # noqa: B007 (counted: read after the loop)
-        proc = private.popen(["run", "--init", "--network", "none", IMAGE, "sleep", marker])
-        time.sleep(random.uniform(0.005, 0.3))
-        proc.send_signal(sig)
+        proc = private.popen(["run", "--init", "--network", "none", IMAGE, "sleep", marker],
+                             start_new_session=group)
+        time.sleep(random.uniform(0.0, 0.15) if group else random.uniform(0.005, 0.3))
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         try:
             _, err = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
@@ -152,7 +161,8 @@ def test_a_signal_at_a_random_moment_of_the_start(private: Tier, names: Callable
         assert "Traceback" not in err and "setup failed" not in err, err
         assert proc.returncode in EXPECTED[sig], f"exit {proc.returncode} after {sig.name}: {err}"
     elapsed = time.monotonic() - started
-    print(f"{private.name} {sig.name}: {runs} runs in {elapsed:.1f}s, exits {codes}, "
+    print(f"{private.name} {sig.name}{' to the group' if group else ''}: {runs} runs in {elapsed:.1f}s, "
+          f"exits {codes}, "
           f"during the interpreter's own start-up {before_python}")
     with contextlib.suppress(AssertionError):
         wait_for(lambda: not marked_processes(marker), timeout=30)
@@ -371,3 +381,141 @@ def test_a_bridge_teardown_without_a_second_thread_keeps_the_exit_code(root_mini
                 break
             except OSError:
                 time.sleep(0.05)
+
+
+# --- `minirun exec` killed at a random moment (atk19) -----------------------------------------
+
+EXEC_SECONDS = float(os.environ.get("MINIRUN_EXEC_FAULT_SECONDS", "25"))
+
+
+def process_tree(pid: int) -> str:
+    """`pid` and its descendants: state, where in the kernel each sleeps, command line."""
+    children: dict[int, list[int]] = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError, IndexError):
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    lines, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            state = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            lines.append(f"{p} {state} {Path(f'/proc/{p}/wchan').read_text()} "
+                         f"{Path(f'/proc/{p}/cmdline').read_bytes()[:120]!r}")
+        todo += children.get(p, [])
+    return "; ".join(lines)
+
+
+def cgroup_members(cgroup_dirs: list[Path]) -> set[int]:
+    """Every process in the container's cgroup directories (v1 `tasks` hierarchies and v2 alike:
+    cgroup.procs lists the thread group leaders of both)."""
+    found: set[int] = set()
+    for directory in cgroup_dirs:
+        with contextlib.suppress(OSError):
+            found |= {int(p) for p in (directory / "cgroup.procs").read_text().split()}
+    return found
+
+
+def exiting(pid: int) -> bool:
+    """Is `pid` on its way out (PF_EXITING, 0x4 in /proc/PID/stat's flags: include/linux/sched.h),
+    a zombie included? Its v1 lines of /proc/PID/cgroup read "/" then (proc_cgroup_show), and
+    whoever reaps it (an orphan's reaper) may take a while: it runs nothing any more."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return True
+    return fields[0] in "ZX" or bool(int(fields[6]) & 0x4)
+
+
+def outside_the_container(pid1: int, cgroup_dirs: list[Path]) -> list[str]:
+    """What breaks "one container, one cgroup": a live process of its PID namespace whose cgroups
+    are not PID 1's (a helper's child born before it moved: out of the container's limits), or
+    one in its cgroups that is not in its PID namespace (a helper that outlived its exec)."""
+    ns = os.readlink(f"/proc/{pid1}/ns/pid")
+    own = Path(f"/proc/{pid1}/cgroup").read_text()
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):
+            cgroup = Path(f"/proc/{entry}/cgroup").read_text()
+            if os.readlink(f"/proc/{entry}/ns/pid") == ns and cgroup != own and not exiting(int(entry)):
+                found.append(f"{entry} (its PID namespace, not its cgroups): {cgroup!r}")
+    for pid in cgroup_members(cgroup_dirs):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") != ns and not exiting(pid):
+                found.append(f"{pid} (its cgroups, not its PID namespace): "
+                             f"{Path(f'/proc/{pid}/cmdline').read_bytes()!r}")
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_at_a_random_moment_of_an_exec(private: Tier, names: Callable[[], str],
+                                                sig: signal.Signals) -> None:
+    signalled_execs(private, names(), sig)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=lambda s: s.name)
+def test_a_signal_at_a_random_moment_of_an_exec_in_a_delegated_cgroup(
+        rootless_minirun: Tier, names: Callable[[], str], sig: signal.Signals) -> None:
+    """The same, rootless in a cgroup delegated to the user: the helper is born in the
+    container's v2 directory and joins the v1 ones with the user's own rights."""
+    with delegated_tier(rootless_minirun) as tier, private_state(tier) as private:
+        signalled_execs(private, names(), sig, delegated=True)
+
+
+def signalled_execs(private: Tier, name: str, sig: signal.Signals, delegated: bool = False) -> None:
+    """`minirun exec` signalled 0-200 ms after it was started, many times, while its container
+    runs: its helper is born in the container's v2 cgroup (clone3) and writes itself into the v1
+    ones (cgroups.join_v1), its process is cloned into the PID namespace after that. Whatever the
+    moment: exec ends with the documented code (killed by 9; 143, 130: its own, or its command's,
+    forwarded), never hangs nor says a traceback; no process is ever in the container's PID
+    namespace outside its cgroups, nor left in its cgroups outside its PID namespace; no
+    exec'd command outlives its exec; afterwards exec works, and `rm -f` leaves nothing."""
+    marker = str(100000 + secrets.randbelow(800000))
+    codes: dict[int, int] = {}
+    before_python = 0
+    proc = private.popen(["run", "--name", name, "--network", "none", IMAGE, "sleep", "300"])
+    try:
+        info = wait_running(private, name, proc)
+        pid1, container_id = info["State"]["Pid"], info["Id"]
+        dirs = [p for p in Path("/sys/fs/cgroup").glob(f"**/minirun/{container_id}") if p.is_dir()]
+        assert dirs or private.rootless, "a rootful container without a cgroup"
+        assert dirs or not delegated, "a container without a cgroup in a delegated one"
+        started = time.monotonic()
+        runs = 0
+        for runs in range(1, 200):
+            if runs > 15 and time.monotonic() - started > EXEC_SECONDS:
+                break
+            execd = private.popen(["exec", name, "sleep", marker], stdout=subprocess.DEVNULL)
+            time.sleep(random.uniform(0.0, 0.2))
+            execd.send_signal(sig)
+            try:
+                code = execd.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                where = process_tree(execd.pid)
+                execd.kill()
+                raise AssertionError(f"{sig.name}: minirun exec still ran after 30 s: {where}") from None
+            assert execd.stderr is not None
+            err = execd.stderr.read()  # its command, dead or not, holds no copy of minirun's stderr
+            if sig != signal.SIGKILL and interpreter_start_up(code, err, sig):
+                before_python += 1
+                continue
+            codes[code] = codes.get(code, 0) + 1
+            assert "Traceback" not in err, err
+            assert code in ({-signal.SIGKILL} if sig == signal.SIGKILL else {128 + sig}), \
+                f"exit {code} after {sig.name}: {err}"
+            wait_for(lambda: not outside_the_container(pid1, dirs), timeout=10,
+                     what=f"every process in its cgroups: {outside_the_container(pid1, dirs)}")
+            wait_for(lambda: not marked_processes(f"sleep {marker}"), timeout=10,
+                     what=f"the exec'd sleep to die with its exec: {marked_processes(f'sleep {marker}')}")
+        print(f"{private.name} exec {sig.name}: {runs} runs in {time.monotonic() - started:.1f}s, "
+              f"exits {codes}, during the interpreter's own start-up {before_python}")
+        assert private(["exec", name, "echo", "again"], check=0).stdout == "again\n"
+        assert private.inspect(name)["State"]["Running"]
+    finally:
+        private(["rm", "-f", name], check=0)
+        proc.wait(timeout=30)
+    assert not marked_processes(marker), marked_processes(marker)
+    assert not [p for p in Path("/sys/fs/cgroup").glob(f"**/minirun/{container_id}")]
+    _, lines = leakcheck()
+    mine = [line for line in lines if marker in line or container_id[:12] in line]
+    assert not mine, "\n".join(mine)

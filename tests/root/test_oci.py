@@ -779,6 +779,28 @@ def test_pause_resume_and_kill_all(oci: Oci, bundle: Callable[..., Path]) -> Non
     oci("delete", "c5")
 
 
+def test_delete_removes_the_cgroups_made_inside_the_containers(oci: Oci, bundle: Callable[..., Path]) -> None:
+    """Cgroups made inside the container's own, its process moved into the deepest, as systemd or
+    a nested runtime in the container makes them (here by the host's root, as the container's
+    would with the rights to): `delete --force` kills it there and removes them with its own
+    (atk19: rmdir said EBUSY for 5 s, quietly given up: the directories stayed for good)."""
+    b = bundle(["sleep", "100"])
+    oci("create", "--bundle", str(b), "c15")
+    oci("start", "c15")
+    paths = [Path(p) for p in json.loads((oci.root / "c15" / "state.json").read_text())["cgroup_paths"]]
+    pid = oci.state("c15")["pid"]
+    for path in paths:
+        (path / "inner" / "deeper").mkdir(parents=True, exist_ok=True)
+        v1_cpuset = (path / "cpuset.cpus").exists() and not (path / "cgroup.controllers").exists()
+        if not v1_cpuset:  # (whose new cgroups have no cpus until given some: cpuset(7))
+            (path / "inner" / "deeper" / "cgroup.procs").write_text(str(pid))
+    began = time.monotonic()
+    oci("delete", "--force", "c15")
+    assert time.monotonic() - began < 10
+    assert not [p for p in paths if p.exists()]
+    assert not process_exists(pid)
+
+
 def frozen(paths: list[str]) -> bool:
     """What the kernel says, not what was asked: v1's freezer.state reads FROZEN once every task
     is; v2's cgroup.freeze is only the request, cgroup.events says `frozen 1` once it is done
