@@ -756,9 +756,12 @@ def kill(cgroup: Cgroup) -> None:
         for pid in _pids(path):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        if (path / "freezer.state").exists():  # paused: v1's freezer holds even SIGKILL until thawed
-            with contextlib.suppress(OSError):
-                (path / "freezer.state").write_text("THAWED")
+        # Paused: v1's freezer holds even SIGKILL until thawed, and a cgroup the container made
+        # below and froze itself stays frozen when its parent thaws (freezer-subsystem.rst).
+        for directory in subtree(path):
+            if (directory / "freezer.state").exists():
+                with contextlib.suppress(OSError):
+                    (directory / "freezer.state").write_text("THAWED")
 
 
 def wait_empty(v2_path: Path, timeout: float) -> bool:

@@ -176,3 +176,24 @@ def test_rootless_pause_without_a_cgroup_is_refused_and_works_with_one(rootless_
         delegated(["pause", name], check=0)
         delegated(["rm", "-f", name], check=0, timeout=30)
         assert name not in delegated.container_names()
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("kind", FREEZER_KINDS)
+def test_rm_f_removes_a_container_that_froze_a_cgroup_of_its_own(root_minirun: Tier, names: Callable[[], str],
+                                                                 kind: str) -> None:
+    """What a container that may write its cgroup (systemd inside, --cap-add SYS_ADMIN with the
+    host's user namespace) can do, done here from the host: a cgroup below its own, its PID 1
+    moved in, and that one frozen. Thawing the container's own cgroup does not thaw it (v1: it
+    froze itself), yet rm -f must end and remove everything."""
+    tier, name = root_minirun, names()
+    started(tier, name, "sleep", "300")
+    item = tier.inspect(name)
+    top = next(d for d in container_cgroup_dirs(item["Id"]) if (d / FREEZERS[kind]).exists())
+    inner = top / "inner"
+    inner.mkdir()
+    (inner / "cgroup.procs").write_text(str(item["State"]["Pid"]))
+    (inner / FREEZERS[kind]).write_text("FROZEN" if kind == "v1 freezer" else "1")
+    removed = tier(["rm", "-f", name], timeout=60)
+    assert removed.returncode == 0, removed.stderr
+    assert container_cgroup_dirs(item["Id"]) == []
