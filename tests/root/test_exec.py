@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cgroup_helpers import container_cgroup_dirs, exec_and_check_joined
+from cgroup_helpers import exec_and_check_joined
 from helpers import IMAGE, Tier, container, one_line_error, process_exists, read_until, wait_for
 
 NAMESPACES = ("cgroup", "ipc", "mnt", "net", "pid", "user", "uts")
@@ -230,14 +230,25 @@ def stopped(pid: int) -> bool:
     return False
 
 
-def freezer_of(container_id: str) -> tuple[Path, str, str]:
-    """The container's freezer: (file, frozen, thawed), v1's freezer.state or v2's cgroup.freeze."""
-    for directory in container_cgroup_dirs(container_id):
-        if (directory / "freezer.state").exists():
-            return directory / "freezer.state", "FROZEN", "THAWED"
-        if (directory / "cgroup.freeze").exists():
-            return directory / "cgroup.freeze", "1", "0"
-    raise AssertionError(f"no freezer for {container_id}")
+def held_before_go(execd: subprocess.Popen[str], pid1: int) -> int:
+    """Stop `minirun exec` as soon as it waits for its helper's report (a tight loop: the helper
+    lives a few milliseconds), before it has read it: its process then waits for "go". That
+    process's pid, or 0 if minirun got past "go" first (the caller tries again)."""
+    deadline = time.monotonic() + 30
+    while not reads_a_pipe(execd.pid) and execd.poll() is None and time.monotonic() < deadline:
+        pass
+    os.kill(execd.pid, signal.SIGSTOP)
+    wait_for(lambda: stopped(execd.pid), what="minirun to stop")
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        for pid in exec_processes(pid1):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read().startswith(b"sleep"):  # (before its execve: minirun's python, its argv)
+                    return 0  # it ran: "go" had been said
+            if reads_a_socket(pid):
+                return pid
+        time.sleep(0.01)
+    return 0
 
 
 def test_exec_never_runs_alone_when_minirun_died_before_its_process_ran(
@@ -246,23 +257,25 @@ def test_exec_never_runs_alone_when_minirun_died_before_its_process_ran(
     signal (a busy machine that had not run the process yet) must not leave the command running
     with nobody to relay or wait for it (atk19: the process set PR_SET_PDEATHSIG after its parent
     was gone, which sends nothing, and ran `sleep` on, reparented, until the container's rm).
-    The scheduler's delay, made deterministic: the container's cgroup is frozen, so the helper
-    stops as it joins it and minirun waits for its report; minirun is stopped, the cgroup thawed;
-    the process, cloned, waits for "go" and is stopped; minirun goes on, says "go", waits for the
-    execve, and is SIGKILLed; then the process goes on."""
+    The scheduler's delay, made deterministic: minirun is stopped before it can say "go"
+    (held_before_go); the process, cloned, waits for "go" and is stopped; minirun goes on, says
+    "go", waits for the execve, and is SIGKILLed; then the process goes on. (The container's
+    cgroup was frozen to hold the helper before; exec refuses a paused container now.)"""
     minirun, name = root_minirun, names()
     with container(minirun, name, "--network", "none") as (pid1, _):
-        freezer, frozen, thawed = freezer_of(minirun.inspect(name)["Id"])
-        freezer.write_text(frozen)
-        execd = minirun.popen(["exec", name, "sleep", "1003"])
         process = 0
+        for _ in range(30):
+            execd = minirun.popen(["exec", name, "sleep", "1003"])
+            process = held_before_go(execd, pid1)
+            if process:
+                break
+            execd.kill()
+            execd.wait(timeout=30)
+            for pid in exec_processes(pid1):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        assert process, "minirun was never stopped before it said go, in 30 tries"
         try:
-            wait_for(lambda: reads_a_pipe(execd.pid), what="minirun to wait for the helper")
-            os.kill(execd.pid, signal.SIGSTOP)
-            wait_for(lambda: stopped(execd.pid), what="minirun to stop")
-            freezer.write_text(thawed)
-            process = wait_for(lambda: next((p for p in exec_processes(pid1) if reads_a_socket(p)), 0),
-                               what="the process to wait for go")
             os.kill(process, signal.SIGSTOP)
             wait_for(lambda: stopped(process), what="the process to stop")
             os.kill(execd.pid, signal.SIGCONT)  # reaps the helper, says "go", waits for the execve
@@ -277,11 +290,9 @@ def test_exec_never_runs_alone_when_minirun_died_before_its_process_ran(
                 command = f.read()
             assert not process_exists(process), f"it runs on without minirun: {command!r}"
         finally:
-            freezer.write_text(thawed)
             execd.kill()
-            if process:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process, signal.SIGCONT)
 
 
 # PID 1 of the attacked container: /etc/passwd becomes a FIFO, so an exec'd process blocks while
