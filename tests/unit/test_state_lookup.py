@@ -175,3 +175,21 @@ def test_delete_releases_the_claim_by_its_name_or_else_every_claim_of_the_id(tmp
     other = state.create(tmp_path, make, "other")
     state.release_name(tmp_path, web.id, "other")  # not web's claim: left alone
     assert state.name_claims(tmp_path) == {"other": other.id}
+
+
+def test_a_names_entry_that_is_no_directory_stops_no_removal(tmp_path: Path) -> None:
+    """STATE/names replaced by a file (by hand, or a broken disk): rm, prune and the monitor's
+    --rm remove containers still (state.delete), and a create says what is wrong in one line.
+    (atk20; failed before: NotADirectoryError out of name_claims after the record was deleted,
+    so rm stopped half way: 125, and the container's id range was never given back; every prune
+    failed the same way.)"""
+    web = state.create(tmp_path, make, "web")
+    for entry in (tmp_path / "names").iterdir():
+        entry.unlink()
+    (tmp_path / "names").rmdir()
+    (tmp_path / "names").write_text("not a directory")
+    state.delete(tmp_path, web)
+    assert not (tmp_path / f"{web.id}.json").exists()
+    assert state.name_claims(tmp_path) == {}
+    with pytest.raises(MinirunError, match="names is not a directory"):
+        state.create(tmp_path, make, "db")
