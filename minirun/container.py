@@ -404,9 +404,13 @@ def orphan_id(state_dir: Path, store: Path, ref: str) -> str | None:
     from minirun import cgroups
 
     claims = state.name_claims(state_dir)
-    if ref.lstrip("/") in claims and (in_use(store, claims[ref.lstrip("/")])
-                                      or claims[ref.lstrip("/")] in state.record_ids(state_dir)):
-        return claims[ref.lstrip("/")]
+    claimed = claims.get(ref.lstrip("/"))
+    # A claim is a link anyone who can write the state directory can change (state.py): one
+    # naming a container that has a valid record names a container with a name of its own,
+    # which `find` did not give for this one; not an orphan, and not to be removed as one.
+    if (claimed is not None and state.load(state_dir, claimed, warn=False) is None
+            and (in_use(store, claimed) or claimed in state.record_ids(state_dir))):
+        return claimed
     known = state.record_ids(state_dir) | bundle_ids(store) | cgroups.container_ids()
     matches = [i for i in known if i.startswith(ref)] if ref else []
     return matches[0] if len(matches) == 1 else None

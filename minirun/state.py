@@ -605,6 +605,6 @@ def claim(state: Path, container_id: str, ref: str) -> tuple[Record, bool]:
         return record, True
 
 
-def load(state: Path, container_id: str) -> Record | None:
-    """One record by full id; None if it is gone (removed concurrently)."""
-    return _load_file(_path(state, container_id))
+def load(state: Path, container_id: str, warn: bool = True) -> Record | None:
+    """One record by full id; None if it is gone (removed concurrently) or invalid (warn: say so)."""
+    return _load_file(_path(state, container_id), warn)
