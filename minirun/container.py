@@ -208,6 +208,20 @@ def remove(state_dir: Path, record: Record) -> None:
     remove_all_but_network(state_dir, record)
 
 
+def clear_dead_run(state_dir: Path, record: Record) -> None:
+    """Before `start` runs a container again: what its last run left when its monitor died
+    (SIGKILL, OOM killer), as `remove` clears it: the network, and the cgroup with whatever
+    still runs in it (a paused container's processes too: v1's freezer holds PID 1's death
+    signal). A cgroup left there made the new run's mkdir fail with EEXIST. After a clean exit
+    there is nothing: the teardown removed both."""
+    from minirun import cgroups, network
+
+    if record.network_settings:
+        network.disconnect(state_dir, record.id, record.network_settings)
+        state.update(state_dir, record, network_settings={})
+    cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
+
+
 def remove_all_but_network(state_dir: Path, record: Record,
                            cgroup_places: tuple[Path, ...] | None = None) -> None:
     """cgroups (and without one, processes that `exec` left), layer, logs, record, id range."""
