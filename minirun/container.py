@@ -208,6 +208,20 @@ def remove(state_dir: Path, record: Record) -> None:
     remove_all_but_network(state_dir, record)
 
 
+def clear_dead_run(state_dir: Path, record: Record) -> None:
+    """Before `start` runs a container again: what its last run left when its monitor died
+    (SIGKILL, OOM killer), as `remove` clears it: the network, and the cgroup with whatever
+    still runs in it (a paused container's processes too: v1's freezer holds PID 1's death
+    signal). A cgroup left there made the new run's mkdir fail with EEXIST. After a clean exit
+    there is nothing: the teardown removed both."""
+    from minirun import cgroups, network
+
+    if record.network_settings:
+        network.disconnect(state_dir, record.id, record.network_settings)
+        state.update(state_dir, record, network_settings={})
+    cgroups.remove(cgroups.of_container(record.id, record.cgroup_paths))
+
+
 def remove_all_but_network(state_dir: Path, record: Record,
                            cgroup_places: tuple[Path, ...] | None = None) -> None:
     """cgroups (and without one, processes that `exec` left), layer, logs, record, id range."""
@@ -404,9 +418,13 @@ def orphan_id(state_dir: Path, store: Path, ref: str) -> str | None:
     from minirun import cgroups
 
     claims = state.name_claims(state_dir)
-    if ref.lstrip("/") in claims and (in_use(store, claims[ref.lstrip("/")])
-                                      or claims[ref.lstrip("/")] in state.record_ids(state_dir)):
-        return claims[ref.lstrip("/")]
+    claimed = claims.get(ref.lstrip("/"))
+    # A claim is a link anyone who can write the state directory can change (state.py): one
+    # naming a container that has a valid record names a container with a name of its own,
+    # which `find` did not give for this one; not an orphan, and not to be removed as one.
+    if (claimed is not None and state.load(state_dir, claimed, warn=False) is None
+            and (in_use(store, claimed) or claimed in state.record_ids(state_dir))):
+        return claimed
     known = state.record_ids(state_dir) | bundle_ids(store) | cgroups.container_ids()
     matches = [i for i in known if i.startswith(ref)] if ref else []
     return matches[0] if len(matches) == 1 else None

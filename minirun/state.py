@@ -500,7 +500,9 @@ def _claim_of(state: Path, name: str) -> str | None:
 def name_claims(state: Path) -> dict[str, str]:
     """name -> container id, from the claims."""
     claims = {}
-    with contextlib.suppress(FileNotFoundError):
+    # (No names directory, or a file in its place: no claims. rm, prune and the monitor's --rm
+    # release claims after the record is gone; an error there would stop them half way.)
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         for entry in os.scandir(_names(state)):
             if (target := _claim_at(entry.path)) is not None:
                 claims[entry.name] = target
@@ -521,7 +523,10 @@ def _held(state: Path, name: str, in_use: Callable[[str], bool]) -> bool:
 
 def _reserve_name(state: Path, name: str, container_id: str) -> None:
     claim = _names(state) / name
-    _names(state).mkdir(mode=0o700, exist_ok=True)
+    try:
+        _names(state).mkdir(mode=0o700, exist_ok=True)
+    except FileExistsError:
+        raise MinirunError(f"{_names(state)} is not a directory (the name claims): remove it") from None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(claim)  # a stale claim: its container is gone (_held said so)
     os.symlink(container_id, claim)
@@ -600,6 +605,6 @@ def claim(state: Path, container_id: str, ref: str) -> tuple[Record, bool]:
         return record, True
 
 
-def load(state: Path, container_id: str) -> Record | None:
-    """One record by full id; None if it is gone (removed concurrently)."""
-    return _load_file(_path(state, container_id))
+def load(state: Path, container_id: str, warn: bool = True) -> Record | None:
+    """One record by full id; None if it is gone (removed concurrently) or invalid (warn: say so)."""
+    return _load_file(_path(state, container_id), warn)

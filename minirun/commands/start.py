@@ -71,8 +71,10 @@ def start(state_dir: Path, name: str, attach: bool, interactive: bool,
         if not claimed and not check_startable(record, attach):  # started meanwhile by another
             signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
             return 0, None
+        container.clear_dead_run(state_dir, record)  # claimed: what a dead monitor left is ours now
     except BaseException:
-        # Nothing claimed: a signal held meanwhile ends us now, with 128+N (minirun/__init__.py).
+        # Nothing claimed (or the dead run not cleared): a signal held meanwhile ends us now, with
+        # 128+N (minirun/__init__.py).
         signal.pthread_sigmask(signal.SIG_UNBLOCK, runtime.FORWARDED)
         raise
     return runtime.start(prepared, record, options, attach=attach), record

@@ -7,13 +7,16 @@ signal other than those waits until unpause. And a container frozen from outside
 either freezer) is still removed by `rm -f` (v1's freezer holds even SIGKILL until thawed).
 """
 
+import json
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cgroup_helpers import FREEZER_KINDS, FREEZERS, container_cgroup_dirs, delegated_tier
-from helpers import IMAGE, Tier, one_line_error, wait_for
+from helpers import IMAGE, Tier, one_line_error, process_exists, wait_for
 
 # A line every 20 ms on stdout (the log), and a trap for the signals the tests send.
 COUNTER = ('trap "echo got USR1" USR1; trap "echo got TERM; exit 3" TERM; '
@@ -197,3 +200,32 @@ def test_rm_f_removes_a_container_that_froze_a_cgroup_of_its_own(root_minirun: T
     removed = tier(["rm", "-f", name], timeout=60)
     assert removed.returncode == 0, removed.stderr
     assert container_cgroup_dirs(item["Id"]) == []
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("paused", [False, True])
+def test_start_after_the_monitor_died_runs_it_again(root_minirun: Tier, names: Callable[[], str],
+                                                   paused: bool) -> None:
+    """The monitor SIGKILLed (a crash of minirun): the record says "Exited (137)" and what the
+    run left (its cgroup; paused, even its processes: v1's freezer holds PID 1's death signal)
+    is for the next rm, prune or start to clean up. `start` runs it again, as docker's does,
+    with nothing of the old run left in its cgroup. (atk20; failed before: `start` said
+    "[Errno 17] File exists: /sys/fs/cgroup/cpu/minirun/ID", 1, and the container stayed
+    "Created" with that error: only rm could help.)"""
+    tier, name = root_minirun, names()
+    started(tier, name)
+    found = tier.inspect(name)
+    old_pid1 = found["State"]["Pid"]
+    try:
+        if paused:
+            tier(["pause", name], check=0)
+        record = json.loads((tier.state_dir / f"{found['Id']}.json").read_text())
+        os.kill(record["monitor_pid"], signal.SIGKILL)
+        wait_for(lambda: state(tier, name)["Status"] == "exited", what="the record to say exited")
+        tier(["start", name], check=0)
+        wait_for(lambda: state(tier, name)["Status"] == "running", what="the container to run again")
+        assert not process_exists(old_pid1), "the old run's PID 1 lives on"
+        assert ticking(tier, name)
+    finally:
+        tier(["rm", "-f", name], check=0, timeout=30)
+    assert container_cgroup_dirs(found["Id"]) == []

@@ -175,3 +175,40 @@ def test_delete_releases_the_claim_by_its_name_or_else_every_claim_of_the_id(tmp
     other = state.create(tmp_path, make, "other")
     state.release_name(tmp_path, web.id, "other")  # not web's claim: left alone
     assert state.name_claims(tmp_path) == {"other": other.id}
+
+
+def test_a_names_entry_that_is_no_directory_stops_no_removal(tmp_path: Path) -> None:
+    """STATE/names replaced by a file (by hand, or a broken disk): rm, prune and the monitor's
+    --rm remove containers still (state.delete), and a create says what is wrong in one line.
+    (atk20; failed before: NotADirectoryError out of name_claims after the record was deleted,
+    so rm stopped half way: 125, and the container's id range was never given back; every prune
+    failed the same way.)"""
+    web = state.create(tmp_path, make, "web")
+    for entry in (tmp_path / "names").iterdir():
+        entry.unlink()
+    (tmp_path / "names").rmdir()
+    (tmp_path / "names").write_text("not a directory")
+    state.delete(tmp_path, web)
+    assert not (tmp_path / f"{web.id}.json").exists()
+    assert state.name_claims(tmp_path) == {}
+    with pytest.raises(MinirunError, match="names is not a directory"):
+        state.create(tmp_path, make, "db")
+
+
+def test_rm_f_of_a_name_whose_claim_names_another_container_removes_nothing(tmp_path: Path) -> None:
+    """STATE/names/web pointed at the container db (which has a valid record, a directory: it
+    exists): `find web` does not believe it (above), and neither may `rm -f web`'s way to an
+    orphan (container.orphan_id, a container whose record is broken): db has its own record
+    and its own name. (atk20; failed before: orphan_id gave db's id, and rm -f web removed db.)"""
+    from minirun import container
+
+    states, store = tmp_path / "state", tmp_path / "store"
+    db = state.create(states, make, "db")
+    (store / "containers" / db.id).mkdir(parents=True)  # it exists (container.in_use)
+    (states / "names" / "web").symlink_to(db.id)
+    with pytest.raises(ContainerNotFound):
+        state.find(states, "web")
+    assert container.orphan_id(states, store, "web") is None
+    assert container.orphan_id(states, store, "db") is None  # found by find, not an orphan either
+    os.unlink(states / f"{db.id}.json")  # now it is an orphan: rm -f db still reaches it
+    assert container.orphan_id(states, store, "db") == db.id
