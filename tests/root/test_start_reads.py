@@ -9,6 +9,7 @@ counted with an audit hook (sys.addaudithook, PEP 578: every open(2) through Pyt
 the container's /sys/fs/cgroup (rootfs.mount_cgroupfs), in its own mount namespace.
 """
 
+import os
 import subprocess
 
 from helpers import IMAGE, Tier
@@ -33,4 +34,8 @@ def test_a_run_reads_the_mount_table_once(minirun: Tier) -> None:
     argv = [*minirun.prefix[:python + 1], "-c", COUNT_READS, *args]
     result = subprocess.run(argv, env=minirun.env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("mountinfo read\n") == 1, result.stderr
+    # Before Linux 6.3 one more, for another question: which file system holds the store (overlay
+    # on tmpfs cannot be idmapped there: userns.layers_mode). Debian 12's 6.1, the VM tier's guest.
+    release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+    expected = 1 + (1 if not minirun.rootless and (5, 19) <= release < (6, 3) else 0)
+    assert result.stderr.count("mountinfo read\n") == expected, result.stderr
