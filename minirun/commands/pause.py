@@ -40,7 +40,7 @@ def each(names: list[str], verb: str, one: Callable[[cgroups.Cgroup], None]) -> 
             os.close(pid1)
             one(cgroups.of_container(record.id, record.cgroup_paths))
             print(name)
-        except MinirunError as e:
+        except (MinirunError, OSError) as e:  # OSError: its cgroup went away meanwhile (it exited)
             print(f"minirun: cannot {verb} {name}: {e}", file=sys.stderr)
             code = 1
     return code
