@@ -383,8 +383,9 @@ def in_container(record: Record, pid: int) -> bool:
     cgroup = cgroups.of_container(record.id, record.cgroup_paths)
     if cgroup.paths:
         try:
+            # Its cgroup, or one the container made below it (systemd inside; cgroups.subtree).
             with open(f"/proc/{pid}/cgroup") as f:
-                return any(line.rstrip("\n").split(":", 2)[2].endswith(f"/{record.id}") for line in f)
+                return any(record.id in line.rstrip("\n").split(":", 2)[2].split("/") for line in f)
         except OSError:
             return False
     try:
